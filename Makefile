@@ -1,0 +1,38 @@
+# make run   - the whole product on this machine (SQLite, in-process queue, simulated meters)
+# make test  - install what the tests need and run them (PostgreSQL/Redis if DATABASE_URL/REDIS_URL are set)
+SHELL := /bin/sh
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@PYTHON_BIN=$$(./scripts/find-python) && echo "using $$PYTHON_BIN" && \
+	  { [ -x $(PY) ] || $$PYTHON_BIN -m venv $(VENV); } && \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet -r requirements.lock && \
+	  $(PY) -m pip install --quiet --no-deps -e . && \
+	  touch $(STAMP)
+
+run: $(STAMP)
+	@$(PY) manage.py migrate --noinput -v 0
+	@echo "Demo logins:"
+	@$(PY) manage.py demo_seed
+	@$(PY) manage.py serve
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy .
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,70 @@
+"""Group broadcasts that are safe from any thread, sent only on commit.
+
+The in-memory channel layer belongs to the server's event loop and is not
+thread-safe. Code running in a Huey worker thread of the single-process mode
+therefore hands the send to that loop (``run_coroutine_threadsafe``) instead
+of starting its own. With Redis the same hand-off is harmless.
+
+Broadcasts are wake-ups only: every receiver re-reads the database, so a lost
+message delays a screen, it never makes it wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_server_thread: int | None = None
+
+
+def register_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Called by the embedded server once its event loop runs."""
+    global _server_loop, _server_thread
+    _server_loop = loop
+    _server_thread = threading.get_ident() if loop else None
+
+
+def _log_failure(fut: Any) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        logger.warning("group send failed: %r", exc)
+
+
+def group_send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _server_loop
+    if loop is not None and loop.is_running() and threading.get_ident() != _server_thread:
+        fut = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        fut.add_done_callback(_log_failure)
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception as exc:  # a lost wake-up must never fail the caller
+        logger.warning("group send failed: %r", exc)
+
+
+def broadcast_on_commit(group: str, message: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: group_send(group, message), robust=True)
+
+
+def tenancy_group(tenancy_id: int) -> str:
+    return f"tenancy.{tenancy_id}"
+
+
+def landlord_group(landlord_id: int) -> str:
+    return f"landlord.{landlord_id}"
+
+
+def device_group(device_id: int) -> str:
+    return f"device.{device_id}"

@@ -1,0 +1,38 @@
+"""WebSocket routes.
+
+Device sockets carry no browser Origin and authenticate with their own
+credential; browser sockets use the session and must come from an allowed
+Origin.
+"""
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
+
+from landlord.consumers import LiveConsumer
+from meters.consumers import DeviceConsumer
+
+device_routes = URLRouter([path("v1", DeviceConsumer.as_asgi())])
+
+browser_routes = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(
+        URLRouter(
+            [
+                path(
+                    "tenancy/<int:tenancy_id>/",
+                    LiveConsumer.as_asgi(),
+                    {"scope_kind": "tenancy"},
+                ),
+                path("landlord/", LiveConsumer.as_asgi(), {"scope_kind": "landlord"}),
+            ]
+        )
+    )
+)
+
+websocket_app = URLRouter(
+    [
+        path("ws/device/", device_routes),
+        path("ws/live/", browser_routes),
+    ]
+)

@@ -1,0 +1,63 @@
+"""May this person see this object? Each helper returns it or raises 404.
+
+Another landlord's or tenant's object is indistinguishable from a missing
+one: never a 403 that reveals it exists.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404
+
+from .models import Landlord, Membership, Tenancy, Unit
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def landlord_for_user(*, user: User) -> Landlord:
+    """The landlord organisation a staff user works for (their first membership)."""
+    if not user.is_authenticated:
+        raise Http404
+    membership = Membership.objects.select_related("landlord").filter(user=user).order_by("pk")
+    first = membership.first()
+    if first is None:
+        raise Http404
+    return first.landlord
+
+
+def access_unit(*, user: User, unit_id: int) -> Unit:
+    if not user.is_authenticated:
+        raise Http404
+    unit = (
+        Unit.objects.select_related("property")
+        .filter(pk=unit_id, landlord__memberships__user=user)
+        .first()
+    )
+    if unit is None:
+        raise Http404
+    return unit
+
+
+def access_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
+    if not user.is_authenticated:
+        raise Http404
+    tenancy = (
+        Tenancy.objects.select_related("unit__property", "landlord")
+        .filter(pk=tenancy_id, tenant=user)
+        .first()
+    )
+    if tenancy is None:
+        raise Http404
+    return tenancy
+
+
+def tenancies_for_user(*, user: User) -> list[Tenancy]:
+    if not user.is_authenticated:
+        return []
+    return list(
+        Tenancy.objects.active().filter(tenant=user).select_related("unit__property").order_by("pk")
+    )
+
+
+def is_landlord_staff(*, user: User) -> bool:
+    return user.is_authenticated and Membership.objects.filter(user=user).exists()

@@ -1,0 +1,78 @@
+"""Browser live updates: a full snapshot on connect, then a fresh partial per change.
+
+Group messages only name what changed; the HTML is rendered from the
+database here, so a lost message delays a screen but never makes it wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import Http404
+from django.template.loader import render_to_string
+
+from config.live import landlord_group, tenancy_group
+
+from . import access, selectors
+
+CLOSE_NOT_FOUND = 4404
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    group: str = ""
+
+    async def connect(self) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        user = self.scope.get("user")
+        self.kind = kwargs["scope_kind"]
+        try:
+            if self.kind == "tenancy":
+                tenancy = await database_sync_to_async(access.access_tenancy)(
+                    user=user, tenancy_id=int(kwargs["tenancy_id"])
+                )
+                self.tenancy_id = tenancy.pk
+                self.group = tenancy_group(tenancy.pk)
+            else:
+                landlord = await database_sync_to_async(access.landlord_for_user)(user=user)
+                self.landlord_id = landlord.pk
+                self.group = landlord_group(landlord.pk)
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send(text_data=await database_sync_to_async(self._snapshot)())
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Browsers only listen; htmx may send form values on ws-send, which we ignore.
+        return
+
+    async def unit_changed(self, event: dict[str, Any]) -> None:
+        html = await database_sync_to_async(self._render_unit)(int(event["unit_id"]))
+        if html:
+            await self.send(text_data=html)
+
+    def _snapshot(self) -> str:
+        if self.kind == "tenancy":
+            return self._render_tenancy()
+        rows = selectors.landlord_unit_views(landlord_id=self.landlord_id)
+        return render_to_string("landlord/units.html#rows", {"rows": rows})
+
+    def _render_tenancy(self) -> str:
+        tenancy = access.Tenancy.objects.select_related("unit__property").get(pk=self.tenancy_id)
+        view = selectors.tenancy_view(tenancy=tenancy)
+        return render_to_string("tenant/home.html#panel", {"v": view, "tenancy": tenancy})
+
+    def _render_unit(self, unit_id: int) -> str:
+        if self.kind == "tenancy":
+            return self._render_tenancy()
+        row = selectors.landlord_unit_view(landlord_id=self.landlord_id, unit_id=unit_id)
+        if row is None:
+            return ""
+        return render_to_string("landlord/units.html#row", {"row": row})

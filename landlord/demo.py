@@ -1,0 +1,127 @@
+"""Demo data for the single-process default: one landlord, six units, a tenant each."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from meters.models import Device, Meter
+from meters.simulator import SimDevice
+from payments.models import Payment, PaymentEvent, Tariff
+from payments.providers import get_provider
+from payments.services import payment_event_process
+
+from .models import Landlord, Membership, Property, Tenancy, Unit
+
+DEMO_PASSWORD = "demo-pass-2026"
+LANDLORD_NAME = "Demo Lettings"
+
+# (unit, mode, opening credit in pence, simulated power in W)
+UNITS = [
+    ("Flat 1", Unit.BillingMode.PREPAID, 30, 3000),
+    ("Flat 2", Unit.BillingMode.PREPAID, 400, 1500),
+    ("Flat 3", Unit.BillingMode.POSTPAID, 0, 1200),
+    ("Flat 4", Unit.BillingMode.PREPAID, 1500, 800),
+    ("Flat 5", Unit.BillingMode.POSTPAID, 0, 2200),
+    ("Flat 6", Unit.BillingMode.PREPAID, 250, 1000),
+]
+# One real second simulates twenty, so balances move visibly; 3 kW x 20 stays
+# under the plausible-power limit, so no demo reading is flagged as a spike.
+SPEED = 20.0
+
+
+@dataclass
+class DemoLogin:
+    username: str
+    role: str
+
+
+def demo_seed() -> list[DemoLogin]:
+    """Create the demo data once; later calls change nothing."""
+    User = get_user_model()
+    logins = [DemoLogin("landlord", "landlord"), DemoLogin("admin", "admin")]
+    logins += [DemoLogin(f"tenant{i}", f"tenant of {u[0]}") for i, u in enumerate(UNITS, 1)]
+    if Landlord.objects.filter(name=LANDLORD_NAME).exists():
+        return logins
+    with transaction.atomic():
+        landlord = Landlord.objects.create(name=LANDLORD_NAME)
+        owner = User.objects.create_user(
+            "landlord", password=DEMO_PASSWORD, first_name="Lena", last_name="Landlord"
+        )
+        Membership.objects.create(landlord=landlord, user=owner, role=Membership.Role.OWNER)
+        User.objects.create_superuser("admin", password=DEMO_PASSWORD, email="admin@example.com")
+        prop = Property.objects.create(
+            landlord=landlord,
+            name="Riverside House",
+            address="1 River Lane, Leeds",
+            timezone="Europe/London",
+            currency="GBP",
+        )
+        tariff = Tariff.objects.create(
+            landlord=landlord, name="Standard", currency="GBP", price_per_kwh_minor=Decimal("28.5")
+        )
+        start = timezone.localdate() - timedelta(days=30)
+        for i, (name, mode, _credit, _power) in enumerate(UNITS, 1):
+            unit = Unit.objects.create(
+                landlord=landlord,
+                property=prop,
+                name=name,
+                billing_mode=mode,
+                tariff=tariff,
+                low_credit_threshold_minor=200,
+            )
+            tenant = User.objects.create_user(
+                f"tenant{i}", password=DEMO_PASSWORD, first_name=f"Tenant {i}"
+            )
+            Tenancy.objects.create(landlord=landlord, unit=unit, tenant=tenant, start_date=start)
+            device = Device(landlord=landlord, unit=unit, ident=f"demo-{i}")
+            device.set_secret(secrets.token_urlsafe(24))
+            device.save()
+            Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"SIM-{i:04d}")
+    # Opening credit goes through the same payment path as any top-up.
+    provider = get_provider()
+    for i, (_name, _mode, credit, _power) in enumerate(UNITS, 1):
+        if credit <= 0:
+            continue
+        tenancy = Tenancy.objects.get(landlord__name=LANDLORD_NAME, tenant__username=f"tenant{i}")
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                landlord_id=tenancy.landlord_id,
+                tenancy=tenancy,
+                amount_minor=credit,
+                currency=tenancy.unit.property.currency,
+                provider=provider.name,
+            )
+            provider.complete(payment=payment, outcome="succeeded")
+    for event in PaymentEvent.objects.filter(processed_at__isnull=True).order_by("pk"):
+        payment_event_process(event_id=event.pk)
+    return logins
+
+
+def demo_sim_devices() -> list[SimDevice]:
+    """Fresh secrets for the demo devices (only hashes are stored), as simulators."""
+    devices = []
+    powers = {f"demo-{i}": power for i, (_n, _m, _c, power) in enumerate(UNITS, 1)}
+    for device in Device.objects.filter(landlord__name=LANDLORD_NAME).order_by("pk"):
+        secret = secrets.token_urlsafe(24)
+        device.set_secret(secret)
+        device.save(update_fields=["secret_hash"])
+        meter = Meter.objects.installed().filter(device=device).first()
+        devices.append(
+            SimDevice(
+                ident=device.ident,
+                secret=secret,
+                power_w=powers.get(device.ident, 1000),
+                speed=SPEED,
+                register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
+                relay=device.reported_relay if device.reported_relay != "unknown" else "on",
+                generation=device.reported_generation,
+            )
+        )
+    return devices

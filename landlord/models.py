@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import builtins
+import zoneinfo
+from datetime import date
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone.")
+
+
+class Landlord(models.Model):
+    """An organisation that rents out units; several staff users may belong to it."""
+
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        STAFF = "staff", "Staff"
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.STAFF)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["landlord", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.landlord}"
+
+
+class Property(models.Model):
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="properties")
+    name = models.CharField(max_length=200)
+    address = models.TextField(blank=True)
+    timezone = models.CharField(
+        max_length=64, default="Europe/London", validators=[validate_timezone]
+    )
+    currency = models.CharField(max_length=3, default="GBP")
+
+    class Meta:
+        verbose_name_plural = "properties"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UnitQuerySet(models.QuerySet["Unit"]):
+    def for_landlord(self, landlord_id: int) -> UnitQuerySet:
+        return self.filter(landlord_id=landlord_id)
+
+
+class Unit(models.Model):
+    class BillingMode(models.TextChoices):
+        PREPAID = "prepaid", "Prepaid"
+        POSTPAID = "postpaid", "Postpaid"
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="units")
+    property = models.ForeignKey(Property, on_delete=models.PROTECT, related_name="units")
+    name = models.CharField(max_length=100)
+    billing_mode = models.CharField(
+        max_length=10, choices=BillingMode.choices, default=BillingMode.PREPAID
+    )
+    low_credit_threshold_minor = models.PositiveIntegerField(
+        default=500, help_text="Warn the tenant when a prepaid balance falls below this."
+    )
+    tariff = models.ForeignKey(
+        "payments.Tariff", on_delete=models.PROTECT, related_name="units", null=True, blank=True
+    )
+
+    objects = UnitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["property_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["property", "name"], name="unit_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property.name} / {self.name}"
+
+    def clean(self) -> None:
+        if self.property_id and self.landlord_id and self.property.landlord_id != self.landlord_id:
+            raise ValidationError("The unit's property belongs to another landlord.")
+
+    @builtins.property
+    def is_prepaid(self) -> bool:
+        return self.billing_mode == self.BillingMode.PREPAID
+
+    @builtins.property
+    def currency(self) -> str:
+        return self.property.currency
+
+
+class TenancyQuerySet(models.QuerySet["Tenancy"]):
+    def active(self, on: date | None = None) -> TenancyQuerySet:
+        day = on or timezone.localdate()
+        return self.filter(start_date__lte=day).filter(
+            Q(end_date__isnull=True) | Q(end_date__gte=day)
+        )
+
+
+class Tenancy(models.Model):
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="tenancies")
+    unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="tenancies")
+    tenant = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tenancies"
+    )
+    start_date = models.DateField(default=timezone.localdate)
+    end_date = models.DateField(null=True, blank=True)
+
+    objects = TenancyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "tenancies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("start_date")),
+                name="tenancy_end_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} in {self.unit}"
+
+    def is_active_on(self, day: date) -> bool:
+        return self.start_date <= day and (self.end_date is None or self.end_date >= day)
+
+
+class AuditEvent(models.Model):
+    """Who did what to money or supply, and why. Append-only."""
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="audit_events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True
+    )
+    action = models.CharField(max_length=60)
+    subject = models.CharField(max_length=200)
+    reason = models.CharField(max_length=300, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"

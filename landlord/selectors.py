@@ -1,0 +1,224 @@
+"""Read-only views of a unit's state for pages and live updates."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max, Prefetch
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from meters.models import Device, Meter, Reading
+from payments.models import Account
+
+from .models import Tenancy, Unit
+
+
+@dataclass
+class UsageBar:
+    label: str
+    wh: int
+    pct: int
+
+
+@dataclass
+class UnitView:
+    unit: Unit
+    tenancy: Tenancy | None
+    currency: str
+    balance_minor: int | None
+    relay_desired: str
+    relay_reported: str
+    relay_reason: str
+    relay_pending: bool
+    device_connected: bool
+    last_reading_at: datetime | None
+    last_register_wh: int | None
+    hold_reason: str
+    tz: zoneinfo.ZoneInfo
+    usage: list[UsageBar] = field(default_factory=list)
+    avg_power_w: int | None = None
+
+    @property
+    def is_prepaid(self) -> bool:
+        return self.unit.is_prepaid
+
+    @property
+    def low_credit(self) -> bool:
+        return (
+            self.is_prepaid
+            and self.balance_minor is not None
+            and 0 < self.balance_minor < self.unit.low_credit_threshold_minor
+        )
+
+    @property
+    def out_of_credit(self) -> bool:
+        return self.is_prepaid and self.balance_minor is not None and self.balance_minor <= 0
+
+    @property
+    def amount_due_minor(self) -> int:
+        if self.balance_minor is None or self.balance_minor >= 0:
+            return 0
+        return -self.balance_minor
+
+    @property
+    def is_live(self) -> bool:
+        if not self.device_connected or self.last_reading_at is None:
+            return False
+        age = timezone.now() - self.last_reading_at
+        return age.total_seconds() <= settings.SUBMETER["LIVE_STALE_SECONDS"]
+
+    @property
+    def as_of(self) -> str:
+        if self.last_reading_at is None:
+            return "no readings yet"
+        local = timezone.localtime(self.last_reading_at, self.tz)
+        if local.date() == timezone.localtime(timezone.now(), self.tz).date():
+            return f"as of {local:%H:%M}"
+        return f"as of {local:%d %b %H:%M}"
+
+    @property
+    def last_reading_iso(self) -> str:
+        return self.last_reading_at.isoformat() if self.last_reading_at else ""
+
+    @property
+    def runway(self) -> str:
+        """'about N days left' at current usage, for a prepaid balance."""
+        tariff = self.unit.tariff
+        if not self.is_prepaid or self.balance_minor is None or tariff is None:
+            return ""
+        if self.balance_minor <= 0:
+            return "no credit left"
+        if not self.avg_power_w:
+            return "no recent usage to estimate from"
+        cost_per_hour = self.avg_power_w * float(tariff.price_per_kwh_minor) / 1000
+        if cost_per_hour <= 0:
+            return ""
+        hours = self.balance_minor / cost_per_hour
+        if hours < 1:
+            return f"about {max(int(hours * 60), 1)} minutes left at current usage"
+        if hours < 48:
+            return f"about {int(hours)} hours left at current usage"
+        return f"about {int(hours // 24)} days left at current usage"
+
+    @property
+    def relay_label(self) -> str:
+        if self.relay_reported == "unknown":
+            return "supply state unknown"
+        return "supply on" if self.relay_reported == "on" else "supply off"
+
+
+def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> UnitView:
+    devices: list[Device] = list(unit.devices.all())
+    meters: list[Meter] = [m for m in unit.meters.all() if m.removed_at is None]
+    device = devices[0] if devices else None
+    meter = meters[0] if meters else None
+    return UnitView(
+        unit=unit,
+        tenancy=tenancy,
+        currency=unit.property.currency,
+        balance_minor=balance,
+        relay_desired=device.desired_relay if device else "unknown",
+        relay_reported=device.reported_relay if device else "unknown",
+        relay_reason=device.desired_reason if device else "",
+        relay_pending=bool(device and not device.relay_converged),
+        device_connected=bool(device and device.connected),
+        last_reading_at=meter.last_reading_at if meter else None,
+        last_register_wh=meter.last_register_wh if meter else None,
+        hold_reason=meter.hold_reason if meter else "",
+        tz=zoneinfo.ZoneInfo(unit.property.timezone),
+    )
+
+
+def _units_queryset():
+    return Unit.objects.select_related("property", "tariff").prefetch_related(
+        "devices",
+        "meters",
+        Prefetch(
+            "tenancies",
+            queryset=Tenancy.objects.active().select_related("tenant", "account"),
+            to_attr="active_tenancies",
+        ),
+    )
+
+
+def _balance(tenancy: Tenancy | None) -> int | None:
+    if tenancy is None:
+        return None
+    try:
+        return tenancy.account.balance_minor
+    except Account.DoesNotExist:
+        return 0
+
+
+def landlord_unit_views(*, landlord_id: int) -> list[UnitView]:
+    views = []
+    for unit in (
+        _units_queryset().filter(landlord_id=landlord_id).order_by("property__name", "name")
+    ):
+        tenancy = unit.active_tenancies[0] if unit.active_tenancies else None  # type: ignore[attr-defined]
+        views.append(_unit_view(unit, tenancy, _balance(tenancy)))
+    return views
+
+
+def landlord_unit_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
+    unit = _units_queryset().filter(landlord_id=landlord_id, pk=unit_id).first()
+    if unit is None:
+        return None
+    tenancy = unit.active_tenancies[0] if unit.active_tenancies else None  # type: ignore[attr-defined]
+    return _unit_view(unit, tenancy, _balance(tenancy))
+
+
+def tenancy_view(*, tenancy: Tenancy) -> UnitView:
+    unit = _units_queryset().get(pk=tenancy.unit_id)
+    fresh = Tenancy.objects.select_related("account").get(pk=tenancy.pk)
+    view = _unit_view(unit, fresh, _balance(fresh))
+    _add_usage(view)
+    return view
+
+
+def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
+    """Energy per 5-minute slot over the last hour, and the average power."""
+    meter = next((m for m in view.unit.meters.all() if m.removed_at is None), None)
+    if meter is None:
+        return
+    now = timezone.now()
+    start = now - timedelta(minutes=minutes)
+    per_minute = (
+        Reading.objects.filter(meter=meter, taken_at__gte=start, quality=Reading.Quality.ACTUAL)
+        .annotate(minute=TruncMinute("taken_at"))
+        .values("minute")
+        .annotate(top=Max("register_wh"))
+        .order_by("minute")
+    )
+    points = [(row["minute"], row["top"]) for row in per_minute]
+    slot = minutes // bars
+    edges = [start + timedelta(minutes=slot * (i + 1)) for i in range(bars)]
+    tops: list[int | None] = [None] * bars
+    for minute, top in points:
+        idx = min(int((minute - start).total_seconds() // (slot * 60)), bars - 1)
+        tops[max(idx, 0)] = top
+    usage: list[int] = []
+    previous = None
+    for top in tops:
+        if top is None or previous is None:
+            usage.append(0)
+        else:
+            usage.append(max(top - previous, 0))
+        if top is not None:
+            previous = top
+    peak = max(usage) or 1
+    view.usage = [
+        UsageBar(
+            label=f"{timezone.localtime(edge, view.tz):%H:%M}", wh=wh, pct=round(100 * wh / peak)
+        )
+        for edge, wh in zip(edges, usage, strict=True)
+    ]
+    if len(points) >= 2:
+        (t0, r0), (t1, r1) = points[0], points[-1]
+        hours = (t1 - t0).total_seconds() / 3600
+        if hours > 0 and r1 >= r0:
+            view.avg_power_w = int((r1 - r0) / hours)

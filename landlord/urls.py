@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+app_name = "landlord"
+urlpatterns = [
+    path("units/", views.landlord_units, name="units"),
+    path("units/<int:unit_id>/", views.landlord_unit_detail, name="unit"),
+]

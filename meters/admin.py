@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from .models import Device, Meter, Reading, RelayCommand
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = [
+        "ident",
+        "unit",
+        "protocol",
+        "connected",
+        "last_seen_at",
+        "desired_relay",
+        "desired_generation",
+        "reported_relay",
+        "reported_generation",
+    ]
+    list_filter = ["protocol", "connected", "landlord"]
+    readonly_fields = ["secret_hash"]
+
+
+@admin.register(Meter)
+class MeterAdmin(admin.ModelAdmin):
+    list_display = ["serial", "unit", "device", "installed_at", "removed_at", "last_register_wh"]
+
+
+@admin.register(Reading)
+class ReadingAdmin(admin.ModelAdmin):
+    list_display = ["device", "seq", "taken_at", "register_wh", "quality", "note"]
+    list_filter = ["quality"]
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(RelayCommand)
+class RelayCommandAdmin(admin.ModelAdmin):
+    list_display = ["device", "generation", "state", "status", "source", "attempts", "created_at"]
+    list_filter = ["status", "state"]
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

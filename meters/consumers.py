@@ -1,0 +1,251 @@
+"""The device socket: native protocol v1 (docs/device-protocol.md).
+
+A device authenticates with HTTP Basic credentials in the handshake
+(``Authorization: Basic base64(ident:secret)``), never in the URL. The
+identity comes only from that credential, so one device cannot report for
+another. Commands come from the ``RelayCommand`` table; channel-layer
+messages only wake this socket to look at it, and a periodic check covers
+lost wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from config.live import device_group
+
+from . import protocol, services
+from .models import Device
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_REPLACED = 4409
+CLOSE_PROTOCOL = 4400
+SAFETY_CHECK_SECONDS = 15.0
+
+
+def basic_credentials(scope: dict[str, Any]) -> tuple[str, str] | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() != b"authorization":
+            continue
+        scheme, _, encoded = value.decode("latin-1").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        ident, sep, secret = decoded.partition(":")
+        if not sep or not ident or not secret:
+            return None
+        return ident, secret
+    return None
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    device_id: int
+    device_ident: str
+
+    async def connect(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, int] = {}
+        self.device_id = 0
+        creds = basic_credentials(self.scope)
+        device = None
+        if creds is not None:
+            device = await database_sync_to_async(services.device_authenticate)(
+                ident=creds[0], secret=creds[1]
+            )
+        if device is None:
+            logger.info("device connect refused: bad or missing credentials")
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.device_id, self.device_ident = device.pk, device.ident
+        offered = self.scope.get("subprotocols") or []
+        if offered and protocol.SUBPROTOCOL not in offered:
+            await self.close(code=CLOSE_PROTOCOL)
+            return
+        # A newer connection of the same device replaces this one.
+        await self.channel_layer.group_send(
+            device_group(self.device_id), {"type": "device.replaced", "channel": self.channel_name}
+        )
+        await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
+        await self.accept(protocol.SUBPROTOCOL if offered else None)
+        await database_sync_to_async(services.device_presence)(
+            device_id=self.device_id, connected=True
+        )
+        await database_sync_to_async(services.relay_resend_now)(device_id=self.device_id)
+        self._loop_task = asyncio.create_task(self._command_loop())
+
+    async def disconnect(self, code: int) -> None:
+        if not self.device_id:
+            return
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loop_task
+        await self.channel_layer.group_discard(device_group(self.device_id), self.channel_name)
+        if not getattr(self, "_replaced", False):
+            await database_sync_to_async(services.device_presence)(
+                device_id=self.device_id, connected=False
+            )
+
+    # --- channel-layer events --------------------------------------------
+    async def relay_wake(self, event: dict[str, Any]) -> None:
+        self._wake.set()
+
+    async def device_replaced(self, event: dict[str, Any]) -> None:
+        if event.get("channel") != self.channel_name:
+            self._replaced = True
+            await self.close(code=CLOSE_REPLACED)
+
+    # --- outbound commands --------------------------------------------------
+    async def _command_loop(self) -> None:
+        while True:
+            try:
+                await self._send_due_command()
+                next_at = await database_sync_to_async(services.relay_next_attempt_at)(
+                    device_id=self.device_id
+                )
+                timeout = SAFETY_CHECK_SECONDS
+                if next_at is not None:
+                    timeout = min(timeout, max((next_at - timezone.now()).total_seconds(), 0.05))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("relay command loop error for device %s", self.device_id)
+                await asyncio.sleep(1)
+
+    async def _send_due_command(self) -> None:
+        cmd = await database_sync_to_async(services.relay_command_due)(device_id=self.device_id)
+        if cmd is None:
+            return
+        cmd = await database_sync_to_async(services.relay_command_mark_sent)(command_id=cmd.pk)
+        msg_id = f"relay-{cmd.generation}-{cmd.attempts}"
+        self._inflight[msg_id] = cmd.generation
+        await self.send(
+            text_data=protocol.call(
+                msg_id, "SetRelay", {"state": cmd.state, "generation": cmd.generation}
+            )
+        )
+
+    # --- inbound frames -----------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send(text_data=protocol.error("", "FormatViolation", "Text frames only."))
+            return
+        try:
+            frame = protocol.parse_frame(text_data)
+            if frame.kind == protocol.CALL:
+                await self._handle_call(frame)
+            elif frame.kind == protocol.RESULT:
+                await self._handle_result(frame)
+            else:
+                self._inflight.pop(frame.msg_id, None)
+                logger.warning(
+                    "device %s answered %s with error %s",
+                    self.device_ident,
+                    frame.msg_id,
+                    frame.error_code,
+                )
+        except protocol.ProtocolError as exc:
+            await self.send(
+                text_data=protocol.error(exc.msg_id, exc.code, exc.message, exc.details)
+            )
+        except services.ReadingRejected as exc:
+            details = {"seq": exc.seq} if exc.seq is not None else {}
+            await self.send(text_data=protocol.error(self._last_id, exc.code, exc.message, details))
+
+    _last_id = ""
+
+    async def _handle_call(self, frame: protocol.Frame) -> None:
+        self._last_id = frame.msg_id
+        handler = {
+            "BootNotification": self._on_boot,
+            "Heartbeat": self._on_heartbeat,
+            "MeterValues": self._on_meter_values,
+            "RelayStatus": self._on_relay_status,
+        }.get(frame.action)
+        if handler is None:
+            raise protocol.ProtocolError(
+                "NotImplemented", f"Unknown action {frame.action!r}.", frame.msg_id
+            )
+        reply = await handler(frame)
+        await self.send(text_data=protocol.result(frame.msg_id, reply))
+
+    async def _on_boot(self, frame: protocol.Frame) -> dict[str, Any]:
+        versions = frame.payload.get("protocol_versions", ["1"])
+        if not isinstance(versions, list) or "1" not in versions:
+            raise protocol.ProtocolError(
+                "NotSupported", "This server speaks protocol version 1.", frame.msg_id
+            )
+        firmware = frame.payload.get("firmware")
+        await database_sync_to_async(services.device_presence)(
+            device_id=self.device_id,
+            connected=True,
+            firmware=str(firmware) if firmware is not None else None,
+        )
+        relay = frame.payload.get("relay")
+        if isinstance(relay, dict):
+            state, generation = protocol.parse_relay(relay, frame.msg_id)
+            await database_sync_to_async(services.relay_report)(
+                device_id=self.device_id, state=state, generation=generation
+            )
+        await database_sync_to_async(services.relay_resend_now)(device_id=self.device_id)
+        self._wake.set()
+        return {
+            "status": "Accepted",
+            "protocol": "1",
+            "server_time": datetime.now(UTC).isoformat(),
+            "heartbeat_interval": settings.SUBMETER["DEVICE_HEARTBEAT_SECONDS"],
+        }
+
+    async def _on_heartbeat(self, frame: protocol.Frame) -> dict[str, Any]:
+        await database_sync_to_async(Device.objects.filter(pk=self.device_id).update)(
+            last_seen_at=timezone.now()
+        )
+        return {"server_time": datetime.now(UTC).isoformat()}
+
+    async def _on_meter_values(self, frame: protocol.Frame) -> dict[str, Any]:
+        readings = protocol.parse_readings(frame.payload, frame.msg_id)
+        result = await database_sync_to_async(services.readings_record)(
+            device_id=self.device_id, readings=readings
+        )
+        return {
+            "accepted": len(result.accepted) - len(result.flagged),
+            "duplicates": result.duplicates,
+            "flagged": result.flagged,
+        }
+
+    async def _on_relay_status(self, frame: protocol.Frame) -> dict[str, Any]:
+        state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
+        await database_sync_to_async(services.relay_report)(
+            device_id=self.device_id, state=state, generation=generation
+        )
+        self._wake.set()
+        return {}
+
+    async def _handle_result(self, frame: protocol.Frame) -> None:
+        # Answers to calls of an earlier connection still say where the relay is.
+        self._inflight.pop(frame.msg_id, None)
+        state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
+        await database_sync_to_async(services.relay_report)(
+            device_id=self.device_id, state=state, generation=generation
+        )
+        self._wake.set()

@@ -1,0 +1,204 @@
+"""Devices, meters, readings and the relay command outbox.
+
+A *device* is what connects to the server (meter + relay, authenticated by a
+hashed secret). A *meter* is the register installed at a unit, reported by a
+device; replacing a meter keeps the device's history apart from the new
+register. Readings are append-only and unique per device and sequence, so a
+duplicate or replayed frame changes nothing.
+
+Relay commands are absolute ("off, generation 17"); ``generation`` increases
+per device; the row in ``RelayCommand`` is the command (an outbox), and the
+channel layer only wakes the socket that should deliver it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Protocol(models.TextChoices):
+    NATIVE = "native", "Native v1"
+    SHELLY = "shelly", "Shelly Gen2+"
+
+
+class RelayState(models.TextChoices):
+    ON = "on", "On"
+    OFF = "off", "Off"
+    UNKNOWN = "unknown", "Unknown"
+
+
+def hash_secret(secret: str) -> str:
+    """Device secrets are long random tokens, so one salted SHA-256 is enough and fast."""
+    salt = secrets.token_hex(8)
+    digest = hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+    return f"sha256${salt}${digest}"
+
+
+def check_secret(secret: str, encoded: str) -> bool:
+    try:
+        algo, salt, digest = encoded.split("$", 2)
+    except ValueError:
+        return False
+    if algo != "sha256":
+        return False
+    candidate = hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+    return hmac.compare_digest(candidate, digest)
+
+
+class Device(models.Model):
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="devices"
+    )
+    unit = models.ForeignKey("landlord.Unit", on_delete=models.PROTECT, related_name="devices")
+    ident = models.CharField(max_length=64, unique=True, help_text="Public device identifier.")
+    secret_hash = models.CharField(max_length=200, editable=False)
+    protocol = models.CharField(max_length=10, choices=Protocol.choices, default=Protocol.NATIVE)
+    firmware = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    connected = models.BooleanField(default=False)
+    # What the device last told us.
+    reported_relay = models.CharField(
+        max_length=8, choices=RelayState.choices, default=RelayState.UNKNOWN
+    )
+    reported_generation = models.BigIntegerField(default=0)
+    reported_at = models.DateTimeField(null=True, blank=True)
+    # What the server wants; ``desired_generation`` is the newest command's.
+    desired_relay = models.CharField(max_length=8, choices=RelayState.choices, default="on")
+    desired_generation = models.BigIntegerField(default=0)
+    desired_reason = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.ident
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_hash = hash_secret(secret)
+
+    def check_secret(self, secret: str) -> bool:
+        return bool(self.secret_hash) and check_secret(secret, self.secret_hash)
+
+    @property
+    def relay_converged(self) -> bool:
+        return (
+            self.reported_relay == self.desired_relay
+            and self.reported_generation >= self.desired_generation
+        )
+
+
+class MeterQuerySet(models.QuerySet["Meter"]):
+    def installed(self) -> MeterQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+class Meter(models.Model):
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="meters"
+    )
+    unit = models.ForeignKey("landlord.Unit", on_delete=models.PROTECT, related_name="meters")
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="meters")
+    serial = models.CharField(max_length=64)
+    installed_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    # Rating state: consumption up to this reading has been priced.
+    rated_seq = models.BigIntegerField(null=True, blank=True)
+    rated_register_wh = models.BigIntegerField(null=True, blank=True)
+    rated_at = models.DateTimeField(null=True, blank=True)
+    # Fractions of a minor unit not yet posted, in billionths (never lost).
+    carry_nano = models.BigIntegerField(default=0)
+    # Latest accepted reading, for screens.
+    last_register_wh = models.BigIntegerField(null=True, blank=True)
+    last_reading_at = models.DateTimeField(null=True, blank=True)
+    hold_reason = models.CharField(max_length=200, blank=True)
+
+    objects = MeterQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device"],
+                condition=Q(removed_at__isnull=True),
+                name="meter_one_installed_per_device",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.serial
+
+
+class Reading(models.Model):
+    class Quality(models.TextChoices):
+        ACTUAL = "actual", "Actual"
+        FLAGGED = "flagged", "Flagged (not billed)"
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="readings"
+    )
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="readings")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings")
+    seq = models.BigIntegerField()
+    taken_at = models.DateTimeField()
+    register_wh = models.BigIntegerField()
+    received_at = models.DateTimeField(default=timezone.now)
+    quality = models.CharField(max_length=10, choices=Quality.choices, default=Quality.ACTUAL)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "seq"], name="reading_device_seq_unique"),
+            models.CheckConstraint(condition=Q(seq__gte=0), name="reading_seq_non_negative"),
+            models.CheckConstraint(
+                condition=Q(register_wh__gte=0), name="reading_register_non_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["meter", "taken_at"], name="reading_meter_time")]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}#{self.seq} {self.register_wh} Wh"
+
+
+class RelayCommand(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent, awaiting acknowledgement"
+        ACKED = "acked", "Acknowledged"
+        SUPERSEDED = "superseded", "Superseded by a newer command"
+        REJECTED = "rejected", "Rejected by the device"
+
+    class Source(models.TextChoices):
+        AUTOMATIC = "auto", "Automatic"
+        MANUAL = "manual", "Manual"
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="relay_commands"
+    )
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="commands")
+    generation = models.BigIntegerField()
+    state = models.CharField(max_length=8, choices=RelayState.choices)
+    reason = models.CharField(max_length=200)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.AUTOMATIC)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    acked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "generation"], name="relay_command_generation_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["on", "off"]), name="relay_command_absolute"
+            ),
+        ]
+        ordering = ["-generation"]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}: {self.state} gen {self.generation} ({self.status})"

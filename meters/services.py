@@ -1,0 +1,369 @@
+"""Device authentication, reading intake and rating, and relay control."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
+from landlord.models import AuditEvent, Tenancy, Unit
+from payments.ledger import tenant_account
+from payments.services import usage_post, usage_price
+
+from .models import Device, Meter, Reading, RelayCommand, RelayState
+
+logger = logging.getLogger(__name__)
+
+# Registers beyond this (10 TWh) are not a real submeter: a corrupt frame.
+MAX_REGISTER_WH = 10**13
+MAX_SEQ = 2**62
+
+
+class ReadingRejected(Exception):
+    """The whole frame is refused; nothing of it is stored."""
+
+    def __init__(self, code: str, message: str, seq: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+
+@dataclass(frozen=True)
+class ReadingInput:
+    seq: int
+    taken_at: datetime
+    register_wh: int
+
+
+@dataclass
+class ReadingsResult:
+    accepted: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    flagged: list[int] = field(default_factory=list)
+
+
+def device_authenticate(*, ident: str, secret: str) -> Device | None:
+    device = Device.objects.filter(ident=ident).first()
+    if device is None:
+        # Same work as a real check, so timing does not reveal which idents exist.
+        Device(secret_hash="sha256$0000$" + "0" * 64).check_secret(secret)
+        return None
+    return device if device.check_secret(secret) else None
+
+
+def _notify_unit(unit: Unit) -> None:
+    msg = {"type": "unit.changed", "unit_id": unit.pk}
+    broadcast_on_commit(landlord_group(unit.landlord_id), msg)
+    for tenancy_id in Tenancy.objects.active().filter(unit=unit).values_list("pk", flat=True):
+        broadcast_on_commit(tenancy_group(tenancy_id), msg)
+
+
+def readings_validate(*, readings: list[ReadingInput], now: datetime) -> None:
+    tolerance = timedelta(seconds=settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"])
+    if not readings:
+        raise ReadingRejected("FormatViolation", "No readings in the frame.")
+    if len(readings) > settings.SUBMETER["MAX_READINGS_PER_FRAME"]:
+        raise ReadingRejected("FormatViolation", "Too many readings in one frame.")
+    for r in readings:
+        if not 0 <= r.seq <= MAX_SEQ:
+            raise ReadingRejected("PropertyConstraintViolation", "seq out of range.", r.seq)
+        if not 0 <= r.register_wh <= MAX_REGISTER_WH:
+            raise ReadingRejected("PropertyConstraintViolation", "register_wh out of range.", r.seq)
+        if timezone.is_naive(r.taken_at):
+            raise ReadingRejected("FormatViolation", "taken_at needs a UTC offset.", r.seq)
+        if r.taken_at > now + tolerance:
+            raise ReadingRejected(
+                "PropertyConstraintViolation", "taken_at is in the future.", r.seq
+            )
+
+
+@transaction.atomic
+def readings_record(*, device_id: int, readings: list[ReadingInput]) -> ReadingsResult:
+    """Store a device's readings once each and price the new consumption.
+
+    The device row lock serialises intake per device, so a reading identity
+    (device, seq) is stored at most once however frames race or repeat.
+    """
+    now = timezone.now()
+    readings_validate(readings=readings, now=now)
+    device = Device.objects.select_for_update().select_related("unit__property").get(pk=device_id)
+    meter = Meter.objects.installed().select_for_update().filter(device=device).first()
+    if meter is None:
+        raise ReadingRejected("GenericError", "No meter is installed for this device.")
+
+    result = ReadingsResult()
+    by_seq: dict[int, ReadingInput] = {}
+    for r in readings:
+        if r.seq in by_seq:
+            result.duplicates.append(r.seq)
+        else:
+            by_seq[r.seq] = r
+    known = set(
+        Reading.objects.filter(device=device, seq__in=list(by_seq)).values_list("seq", flat=True)
+    )
+    result.duplicates.extend(sorted(known))
+    fresh = [by_seq[s] for s in sorted(by_seq) if s not in known]
+
+    max_power_w = settings.SUBMETER["MAX_PLAUSIBLE_POWER_W"]
+    tariff = device.unit.tariff
+    rows: list[Reading] = []
+    energy_wh = 0
+    for r in fresh:
+        quality, note = Reading.Quality.ACTUAL, ""
+        if meter.rated_seq is not None and r.seq < meter.rated_seq:
+            note = "arrived after a later reading; stored, not re-rated"
+        elif tariff is None:
+            note = "held: the unit has no tariff"
+        elif meter.rated_register_wh is None or meter.rated_at is None:
+            meter.rated_seq, meter.rated_register_wh, meter.rated_at = (
+                r.seq,
+                r.register_wh,
+                r.taken_at,
+            )
+            note = "first reading: baseline"
+        else:
+            delta = r.register_wh - meter.rated_register_wh
+            hours = max((r.taken_at - meter.rated_at).total_seconds(), 1.0) / 3600
+            if delta < 0:
+                quality, note = Reading.Quality.FLAGGED, "register went backwards; not billed"
+            elif delta > max_power_w * hours:
+                quality, note = Reading.Quality.FLAGGED, "implausible jump; not billed"
+            else:
+                energy_wh += delta
+            meter.rated_seq, meter.rated_register_wh, meter.rated_at = (
+                r.seq,
+                r.register_wh,
+                r.taken_at,
+            )
+        if quality == Reading.Quality.FLAGGED:
+            result.flagged.append(r.seq)
+        result.accepted.append(r.seq)
+        rows.append(
+            Reading(
+                landlord_id=device.landlord_id,
+                device=device,
+                meter=meter,
+                seq=r.seq,
+                taken_at=r.taken_at,
+                register_wh=r.register_wh,
+                received_at=now,
+                quality=quality,
+                note=note,
+            )
+        )
+    Reading.objects.bulk_create(rows)
+
+    if fresh:
+        latest = max(fresh, key=lambda x: x.seq)
+        if meter.last_reading_at is None or latest.taken_at >= meter.last_reading_at:
+            meter.last_register_wh, meter.last_reading_at = latest.register_wh, latest.taken_at
+    meter.hold_reason = (
+        "The unit has no tariff: readings are kept but not priced."
+        if (tariff is None and fresh)
+        else ""
+    )
+
+    unit = device.unit
+    if energy_wh and tariff is not None:
+        tenancy = (
+            Tenancy.objects.active().filter(unit=unit).select_related("unit__property").first()
+        )
+        charge = usage_price(energy_wh=energy_wh, tariff=tariff, carry_nano=meter.carry_nano)
+        if tenancy is not None:
+            meter.carry_nano = charge.carry_nano
+            usage_post(
+                tenancy=tenancy,
+                amount_minor=charge.amount_minor,
+                energy_wh=energy_wh,
+                idempotency_key=f"usage:{meter.pk}:{meter.rated_seq}",
+                memo=f"{energy_wh} Wh at {tariff.price_per_kwh_minor}/kWh",
+            )
+    meter.save()
+    device.last_seen_at = now
+    device.save(update_fields=["last_seen_at"])
+    if fresh:
+        supply_evaluate(unit=unit, reason="usage")
+        _notify_unit(unit)
+    return result
+
+
+# --- Relay control -----------------------------------------------------------
+
+
+def desired_supply(*, billing_mode: str, balance_minor: int | None) -> tuple[str, str]:
+    """The supply a unit should have, from its state alone (pure).
+
+    Protections (allowed hours, medical flag, disputes, notice) come later;
+    they can only ever keep the supply on, never delay reconnection.
+    """
+    if billing_mode == Unit.BillingMode.PREPAID:
+        if balance_minor is None:
+            return RelayState.ON, "no tenant: left on"
+        if balance_minor <= 0:
+            return RelayState.OFF, "prepaid credit used up"
+        return RelayState.ON, "prepaid credit available"
+    return RelayState.ON, "postpaid"
+
+
+def unit_balance(unit: Unit) -> int | None:
+    tenancy = Tenancy.objects.active().filter(unit=unit).first()
+    if tenancy is None:
+        return None
+    return tenant_account(tenancy=tenancy).balance_minor
+
+
+@transaction.atomic
+def supply_evaluate(*, unit: Unit, reason: str) -> list[RelayCommand]:
+    state, why = desired_supply(billing_mode=unit.billing_mode, balance_minor=unit_balance(unit))
+    issued = []
+    for device in Device.objects.select_for_update().filter(unit=unit).order_by("pk"):
+        if device.desired_relay != state:
+            issued.append(
+                relay_command_issue(device=device, state=state, reason=f"{why} ({reason})")
+            )
+    return issued
+
+
+def relay_command_issue(
+    *,
+    device: Device,
+    state: str,
+    reason: str,
+    source: str = RelayCommand.Source.AUTOMATIC,
+    actor_id: int | None = None,
+) -> RelayCommand:
+    """Issue an absolute command with the next generation. ``device`` must be locked."""
+    now = timezone.now()
+    RelayCommand.objects.filter(
+        device=device, status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT]
+    ).update(status=RelayCommand.Status.SUPERSEDED)
+    generation = max(device.desired_generation, device.reported_generation) + 1
+    command = RelayCommand.objects.create(
+        landlord_id=device.landlord_id,
+        device=device,
+        generation=generation,
+        state=state,
+        reason=reason[:200],
+        source=source,
+        next_attempt_at=now,
+    )
+    device.desired_relay, device.desired_generation = state, generation
+    device.desired_reason = reason[:200]
+    device.save(update_fields=["desired_relay", "desired_generation", "desired_reason"])
+    AuditEvent.objects.create(
+        landlord_id=device.landlord_id,
+        actor_id=actor_id,
+        action=f"relay.{state}",
+        subject=f"device {device.ident}",
+        reason=reason[:300],
+        data={"generation": generation, "source": source},
+    )
+    broadcast_on_commit(device_group(device.pk), {"type": "relay.wake"})
+    return command
+
+
+def relay_command_due(*, device_id: int, now: datetime | None = None) -> RelayCommand | None:
+    """The one outstanding command to (re)send now, if any."""
+    now = now or timezone.now()
+    return (
+        RelayCommand.objects.filter(
+            device_id=device_id,
+            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+            next_attempt_at__lte=now,
+        )
+        .order_by("-generation")
+        .first()
+    )
+
+
+def relay_next_attempt_at(*, device_id: int) -> datetime | None:
+    cmd = (
+        RelayCommand.objects.filter(
+            device_id=device_id,
+            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+        )
+        .order_by("-generation")
+        .first()
+    )
+    return cmd.next_attempt_at if cmd else None
+
+
+@transaction.atomic
+def relay_command_mark_sent(*, command_id: int) -> RelayCommand:
+    cmd = RelayCommand.objects.select_for_update().get(pk=command_id)
+    now = timezone.now()
+    cfg = settings.SUBMETER
+    delay = min(cfg["RELAY_RETRY_SECONDS"] * (2**cmd.attempts), cfg["RELAY_RETRY_MAX_SECONDS"])
+    cmd.attempts += 1
+    cmd.last_sent_at = now
+    cmd.next_attempt_at = now + timedelta(seconds=delay)
+    if cmd.status == RelayCommand.Status.PENDING:
+        cmd.status = RelayCommand.Status.SENT
+    cmd.save(update_fields=["attempts", "last_sent_at", "next_attempt_at", "status"])
+    return cmd
+
+
+@transaction.atomic
+def relay_resend_now(*, device_id: int) -> None:
+    """After a (re)connect or boot: the outstanding command goes out at once."""
+    RelayCommand.objects.filter(
+        device_id=device_id,
+        status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+    ).update(next_attempt_at=timezone.now())
+
+
+@transaction.atomic
+def relay_report(*, device_id: int, state: str, generation: int) -> Device:
+    """Record the relay state a device reports and reconcile it with the desired state."""
+    device = Device.objects.select_for_update().select_related("unit").get(pk=device_id)
+    now = timezone.now()
+    device.reported_relay = state
+    device.reported_generation = generation
+    device.reported_at = now
+    device.last_seen_at = now
+    device.save(
+        update_fields=["reported_relay", "reported_generation", "reported_at", "last_seen_at"]
+    )
+    if device.desired_generation == 0:
+        # Nothing was ever commanded: derive the first command from the unit's state.
+        supply_evaluate(unit=device.unit, reason="device first seen")
+        device.refresh_from_db()
+    if state == device.desired_relay and generation >= device.desired_generation:
+        RelayCommand.objects.filter(
+            device=device,
+            generation__lte=device.desired_generation,
+            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+        ).update(status=RelayCommand.Status.ACKED, acked_at=now)
+    elif generation >= device.desired_generation:
+        # The device is not where it should be although it has seen the newest
+        # generation (rebooted, switched by hand, or never commanded): a new
+        # command with a higher generation, which it cannot ignore as stale.
+        relay_command_issue(
+            device=device,
+            state=device.desired_relay,
+            reason=f"device reported {state}; restoring {device.desired_relay}",
+        )
+    else:
+        # The device has not applied the newest command yet: send it again now.
+        RelayCommand.objects.filter(device=device, generation=device.desired_generation).update(
+            status=RelayCommand.Status.PENDING, next_attempt_at=now, acked_at=None
+        )
+        broadcast_on_commit(device_group(device.pk), {"type": "relay.wake"})
+    _notify_unit(device.unit)
+    return device
+
+
+@transaction.atomic
+def device_presence(*, device_id: int, connected: bool, firmware: str | None = None) -> None:
+    fields = {"connected": connected, "last_seen_at": timezone.now()}
+    if firmware is not None:
+        fields["firmware"] = firmware[:100]
+    Device.objects.filter(pk=device_id).update(**fields)
+    device = Device.objects.select_related("unit").get(pk=device_id)
+    _notify_unit(device.unit)

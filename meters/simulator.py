@@ -1,0 +1,157 @@
+"""Simulated meters that speak the native device protocol over a real WebSocket.
+
+Each device streams a cumulative register at a configurable (accelerated)
+power draw, obeys ``SetRelay`` commands by generation, reports its relay
+state, and reconnects with backoff when the socket drops. Used by
+``make run``, by ``manage.py simulate``, by tests and by benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import websockets
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SimDevice:
+    ident: str
+    secret: str
+    power_w: float = 2000.0
+    speed: float = 1.0  # simulated seconds per real second
+    interval_s: float = 2.0
+    register_wh: float = 0.0
+    relay: str = "on"
+    generation: int = 0
+    readings_sent: int = 0
+    commands_applied: list[tuple[str, int]] = field(default_factory=list)
+    connected: bool = False
+
+    def auth_header(self) -> str:
+        token = base64.b64encode(f"{self.ident}:{self.secret}".encode()).decode()
+        return f"Basic {token}"
+
+    def next_seq(self) -> int:
+        # Milliseconds since the epoch: increasing across restarts of the simulator.
+        return int(time.time() * 1000)
+
+
+def _frame_ids() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"m{next(counter)}"
+
+
+async def run_device(
+    url: str,
+    dev: SimDevice,
+    stop: asyncio.Event,
+    *,
+    jitter: bool = True,
+    max_readings: int | None = None,
+) -> None:
+    """Run one device until ``stop`` is set (or ``max_readings`` have been accepted)."""
+    backoff = 0.5
+    new_id = _frame_ids()
+    while not stop.is_set():
+        try:
+            async with websockets.connect(
+                url.rstrip("/") + "/ws/device/v1",
+                additional_headers={"Authorization": dev.auth_header()},
+                subprotocols=[websockets.Subprotocol("submeter.v1")],
+                open_timeout=10,
+                ping_interval=20,
+            ) as ws:
+                dev.connected = True
+                backoff = 0.5
+                await ws.send(
+                    json.dumps(
+                        [
+                            2,
+                            new_id(),
+                            "BootNotification",
+                            {
+                                "firmware": "sim-1.0",
+                                "protocol_versions": ["1"],
+                                "relay": {"state": dev.relay, "generation": dev.generation},
+                            },
+                        ]
+                    )
+                )
+                reader = asyncio.create_task(_read(ws, dev))
+                try:
+                    if jitter:
+                        await asyncio.sleep(random.uniform(0, dev.interval_s))
+                    last = time.monotonic()
+                    while not stop.is_set():
+                        now = time.monotonic()
+                        if dev.relay == "on":
+                            dev.register_wh += dev.power_w * (now - last) * dev.speed / 3600
+                        last = now
+                        reading = {
+                            "seq": dev.next_seq(),
+                            "taken_at": datetime.now(UTC).isoformat(),
+                            "register_wh": int(dev.register_wh),
+                        }
+                        await ws.send(
+                            json.dumps([2, new_id(), "MeterValues", {"readings": [reading]}])
+                        )
+                        dev.readings_sent += 1
+                        if max_readings is not None and dev.readings_sent >= max_readings:
+                            await asyncio.sleep(0.5)
+                            stop.set()
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=dev.interval_s)
+                    if reader.done():
+                        reader.result()
+                finally:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await reader
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            logger.debug("sim %s: %r; reconnecting", dev.ident, exc)
+        finally:
+            dev.connected = False
+        if stop.is_set():
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=backoff)
+        backoff = min(backoff * 2, 10.0)
+
+
+async def _read(ws: websockets.ClientConnection, dev: SimDevice) -> None:
+    async for raw in ws:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(frame, list) or len(frame) < 3:
+            continue
+        if frame[0] == 2 and frame[2] == "SetRelay":
+            payload = frame[3]
+            state, generation = payload.get("state"), int(payload.get("generation", -1))
+            if state in ("on", "off") and generation >= dev.generation:
+                dev.relay, dev.generation = state, generation
+                dev.commands_applied.append((state, generation))
+            # Always answer with where the relay really is.
+            await ws.send(
+                json.dumps([3, frame[1], {"state": dev.relay, "generation": dev.generation}])
+            )
+        elif frame[0] == 4:
+            logger.warning("sim %s: server error %s", dev.ident, frame[2:4])
+
+
+async def run_fleet(url: str, devices: list[SimDevice], stop: asyncio.Event) -> None:
+    await asyncio.gather(*(run_device(url, d, stop) for d in devices))

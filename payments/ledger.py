@@ -1,0 +1,173 @@
+"""Posting to the ledger and verifying it. The only writer of balances."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from landlord.models import Landlord, Tenancy
+
+from .models import Account, LedgerTransaction, Posting
+
+
+@dataclass(frozen=True)
+class Leg:
+    debit: Account
+    credit: Account
+    amount_minor: int
+    energy_wh: int | None = None
+
+
+class LedgerError(Exception):
+    pass
+
+
+def accounts_lock(*, account_ids: Iterable[int]) -> dict[int, Account]:
+    """Lock accounts for update, always in primary-key order so posters never deadlock."""
+    ids = sorted(set(account_ids))
+    locked = Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    return {acc.pk: acc for acc in locked}
+
+
+def landlord_account(*, landlord: Landlord, kind: str, currency: str) -> Account:
+    account, _ = Account.objects.get_or_create(landlord=landlord, kind=kind, currency=currency)
+    return account
+
+
+def tenant_account(*, tenancy: Tenancy) -> Account:
+    try:
+        return tenancy.account
+    except Account.DoesNotExist:
+        account, _ = Account.objects.get_or_create(
+            tenancy=tenancy,
+            defaults={
+                "landlord_id": tenancy.landlord_id,
+                "kind": Account.Kind.TENANT,
+                "currency": tenancy.unit.property.currency,
+            },
+        )
+        return account
+
+
+def ledger_post(
+    *,
+    landlord_id: int,
+    kind: str,
+    idempotency_key: str,
+    legs: Sequence[Leg],
+    memo: str = "",
+    created_by_id: int | None = None,
+    reverses: LedgerTransaction | None = None,
+) -> tuple[LedgerTransaction, bool]:
+    """Post a balanced transaction once per idempotency key.
+
+    Returns ``(transaction, created)``; a repeated key returns the first
+    transaction and changes nothing.
+    """
+    if not legs:
+        raise LedgerError("A transaction needs at least one posting.")
+    for leg in legs:
+        if leg.amount_minor <= 0:
+            raise LedgerError("Posting amounts must be positive.")
+        if leg.debit.pk == leg.credit.pk:
+            raise LedgerError("A posting needs two different accounts.")
+        if leg.debit.landlord_id != landlord_id or leg.credit.landlord_id != landlord_id:
+            raise LedgerError("A transaction never touches two landlords.")
+        if leg.debit.currency != leg.credit.currency:
+            raise LedgerError("A posting cannot mix currencies.")
+
+    existing = LedgerTransaction.objects.filter(
+        landlord_id=landlord_id, idempotency_key=idempotency_key
+    ).first()
+    if existing is not None:
+        return existing, False
+
+    try:
+        with transaction.atomic():
+            txn = LedgerTransaction.objects.create(
+                landlord_id=landlord_id,
+                kind=kind,
+                idempotency_key=idempotency_key,
+                memo=memo[:300],
+                created_by_id=created_by_id,
+                reverses=reverses,
+            )
+            deltas: dict[int, int] = defaultdict(int)
+            for leg in legs:
+                deltas[leg.debit.pk] -= leg.amount_minor
+                deltas[leg.credit.pk] += leg.amount_minor
+            locked = accounts_lock(account_ids=deltas.keys())
+            Posting.objects.bulk_create(
+                [
+                    Posting(
+                        landlord_id=landlord_id,
+                        transaction=txn,
+                        debit_id=leg.debit.pk,
+                        credit_id=leg.credit.pk,
+                        amount_minor=leg.amount_minor,
+                        energy_wh=leg.energy_wh,
+                    )
+                    for leg in legs
+                ]
+            )
+            now = timezone.now()
+            for pk in sorted(deltas):
+                if deltas[pk]:
+                    Account.objects.filter(pk=pk).update(
+                        balance_minor=F("balance_minor") + deltas[pk], updated_at=now
+                    )
+                    locked[pk].balance_minor += deltas[pk]
+    except IntegrityError:
+        # Another poster won the race for this key: theirs is the posting.
+        existing = LedgerTransaction.objects.filter(
+            landlord_id=landlord_id, idempotency_key=idempotency_key
+        ).first()
+        if existing is None:
+            raise
+        return existing, False
+    return txn, True
+
+
+def account_balance_from_postings(account_id: int) -> int:
+    credits = Posting.objects.filter(credit_id=account_id).aggregate(s=Sum("amount_minor"))["s"]
+    debits = Posting.objects.filter(debit_id=account_id).aggregate(s=Sum("amount_minor"))["s"]
+    return (credits or 0) - (debits or 0)
+
+
+def ledger_verify() -> list[str]:
+    """Every invariant over the whole ledger; returns the discrepancies found."""
+    problems: list[str] = []
+    credits = dict(
+        Posting.objects.values_list("credit_id").annotate(s=Sum("amount_minor")).order_by()
+    )
+    debits = dict(
+        Posting.objects.values_list("debit_id").annotate(s=Sum("amount_minor")).order_by()
+    )
+    totals: dict[str, int] = defaultdict(int)
+    for acc in Account.objects.all().only("pk", "balance_minor", "currency"):
+        expected = credits.get(acc.pk, 0) - debits.get(acc.pk, 0)
+        totals[acc.currency] += acc.balance_minor
+        if expected != acc.balance_minor:
+            problems.append(
+                f"account {acc.pk}: cached balance {acc.balance_minor} != postings {expected}"
+            )
+    for currency, total in totals.items():
+        if total != 0:
+            problems.append(f"{currency}: balances sum to {total}, not 0")
+    bad = Posting.objects.exclude(debit__landlord_id=F("landlord_id")).count()
+    bad += Posting.objects.exclude(credit__landlord_id=F("landlord_id")).count()
+    bad += Posting.objects.exclude(transaction__landlord_id=F("landlord_id")).count()
+    if bad:
+        problems.append(f"{bad} postings cross landlords")
+    mixed = Posting.objects.exclude(debit__currency=F("credit__currency")).count()
+    if mixed:
+        problems.append(f"{mixed} postings mix currencies")
+    empty = LedgerTransaction.objects.filter(postings__isnull=True).count()
+    if empty:
+        problems.append(f"{empty} transactions have no postings")
+    return problems
