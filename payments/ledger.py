@@ -40,18 +40,19 @@ def landlord_account(*, landlord: Landlord, kind: str, currency: str) -> Account
 
 
 def tenant_account(*, tenancy: Tenancy) -> Account:
-    try:
-        return tenancy.account
-    except Account.DoesNotExist:
-        account, _ = Account.objects.get_or_create(
-            tenancy=tenancy,
-            defaults={
-                "landlord_id": tenancy.landlord_id,
-                "kind": Account.Kind.TENANT,
-                "currency": tenancy.unit.property.currency,
-            },
-        )
+    """The tenancy's balance account, read fresh (never a cached instance)."""
+    account = Account.objects.filter(tenancy_id=tenancy.pk).first()
+    if account is not None:
         return account
+    account, _ = Account.objects.get_or_create(
+        tenancy_id=tenancy.pk,
+        defaults={
+            "landlord_id": tenancy.landlord_id,
+            "kind": Account.Kind.TENANT,
+            "currency": tenancy.unit.property.currency,
+        },
+    )
+    return account
 
 
 def ledger_post(

@@ -1,0 +1,97 @@
+"""Personas and the objects around them, built through the models directly."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from landlord.models import Landlord, Membership, Property, Tenancy, Unit
+from meters.models import Device, Meter
+from payments.models import Tariff
+
+User = get_user_model()
+
+
+@dataclass
+class DeviceCreds:
+    device: Device
+    secret: str
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        token = base64.b64encode(f"{self.device.ident}:{self.secret}".encode())
+        return [(b"authorization", b"Basic " + token)]
+
+
+@dataclass
+class LandlordWorld:
+    landlord: Landlord
+    staff: AbstractBaseUser
+    prop: Property
+    tariff: Tariff
+    prepaid: Unit
+    postpaid: Unit
+    prepaid_tenant: AbstractBaseUser
+    postpaid_tenant: AbstractBaseUser
+    prepaid_tenancy: Tenancy
+    postpaid_tenancy: Tenancy
+    prepaid_device: DeviceCreds
+    postpaid_device: DeviceCreds
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def make_device(unit: Unit, ident: str) -> DeviceCreds:
+    secret = secrets.token_urlsafe(16)
+    device = Device(landlord=unit.landlord, unit=unit, ident=ident)
+    device.set_secret(secret)
+    device.save()
+    Meter.objects.create(landlord=unit.landlord, unit=unit, device=device, serial=f"M-{ident}")
+    return DeviceCreds(device=device, secret=secret)
+
+
+def make_landlord_world(tag: str, *, price: str = "30") -> LandlordWorld:
+    landlord = Landlord.objects.create(name=f"Landlord {tag}")
+    staff = User.objects.create_user(f"landlord_{tag}", password="pw")
+    Membership.objects.create(landlord=landlord, user=staff, role=Membership.Role.OWNER)
+    prop = Property.objects.create(landlord=landlord, name=f"House {tag}", currency="GBP")
+    tariff = Tariff.objects.create(
+        landlord=landlord, name="Flat", currency="GBP", price_per_kwh_minor=Decimal(price)
+    )
+    prepaid = Unit.objects.create(
+        landlord=landlord,
+        property=prop,
+        name="Prepaid flat",
+        billing_mode=Unit.BillingMode.PREPAID,
+        tariff=tariff,
+        low_credit_threshold_minor=200,
+    )
+    postpaid = Unit.objects.create(
+        landlord=landlord,
+        property=prop,
+        name="Postpaid flat",
+        billing_mode=Unit.BillingMode.POSTPAID,
+        tariff=tariff,
+    )
+    t1 = User.objects.create_user(f"tenant_{tag}1", password="pw")
+    t2 = User.objects.create_user(f"tenant_{tag}2", password="pw")
+    ten1 = Tenancy.objects.create(landlord=landlord, unit=prepaid, tenant=t1)
+    ten2 = Tenancy.objects.create(landlord=landlord, unit=postpaid, tenant=t2)
+    return LandlordWorld(
+        landlord=landlord,
+        staff=staff,
+        prop=prop,
+        tariff=tariff,
+        prepaid=prepaid,
+        postpaid=postpaid,
+        prepaid_tenant=t1,
+        postpaid_tenant=t2,
+        prepaid_tenancy=ten1,
+        postpaid_tenancy=ten2,
+        prepaid_device=make_device(prepaid, f"dev-{tag}-pre"),
+        postpaid_device=make_device(postpaid, f"dev-{tag}-post"),
+    )

@@ -1,0 +1,259 @@
+"""The device socket through WebsocketCommunicator, as a device would use it."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+
+from meters.models import Device, Reading
+from payments.ledger import tenant_account
+from tests.wsutil import FakeDevice, device_communicator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _connect(creds):
+    comm = device_communicator(creds.headers)
+    connected, _ = await comm.connect()
+    assert connected
+    return FakeDevice(comm)
+
+
+@database_sync_to_async
+def _count_readings(device_id=None):
+    qs = Reading.objects.all()
+    if device_id is not None:
+        qs = qs.filter(device_id=device_id)
+    return qs.count()
+
+
+@database_sync_to_async
+def _balance(tenancy):
+    return tenant_account(tenancy=tenancy).balance_minor
+
+
+@database_sync_to_async
+def _credit(tenancy, amount):
+    from payments.ledger import Leg, landlord_account, ledger_post
+    from payments.models import Account
+
+    tenant = tenant_account(tenancy=tenancy)
+    clearing = landlord_account(
+        landlord=tenancy.landlord, kind=Account.Kind.CLEARING, currency="GBP"
+    )
+    ledger_post(
+        landlord_id=tenancy.landlord_id,
+        kind="adjustment",
+        idempotency_key=f"test-credit-{tenancy.pk}-{amount}",
+        legs=[Leg(debit=clearing, credit=tenant, amount_minor=amount)],
+    )
+
+
+def _basic(ident: str, secret: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Basic " + base64.b64encode(f"{ident}:{secret}".encode()))]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        _basic("dev-a-pre", "wrong-secret"),
+        _basic("no-such-device", "whatever"),
+        [(b"authorization", b"Bearer abc")],
+        [(b"authorization", b"Basic !!!notbase64")],
+        [(b"authorization", b"Basic " + base64.b64encode(b"no-colon"))],
+    ],
+    ids=["missing", "wrong-secret", "unknown-device", "wrong-scheme", "bad-base64", "no-colon"],
+)
+async def test_wrong_or_missing_credentials_are_refused(tpersonas, headers):
+    comm = device_communicator(headers)
+    connected, code = await comm.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_secret_of_one_device_cannot_open_another(tpersonas):
+    a, b = tpersonas.a.prepaid_device, tpersonas.b.prepaid_device
+    comm = device_communicator(_basic(b.device.ident, a.secret))
+    connected, code = await comm.connect()
+    assert (connected, code) == (False, 4401)
+
+
+async def test_boot_heartbeat_and_readings(tpersonas):
+    dev = await _connect(tpersonas.a.prepaid_device)
+    boot = await dev.boot()
+    assert boot[0] == 3 and boot[2]["status"] == "Accepted" and boot[2]["protocol"] == "1"
+    hb = await dev.call("Heartbeat", {})
+    assert hb[0] == 3 and "server_time" in hb[2]
+    res = await dev.readings((1, 100), (2, 150), (3, 180))
+    assert res[2] == {"accepted": 3, "duplicates": [], "flagged": []}
+    assert await _count_readings(tpersonas.a.prepaid_device.device.pk) == 3
+    await dev.comm.disconnect()
+
+
+async def test_readings_land_only_on_the_authenticated_devices_meter(tpersonas):
+    dev = await _connect(tpersonas.a.prepaid_device)
+    other = tpersonas.b.prepaid_device.device
+    # A payload naming another device is ignored: identity comes from the credential.
+    res = await dev.call(
+        "MeterValues",
+        {
+            "device": other.ident,
+            "readings": [{"seq": 1, "taken_at": "2026-01-01T00:00:00+00:00", "register_wh": 5}],
+        },
+    )
+    assert res[0] == 3
+    assert await _count_readings(other.pk) == 0
+    assert await _count_readings(tpersonas.a.prepaid_device.device.pk) == 1
+    await dev.comm.disconnect()
+
+
+async def test_duplicate_and_replayed_readings_change_nothing(tpersonas):
+    world = tpersonas.a
+    await _credit(world.prepaid_tenancy, 10_000)
+    dev = await _connect(world.prepaid_device)
+    await dev.readings((1, 1000), (2, 2000))
+    after_first = await _balance(world.prepaid_tenancy)
+    assert after_first == 10_000 - 30  # 1 kWh at 30p
+    replay = await dev.readings((1, 1000), (2, 2000))
+    assert replay[2] == {"accepted": 0, "duplicates": [1, 2], "flagged": []}
+    within = await dev.readings((3, 3000), (3, 3000))
+    assert within[2]["duplicates"] == [3]
+    assert await _balance(world.prepaid_tenancy) == after_first - 30
+    assert await _count_readings() == 3
+    await dev.comm.disconnect()
+
+
+async def test_negative_delta_is_flagged_and_never_billed(tpersonas):
+    world = tpersonas.a
+    await _credit(world.prepaid_tenancy, 10_000)
+    dev = await _connect(world.prepaid_device)
+    await dev.readings((1, 5000), (2, 6000))
+    before = await _balance(world.prepaid_tenancy)
+    res = await dev.readings((3, 4000))
+    assert res[2]["flagged"] == [3]
+    assert await _balance(world.prepaid_tenancy) == before
+    await dev.comm.disconnect()
+
+
+async def test_implausible_jump_is_flagged_not_billed(tpersonas):
+    world = tpersonas.a
+    await _credit(world.prepaid_tenancy, 10_000)
+    dev = await _connect(world.prepaid_device)
+    await dev.readings((1, 0))
+    res = await dev.readings((2, 5_000_000))  # 5 MWh in a minute
+    assert res[2]["flagged"] == [2]
+    assert await _balance(world.prepaid_tenancy) == 10_000
+    await dev.comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "FormatViolation"),
+        ("{}", "FormatViolation"),
+        ("[2]", "FormatViolation"),
+        ('[9, "x", "Heartbeat", {}]', "FormatViolation"),
+        ('[2, 5, "Heartbeat", {}]', "FormatViolation"),
+        ('[2, "x", "Heartbeat", []]', "FormatViolation"),
+        ('[2, "x", "Explode", {}]', "NotImplemented"),
+        ('[2, "x", "MeterValues", {"readings": "no"}]', "FormatViolation"),
+        ('[2, "x", "MeterValues", {"readings": []}]', "FormatViolation"),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": "1", "taken_at": "2026-01-01T00:00:00Z", "register_wh": 1}]}]',
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": 1, "taken_at": "yesterday", "register_wh": 1}]}]',
+            "FormatViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": 1, "taken_at": "2026-01-01T00:00:00", "register_wh": 1}]}]',
+            "FormatViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": 1, "taken_at": "2026-01-01T00:00:00Z", "register_wh": -1}]}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": 1, "taken_at": "2026-01-01T00:00:00Z", "register_wh": 100000000000000000}]}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": -3, "taken_at": "2026-01-01T00:00:00Z", "register_wh": 1}]}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "x", "MeterValues", {"readings": [{"seq": 1, "taken_at": "2099-01-01T00:00:00Z", "register_wh": 1}]}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "x", "RelayStatus", {"state": "maybe", "generation": 1}]',
+            "PropertyConstraintViolation",
+        ),
+        ('[2, "x", "BootNotification", {"protocol_versions": ["7"]}]', "NotSupported"),
+    ],
+)
+async def test_bad_frames_get_a_clear_error_store_nothing_and_keep_the_socket(
+    tpersonas, frame, code
+):
+    dev = await _connect(tpersonas.a.prepaid_device)
+    await dev.send_raw(frame)
+    reply = json.loads(await dev.comm.receive_from(timeout=5))
+    assert reply[0] == 4 and reply[2] == code, reply
+    assert await _count_readings() == 0
+    # The socket still serves.
+    hb = await dev.call("Heartbeat", {})
+    assert hb[0] == 3
+    await dev.comm.disconnect()
+
+
+async def test_a_bad_reading_rejects_the_whole_frame(tpersonas):
+    dev = await _connect(tpersonas.a.prepaid_device)
+    res = await dev.call(
+        "MeterValues",
+        {
+            "readings": [
+                {"seq": 1, "taken_at": "2026-01-01T00:00:00Z", "register_wh": 10},
+                {"seq": 2, "taken_at": "2026-01-01T00:01:00Z", "register_wh": -10},
+            ]
+        },
+    )
+    assert res[0] == 4 and res[4] == {"seq": 2}
+    assert await _count_readings() == 0
+    await dev.comm.disconnect()
+
+
+async def test_binary_frames_are_refused(tpersonas):
+    dev = await _connect(tpersonas.a.prepaid_device)
+    await dev.comm.send_to(bytes_data=b"\x00\x01")
+    reply = json.loads(await dev.comm.receive_from(timeout=5))
+    assert reply[0] == 4 and reply[2] == "FormatViolation"
+    await dev.comm.disconnect()
+
+
+async def test_connect_marks_device_online_and_disconnect_offline(tpersonas):
+    creds = tpersonas.a.prepaid_device
+    dev = await _connect(creds)
+    await dev.boot()
+    device = await database_sync_to_async(Device.objects.get)(pk=creds.device.pk)
+    assert device.connected and device.firmware == "test"
+    await dev.comm.disconnect()
+    device = await database_sync_to_async(Device.objects.get)(pk=creds.device.pk)
+    assert not device.connected
+
+
+async def test_a_second_connection_replaces_the_first(tpersonas):
+    creds = tpersonas.a.prepaid_device
+    first = await _connect(creds)
+    second = await _connect(creds)
+    out = await first.comm.receive_output(timeout=5)
+    assert out == {"type": "websocket.close", "code": 4409}
+    hb = await second.call("Heartbeat", {})
+    assert hb[0] == 3
+    device = await database_sync_to_async(Device.objects.get)(pk=creds.device.pk)
+    assert device.connected
+    await second.comm.disconnect()
