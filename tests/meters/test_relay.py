@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from landlord.models import Unit
 from meters.models import Device, RelayCommand
