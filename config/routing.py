@@ -8,7 +8,7 @@ Origin.
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.urls import path
+from django.urls import path, re_path
 
 from landlord.consumers import LiveConsumer
 from meters.consumers import DeviceConsumer
@@ -33,6 +33,7 @@ browser_routes = AllowedHostsOriginValidator(
 websocket_app = URLRouter(
     [
         path("ws/device/", device_routes),
-        path("ws/live/", browser_routes),
+        # A prefix match: the router inside the middleware resolves the rest.
+        re_path(r"^ws/live/", browser_routes),
     ]
 )
