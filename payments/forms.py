@@ -13,7 +13,7 @@ PRESETS_MINOR = (500, 1000, 2000)
 class TopUpForm(forms.Form):
     amount = forms.CharField(
         label="Amount",
-        max_length=12,
+        max_length=20,
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
 
