@@ -18,7 +18,7 @@ def landlord_for_user(*, user: User) -> Landlord:
     """The landlord organisation a staff user works for (their first membership)."""
     if not user.is_authenticated:
         raise Http404
-    membership = Membership.objects.select_related("landlord").filter(user=user).order_by("pk")
+    membership = Membership.objects.select_related("landlord").filter(user_id=user.pk).order_by("pk")
     first = membership.first()
     if first is None:
         raise Http404
@@ -30,7 +30,7 @@ def access_unit(*, user: User, unit_id: int) -> Unit:
         raise Http404
     unit = (
         Unit.objects.select_related("property")
-        .filter(pk=unit_id, landlord__memberships__user=user)
+        .filter(pk=unit_id, landlord__memberships__user_id=user.pk)
         .first()
     )
     if unit is None:
@@ -43,7 +43,7 @@ def access_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
         raise Http404
     tenancy = (
         Tenancy.objects.select_related("unit__property", "landlord")
-        .filter(pk=tenancy_id, tenant=user)
+        .filter(pk=tenancy_id, tenant_id=user.pk)
         .first()
     )
     if tenancy is None:
@@ -55,9 +55,9 @@ def tenancies_for_user(*, user: User) -> list[Tenancy]:
     if not user.is_authenticated:
         return []
     return list(
-        Tenancy.objects.active().filter(tenant=user).select_related("unit__property").order_by("pk")
+        Tenancy.objects.active().filter(tenant_id=user.pk).select_related("unit__property").order_by("pk")
     )
 
 
 def is_landlord_staff(*, user: User) -> bool:
-    return user.is_authenticated and Membership.objects.filter(user=user).exists()
+    return user.is_authenticated and Membership.objects.filter(user_id=user.pk).exists()

@@ -37,8 +37,8 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["at", "landlord", "actor", "action", "subject", "reason"]
     list_filter = ["action", "landlord"]
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False

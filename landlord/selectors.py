@@ -159,7 +159,7 @@ def landlord_unit_views(*, landlord_id: int) -> list[UnitView]:
     for unit in (
         _units_queryset().filter(landlord_id=landlord_id).order_by("property__name", "name")
     ):
-        tenancy = unit.active_tenancies[0] if unit.active_tenancies else None  # type: ignore[attr-defined]
+        tenancy = unit.active_tenancies[0] if unit.active_tenancies else None
         views.append(_unit_view(unit, tenancy, _balance(tenancy)))
     return views
 
@@ -168,7 +168,7 @@ def landlord_unit_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
     unit = _units_queryset().filter(landlord_id=landlord_id, pk=unit_id).first()
     if unit is None:
         return None
-    tenancy = unit.active_tenancies[0] if unit.active_tenancies else None  # type: ignore[attr-defined]
+    tenancy = unit.active_tenancies[0] if unit.active_tenancies else None
     return _unit_view(unit, tenancy, _balance(tenancy))
 
 

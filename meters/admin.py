@@ -30,10 +30,10 @@ class ReadingAdmin(admin.ModelAdmin):
     list_display = ["device", "seq", "taken_at", "register_wh", "quality", "note"]
     list_filter = ["quality"]
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -42,5 +42,5 @@ class RelayCommandAdmin(admin.ModelAdmin):
     list_display = ["device", "generation", "state", "status", "source", "attempts", "created_at"]
     list_filter = ["status", "state"]
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False

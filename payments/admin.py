@@ -6,13 +6,13 @@ from .models import Account, LedgerTransaction, Payment, PaymentEvent, Posting, 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Ledger rows are append-only: visible here, changed only by services."""
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -34,7 +34,7 @@ class PostingInline(admin.TabularInline):
     readonly_fields = ["debit", "credit", "amount_minor", "energy_wh"]
     exclude = ["landlord"]
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request, obj=None):
         return False
 
 

@@ -65,7 +65,7 @@ class PaymentError(Exception):
 
 def topup_limits() -> tuple[int, int]:
     cfg = settings.SUBMETER
-    return cfg["TOPUP_MIN_MINOR"], cfg["TOPUP_MAX_MINOR"]
+    return int(cfg["TOPUP_MIN_MINOR"]), int(cfg["TOPUP_MAX_MINOR"])
 
 
 @transaction.atomic

@@ -18,7 +18,7 @@ from .services import payment_create
 def _own_payment(request: HttpRequest, payment_uuid: uuid.UUID) -> Payment:
     payment = (
         Payment.objects.select_related("tenancy__unit__property")
-        .filter(uuid=payment_uuid, tenancy__tenant=request.user)
+        .filter(uuid=payment_uuid, tenancy__tenant_id=request.user.pk)
         .first()
     )
     if payment is None:
@@ -32,8 +32,9 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
     currency = tenancy.unit.property.currency
     data = request.POST.copy()
-    if data.get("preset"):
-        data["amount"] = data["preset"]
+    preset = request.POST.get("preset", "")
+    if preset:
+        data["amount"] = preset
     form = TopUpForm(data, currency=currency)
     if not form.is_valid():
         view = selectors.tenancy_view(tenancy=tenancy)
