@@ -18,7 +18,9 @@ def landlord_for_user(*, user: User) -> Landlord:
     """The landlord organisation a staff user works for (their first membership)."""
     if not user.is_authenticated:
         raise Http404
-    membership = Membership.objects.select_related("landlord").filter(user_id=user.pk).order_by("pk")
+    membership = (
+        Membership.objects.select_related("landlord").filter(user_id=user.pk).order_by("pk")
+    )
     first = membership.first()
     if first is None:
         raise Http404
@@ -55,7 +57,10 @@ def tenancies_for_user(*, user: User) -> list[Tenancy]:
     if not user.is_authenticated:
         return []
     return list(
-        Tenancy.objects.active().filter(tenant_id=user.pk).select_related("unit__property").order_by("pk")
+        Tenancy.objects.active()
+        .filter(tenant_id=user.pk)
+        .select_related("unit__property")
+        .order_by("pk")
     )
 
 

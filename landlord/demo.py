@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters.models import Device, Meter
+from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
 from payments.models import Payment, PaymentEvent, Tariff
 from payments.providers import get_provider
@@ -105,23 +106,9 @@ def demo_seed() -> list[DemoLogin]:
 
 
 def demo_sim_devices() -> list[SimDevice]:
-    """Fresh secrets for the demo devices (only hashes are stored), as simulators."""
-    devices = []
+    """Simulators for the demo devices, each at its unit's demo power draw."""
     powers = {f"demo-{i}": power for i, (_n, _m, _c, power) in enumerate(UNITS, 1)}
-    for device in Device.objects.filter(landlord__name=LANDLORD_NAME).order_by("pk"):
-        secret = secrets.token_urlsafe(24)
-        device.set_secret(secret)
-        device.save(update_fields=["secret_hash"])
-        meter = Meter.objects.installed().filter(device=device).first()
-        devices.append(
-            SimDevice(
-                ident=device.ident,
-                secret=secret,
-                power_w=powers.get(device.ident, 1000),
-                speed=SPEED,
-                register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
-                relay=device.reported_relay if device.reported_relay != "unknown" else "on",
-                generation=device.reported_generation,
-            )
-        )
-    return devices
+    return [
+        simulated_device_prepare(device=device, power_w=powers.get(device.ident, 1000), speed=SPEED)
+        for device in Device.objects.filter(landlord__name=LANDLORD_NAME).order_by("pk")
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from payments.ledger import tenant_account
 from payments.services import usage_post, usage_price
 
 from .models import Device, Meter, Reading, RelayCommand, RelayState
+from .simulator import SimDevice
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +369,27 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
     Device.objects.filter(pk=device_id).update(**fields)
     device = Device.objects.select_related("unit").get(pk=device_id)
     _notify_unit(device.unit)
+
+
+def simulated_device_prepare(
+    *, device: Device, power_w: float, speed: float, interval_s: float = 2.0
+) -> SimDevice:
+    """Give a device a fresh secret and a simulator that continues its register.
+
+    Secrets are stored hashed, so a simulator can only take over a device by
+    replacing its secret (a real device with the old one is locked out).
+    """
+    secret = secrets.token_urlsafe(24)
+    device.set_secret(secret)
+    device.save(update_fields=["secret_hash"])
+    meter = Meter.objects.installed().filter(device=device).first()
+    return SimDevice(
+        ident=device.ident,
+        secret=secret,
+        power_w=power_w,
+        speed=speed,
+        interval_s=interval_s,
+        register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
+        relay=device.reported_relay if device.reported_relay != RelayState.UNKNOWN else "on",
+        generation=device.reported_generation,
+    )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from meters.models import Device, Meter
-from meters.simulator import SimDevice, run_device
+from meters.models import Device
+from meters.services import simulated_device_prepare
+from meters.simulator import run_device
 
 
 class Command(BaseCommand):
@@ -40,23 +40,15 @@ class Command(BaseCommand):
             qs = qs.filter(ident__in=opts["device"])
         else:
             raise CommandError("Name devices with --device IDENT or use --demo.")
-        sims = []
-        for device in qs.order_by("pk"):
-            secret = secrets.token_urlsafe(24)
-            device.set_secret(secret)
-            device.save(update_fields=["secret_hash"])
-            meter = Meter.objects.installed().filter(device=device).first()
-            sims.append(
-                SimDevice(
-                    ident=device.ident,
-                    secret=secret,
-                    power_w=opts["power"],
-                    speed=opts["speed"],
-                    interval_s=opts["interval"],
-                    register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
-                    generation=device.reported_generation,
-                )
+        sims = [
+            simulated_device_prepare(
+                device=device,
+                power_w=opts["power"],
+                speed=opts["speed"],
+                interval_s=opts["interval"],
             )
+            for device in qs.order_by("pk")
+        ]
         if not sims:
             raise CommandError("No such devices.")
         self.stdout.write(f"simulating {len(sims)} device(s) against {opts['url']}")
