@@ -181,44 +181,51 @@ def tenancy_view(*, tenancy: Tenancy) -> UnitView:
 
 
 def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
-    """Energy per 5-minute slot over the last hour, and the average power."""
+    """Energy per 5-minute slot over the last hour, and the average power.
+
+    Each slot's energy is its highest register minus the one before it; the
+    first slot starts from the last reading before the window (or, on a new
+    meter, the first reading inside it), so it is never blank.
+    """
     meter = next((m for m in view.unit.meters.all() if m.removed_at is None), None)
     if meter is None:
         return
     now = timezone.now()
     start = now - timedelta(minutes=minutes)
+    actual = Reading.objects.filter(meter=meter, quality=Reading.Quality.ACTUAL)
+    before = actual.filter(taken_at__lt=start).order_by("-taken_at").first()
+    first_inside = actual.filter(taken_at__gte=start).order_by("taken_at").first()
+    origin = before or first_inside
+    if origin is None:
+        return
     per_minute = (
-        Reading.objects.filter(meter=meter, taken_at__gte=start, quality=Reading.Quality.ACTUAL)
+        actual.filter(taken_at__gte=start)
         .annotate(minute=TruncMinute("taken_at"))
         .values("minute")
-        .annotate(top=Max("register_wh"))
+        .annotate(top=Max("register_wh"), last=Max("taken_at"))
         .order_by("minute")
     )
-    points = [(row["minute"], row["top"]) for row in per_minute]
     slot = minutes // bars
-    edges = [start + timedelta(minutes=slot * (i + 1)) for i in range(bars)]
     tops: list[int | None] = [None] * bars
-    for minute, top in points:
-        idx = min(int((minute - start).total_seconds() // (slot * 60)), bars - 1)
-        tops[max(idx, 0)] = top
+    last_at, last_top = origin.taken_at, origin.register_wh
+    for row in per_minute:
+        idx = min(max(int((row["minute"] - start).total_seconds() // (slot * 60)), 0), bars - 1)
+        tops[idx] = row["top"]
+        last_at, last_top = row["last"], row["top"]
     usage: list[int] = []
-    previous = None
+    previous = origin.register_wh
     for top in tops:
-        if top is None or previous is None:
-            usage.append(0)
-        else:
-            usage.append(max(top - previous, 0))
+        usage.append(max(top - previous, 0) if top is not None else 0)
         if top is not None:
             previous = top
     peak = max(usage) or 1
+    edges = [start + timedelta(minutes=slot * (i + 1)) for i in range(bars)]
     view.usage = [
         UsageBar(
             label=f"{timezone.localtime(edge, view.tz):%H:%M}", wh=wh, pct=round(100 * wh / peak)
         )
         for edge, wh in zip(edges, usage, strict=True)
     ]
-    if len(points) >= 2:
-        (t0, r0), (t1, r1) = points[0], points[-1]
-        hours = (t1 - t0).total_seconds() / 3600
-        if hours > 0 and r1 >= r0:
-            view.avg_power_w = int((r1 - r0) / hours)
+    hours = (last_at - origin.taken_at).total_seconds() / 3600
+    if hours > 0 and last_top >= origin.register_wh:
+        view.avg_power_w = round((last_top - origin.register_wh) / hours)

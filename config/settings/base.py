@@ -9,6 +9,7 @@ inside the server process, and the development payment provider. Setting
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -214,3 +215,10 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+# WhiteNoise serves static files with a synchronous iterator; under ASGI Django
+# warns about it on every file. Harmless at this scale (a CDN serves them in
+# production), so keep the log readable.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
+)

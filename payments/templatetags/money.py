@@ -30,3 +30,13 @@ def major(minor: int) -> str:
     """Minor units as a plain decimal for form values: 500 -> '5.00'."""
     whole, cents = divmod(int(minor), 100)
     return f"{whole}.{cents:02d}"
+
+
+@register.filter
+def kw(watts: int | None) -> str:
+    """Average power for people: 850 -> '850 W', 60060 -> '60.1 kW'."""
+    if watts is None:
+        return "—"
+    if watts < 1000:
+        return f"{watts} W"
+    return f"{watts / 1000:,.1f} kW"

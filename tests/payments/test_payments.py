@@ -48,23 +48,31 @@ def _balance(personas) -> int:
 def test_succeeded_event_credits_once(personas, payment, django_capture_on_commit_callbacks):
     event = _event(payment, "payment_intent.succeeded", event_id="evt_1")
     _receive_and_process(event, django_capture_on_commit_callbacks)
-    stored, created = _receive_and_process(event, django_capture_on_commit_callbacks)
+    _stored, created = _receive_and_process(event, django_capture_on_commit_callbacks)
     assert created is False
     assert _balance(personas) == 1000
     assert PaymentEvent.objects.count() == 1
     assert LedgerTransaction.objects.filter(kind="payment").count() == 1
 
 
-def test_two_events_for_one_payment_credit_once(personas, payment, django_capture_on_commit_callbacks):
-    _receive_and_process(_event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks)
-    _receive_and_process(_event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks)
+def test_two_events_for_one_payment_credit_once(
+    personas, payment, django_capture_on_commit_callbacks
+):
+    _receive_and_process(
+        _event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks
+    )
+    _receive_and_process(
+        _event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks
+    )
     assert _balance(personas) == 1000
 
 
 def test_a_late_processing_event_never_moves_a_payment_backwards(
     personas, payment, django_capture_on_commit_callbacks
 ):
-    _receive_and_process(_event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks)
+    _receive_and_process(
+        _event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks
+    )
     stored, _ = _receive_and_process(
         _event(payment, "payment_intent.processing"), django_capture_on_commit_callbacks
     )
@@ -74,9 +82,15 @@ def test_a_late_processing_event_never_moves_a_payment_backwards(
     assert stored.outcome.startswith("ignored")
 
 
-def test_processing_then_failed_credits_nothing(personas, payment, django_capture_on_commit_callbacks):
-    _receive_and_process(_event(payment, "payment_intent.processing"), django_capture_on_commit_callbacks)
-    _receive_and_process(_event(payment, "payment_intent.payment_failed"), django_capture_on_commit_callbacks)
+def test_processing_then_failed_credits_nothing(
+    personas, payment, django_capture_on_commit_callbacks
+):
+    _receive_and_process(
+        _event(payment, "payment_intent.processing"), django_capture_on_commit_callbacks
+    )
+    _receive_and_process(
+        _event(payment, "payment_intent.payment_failed"), django_capture_on_commit_callbacks
+    )
     payment.refresh_from_db()
     assert payment.status == "failed"
     assert _balance(personas) == 0
@@ -105,7 +119,9 @@ def test_mismatched_or_unknown_events_are_harmless(
     assert _balance(personas) == 0
 
 
-def test_processing_an_event_twice_is_a_no_op(personas, payment, django_capture_on_commit_callbacks):
+def test_processing_an_event_twice_is_a_no_op(
+    personas, payment, django_capture_on_commit_callbacks
+):
     stored, _ = _receive_and_process(
         _event(payment, "payment_intent.succeeded"), django_capture_on_commit_callbacks
     )
@@ -171,7 +187,9 @@ def test_redirect_alone_never_credits(personas, payment):
     assert _balance(personas) == 0
 
 
-def test_checkout_of_a_finished_payment_does_nothing(personas, payment, django_capture_on_commit_callbacks):
+def test_checkout_of_a_finished_payment_does_nothing(
+    personas, payment, django_capture_on_commit_callbacks
+):
     client = Client()
     client.force_login(personas.a.prepaid_tenant)
     url = reverse("payments:dev_checkout", args=[payment.uuid])
