@@ -15,7 +15,7 @@ from meters.models import Device, Meter
 from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
 from payments.models import Payment, PaymentEvent, Tariff
-from payments.providers import get_provider
+from payments.providers import DevelopmentProvider
 from payments.services import payment_event_process
 
 from .models import Landlord, Membership, Property, Tenancy, Unit
@@ -86,7 +86,7 @@ def demo_seed() -> list[DemoLogin]:
             device.save()
             Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"SIM-{i:04d}")
     # Opening credit goes through the same payment path as any top-up.
-    provider = get_provider()
+    provider = DevelopmentProvider()
     for i, (_name, _mode, credit, _power) in enumerate(UNITS, 1):
         if credit <= 0:
             continue

@@ -17,12 +17,34 @@ class DeviceAdmin(admin.ModelAdmin):
         "reported_generation",
     ]
     list_filter = ["protocol", "connected", "landlord"]
-    readonly_fields = ["secret_hash"]
+    # Relay state changes only through relay commands (audited); the secret is
+    # set with `manage.py device_secret IDENT`, which shows it once.
+    readonly_fields = [
+        "secret_hash",
+        "connected",
+        "last_seen_at",
+        "firmware",
+        "reported_relay",
+        "reported_generation",
+        "reported_at",
+        "desired_relay",
+        "desired_generation",
+        "desired_reason",
+    ]
 
 
 @admin.register(Meter)
 class MeterAdmin(admin.ModelAdmin):
     list_display = ["serial", "unit", "device", "installed_at", "removed_at", "last_register_wh"]
+    readonly_fields = [
+        "rated_seq",
+        "rated_register_wh",
+        "rated_at",
+        "carry_nano",
+        "last_register_wh",
+        "last_reading_at",
+        "hold_reason",
+    ]
 
 
 @admin.register(Reading)

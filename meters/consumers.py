@@ -61,7 +61,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._inflight: dict[str, int] = {}
         self.device_id = 0
         creds = basic_credentials(self.scope)
         device = None
@@ -69,21 +68,28 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             device = await database_sync_to_async(services.device_authenticate)(
                 ident=creds[0], secret=creds[1]
             )
+        offered = self.scope.get("subprotocols") or []
+        subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
         if device is None:
+            # Accept, then close with a code and reason: a refused handshake would
+            # reach the device as a bare HTTP 403 it cannot tell apart from others.
             logger.info("device connect refused: bad or missing credentials")
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            await self.accept(subprotocol)
+            await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
+            return
+        if offered and subprotocol is None:
+            await self.accept()
+            await self.close(
+                code=CLOSE_PROTOCOL, reason=f"subprotocol {protocol.SUBPROTOCOL} required"
+            )
             return
         self.device_id, self.device_ident = device.pk, device.ident
-        offered = self.scope.get("subprotocols") or []
-        if offered and protocol.SUBPROTOCOL not in offered:
-            await self.close(code=CLOSE_PROTOCOL)
-            return
         # A newer connection of the same device replaces this one.
         await self.channel_layer.group_send(
             device_group(self.device_id), {"type": "device.replaced", "channel": self.channel_name}
         )
         await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
-        await self.accept(protocol.SUBPROTOCOL if offered else None)
+        await self.accept(subprotocol)
         await database_sync_to_async(services.device_presence)(
             device_id=self.device_id, connected=True
         )
@@ -138,7 +144,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             return
         cmd = await database_sync_to_async(services.relay_command_mark_sent)(command_id=cmd.pk)
         msg_id = f"relay-{cmd.generation}-{cmd.attempts}"
-        self._inflight[msg_id] = cmd.generation
         await self.send(
             text_data=protocol.call(
                 msg_id, "SetRelay", {"state": cmd.state, "generation": cmd.generation}
@@ -157,7 +162,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             elif frame.kind == protocol.RESULT:
                 await self._handle_result(frame)
             else:
-                self._inflight.pop(frame.msg_id, None)
                 logger.warning(
                     "device %s answered %s with error %s",
                     self.device_ident,
@@ -242,8 +246,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         return {}
 
     async def _handle_result(self, frame: protocol.Frame) -> None:
-        # Answers to calls of an earlier connection still say where the relay is.
-        self._inflight.pop(frame.msg_id, None)
+        # Any answer, even to a call of an earlier connection, says where the relay is.
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
         await database_sync_to_async(services.relay_report)(
             device_id=self.device_id, state=state, generation=generation

@@ -39,7 +39,7 @@ class Frame:
 
 
 def parse_frame(text: str) -> Frame:
-    if len(text) > MAX_FRAME_BYTES:
+    if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
         raise ProtocolError("FormatViolation", "Frame too large.")
     try:
         data = json.loads(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.urls import reverse
 
 from .models import Payment
@@ -56,5 +57,8 @@ class DevelopmentProvider:
 _dev = DevelopmentProvider()
 
 
-def get_provider() -> DevelopmentProvider:
-    return _dev
+def get_provider() -> DevelopmentProvider | None:
+    """The configured provider, or None when no way to pay is set up."""
+    if settings.DEVELOPMENT_PAYMENTS:
+        return _dev
+    return None

@@ -42,6 +42,12 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
             request, "tenant/home.html", {"v": view, "tenancy": tenancy, "form": form}, status=400
         )
     provider = get_provider()
+    if provider is None:
+        form.add_error(None, "Payments are not available yet. Please try again later.")
+        view = selectors.tenancy_view(tenancy=tenancy)
+        return render(
+            request, "tenant/home.html", {"v": view, "tenancy": tenancy, "form": form}, status=503
+        )
     payment = payment_create(
         tenancy=tenancy,
         amount_minor=form.cleaned_data["amount"],
@@ -57,7 +63,7 @@ def dev_checkout(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     """The development provider's stand-in for a hosted checkout page."""
     payment = _own_payment(request, payment_uuid)
     provider = get_provider()
-    if not provider.is_dev or payment.provider != provider.name:
+    if provider is None or not provider.is_dev or payment.provider != provider.name:
         raise Http404
     if request.method == "POST":
         outcome = request.POST.get("outcome")

@@ -185,6 +185,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# --- Payments -------------------------------------------------------------
+# The development provider completes payments locally without moving money.
+# It is the default on a developer's machine and refused in production
+# unless deliberately enabled (e.g. a staging site).
+DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", True)
+
 # --- Product settings -----------------------------------------------------
 SUBMETER = {
     # Smallest and largest single top-up, in minor units of the currency.

@@ -11,6 +11,13 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY or SECRET_KEY.startswith("dev-only"):
     raise ImproperlyConfigured("Set SECRET_KEY to a long random value in production.")
 
+for required in ("DATABASE_URL", "REDIS_URL"):
+    if not os.environ.get(required):
+        raise ImproperlyConfigured(
+            f"Set {required}: several workers need a shared database and channel layer."
+        )
+DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", False)  # noqa: F405
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)  # noqa: F405
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))

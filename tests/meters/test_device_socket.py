@@ -52,6 +52,28 @@ def _credit(tenancy, amount):
     )
 
 
+async def _assert_refused(comm, code=4401):
+    connected, _ = await comm.connect()
+    assert connected  # accepted only to be closed with a code the device can read
+    closed = await comm.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close" and closed["code"] == code, closed
+    assert closed.get("reason")
+
+
+async def test_wrong_subprotocol_is_refused(tpersonas):
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    comm = WebsocketCommunicator(
+        application,
+        "/ws/device/v1",
+        headers=tpersonas.a.prepaid_device.headers,
+        subprotocols=["ocpp1.6"],
+    )
+    await _assert_refused(comm, code=4400)
+
+
 def _basic(ident: str, secret: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", b"Basic " + base64.b64encode(f"{ident}:{secret}".encode()))]
 
@@ -69,17 +91,12 @@ def _basic(ident: str, secret: str) -> list[tuple[bytes, bytes]]:
     ids=["missing", "wrong-secret", "unknown-device", "wrong-scheme", "bad-base64", "no-colon"],
 )
 async def test_wrong_or_missing_credentials_are_refused(tpersonas, headers):
-    comm = device_communicator(headers)
-    connected, code = await comm.connect()
-    assert not connected
-    assert code == 4401
+    await _assert_refused(device_communicator(headers))
 
 
 async def test_secret_of_one_device_cannot_open_another(tpersonas):
     a, b = tpersonas.a.prepaid_device, tpersonas.b.prepaid_device
-    comm = device_communicator(_basic(b.device.ident, a.secret))
-    connected, code = await comm.connect()
-    assert (connected, code) == (False, 4401)
+    await _assert_refused(device_communicator(_basic(b.device.ident, a.secret)))
 
 
 async def test_boot_heartbeat_and_readings(tpersonas):
@@ -257,3 +274,21 @@ async def test_a_second_connection_replaces_the_first(tpersonas):
     device = await database_sync_to_async(Device.objects.get)(pk=creds.device.pk)
     assert device.connected
     await second.comm.disconnect()
+
+
+async def test_device_secret_command_sets_a_working_secret(tpersonas):
+    import io
+
+    from django.core.management import call_command
+
+    ident = tpersonas.a.prepaid_device.device.ident
+    out = io.StringIO()
+    await database_sync_to_async(call_command)(
+        "device_secret", ident, stdout=out, stderr=io.StringIO()
+    )
+    secret = out.getvalue().split("secret: ")[1].strip()
+    comm = device_communicator(_basic(ident, secret))
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+    await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers))

@@ -199,3 +199,30 @@ def test_checkout_of_a_finished_payment_does_nothing(
         client.post(url, {"outcome": "succeeded"})
     assert _balance(personas) == 1000
     assert client.post(url, {"outcome": "bogus"}).status_code == 400
+
+
+def test_without_a_payment_provider_topups_are_refused_plainly(personas, settings):
+    settings.DEVELOPMENT_PAYMENTS = False
+    client = Client()
+    client.force_login(personas.a.prepaid_tenant)
+    resp = client.post(
+        reverse("payments:topup", args=[personas.a.prepaid_tenancy.pk]), {"amount": "10"}
+    )
+    assert resp.status_code == 503
+    assert "not available" in resp.content.decode()
+    assert "Development payment provider" not in resp.content.decode()
+    assert Payment.objects.count() == 0
+
+
+def test_production_settings_refuse_to_start_without_shared_services(monkeypatch):
+    import importlib
+    import sys
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("SECRET_KEY", "x" * 60)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    sys.modules.pop("config.settings.production", None)
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        importlib.import_module("config.settings.production")
+    sys.modules.pop("config.settings.production", None)

@@ -63,6 +63,8 @@ class Command(BaseCommand):
         consumer = None if opts["no_consumer"] else start_consumer()
         try:
             asyncio.run(self._serve(host, port, sims))
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled; shutdown already happened
         finally:
             if consumer is not None:
                 consumer.stop(graceful=True)
