@@ -38,6 +38,7 @@ class FakeDevice:
     def __init__(self, comm: WebsocketCommunicator):
         self.comm = comm
         self.server_calls: list[list[Any]] = []
+        self.unread_calls: list[list[Any]] = []  # server calls not yet taken by next_call()
         self.relay = "on"
         self.generation = 0
         self.auto_ack = True
@@ -68,9 +69,18 @@ class FakeDevice:
         frame = json.loads(await self.comm.receive_from(timeout=5))
         if frame[0] == 2:
             self.server_calls.append(frame)
+            self.unread_calls.append(frame)
             if frame[2] == "SetRelay" and self.auto_ack:
                 await self.apply(frame)
         return frame
+
+    async def next_call(self, timeout: float = 5) -> list[Any]:
+        """The next call from the server, including one that arrived while awaiting a reply."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.unread_calls:
+            await self.next_frame(deadline - loop.time())
+        return self.unread_calls.pop(0)
 
     async def apply(self, frame: list[Any]) -> None:
         payload = frame[3]

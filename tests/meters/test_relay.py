@@ -77,6 +77,7 @@ async def test_postpaid_is_never_cut_for_a_negative_balance(tpersonas):
     await dev.boot()
     await dev.readings((1, 0), (2, 1000), (3, 2000), (4, 3000))
     assert await _balance(world.postpaid_tenancy) == -90
+    assert not dev.unread_calls
     with pytest.raises(TimeoutError):
         await dev.next_frame(timeout=0.5)
     assert dev.relay == "on"
@@ -89,8 +90,8 @@ async def test_unacknowledged_command_is_resent_with_backoff(tpersonas, fast_ret
     dev.auto_ack = False
     await dev.boot()
     await dev.readings((1, 0), (2, 1000))  # no credit at all: off
-    first = await dev.next_frame(timeout=5)
-    second = await dev.next_frame(timeout=5)
+    first = await dev.next_call(timeout=5)
+    second = await dev.next_call(timeout=5)
     assert first[2] == second[2] == "SetRelay"
     assert first[3] == second[3] == {"state": "off", "generation": first[3]["generation"]}
     assert first[1] != second[1]  # a new message id per attempt
@@ -109,7 +110,7 @@ async def test_command_issued_while_offline_is_sent_on_reconnect(tpersonas):
     await dev.boot()
     dev.auto_ack = False
     await dev.readings((1, 0), (2, 1000))
-    lost = await dev.next_frame(timeout=5)  # the command is lost with the socket
+    lost = await dev.next_call(timeout=5)  # the command is lost with the socket
     assert lost[2] == "SetRelay"
     await dev.comm.disconnect()
     dev2 = await _connect(world.prepaid_device)
@@ -167,7 +168,7 @@ async def test_stale_relay_report_does_not_ack_a_newer_command(tpersonas):
     dev.auto_ack = False
     await dev.boot()
     await dev.readings((1, 0), (2, 1000))
-    cmd = await dev.next_frame(timeout=5)
+    cmd = await dev.next_call(timeout=5)
     gen = cmd[3]["generation"]
     # An old report (the generation before) says "on": not an acknowledgement.
     await dev.call("RelayStatus", {"state": "on", "generation": gen - 1})
