@@ -4,17 +4,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from landlord import views as landlord_views
+from landlord.auth_views import RateLimitedLoginView
 
 from . import views
 
 urlpatterns = [
     path("", landlord_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html"),
-        name="login",
-    ),
+    path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/", include("landlord.urls_tenant")),
     path("landlord/", include("landlord.urls")),

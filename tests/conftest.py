@@ -65,3 +65,11 @@ def tpersonas(transactional_db: None) -> Personas:
     User = get_user_model()
     admin = User.objects.create_superuser("admin", password="pw", email="admin@example.com")
     return Personas(a=make_landlord_world("a"), b=make_landlord_world("b"), admin=admin)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -142,6 +142,18 @@ else:
         "consumer": {"workers": 2, "worker_type": "thread"},
     }
 
+# The cache carries rate-limit counters, so it must be shared by all workers.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "cache"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # django.tasks is the only API the code uses to enqueue; Huey does the work.
 TASKS = {"default": {"BACKEND": "config.tasks.HueyTaskBackend"}}
 
@@ -207,6 +219,11 @@ SUBMETER = {
     "RELAY_RETRY_MAX_SECONDS": float(os.environ.get("RELAY_RETRY_MAX_SECONDS", "60")),
     "DEVICE_HEARTBEAT_SECONDS": int(os.environ.get("DEVICE_HEARTBEAT_SECONDS", "30")),
     "MAX_READINGS_PER_FRAME": 500,
+    # Failed sign-ins allowed per account and per address in the window.
+    "LOGIN_MAX_FAILURES": int(os.environ.get("LOGIN_MAX_FAILURES", "5")),
+    "LOGIN_WINDOW_SECONDS": int(os.environ.get("LOGIN_WINDOW_SECONDS", "900")),
+    # Reverse proxies in front of the app whose X-Forwarded-For is trusted.
+    "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
 }
 
 LOGGING = {

@@ -18,6 +18,10 @@ for required in ("DATABASE_URL", "REDIS_URL"):
         )
 DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", False)  # noqa: F405
 
+# Behind one TLS proxy by default (docs/operations.md); its X-Forwarded-For
+# names the client for rate limits.
+SUBMETER = {**SUBMETER, "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "1"))}  # noqa: F405
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)  # noqa: F405
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))

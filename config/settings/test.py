@@ -12,3 +12,7 @@ DEBUG = False
 if not os.environ.get("DATABASE_URL"):
     # A file-backed test database, so server subprocesses can share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405
+
+# Each test process gets its own cache, so rate-limit counters never leak
+# between runs that share a Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -1,0 +1,54 @@
+"""A small fixed-window rate limiter on the Django cache.
+
+The cache is Redis in production (shared by every worker) and local memory
+in the single-process default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from django.core.cache import cache
+
+
+def _key(scope: str, ident: str) -> str:
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:32]
+    return f"rl:{scope}:{digest}"
+
+
+def is_limited(*, scope: str, ident: str, limit: int) -> bool:
+    return int(cache.get(_key(scope, ident), 0)) >= limit
+
+
+def hit(*, scope: str, ident: str, window_seconds: int) -> int:
+    key = _key(scope, ident)
+    if cache.add(key, 1, timeout=window_seconds):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window_seconds)
+        return 1
+
+
+def reset(*, scope: str, ident: str) -> None:
+    cache.delete(_key(scope, ident))
+
+
+def client_address(meta: Mapping[str, object]) -> str:
+    """The client's address, trusting X-Forwarded-For only as far as our own proxies.
+
+    With N trusted proxies in front, the client is the Nth address from the
+    right of X-Forwarded-For (each proxy appends the address it saw).
+    """
+    from django.conf import settings
+
+    proxies = int(settings.SUBMETER.get("TRUSTED_PROXIES", 0))
+    remote = str(meta.get("REMOTE_ADDR", ""))
+    if proxies <= 0:
+        return remote
+    chain = [p.strip() for p in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",") if p.strip()]
+    if len(chain) >= proxies:
+        return chain[-proxies]
+    return remote
