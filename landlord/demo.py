@@ -64,7 +64,7 @@ def demo_seed() -> list[DemoLogin]:
             timezone="Europe/London",
             currency="GBP",
         )
-        tariff = Tariff.objects.create(
+        tariff = Tariff.objects.create_flat(
             landlord=landlord, name="Standard", currency="GBP", price_per_kwh_minor=Decimal("28.5")
         )
         start = timezone.localdate() - timedelta(days=30)

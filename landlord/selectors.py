@@ -12,7 +12,9 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from meters.models import Device, Meter, Reading
+from payments.billing import current_price_per_kwh
 from payments.models import Account
+from payments.rating import SCALE
 
 from .models import Tenancy, Unit
 
@@ -94,7 +96,10 @@ class UnitView:
             return "no credit left"
         if not self.avg_power_w:
             return "no recent usage to estimate from"
-        cost_per_hour = self.avg_power_w * float(tariff.price_per_kwh_minor) / 1000
+        price = current_price_per_kwh(unit=self.unit)
+        if price is None:
+            return ""
+        cost_per_hour = self.avg_power_w * float(price) / 1000
         if cost_per_hour <= 0:
             return ""
         hours = self.balance_minor / cost_per_hour
@@ -120,7 +125,8 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         unit=unit,
         tenancy=tenancy,
         currency=unit.property.currency,
-        balance_minor=balance,
+        # Rated usage not yet posted (an open debit window) already counts.
+        balance_minor=None if balance is None else balance - _pending_minor(meters),
         relay_desired=device.desired_relay if device else "unknown",
         relay_reported=device.reported_relay if device else "unknown",
         relay_reason=device.desired_reason if device else "",
@@ -131,6 +137,10 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         hold_reason=meter.hold_reason if meter else "",
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
     )
+
+
+def _pending_minor(meters: list[Meter]) -> int:
+    return sum(max(m.pending_sub, 0) // SCALE for m in meters)
 
 
 def _units_queryset():

@@ -207,6 +207,15 @@ SUBMETER = {
     "RELAY_RETRY_MAX_SECONDS": float(os.environ.get("RELAY_RETRY_MAX_SECONDS", "60")),
     "DEVICE_HEARTBEAT_SECONDS": int(os.environ.get("DEVICE_HEARTBEAT_SECONDS", "30")),
     "MAX_READINGS_PER_FRAME": 500,
+    # Reading validation: a gap longer than this is spread and marked estimated;
+    # longer than LONG_GAP its energy is held, not spread over invented slots.
+    "ESTIMATE_GAP_SECONDS": int(os.environ.get("ESTIMATE_GAP_SECONDS", "900")),
+    "LONG_GAP_SECONDS": int(os.environ.get("LONG_GAP_SECONDS", "21600")),
+    # Usage is posted to the ledger in windows of this length (sooner when a
+    # prepaid balance nears its low-credit threshold).
+    "DEBIT_WINDOW_SECONDS": int(os.environ.get("DEBIT_WINDOW_SECONDS", "900")),
+    # Share of each top-up that repays emergency credit.
+    "DEBT_RECOVERY_PERCENT": int(os.environ.get("DEBT_RECOVERY_PERCENT", "25")),
 }
 
 LOGGING = {
