@@ -144,12 +144,37 @@ def _apply_step(
 
 def _late_reading(row: Reading, meter: Meter, limits: vee.Limits, d: _Derivation) -> None:
     """A reading older than the cursor: re-derive the interval it falls in, if it fits."""
-    chain = Reading.objects.filter(meter=meter).exclude(quality=Reading.Quality.UNUSED)
+    chain = (
+        Reading.objects.filter(meter=meter)
+        .exclude(quality=Reading.Quality.UNUSED)
+        .exclude(rule=vee.Rule.OUT_OF_ORDER_UNUSED)
+    )
     prev = chain.filter(taken_at__lt=row.taken_at).order_by("-taken_at", "-seq").first()
     nxt = chain.filter(taken_at__gt=row.taken_at).order_by("taken_at", "seq").first()
-    if prev is None or nxt is None:
+    if nxt is None or (prev is None and nxt.rule != vee.Rule.BASELINE):
         row.quality, row.rule = Reading.Quality.UNUSED, vee.Rule.BEFORE_BASELINE.value
-        row.note = "taken before the meter's first reading; stored, not billed"
+        row.note = "taken before the meter's billing baseline; stored, not billed"
+        return
+    if prev is None:
+        # Older than the baseline: it becomes the baseline, and the step to the
+        # old baseline is derived like any other.
+        first = vee.step(
+            prev_at=row.taken_at,
+            prev_wh=row.register_wh,
+            at=nxt.taken_at,
+            register_wh=nxt.register_wh,
+            limits=limits,
+        )
+        if first.rule not in (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED):
+            row.quality, row.rule = Reading.Quality.UNUSED, vee.Rule.BEFORE_BASELINE.value
+            row.note = f"taken before the baseline and does not fit ({first.rule}); not billed"
+            return
+        d.add(
+            rating.spread(start=row.taken_at, end=nxt.taken_at, start_wh=0, end_wh=first.energy_wh),
+            estimated=first.estimated,
+        )
+        row.rule, row.note = vee.Rule.BASELINE.value, "arrived late, older than the baseline"
+        Reading.objects.filter(pk=nxt.pk).update(rule=first.rule.value, note=first.note[:200])
         return
     old_rule = nxt.rule or vee.Rule.ACTUAL.value
     halves = vee.fits_between(
@@ -161,7 +186,8 @@ def _late_reading(row: Reading, meter: Meter, limits: vee.Limits, d: _Derivation
         next_wh=nxt.register_wh,
         limits=limits,
     )
-    if halves is None or old_rule not in (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED):
+    ordinary = (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED, vee.Rule.OUT_OF_ORDER)
+    if halves is None or old_rule not in ordinary:
         row.quality, row.rule = Reading.Quality.FLAGGED, vee.Rule.OUT_OF_ORDER_UNUSED.value
         row.note = "arrived late and does not fit between its neighbours; stored, not billed"
         return
