@@ -162,6 +162,14 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         )
         payment.ledger_transaction = txn
         fields.append("ledger_transaction")
+        # Emergency credit is repaid from top-ups, a capped share of each.
+        from .billing import debt_recover
+
+        debt_recover(
+            tenancy=tenancy,
+            topup_minor=payment.amount_minor,
+            idempotency_key=f"recovery:{payment.uuid}",
+        )
         AuditEvent.objects.create(
             landlord_id=payment.landlord_id,
             actor_id=payment.created_by_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -337,7 +338,7 @@ def test_property_splitting_reordering_duplicating_never_changes_the_total(
     shuffled = list(readings)
     rnd.shuffle(shuffled)
     bounds = sorted({c % len(shuffled) for c in cuts} | {0, len(shuffled)})
-    frames = [shuffled[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if shuffled[a:b]]
+    frames = [shuffled[a:b] for a, b in itertools.pairwise(bounds) if shuffled[a:b]]
     frames.insert(rnd.randrange(len(frames) + 1), frames[0])
     assert _run(world, frames) == in_order
     exact, posted = in_order
