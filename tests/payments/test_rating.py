@@ -25,8 +25,8 @@ def schedule(*versions: Version, tz=LONDON, currency="GBP", tariff_currency="GBP
     return Schedule(versions=versions, tz=tz, currency=currency, tariff_currency=tariff_currency)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def minor(sub: int) -> Decimal:
