@@ -296,7 +296,8 @@ def _run(world, frames) -> tuple[int, int]:
             meter = Meter.objects.get(device=dev)
             usage_settle_meter(meter_id=meter.pk, force=True)
             meter.refresh_from_db()
-            exact = sum(Interval.objects.filter(meter=meter).values_list("gross_sub", flat=True), 0)
+            grosses = Interval.objects.filter(meter=meter).values_list("gross_sub", flat=True)
+            exact = sum(g or 0 for g in grosses)
             result = (exact, meter.posted_minor)
             raise _Rollback
     except _Rollback:
