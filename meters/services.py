@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -102,21 +102,37 @@ class _Derivation:
                 self.estimated.add(start)
 
 
-def _reading_row(device: Device, meter: Meter, r: ReadingInput, now: datetime) -> Reading:
-    return Reading(
-        landlord_id=device.landlord_id,
-        device=device,
-        meter=meter,
-        seq=r.seq,
-        taken_at=r.taken_at,
-        register_wh=r.register_wh,
-        received_at=now,
-    )
+@dataclass(slots=True)
+class _Row:
+    """A new reading on its way into the table (cheaper than a model instance)."""
+
+    landlord_id: int
+    device_id: int
+    meter_id: int
+    seq: int
+    taken_at: datetime
+    register_wh: int
+    received_at: datetime
+    quality: str = Reading.Quality.ACTUAL
+    rule: str = ""
+    note: str = ""
+
+    def as_model(self) -> Reading:
+        return Reading(
+            landlord_id=self.landlord_id,
+            device_id=self.device_id,
+            meter_id=self.meter_id,
+            seq=self.seq,
+            taken_at=self.taken_at,
+            register_wh=self.register_wh,
+            received_at=self.received_at,
+            quality=self.quality,
+            rule=self.rule,
+            note=self.note,
+        )
 
 
-def _apply_step(
-    row: Reading, step: vee.Step, meter: Meter, prev_at: datetime, d: _Derivation
-) -> None:
+def _apply_step(row: _Row, step: vee.Step, meter: Meter, prev_at: datetime, d: _Derivation) -> None:
     row.rule, row.note = step.rule.value, step.note[:200]
     if step.flagged:
         row.quality = Reading.Quality.FLAGGED
@@ -142,7 +158,7 @@ def _apply_step(
         )
 
 
-def _late_reading(row: Reading, meter: Meter, limits: vee.Limits, d: _Derivation) -> None:
+def _late_reading(row: _Row, meter: Meter, limits: vee.Limits, d: _Derivation) -> None:
     """A reading older than the cursor: re-derive the interval it falls in, if it fits."""
     chain = (
         Reading.objects.filter(meter=meter)
@@ -301,21 +317,23 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
         delta += (new_gross or 0) - old
     if new_rows:
         Interval.objects.bulk_create(new_rows)
-    if changed:
-        Interval.objects.bulk_update(
-            changed,
-            [
-                "energy_wh",
-                "quality",
-                "rule",
-                "note",
-                "gross_sub",
-                "net_sub",
-                "lines",
-                "tariff_version_id",
-                "held_reason",
-            ],
-        )
+    fields = [
+        "energy_wh",
+        "quality",
+        "rule",
+        "note",
+        "gross_sub",
+        "net_sub",
+        "lines",
+        "tariff_version_id",
+        "held_reason",
+    ]
+    if len(changed) > 3:
+        Interval.objects.bulk_update(changed, fields)
+    else:
+        # In-order intake changes one slot (the one the last frame ended in).
+        for row in changed:
+            Interval.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in fields})
     meter.held_from = held_from
     meter.hold_reason = (
         f"Energy from {held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
@@ -327,6 +345,53 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
 
 def _first_reason(rows: list[Interval]) -> str:
     return next((row.held_reason for row in rows if row.held_reason), "cannot be priced")
+
+
+_READING_COLUMNS = (
+    "landlord_id",
+    "device_id",
+    "meter_id",
+    "seq",
+    "taken_at",
+    "register_wh",
+    "received_at",
+    "quality",
+    "rule",
+    "note",
+)
+
+
+def _readings_insert(rows: list[_Row]) -> None:
+    """Insert new readings; on PostgreSQL with COPY, the fastest way in.
+
+    The (device, seq) unique constraint still holds: a duplicate fails the
+    whole COPY and with it the frame's transaction. Duplicates were already
+    filtered under the device lock, so that never happens in practice.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        Reading.objects.bulk_create([row.as_model() for row in rows])
+        return
+    table = Reading._meta.db_table
+    with connection.cursor() as cursor:
+        sql = f"COPY {table} ({', '.join(_READING_COLUMNS)}) FROM STDIN"
+        with cursor.cursor.copy(sql) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r.landlord_id,
+                        r.device_id,
+                        r.meter_id,
+                        r.seq,
+                        r.taken_at,
+                        r.register_wh,
+                        r.received_at,
+                        r.quality,
+                        r.rule,
+                        r.note,
+                    )
+                )
 
 
 @transaction.atomic
@@ -341,7 +406,7 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
     now = timezone.now()
     readings_validate(readings=readings, now=now)
     device = (
-        Device.objects.select_for_update()
+        Device.objects.select_for_update(of=("self",))
         .select_related("unit__property", "unit__tariff", "unit__landlord")
         .get(pk=device_id)
     )
@@ -356,9 +421,12 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
             result.duplicates.append(r.seq)
         else:
             by_seq[r.seq] = r
+    # One range scan instead of a 500-value IN list; a device's seqs only grow.
     known = set(
-        Reading.objects.filter(device=device, seq__in=list(by_seq)).values_list("seq", flat=True)
-    )
+        Reading.objects.filter(
+            device=device, seq__gte=min(by_seq), seq__lte=max(by_seq)
+        ).values_list("seq", flat=True)
+    ) & set(by_seq)
     result.duplicates.extend(sorted(known))
     fresh = sorted((by_seq[s] for s in by_seq if s not in known), key=lambda x: (x.taken_at, x.seq))
     if not fresh:
@@ -368,10 +436,10 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
 
     limits = vee.Limits.from_settings(meter.register_max_wh)
     d = _Derivation()
-    rows: list[Reading] = []
-    late: list[Reading] = []
+    rows: list[_Row] = []
+    late: list[_Row] = []
     for r in fresh:
-        row = _reading_row(device, meter, r, now)
+        row = _Row(device.landlord_id, device.pk, meter.pk, r.seq, r.taken_at, r.register_wh, now)
         if meter.rated_at is None:
             row.rule, row.note = vee.Rule.BASELINE.value, "first reading: billing starts here"
         elif (r.taken_at, r.seq) <= (meter.rated_at, meter.rated_seq or 0):
@@ -388,10 +456,10 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
             _apply_step(row, step, meter, meter.rated_at, d)
         meter.rated_seq, meter.rated_register_wh, meter.rated_at = r.seq, r.register_wh, r.taken_at
         rows.append(row)
-    Reading.objects.bulk_create(rows)
+    _readings_insert(rows)
     for row in late:
         _late_reading(row, meter, limits, d)
-        row.save()
+        _readings_insert([row])
     for row in [*rows, *late]:
         result.accepted.append(row.seq)
         if row.quality == Reading.Quality.FLAGGED:
