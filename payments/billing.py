@@ -239,8 +239,15 @@ def standing_charges_post(*, tenancy: Tenancy, through: date) -> int:
     only moves past days that were charged.
     """
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
-    state = _billing_state(tenancy)
     last = min(through, tenancy.end_date or through)
+    known = (
+        BillingState.objects.filter(tenancy_id=tenancy.pk)
+        .values_list("standing_through", flat=True)
+        .first()
+    )
+    if known is not None and known >= last:
+        return 0  # already charged: no lock, no write
+    state = _billing_state(tenancy)
     day = (
         (state.standing_through + timedelta(days=1))
         if state.standing_through

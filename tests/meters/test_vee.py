@@ -344,3 +344,30 @@ def test_property_splitting_reordering_duplicating_never_changes_the_total(
     assert _run(world, frames) == in_order
     exact, posted = in_order
     assert posted == exact // rating.SCALE  # rounded down once
+
+
+def test_meter_event_command(personas):
+    from django.core.management import CommandError, call_command
+
+    dev = personas.a.prepaid_device.device
+    _record(dev, (1, 0, 4000))
+    serial = Meter.objects.get(device=dev).serial
+    with pytest.raises(CommandError, match="older than"):
+        call_command(
+            "meter_event",
+            serial,
+            "reset",
+            at="2026-01-14T09:00:00+00:00",
+            old_last_wh=5000,
+            new_first_wh=0,
+        )
+    call_command(
+        "meter_event",
+        serial,
+        "reset",
+        at="2026-01-14T10:05:00+00:00",
+        old_last_wh=5000,
+        new_first_wh=0,
+    )
+    assert MeterEvent.objects.get().kind == "reset"
+    assert _charged(personas.a) == 30
