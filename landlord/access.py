@@ -6,10 +6,16 @@ one: never a 403 that reveals it exists.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
 from django.http import Http404
 
 from .models import Landlord, Membership, Tenancy, Unit
+
+if TYPE_CHECKING:
+    from payments.models import Invoice
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -66,3 +72,20 @@ def tenancies_for_user(*, user: User) -> list[Tenancy]:
 
 def is_landlord_staff(*, user: User) -> bool:
     return user.is_authenticated and Membership.objects.filter(user_id=user.pk).exists()
+
+
+def access_invoice(*, user: User, invoice_id: int) -> Invoice:
+    """An invoice: its tenant, or staff of its landlord."""
+    from payments.models import Invoice
+
+    if not user.is_authenticated:
+        raise Http404
+    invoice = (
+        Invoice.objects.select_related("tenancy__unit__property", "tenancy__tenant")
+        .filter(pk=invoice_id)
+        .filter(Q(tenancy__tenant_id=user.pk) | Q(landlord__memberships__user_id=user.pk))
+        .first()
+    )
+    if invoice is None:
+        raise Http404
+    return invoice

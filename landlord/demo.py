@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -14,6 +15,7 @@ from django.utils import timezone
 from meters.models import Device, Meter
 from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
+from payments.billing import tariff_version_create
 from payments.models import Payment, PaymentEvent, Tariff
 from payments.providers import DevelopmentProvider
 from payments.services import payment_event_process
@@ -35,6 +37,41 @@ UNITS = [
 # One real second simulates twenty, so balances move visibly; 3 kW x 20 stays
 # under the plausible-power limit, so no demo reading is flagged as a spike.
 SPEED = 20.0
+
+
+# Flat 3 is on a day/night tariff, Flat 5 on a block tariff; the rest prepaid flat.
+TARIFF_OF = {"Flat 3": "day-night", "Flat 5": "block"}
+
+
+def _demo_tariffs(landlord: Landlord) -> dict[str, Tariff]:
+    """Sensible UK-style tariffs, VAT (5%) included in the prices."""
+    vat: dict[str, Any] = {"tax_percent": Decimal("5"), "tax_inclusive": True}
+    since = date(2025, 1, 1)
+    prepaid = Tariff.objects.create(landlord=landlord, name="Prepaid standard", currency="GBP")
+    tariff_version_create(tariff=prepaid, valid_from=since, rates=[("", 0, Decimal("28.5"))], **vat)
+    # A price change already announced: from the first of next month.
+    first_next = (timezone.localdate().replace(day=1) + timedelta(days=32)).replace(day=1)
+    tariff_version_create(
+        tariff=prepaid, valid_from=first_next, rates=[("", 0, Decimal("27.9"))], **vat
+    )
+    day_night = Tariff.objects.create(landlord=landlord, name="Day and night", currency="GBP")
+    tariff_version_create(
+        tariff=day_night,
+        valid_from=since,
+        rates=[("", 0, Decimal("32.4")), ("night", 0, Decimal("14.2"))],
+        windows=(("night", "all", 0, 7),),
+        standing_charge_per_day_minor=Decimal("48.5"),
+        **vat,
+    )
+    block = Tariff.objects.create(landlord=landlord, name="Block", currency="GBP")
+    tariff_version_create(
+        tariff=block,
+        valid_from=since,
+        rates=[("", 0, Decimal("22")), ("", 100_000, Decimal("30.5"))],
+        standing_charge_per_day_minor=Decimal("40"),
+        **vat,
+    )
+    return {"prepaid": prepaid, "day-night": day_night, "block": block}
 
 
 @dataclass
@@ -64,9 +101,7 @@ def demo_seed() -> list[DemoLogin]:
             timezone="Europe/London",
             currency="GBP",
         )
-        tariff = Tariff.objects.create(
-            landlord=landlord, name="Standard", currency="GBP", price_per_kwh_minor=Decimal("28.5")
-        )
+        tariffs = _demo_tariffs(landlord)
         start = timezone.localdate() - timedelta(days=30)
         for i, (name, mode, _credit, _power) in enumerate(UNITS, 1):
             unit = Unit.objects.create(
@@ -74,8 +109,9 @@ def demo_seed() -> list[DemoLogin]:
                 property=prop,
                 name=name,
                 billing_mode=mode,
-                tariff=tariff,
+                tariff=tariffs[TARIFF_OF.get(name, "prepaid")],
                 low_credit_threshold_minor=200,
+                emergency_credit_minor=300 if mode == Unit.BillingMode.PREPAID else 0,
             )
             tenant = User.objects.create_user(
                 f"tenant{i}", password=DEMO_PASSWORD, first_name=f"Tenant {i}"

@@ -84,6 +84,10 @@ class Unit(models.Model):
     tariff = models.ForeignKey(
         "payments.Tariff", on_delete=models.PROTECT, related_name="units", null=True, blank=True
     )
+    emergency_credit_minor = models.PositiveIntegerField(
+        default=0,
+        help_text="Prepaid: emergency credit a tenant may take once when low (0: not offered).",
+    )
 
     objects = UnitQuerySet.as_manager()
 

@@ -11,8 +11,15 @@ from django.db.models import Max, Prefetch
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from meters.models import Device, Meter, Reading
-from payments.models import Account
+from meters.models import Device, Interval, Meter, Reading
+from payments.billing import (
+    current_price_per_kwh,
+    emergency_credit_available,
+    emergency_debt,
+    open_period_accrued,
+)
+from payments.models import Account, Invoice
+from payments.rating import SCALE, Line, round_half_up
 
 from .models import Tenancy, Unit
 
@@ -41,6 +48,12 @@ class UnitView:
     tz: zoneinfo.ZoneInfo
     usage: list[UsageBar] = field(default_factory=list)
     avg_power_w: int | None = None
+    # Bills and emergency credit (tenant page only).
+    invoices: list[Invoice] = field(default_factory=list)
+    accrued_minor: int = 0
+    accrued_wh: int = 0
+    emergency_available: bool = False
+    emergency_debt_minor: int = 0
 
     @property
     def is_prepaid(self) -> bool:
@@ -94,7 +107,10 @@ class UnitView:
             return "no credit left"
         if not self.avg_power_w:
             return "no recent usage to estimate from"
-        cost_per_hour = self.avg_power_w * float(tariff.price_per_kwh_minor) / 1000
+        price = current_price_per_kwh(unit=self.unit)
+        if price is None:
+            return ""
+        cost_per_hour = self.avg_power_w * float(price) / 1000
         if cost_per_hour <= 0:
             return ""
         hours = self.balance_minor / cost_per_hour
@@ -120,7 +136,8 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         unit=unit,
         tenancy=tenancy,
         currency=unit.property.currency,
-        balance_minor=balance,
+        # Rated usage not yet posted (an open debit window) already counts.
+        balance_minor=None if balance is None else balance - _pending_minor(meters),
         relay_desired=device.desired_relay if device else "unknown",
         relay_reported=device.reported_relay if device else "unknown",
         relay_reason=device.desired_reason if device else "",
@@ -131,6 +148,10 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         hold_reason=meter.hold_reason if meter else "",
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
     )
+
+
+def _pending_minor(meters: list[Meter]) -> int:
+    return sum(max(m.pending_sub, 0) // SCALE for m in meters)
 
 
 def _units_queryset():
@@ -177,7 +198,17 @@ def tenancy_view(*, tenancy: Tenancy) -> UnitView:
     fresh = Tenancy.objects.select_related("account").get(pk=tenancy.pk)
     view = _unit_view(unit, fresh, _balance(fresh))
     _add_usage(view)
+    _add_billing(view, fresh)
     return view
+
+
+def _add_billing(view: UnitView, tenancy: Tenancy) -> None:
+    view.invoices = list(Invoice.objects.filter(tenancy=tenancy).order_by("-period_start")[:12])
+    view.accrued_minor, view.accrued_wh = open_period_accrued(unit=view.unit)
+    view.emergency_debt_minor = emergency_debt(tenancy=tenancy)
+    view.emergency_available = emergency_credit_available(
+        tenancy=tenancy, balance_minor=view.balance_minor
+    )
 
 
 def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
@@ -229,3 +260,45 @@ def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
     hours = (last_at - origin.taken_at).total_seconds() / 3600
     if hours > 0 and last_top >= origin.register_wh:
         view.avg_power_w = round((last_top - origin.register_wh) / hours)
+
+
+# --- Billing views for landlords -----------------------------------------------
+
+
+@dataclass
+class PricedInterval:
+    interval: Interval
+    lines: list[Line]
+    amount: str
+
+
+def unit_billing(*, unit: Unit, limit: int = 48) -> dict[str, object]:
+    """Recent intervals with the tariff lines that priced them, and the unit's invoices."""
+    from payments.templatetags.money import money
+
+    rows = []
+    for interval in Interval.objects.filter(meter__unit=unit).order_by("-start")[:limit]:
+        lines = [Line.from_json(raw) for raw in interval.lines]
+        amount = (
+            money(round_half_up(interval.gross_sub), unit.property.currency)
+            if interval.gross_sub is not None
+            else "held"
+        )
+        rows.append(PricedInterval(interval=interval, lines=lines, amount=amount))
+    invoices = Invoice.objects.filter(tenancy__unit=unit).select_related("tenancy__tenant")
+    return {"intervals": rows, "invoices": list(invoices[:24])}
+
+
+def flagged_for_landlord(*, landlord_id: int, limit: int = 200) -> dict[str, object]:
+    readings = (
+        Reading.objects.filter(landlord_id=landlord_id)
+        .exclude(quality=Reading.Quality.ACTUAL)
+        .select_related("meter__unit__property")
+        .order_by("-taken_at")[:limit]
+    )
+    held = (
+        Interval.objects.filter(landlord_id=landlord_id, quality=Interval.Quality.HELD)
+        .select_related("meter__unit__property")
+        .order_by("-start")[:limit]
+    )
+    return {"flagged_readings": list(readings), "held_intervals": list(held)}

@@ -6,4 +6,5 @@ app_name = "landlord"
 urlpatterns = [
     path("units/", views.landlord_units, name="units"),
     path("units/<int:unit_id>/", views.landlord_unit_detail, name="unit"),
+    path("flagged/", views.landlord_flagged, name="flagged"),
 ]

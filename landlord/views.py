@@ -73,5 +73,18 @@ def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
             "readings": readings,
             "commands": commands,
             "postings": list(postings),
+            **selectors.unit_billing(unit=unit),
         },
+    )
+
+
+@login_required
+@require_GET
+def landlord_flagged(request: HttpRequest) -> HttpResponse:
+    """Readings the validation rules flagged, and energy held from billing, with why."""
+    landlord = access.landlord_for_user(user=request.user)
+    return render(
+        request,
+        "landlord/flagged.html",
+        {"landlord": landlord, **selectors.flagged_for_landlord(landlord_id=landlord.pk)},
     )

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Device, Meter, Reading, RelayCommand
+from .models import Device, Interval, Meter, MeterEvent, Reading, RelayCommand
 
 
 @admin.register(Device)
@@ -40,7 +40,11 @@ class MeterAdmin(admin.ModelAdmin):
         "rated_seq",
         "rated_register_wh",
         "rated_at",
-        "carry_nano",
+        "pending_sub",
+        "pending_since",
+        "posted_minor",
+        "postings",
+        "held_from",
         "last_register_wh",
         "last_reading_at",
         "hold_reason",
@@ -49,7 +53,7 @@ class MeterAdmin(admin.ModelAdmin):
 
 @admin.register(Reading)
 class ReadingAdmin(admin.ModelAdmin):
-    list_display = ["device", "seq", "taken_at", "register_wh", "quality", "note"]
+    list_display = ["device", "seq", "taken_at", "register_wh", "quality", "rule", "note"]
     list_filter = ["quality"]
 
     def has_change_permission(self, request, obj=None):
@@ -63,6 +67,36 @@ class ReadingAdmin(admin.ModelAdmin):
 class RelayCommandAdmin(admin.ModelAdmin):
     list_display = ["device", "generation", "state", "status", "source", "attempts", "created_at"]
     list_filter = ["status", "state"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Interval)
+class IntervalAdmin(admin.ModelAdmin):
+    """Derived by reading intake; never edited by hand."""
+
+    list_display = ["meter", "kind", "start", "energy_wh", "quality", "rule", "held_reason"]
+    list_filter = ["quality", "kind"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MeterEvent)
+class MeterEventAdmin(admin.ModelAdmin):
+    """Recorded through ``meters.services.meter_event_record`` (it bills the old register)."""
+
+    list_display = ["meter", "kind", "at", "old_last_wh", "new_first_wh", "new_meter"]
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -105,12 +106,23 @@ class Meter(models.Model):
     serial = models.CharField(max_length=64)
     installed_at = models.DateTimeField(default=timezone.now)
     removed_at = models.DateTimeField(null=True, blank=True)
-    # Rating state: consumption up to this reading has been priced.
+    register_max_wh = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Register size: it rolls over to 0 at this value (blank: never rolls over).",
+    )
+    # Derivation cursor: the latest reading (by time) taken into the intervals.
     rated_seq = models.BigIntegerField(null=True, blank=True)
     rated_register_wh = models.BigIntegerField(null=True, blank=True)
     rated_at = models.DateTimeField(null=True, blank=True)
-    # Fractions of a minor unit not yet posted, in billionths (never lost).
-    carry_nano = models.BigIntegerField(default=0)
+    # Rated but not yet posted, in sub-units (payments.rating.SCALE per minor
+    # unit): the carried fraction of a minor unit plus the open debit window.
+    pending_sub = models.BigIntegerField(default=0)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    posted_minor = models.BigIntegerField(default=0)
+    postings = models.PositiveIntegerField(default=0)
+    # Earliest slot that could not be priced; re-tried on every intake.
+    held_from = models.DateTimeField(null=True, blank=True)
     # Latest accepted reading, for screens.
     last_register_wh = models.BigIntegerField(null=True, blank=True)
     last_reading_at = models.DateTimeField(null=True, blank=True)
@@ -135,6 +147,7 @@ class Reading(models.Model):
     class Quality(models.TextChoices):
         ACTUAL = "actual", "Actual"
         FLAGGED = "flagged", "Flagged (not billed)"
+        UNUSED = "unused", "Stored, not used for billing"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="readings"
@@ -146,6 +159,8 @@ class Reading(models.Model):
     register_wh = models.BigIntegerField()
     received_at = models.DateTimeField(default=timezone.now)
     quality = models.CharField(max_length=10, choices=Quality.choices, default=Quality.ACTUAL)
+    # The validation rule that set the quality (meters.vee.Rule) and why.
+    rule = models.CharField(max_length=30, blank=True)
     note = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -160,6 +175,77 @@ class Reading(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}#{self.seq} {self.register_wh} Wh"
+
+
+class Interval(models.Model):
+    """Energy derived from readings, per fixed slot (or a held gap), and its price.
+
+    Slots are ``payments.rating.SLOT_SECONDS`` long and aligned to UTC. The
+    quality says how the energy is known and ``rule`` which validation rule
+    set it; ``lines`` are the tariff lines that priced it. Held intervals
+    carry the reason and are never priced at zero or dropped.
+    """
+
+    class Kind(models.TextChoices):
+        SLOT = "slot", "Slot"
+        GAP = "gap", "Gap"
+
+    class Quality(models.TextChoices):
+        ACTUAL = "actual", "Actual"
+        ESTIMATED = "estimated", "Estimated"
+        HELD = "held", "Held (not billed)"
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="intervals")
+    kind = models.CharField(max_length=4, choices=Kind.choices, default=Kind.SLOT)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    energy_wh = models.BigIntegerField(default=0)
+    quality = models.CharField(max_length=10, choices=Quality.choices, default=Quality.ACTUAL)
+    rule = models.CharField(max_length=30, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    held_reason = models.CharField(max_length=200, blank=True)
+    tariff_version_id = models.BigIntegerField(null=True, blank=True)
+    net_sub = models.BigIntegerField(null=True, blank=True)
+    gross_sub = models.BigIntegerField(null=True, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "kind", "start"], name="interval_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["meter", "start"], name="interval_meter_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.start:%Y-%m-%d %H:%M} {self.energy_wh} Wh"
+
+
+class MeterEvent(models.Model):
+    """A meter reset or replacement, with the old register's last and the new one's first value."""
+
+    class Kind(models.TextChoices):
+        RESET = "reset", "Meter reset"
+        REPLACEMENT = "replacement", "Meter replaced"
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
+    new_meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    at = models.DateTimeField()
+    old_last_wh = models.BigIntegerField()
+    new_first_wh = models.BigIntegerField()
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.meter} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class RelayCommand(models.Model):

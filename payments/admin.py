@@ -1,6 +1,18 @@
 from django.contrib import admin
 
-from .models import Account, LedgerTransaction, Payment, PaymentEvent, Posting, Tariff
+from .models import (
+    Account,
+    Invoice,
+    InvoiceLine,
+    LedgerTransaction,
+    Payment,
+    PaymentEvent,
+    Posting,
+    Tariff,
+    TariffRate,
+    TariffVersion,
+    TariffWindow,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,9 +28,53 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class TariffVersionInline(admin.TabularInline):
+    model = TariffVersion
+    extra = 0
+    fields = ["valid_from", "standing_charge_per_day_minor", "tax_percent", "tax_inclusive"]
+    show_change_link = True
+
+    def has_change_permission(self, request, obj=None):
+        # A version in force prices consumption already rated: add a new one instead.
+        return False
+
+
 @admin.register(Tariff)
 class TariffAdmin(admin.ModelAdmin):
-    list_display = ["name", "landlord", "currency", "price_per_kwh_minor"]
+    list_display = ["name", "landlord", "currency"]
+    inlines = [TariffVersionInline]
+
+
+class TariffRateInline(admin.TabularInline):
+    model = TariffRate
+    extra = 1
+
+
+class TariffWindowInline(admin.TabularInline):
+    model = TariffWindow
+    extra = 0
+
+
+@admin.register(TariffVersion)
+class TariffVersionAdmin(admin.ModelAdmin):
+    list_display = ["tariff", "valid_from", "standing_charge_per_day_minor", "tax_percent"]
+    inlines = [TariffRateInline, TariffWindowInline]
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    readonly_fields = ["kind", "description", "quantity", "unit_price", "amount_minor"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    list_display = ["number", "tenancy", "period_start", "total_minor", "issued_at"]
+    inlines = [InvoiceLineInline]
 
 
 @admin.register(Account)

@@ -171,4 +171,97 @@ def ledger_verify() -> list[str]:
     empty = LedgerTransaction.objects.filter(postings__isnull=True).count()
     if empty:
         problems.append(f"{empty} transactions have no postings")
+    problems += _verify_reversals()
+    problems += _verify_emergency_credit()
+    problems += _verify_usage()
+    return problems
+
+
+def _verify_reversals() -> list[str]:
+    """A reversal names what it reverses and mirrors its postings exactly."""
+    problems = []
+    reversals = LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.REVERSAL)
+    for txn in reversals.prefetch_related("postings", "reverses__postings"):
+        if txn.reverses is None:
+            problems.append(f"reversal {txn.pk} does not name the transaction it reverses")
+            continue
+        if txn.reverses.kind == LedgerTransaction.Kind.REVERSAL:
+            problems.append(f"reversal {txn.pk} reverses a reversal")
+        mine = sorted((p.debit_id, p.credit_id, p.amount_minor) for p in txn.postings.all())
+        theirs = sorted(
+            (p.credit_id, p.debit_id, p.amount_minor) for p in txn.reverses.postings.all()
+        )
+        if mine != theirs:
+            problems.append(f"reversal {txn.pk} does not mirror transaction {txn.reverses_id}")
+    return problems
+
+
+def _verify_emergency_credit() -> list[str]:
+    """Nobody repaid more emergency credit than they were advanced."""
+    lent: dict[int, int] = defaultdict(int)
+    for account_id, total in (
+        Posting.objects.filter(debit__kind=Account.Kind.ADVANCE)
+        .values_list("credit_id")
+        .annotate(s=Sum("amount_minor"))
+        .order_by()
+    ):
+        lent[account_id] += total
+    problems = []
+    for account_id, repaid in (
+        Posting.objects.filter(credit__kind=Account.Kind.ADVANCE)
+        .values_list("debit_id")
+        .annotate(s=Sum("amount_minor"))
+        .order_by()
+    ):
+        if repaid > lent[account_id]:
+            problems.append(
+                f"account {account_id} repaid {repaid} of emergency credit, "
+                f"more than the {lent[account_id]} advanced"
+            )
+    return problems
+
+
+def _verify_usage() -> list[str]:
+    """Every meter's priced slots equal what was posted plus what is pending, exactly,
+    and usage postings only ever move money between a payer and revenue."""
+    from meters.models import Interval, Meter
+
+    from .rating import SCALE
+
+    problems = []
+    wrong = (
+        Posting.objects.filter(
+            transaction__kind__in=[LedgerTransaction.Kind.USAGE, LedgerTransaction.Kind.STANDING]
+        )
+        .exclude(credit__kind=Account.Kind.REVENUE)
+        .count()
+    )
+    if wrong:
+        problems.append(f"{wrong} usage or standing postings do not credit revenue")
+    rated = dict(
+        Interval.objects.filter(gross_sub__isnull=False)
+        .values_list("meter_id")
+        .annotate(s=Sum("gross_sub"))
+        .order_by()
+    )
+    posted: dict[int, int] = defaultdict(int)
+    rows = Posting.objects.filter(
+        transaction__idempotency_key__startswith="meter-usage:"
+    ).values_list("transaction__idempotency_key", "transaction__kind", "amount_minor")
+    for key, kind, amount in rows:
+        meter_id = int(key.split(":")[1])
+        posted[meter_id] += -amount if kind == LedgerTransaction.Kind.CORRECTION else amount
+    for meter in Meter.objects.only("pk", "posted_minor", "pending_sub"):
+        if posted[meter.pk] != meter.posted_minor:
+            problems.append(
+                f"meter {meter.pk}: usage postings {posted[meter.pk]} != posted {meter.posted_minor}"
+            )
+        expected = meter.posted_minor * SCALE + meter.pending_sub
+        if rated.get(meter.pk, 0) != expected:
+            problems.append(
+                f"meter {meter.pk}: priced intervals {rated.get(meter.pk, 0)} sub-units != "
+                f"posted + pending {expected}"
+            )
+        if meter.pending_sub < 0:
+            problems.append(f"meter {meter.pk}: a negative pending amount was never corrected")
     return problems

@@ -15,45 +15,160 @@ debiting it). The cached ``Account.balance_minor`` is changed only by
 as the postings; ``manage.py ledger_verify`` proves it equals the sum.
 
 Amounts are integer minor units (pence, cents). Energy is integer Wh.
+Exact prices carry fractions of a minor unit as integer sub-units (see
+``payments.rating``).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-NANO = 1_000_000_000
+
+class TariffManager(models.Manager["Tariff"]):
+    def create_flat(
+        self,
+        *,
+        price_per_kwh_minor: Decimal | str,
+        standing_charge_per_day_minor: Decimal | str = "0",
+        valid_from: date = date(2000, 1, 1),
+        **kwargs: Any,
+    ) -> Tariff:
+        """A tariff with one flat version (the common case, and the demo's)."""
+        tariff = super().create(**kwargs)
+        version = TariffVersion.objects.create(
+            tariff=tariff,
+            landlord_id=tariff.landlord_id,
+            valid_from=valid_from,
+            standing_charge_per_day_minor=Decimal(standing_charge_per_day_minor),
+        )
+        TariffRate.objects.create(version=version, price_per_kwh_minor=Decimal(price_per_kwh_minor))
+        return tariff
+
+    def create(self, **kwargs: Any) -> Tariff:
+        """As ``create_flat`` when given a price, so older callers keep working."""
+        if "price_per_kwh_minor" in kwargs:
+            return self.create_flat(**kwargs)
+        return super().create(**kwargs)
 
 
 class Tariff(models.Model):
-    """A flat energy price and a daily standing charge (versions and tiers come later)."""
+    """A named tariff of a landlord. Prices live in its versions.
+
+    Consumption is always priced with the version in force (in the unit's
+    property time zone) when it was used; see ``payments.rating``.
+    """
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="tariffs"
     )
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, default="GBP")
+
+    objects = TariffManager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency})"
+
+
+class TariffVersion(models.Model):
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    valid_from = models.DateField(
+        help_text="In force from local midnight of this day (the property's time zone)."
+    )
+    standing_charge_per_day_minor = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Fixed charge per day in minor units, up to 4 decimals.",
+    )
+    tax_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal("0"))],
+    )
+    tax_inclusive = models.BooleanField(
+        default=True, help_text="Prices already include the tax (otherwise it is added)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tariff_id", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["tariff", "valid_from"], name="tariff_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tariff.name} from {self.valid_from:%Y-%m-%d}"
+
+
+class TariffRate(models.Model):
+    """An energy price for a time-of-use band (blank: any time) from a tier upwards."""
+
+    version = models.ForeignKey(TariffVersion, on_delete=models.CASCADE, related_name="rates")
+    band = models.CharField(max_length=30, blank=True, help_text="Blank: any time.")
+    tier_from_wh = models.BigIntegerField(
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="This price applies once this much energy (Wh) was used in the month.",
+    )
     price_per_kwh_minor = models.DecimalField(
         max_digits=12,
         decimal_places=4,
         validators=[MinValueValidator(Decimal("0"))],
         help_text="Energy price in minor units (e.g. pence) per kWh, up to 4 decimals.",
     )
-    standing_charge_per_day_minor = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["band", "tier_from_wh"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "band", "tier_from_wh"], name="tariff_rate_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.price_per_kwh_minor} {self.currency}/100 per kWh)"
+        return f"{self.band or 'any time'} from {self.tier_from_wh} Wh: {self.price_per_kwh_minor}"
 
-    @property
-    def price_nano_per_wh(self) -> int:
-        """Exact price of one Wh in billionths of a minor unit."""
-        return int(self.price_per_kwh_minor * 1_000_000)
+
+class TariffWindow(models.Model):
+    """Local hours in which a time-of-use band applies; other hours use the blank band."""
+
+    class Days(models.TextChoices):
+        ALL = "all", "Every day"
+        WEEKDAYS = "weekdays", "Monday to Friday"
+        WEEKENDS = "weekends", "Saturday and Sunday"
+
+    version = models.ForeignKey(TariffVersion, on_delete=models.CASCADE, related_name="windows")
+    band = models.CharField(max_length=30)
+    days = models.CharField(max_length=10, choices=Days.choices, default=Days.ALL)
+    start_hour = models.PositiveSmallIntegerField(validators=[MaxValueValidator(23)])
+    end_hour = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(24)]
+    )
+
+    class Meta:
+        ordering = ["start_hour"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_hour__gt=models.F("start_hour")) & Q(end_hour__lte=24),
+                name="tariff_window_hours",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.band}: {self.get_days_display()} {self.start_hour:02d}-{self.end_hour:02d}"
 
 
 class Account(models.Model):
@@ -61,6 +176,8 @@ class Account(models.Model):
         TENANT = "tenant", "Tenant balance"
         REVENUE = "revenue", "Landlord energy revenue"
         CLEARING = "clearing", "Payments received (clearing)"
+        ADVANCE = "advance", "Emergency credit advanced"
+        VACANT = "vacant", "Energy of vacant units (landlord's own)"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="accounts"
@@ -101,6 +218,10 @@ class LedgerTransaction(models.Model):
         USAGE = "usage", "Energy used"
         PAYMENT = "payment", "Payment received"
         ADJUSTMENT = "adjustment", "Adjustment"
+        CORRECTION = "correction", "Usage correction (re-rated)"
+        STANDING = "standing", "Standing charge"
+        EMERGENCY = "emergency", "Emergency credit"
+        RECOVERY = "recovery", "Emergency credit repaid"
         REVERSAL = "reversal", "Reversal"
 
     landlord = models.ForeignKey(
@@ -228,3 +349,75 @@ class PaymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.event_id} {self.type}"
+
+
+class BillingState(models.Model):
+    """Per-tenancy billing bookkeeping that is not a ledger balance."""
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    tenancy = models.OneToOneField(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="billing_state"
+    )
+    # Standing charges are posted per local day, up to and including this day.
+    standing_through = models.DateField(null=True, blank=True)
+    standing_pending_sub = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"billing state of tenancy {self.tenancy_id}"
+
+
+class Invoice(models.Model):
+    """A postpaid bill for a closed period (a local calendar month): a statement of
+    what was accrued to the tenant's account, line by line."""
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    tenancy = models.ForeignKey(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="invoices"
+    )
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="Exclusive.")
+    currency = models.CharField(max_length=3)
+    issued_at = models.DateTimeField(default=timezone.now)
+    energy_wh = models.BigIntegerField(default=0)
+    net_minor = models.BigIntegerField(default=0)
+    tax_minor = models.BigIntegerField(default=0)
+    total_minor = models.BigIntegerField(default=0)
+    tax_inclusive = models.BooleanField(default=True)
+    held_wh = models.BigIntegerField(
+        default=0, help_text="Energy in the period that could not be priced (not billed)."
+    )
+
+    class Meta:
+        ordering = ["-period_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenancy", "period_start"], name="invoice_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invoice {self.pk} {self.period_start:%b %Y}"
+
+    @property
+    def number(self) -> str:
+        return f"{self.landlord_id}-{self.tenancy_id}-{self.period_start:%Y%m}"
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        ENERGY = "energy", "Energy"
+        STANDING = "standing", "Standing charge"
+        TAX = "tax", "Tax"
+        ROUNDING = "rounding", "Rounding"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    description = models.CharField(max_length=200)
+    quantity = models.CharField(max_length=40, blank=True)
+    unit_price = models.CharField(max_length=40, blank=True)
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return self.description

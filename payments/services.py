@@ -1,10 +1,9 @@
-"""Pricing consumption and crediting payments."""
+"""Pricing consumption, posting it, bills, emergency credit and crediting payments."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -15,28 +14,9 @@ from config.live import broadcast_on_commit, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy
 
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
-from .models import NANO, Account, LedgerTransaction, Payment, PaymentEvent, Tariff
+from .models import Account, LedgerTransaction, Payment, PaymentEvent
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UsageCharge:
-    energy_wh: int
-    amount_minor: int
-    carry_nano: int
-
-
-def usage_price(*, energy_wh: int, tariff: Tariff, carry_nano: int) -> UsageCharge:
-    """Price energy exactly, posting whole minor units and carrying the fraction.
-
-    The sum of amounts over any split of the same energy equals the exact
-    price of the whole, rounded down once.
-    """
-    if energy_wh < 0:
-        raise ValueError("Negative energy is never billed.")
-    exact = energy_wh * tariff.price_nano_per_wh + carry_nano
-    return UsageCharge(energy_wh=energy_wh, amount_minor=exact // NANO, carry_nano=exact % NANO)
 
 
 def usage_post(
@@ -182,6 +162,14 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         )
         payment.ledger_transaction = txn
         fields.append("ledger_transaction")
+        # Emergency credit is repaid from top-ups, a capped share of each.
+        from .billing import debt_recover
+
+        debt_recover(
+            tenancy=tenancy,
+            topup_minor=payment.amount_minor,
+            idempotency_key=f"recovery:{payment.uuid}",
+        )
         AuditEvent.objects.create(
             landlord_id=payment.landlord_id,
             actor_id=payment.created_by_id,

@@ -1,4 +1,6 @@
 from django.tasks import task
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task
 
 from . import services
 
@@ -6,3 +8,19 @@ from . import services
 @task()
 def payment_event_process_task(event_id: int) -> str:
     return services.payment_event_process(event_id=event_id)
+
+
+# Periodic billing: debit windows that closed without a new reading, daily
+# standing charges, and last month's postpaid bills. All idempotent.
+@db_periodic_task(crontab(minute="*"))
+def billing_sweep_periodic() -> int:
+    from . import billing
+
+    return billing.billing_sweep()
+
+
+@db_periodic_task(crontab(minute="7"))
+def invoices_issue_periodic() -> int:
+    from . import billing
+
+    return len(billing.invoices_issue_due())

@@ -59,7 +59,7 @@ def make_landlord_world(tag: str, *, price: str = "30") -> LandlordWorld:
     staff = User.objects.create_user(f"landlord_{tag}", password="pw")
     Membership.objects.create(landlord=landlord, user=staff, role=Membership.Role.OWNER)
     prop = Property.objects.create(landlord=landlord, name=f"House {tag}", currency="GBP")
-    tariff = Tariff.objects.create(
+    tariff = Tariff.objects.create_flat(
         landlord=landlord, name="Flat", currency="GBP", price_per_kwh_minor=Decimal(price)
     )
     prepaid = Unit.objects.create(

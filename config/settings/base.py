@@ -224,6 +224,15 @@ SUBMETER = {
     "LOGIN_WINDOW_SECONDS": int(os.environ.get("LOGIN_WINDOW_SECONDS", "900")),
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted.
     "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
+    # Reading validation: a gap longer than this is spread and marked estimated;
+    # longer than LONG_GAP its energy is held, not spread over invented slots.
+    "ESTIMATE_GAP_SECONDS": int(os.environ.get("ESTIMATE_GAP_SECONDS", "900")),
+    "LONG_GAP_SECONDS": int(os.environ.get("LONG_GAP_SECONDS", "21600")),
+    # Usage is posted to the ledger in windows of this length (sooner when a
+    # prepaid balance nears its low-credit threshold).
+    "DEBIT_WINDOW_SECONDS": int(os.environ.get("DEBIT_WINDOW_SECONDS", "900")),
+    # Share of each top-up that repays emergency credit.
+    "DEBT_RECOVERY_PERCENT": int(os.environ.get("DEBT_RECOVERY_PERCENT", "25")),
 }
 
 LOGGING = {

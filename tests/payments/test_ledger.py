@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from django.db import DatabaseError, IntegrityError, transaction
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +14,7 @@ from payments.ledger import (
     ledger_verify,
     tenant_account,
 )
-from payments.models import Account, LedgerTransaction, Posting, Tariff
-from payments.services import usage_price
+from payments.models import Account, LedgerTransaction, Posting
 
 
 def _accounts(world):
@@ -178,36 +175,3 @@ def test_property_cached_balances_always_equal_postings(personas, moves):
 
 class _Rollback(Exception):
     pass
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    price=st.decimals(min_value=Decimal("0"), max_value=Decimal("999.9999"), places=4),
-    parts=st.lists(st.integers(0, 50_000), min_size=1, max_size=30),
-)
-def test_property_splitting_energy_never_changes_the_total(price, parts):
-    tariff = Tariff(price_per_kwh_minor=price)
-    carry, charged = 0, 0
-    for wh in parts:
-        charge = usage_price(energy_wh=wh, tariff=tariff, carry_nano=carry)
-        charged += charge.amount_minor
-        carry = charge.carry_nano
-    exact = sum(parts) * price / 1000  # minor units, exact
-    assert charged == int(exact)  # rounded down once, never per part
-    assert Decimal(charged) + Decimal(carry) / 10**9 == exact
-
-
-@pytest.mark.parametrize(
-    ("wh", "price", "expected_minor", "carry"),
-    [
-        (1000, "30", 30, 0),  # 1 kWh at 30p
-        (1, "30", 0, 30_000_000),  # 0.03p carried
-        (333, "28.5", 9, 490_500_000),  # 9.4905p
-        (0, "30", 0, 0),
-    ],
-)
-def test_usage_price_table(wh, price, expected_minor, carry):
-    charge = usage_price(
-        energy_wh=wh, tariff=Tariff(price_per_kwh_minor=Decimal(price)), carry_nano=0
-    )
-    assert (charge.amount_minor, charge.carry_nano) == (expected_minor, carry)

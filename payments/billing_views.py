@@ -1,0 +1,38 @@
+"""Pages for bills and emergency credit (tenant and landlord)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from landlord import access
+
+from . import billing
+
+
+@login_required
+@require_GET
+def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    invoice = access.access_invoice(user=request.user, invoice_id=invoice_id)
+    is_tenant = invoice.tenancy.tenant_id == request.user.pk
+    return render(
+        request,
+        "payments/invoice.html",
+        {"invoice": invoice, "lines": list(invoice.lines.all()), "is_tenant": is_tenant},
+    )
+
+
+@login_required
+@require_POST
+def emergency_credit(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    try:
+        billing.emergency_credit_take(tenancy=tenancy, actor_id=request.user.pk)
+    except billing.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Emergency credit added. It is repaid from your next top-ups.")
+    return redirect("tenant:home", tenancy_id=tenancy.pk)

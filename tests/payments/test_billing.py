@@ -1,0 +1,363 @@
+"""Debit windows, standing charges, postpaid invoices, emergency credit, reversals."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from meters.models import Device, Meter
+from meters.services import ReadingInput, readings_record, usage_settle_meter
+from payments import billing
+from payments.billing import BillingError
+from payments.ledger import Leg, landlord_account, ledger_post, ledger_verify, tenant_account
+from payments.models import Account, Invoice, LedgerTransaction, Payment, Tariff
+from payments.services import payment_create, payment_transition
+
+JAN = datetime(2026, 1, 14, tzinfo=UTC)  # a Wednesday
+
+
+def _record(device, *items, base):
+    return readings_record(
+        device_id=device.pk,
+        readings=[
+            ReadingInput(seq=seq, taken_at=base + timedelta(minutes=m), register_wh=wh)
+            for seq, m, wh in items
+        ],
+    )
+
+
+def _balance(tenancy) -> int:
+    return tenant_account(tenancy=tenancy).balance_minor
+
+
+def _credit(world, amount, key="opening"):
+    tenant = tenant_account(tenancy=world.prepaid_tenancy)
+    clearing = landlord_account(landlord=world.landlord, kind=Account.Kind.CLEARING, currency="GBP")
+    ledger_post(
+        landlord_id=world.landlord.pk,
+        kind="adjustment",
+        idempotency_key=key,
+        legs=[Leg(debit=clearing, credit=tenant, amount_minor=amount)],
+    )
+
+
+def _pay(tenancy, amount) -> Payment:
+    payment = payment_create(
+        tenancy=tenancy, amount_minor=amount, provider="dev", created_by_id=None
+    )
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        payment_transition(
+            payment=payment, status=Payment.Status.SUCCEEDED, provider_ref=f"pi_{payment.uuid.hex}"
+        )
+    return payment
+
+
+# --- debit windows ------------------------------------------------------------------
+
+
+def test_live_usage_is_posted_in_windows_not_per_reading(personas, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "DEBIT_WINDOW_SECONDS": 900}
+    world = personas.a
+    _credit(world, 100_000)
+    dev = world.prepaid_device.device
+    now = timezone.now()
+    base = now - timedelta(minutes=10)
+    for i in range(10):
+        _record(dev, (i + 1, i, i * 100), base=base)
+    meter = Meter.objects.get(device=dev)
+    # 900 Wh at 30p = 27p rated, not yet posted: one window is still open
+    assert LedgerTransaction.objects.filter(kind="usage").count() == 0
+    assert meter.pending_sub // billing.rating.SCALE == 27
+    # the tenant already sees it
+    client = Client()
+    client.force_login(world.prepaid_tenant)
+    body = client.get(reverse("tenant:home", args=[world.prepaid_tenancy.pk])).content.decode()
+    assert "£999.73" in body
+    # when the window is over, the sweep posts one aggregated debit
+    billing.billing_sweep(now=now + timedelta(minutes=16))
+    assert LedgerTransaction.objects.filter(kind="usage").count() == 1
+    assert _balance(world.prepaid_tenancy) == 100_000 - 27
+
+
+def test_prepaid_near_low_credit_is_posted_at_once(personas):
+    world = personas.a
+    _credit(world, 250)  # threshold is 200
+    dev = world.prepaid_device.device
+    base = timezone.now() - timedelta(minutes=5)
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=base)  # 30p: 250 - 30 > 200, waits
+    assert _balance(world.prepaid_tenancy) == 250
+    _record(dev, (3, 3, 2500), base=base)  # 45p more: would be 175, so at once
+    assert _balance(world.prepaid_tenancy) == 175
+
+
+def test_vacant_unit_usage_is_the_landlords_own(personas):
+    world = personas.a
+    world.prepaid_tenancy.end_date = timezone.localdate() - timedelta(days=400)
+    world.prepaid_tenancy.start_date = world.prepaid_tenancy.end_date
+    world.prepaid_tenancy.save()
+    _record(world.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    vacant = Account.objects.get(landlord=world.landlord, kind=Account.Kind.VACANT)
+    assert vacant.balance_minor == -30
+
+
+# --- standing charges ----------------------------------------------------------
+
+
+def test_standing_charge_is_posted_once_per_day(personas):
+    world = personas.a
+    tariff = Tariff.objects.create_flat(
+        landlord=world.landlord,
+        name="S",
+        price_per_kwh_minor="30",
+        standing_charge_per_day_minor="12.5",
+    )
+    world.prepaid.tariff = tariff
+    world.prepaid.save()
+    tenancy = world.prepaid_tenancy
+    tenancy.start_date = date(2026, 1, 1)
+    tenancy.save()
+    assert billing.standing_charges_post(tenancy=tenancy, through=date(2026, 1, 4)) == 50
+    assert billing.standing_charges_post(tenancy=tenancy, through=date(2026, 1, 4)) == 0
+    # 12.5p a day: 12, 13, 12, 13 with the half penny carried
+    amounts = list(
+        LedgerTransaction.objects.filter(kind="standing")
+        .order_by("pk")
+        .values_list("postings__amount_minor", flat=True)
+    )
+    assert amounts == [12, 13, 12, 13]
+
+
+# --- postpaid invoice ------------------------------------------------------------
+
+
+@pytest.fixture
+def postpaid_tou(personas):
+    world = personas.a
+    tariff = Tariff.objects.create(landlord=world.landlord, name="Night saver", currency="GBP")
+    billing.tariff_version_create(
+        tariff=tariff,
+        valid_from=date(2020, 1, 1),
+        rates=[("", 0, Decimal("20")), ("", 2000, Decimal("30")), ("night", 0, Decimal("10"))],
+        windows=(("night", "all", 0, 7),),
+        standing_charge_per_day_minor=Decimal("50"),
+        tax_percent=Decimal("5"),
+        tax_inclusive=False,
+    )
+    world.postpaid.tariff = tariff
+    world.postpaid.save()
+    world.postpaid_tenancy.start_date = date(2025, 12, 1)
+    world.postpaid_tenancy.save()
+    return world
+
+
+def test_invoice_for_a_closed_month_itemises_bands_tiers_standing_and_tax(postpaid_tou):
+    world = postpaid_tou
+    dev = world.postpaid_device.device
+    # 1 kWh at night (02:00-03:00), then 2 kWh at midday crossing the 2 kWh tier
+    _record(dev, (1, 120, 0), (2, 180, 1000), (3, 420, 1000), (4, 660, 1000), base=JAN)
+    _record(dev, (5, 720, 1000), (6, 730, 3000), base=JAN)
+    invoice = billing.invoice_issue(tenancy=world.postpaid_tenancy, period_start=date(2026, 1, 1))
+    lines = [(line.kind, line.description, line.amount_minor) for line in invoice.lines.all()]
+    assert lines == [
+        ("energy", "Energy", 20),  # 1 kWh at 20p
+        ("energy", "Energy, above 2 kWh this month", 30),  # 1 kWh at 30p
+        ("energy", "Night", 10),  # 1 kWh at 10p
+        ("standing", "Standing charge", 1550),  # 31 days at 50p
+        ("tax", "Tax 5%", 81),  # 5% of 1610p = 80.5p
+    ]
+    assert invoice.total_minor == 1691  # 1690.5p, rounded once
+    assert invoice.energy_wh == 3000
+    # issuing again returns the same bill
+    again = billing.invoice_issue(tenancy=world.postpaid_tenancy, period_start=date(2026, 1, 1))
+    assert again.pk == invoice.pk and Invoice.objects.count() == 1
+    # the tenant's account was charged as it went: usage 63p, standing 52.5p a day since 1 Dec
+    assert _balance(world.postpaid_tenancy) == -(63 + 52 * 31 + 52 * 31 + 31)
+
+
+def test_open_period_cannot_be_invoiced(postpaid_tou):
+    today = timezone.localdate()
+    with pytest.raises(BillingError, match="still open"):
+        billing.invoice_issue(
+            tenancy=postpaid_tou.postpaid_tenancy, period_start=today.replace(day=1)
+        )
+
+
+def test_invoice_page_for_tenant_and_landlord_only(personas, postpaid_tou):
+    invoice = billing.invoice_issue(
+        tenancy=postpaid_tou.postpaid_tenancy, period_start=date(2026, 1, 1)
+    )
+    url = reverse("payments:invoice", args=[invoice.pk])
+    client = Client()
+    for user, status in [
+        (personas.a.postpaid_tenant, 200),
+        (personas.a.staff, 200),
+        (personas.a.prepaid_tenant, 404),
+        (personas.b.staff, 404),
+        (personas.b.postpaid_tenant, 404),
+    ]:
+        client.force_login(user)
+        resp = client.get(url)
+        assert resp.status_code == status, user
+    client.force_login(personas.a.postpaid_tenant)
+    body = client.get(url).content.decode()
+    assert "Standing charge" in body and "£15.50" in body
+    home = client.get(reverse("tenant:home", args=[personas.a.postpaid_tenancy.pk]))
+    assert "January 2026" in home.content.decode()
+
+
+def test_due_invoices_are_issued_for_last_month(postpaid_tou):
+    issued = billing.invoices_issue_due(now=datetime(2026, 2, 3, 9, tzinfo=UTC))
+    assert [(i.tenancy_id, i.period_start) for i in issued] == [
+        (postpaid_tou.postpaid_tenancy.pk, date(2026, 1, 1))
+    ]
+
+
+# --- emergency credit and debt recovery ---------------------------------------------
+
+
+def test_emergency_credit_once_then_recovered_from_top_ups(personas, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "DEBT_RECOVERY_PERCENT": 25}
+    world = personas.a
+    tenancy = world.prepaid_tenancy
+    with pytest.raises(BillingError, match="not offered"):
+        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+    world.prepaid.emergency_credit_minor = 500
+    world.prepaid.save()
+    billing.emergency_credit_take(tenancy=tenancy, actor_id=world.prepaid_tenant.pk)
+    assert _balance(tenancy) == 500
+    assert billing.emergency_debt(tenancy=tenancy) == 500
+    with pytest.raises(BillingError, match="already taken"):
+        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+    # a £10 top-up repays 25% of it: £2.50
+    _pay(tenancy, 1000)
+    assert _balance(tenancy) == 500 + 1000 - 250
+    assert billing.emergency_debt(tenancy=tenancy) == 250
+    # a £20 top-up could repay £5, but only £2.50 is owed
+    _pay(tenancy, 2000)
+    assert _balance(tenancy) == 1250 + 2000 - 250
+    assert billing.emergency_debt(tenancy=tenancy) == 0
+    # repaid: it is offered again only once credit is low
+    with pytest.raises(BillingError, match="once your credit is low"):
+        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+
+
+def test_emergency_credit_keeps_the_supply_on(personas):
+    world = personas.a
+    world.prepaid.emergency_credit_minor = 300
+    world.prepaid.save()
+    _credit(world, 30)
+    _record(world.prepaid_device.device, (1, 0, 0), (2, 2, 2000), base=JAN)  # 60p: -30p
+    device = Device.objects.get(pk=world.prepaid_device.device.pk)
+    assert device.desired_relay == "off"
+    billing.emergency_credit_take(tenancy=world.prepaid_tenancy, actor_id=None)
+    device.refresh_from_db()
+    assert device.desired_relay == "on" and _balance(world.prepaid_tenancy) == 270
+
+
+def test_emergency_credit_button(personas):
+    world = personas.a
+    world.prepaid.emergency_credit_minor = 500
+    world.prepaid.save()
+    client = Client()
+    client.force_login(world.prepaid_tenant)
+    home = reverse("tenant:home", args=[world.prepaid_tenancy.pk])
+    assert "Take £5.00 emergency credit" in client.get(home).content.decode()
+    url = reverse("payments:emergency_credit", args=[world.prepaid_tenancy.pk])
+    resp = client.post(url)
+    assert resp.status_code == 302
+    body = client.get(home).content.decode()
+    assert "Emergency credit added" in body and "Emergency credit to repay: £5.00" in body
+    client.post(url)
+    assert "already taken" in client.get(home).content.decode()
+    assert _balance(world.prepaid_tenancy) == 500
+    # another tenant cannot take it for this tenancy
+    client.force_login(personas.b.prepaid_tenant)
+    assert client.post(url).status_code == 404
+
+
+# --- reversals and verification ------------------------------------------------------
+
+
+def test_reversal_mirrors_the_original(personas):
+    world = personas.a
+    _credit(world, 700)
+    txn = LedgerTransaction.objects.get(idempotency_key="opening")
+    reversal = billing.ledger_reverse(txn=txn, actor_id=None, reason="entered twice")
+    again = billing.ledger_reverse(txn=txn, actor_id=None, reason="entered twice")
+    assert again.pk == reversal.pk and reversal.reverses_id == txn.pk
+    assert _balance(world.prepaid_tenancy) == 0
+
+
+class _Rollback(Exception):
+    pass
+
+
+def test_verify_catches_a_reversal_that_does_not_mirror(personas):
+    world = personas.a
+    _credit(world, 700)
+    txn = LedgerTransaction.objects.get(idempotency_key="opening")
+    tenant = tenant_account(tenancy=world.prepaid_tenancy)
+    clearing = landlord_account(landlord=world.landlord, kind=Account.Kind.CLEARING, currency="GBP")
+    try:
+        with transaction.atomic():
+            ledger_post(
+                landlord_id=world.landlord.pk,
+                kind=LedgerTransaction.Kind.REVERSAL,
+                idempotency_key="bad-reversal",
+                legs=[Leg(debit=tenant, credit=clearing, amount_minor=600)],
+                reverses=txn,
+            )
+            problems = ledger_verify()
+            raise _Rollback
+    except _Rollback:
+        pass
+    assert any("does not mirror" in p for p in problems)
+
+
+def test_verify_catches_usage_that_was_lost(personas):
+    world = personas.a
+    _credit(world, 700)
+    _record(world.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    meter = Meter.objects.get(device=world.prepaid_device.device)
+    Meter.objects.filter(pk=meter.pk).update(pending_sub=meter.pending_sub + 1)
+    assert any("priced intervals" in p for p in ledger_verify())
+    Meter.objects.filter(pk=meter.pk).update(pending_sub=meter.pending_sub)
+
+
+def test_flagged_page_lists_only_own_flagged_readings(personas):
+    _record(personas.a.prepaid_device.device, (1, 0, 6000), (2, 1, 4000), base=JAN)
+    _record(personas.b.prepaid_device.device, (1, 0, 6000), (2, 1, 4000), base=JAN)
+    client = Client()
+    client.force_login(personas.a.staff)
+    body = client.get(reverse("landlord:flagged")).content.decode()
+    assert body.count('data-rule="negative-delta"') == 1
+    assert personas.a.prepaid.name in body
+    client.force_login(personas.a.prepaid_tenant)
+    assert client.get(reverse("landlord:flagged")).status_code == 404
+
+
+def test_unit_page_shows_which_tariff_lines_priced_an_interval(personas):
+    _record(personas.a.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    client = Client()
+    client.force_login(personas.a.staff)
+    body = client.get(reverse("landlord:unit", args=[personas.a.prepaid.pk])).content.decode()
+    assert "1000 Wh \u00d7 30/kWh any time" in body
+
+
+def test_usage_settle_meter_force_posts_everything(personas):
+    _credit(personas.a, 10_000)
+    dev = personas.a.prepaid_device.device
+    base = timezone.now() - timedelta(minutes=3)
+    _record(dev, (1, 0, 0), (2, 1, 100), base=base)
+    meter = Meter.objects.get(device=dev)
+    assert meter.posted_minor == 0
+    usage_settle_meter(meter_id=meter.pk, force=True)
+    meter.refresh_from_db()
+    assert meter.posted_minor == 3  # 100 Wh at 30p
