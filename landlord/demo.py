@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -57,12 +57,20 @@ def demo_seed() -> list[DemoLogin]:
         )
         Membership.objects.create(landlord=landlord, user=owner, role=Membership.Role.OWNER)
         User.objects.create_superuser("admin", password=DEMO_PASSWORD, email="admin@example.com")
+        # Demo only: disconnection allowed at any hour of any day after one
+        # minute's notice, so a visitor sees Flat 1 cut and restored within a
+        # couple of minutes. Real properties default to working days 09:00-15:00
+        # and a day's notice (landlord.models.Property).
         prop = Property.objects.create(
             landlord=landlord,
             name="Riverside House",
-            address="1 River Lane, Leeds",
+            address="1 River Lane, Leeds (demo: cut-offs allowed any time, 1 minute's notice)",
             timezone="Europe/London",
             currency="GBP",
+            cutoff_days="1234567",
+            cutoff_start=time(0, 0),
+            cutoff_end=time(0, 0),
+            cutoff_notice_minutes=1,
         )
         tariff = Tariff.objects.create(
             landlord=landlord, name="Standard", currency="GBP", price_per_kwh_minor=Decimal("28.5")

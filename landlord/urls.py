@@ -6,4 +6,10 @@ app_name = "landlord"
 urlpatterns = [
     path("units/", views.landlord_units, name="units"),
     path("units/<int:unit_id>/", views.landlord_unit_detail, name="unit"),
+    path("units/<int:unit_id>/override/", views.landlord_unit_override, name="override"),
+    path(
+        "units/<int:unit_id>/override/release/",
+        views.landlord_unit_override_release,
+        name="override_release",
+    ),
 ]
