@@ -344,8 +344,8 @@ def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:
     )
 
 
-def alert_device_notified(*, alert_id: int) -> None:
-    Alert.objects.filter(pk=alert_id, device_notified_at__isnull=True).update(
+def alert_device_notified(*, alert_id: int, unit_id: int) -> None:
+    Alert.objects.filter(pk=alert_id, unit_id=unit_id, device_notified_at__isnull=True).update(
         device_notified_at=timezone.now()
     )
 

@@ -60,6 +60,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self._wake = asyncio.Event()
+        self._notify_in_flight: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.device_id = 0
         creds = basic_credentials(self.scope)
@@ -123,6 +124,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         while True:
             try:
                 await self._send_due_command()
+                await self._send_due_notifications()
                 next_at = await database_sync_to_async(services.relay_next_attempt_at)(
                     device_id=self.device_id
                 )
@@ -150,6 +152,17 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             )
         )
 
+    async def _send_due_notifications(self) -> None:
+        alerts = await database_sync_to_async(services.device_notifications_due)(
+            device_id=self.device_id
+        )
+        for alert in alerts:
+            msg_id = f"notify-{alert['id']}"
+            if msg_id in self._notify_in_flight:
+                continue
+            self._notify_in_flight.add(msg_id)
+            await self.send(text_data=protocol.call(msg_id, "Notify", alert))
+
     # --- inbound frames -----------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -168,6 +181,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                     frame.msg_id,
                     frame.error_code,
                 )
+                if frame.msg_id.startswith("notify-"):
+                    # A meter that cannot show it will not show it later either.
+                    await self._notified(frame.msg_id)
         except protocol.ProtocolError as exc:
             await self.send(
                 text_data=protocol.error(exc.msg_id, exc.code, exc.message, exc.details)
@@ -245,7 +261,18 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._wake.set()
         return {}
 
+    async def _notified(self, msg_id: str) -> None:
+        self._notify_in_flight.discard(msg_id)
+        alert_id = msg_id.removeprefix("notify-")
+        if alert_id.isdigit():
+            await database_sync_to_async(services.device_notification_acked)(
+                device_id=self.device_id, alert_id=int(alert_id)
+            )
+
     async def _handle_result(self, frame: protocol.Frame) -> None:
+        if frame.msg_id.startswith("notify-"):
+            await self._notified(frame.msg_id)
+            return
         # Any answer, even to a call of an earlier connection, says where the relay is.
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
         await database_sync_to_async(services.relay_report)(

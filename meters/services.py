@@ -622,6 +622,39 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
     _notify_unit(device.unit)
 
 
+NOTIFY_LEVELS = {
+    "low_credit": "warning",
+    "low_runway": "warning",
+    "cutoff_warning": "critical",
+    "supply_restored": "info",
+}
+
+
+def device_notifications_due(*, device_id: int) -> list[dict[str, object]]:
+    """Tenant alerts this device's display should show, as ``Notify`` payloads."""
+    from .alerts import alerts_for_device
+
+    return [
+        {
+            "id": a.pk,
+            "kind": a.kind,
+            "level": NOTIFY_LEVELS.get(a.kind, "info"),
+            "message": a.message[:160],
+            "beep": a.kind in ("low_credit", "cutoff_warning"),
+        }
+        for a in alerts_for_device(device_id=device_id, now=timezone.now())
+    ]
+
+
+def device_notification_acked(*, device_id: int, alert_id: int) -> None:
+    """The device showed an alert; only an alert for its own unit can be marked."""
+    from .alerts import alert_device_notified
+
+    unit_id = Device.objects.filter(pk=device_id).values_list("unit_id", flat=True).first()
+    if unit_id is not None:
+        alert_device_notified(alert_id=alert_id, unit_id=unit_id)
+
+
 def simulated_device_prepare(
     *, device: Device, power_w: float, speed: float, interval_s: float = 2.0
 ) -> SimDevice:

@@ -37,6 +37,7 @@ class SimDevice:
     generation: int = 0
     readings_sent: int = 0
     commands_applied: list[tuple[str, int]] = field(default_factory=list)
+    notifications: list[dict[str, object]] = field(default_factory=list)
     connected: bool = False
 
     def auth_header(self) -> str:
@@ -149,6 +150,10 @@ async def _read(ws: websockets.ClientConnection, dev: SimDevice) -> None:
             await ws.send(
                 json.dumps([3, frame[1], {"state": dev.relay, "generation": dev.generation}])
             )
+        elif frame[0] == 2 and frame[2] == "Notify":
+            dev.notifications.append(frame[3])
+            logger.info("sim %s display: %s", dev.ident, frame[3].get("message"))
+            await ws.send(json.dumps([3, frame[1], {}]))
         elif frame[0] == 4:
             logger.warning("sim %s: server error %s", dev.ident, frame[2:4])
 
