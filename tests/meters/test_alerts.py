@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zoneinfo
 from datetime import datetime, timedelta
 
@@ -140,10 +141,8 @@ async def test_alerts_reach_the_meter_display_once_and_the_tenant_page_live(tper
     for _ in range(100):
         if any(n["kind"] == "low_credit" for n in dev.notifications):
             break
-        try:
+        with contextlib.suppress(TimeoutError):
             await dev.next_frame(timeout=0.1)
-        except TimeoutError:
-            pass
     kinds = [n["kind"] for n in dev.notifications]
     assert "low_credit" in kinds
     note = next(n for n in dev.notifications if n["kind"] == "low_credit")
