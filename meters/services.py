@@ -609,6 +609,20 @@ def relay_report(*, device_id: int, state: str, generation: int) -> Device:
 
 
 @transaction.atomic
+def relay_report_unversioned(*, device_id: int, state: str) -> Device:
+    """A report from a device without generations (Shelly), at the last confirmed one.
+
+    If a newer command is outstanding, this only says the device has not applied
+    it yet, so it is re-sent; if none is, a state that differs from the desired one
+    (a button press, a reboot) is corrected with a new generation.
+    """
+    generation = (
+        Device.objects.filter(pk=device_id).values_list("reported_generation", flat=True).get()
+    )
+    return relay_report(device_id=device_id, state=state, generation=generation)
+
+
+@transaction.atomic
 def device_presence(*, device_id: int, connected: bool, firmware: str | None = None) -> None:
     fields = {"connected": connected, "last_seen_at": timezone.now()}
     if firmware is not None:
