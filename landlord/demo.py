@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from meters.models import Device, Meter
+from meters.models import Device, Meter, Protocol
 from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
 from payments.models import Payment, PaymentEvent, Tariff
@@ -89,7 +89,13 @@ def demo_seed() -> list[DemoLogin]:
                 f"tenant{i}", password=DEMO_PASSWORD, first_name=f"Tenant {i}"
             )
             Tenancy.objects.create(landlord=landlord, unit=unit, tenant=tenant, start_date=start)
-            device = Device(landlord=landlord, unit=unit, ident=f"demo-{i}")
+            # Flat 6 has an off-the-shelf Shelly relay; the others speak the native protocol.
+            device = Device(
+                landlord=landlord,
+                unit=unit,
+                ident=f"demo-{i}",
+                protocol=Protocol.SHELLY if i == 6 else Protocol.NATIVE,
+            )
             device.set_secret(secrets.token_urlsafe(24))
             device.save()
             Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"SIM-{i:04d}")

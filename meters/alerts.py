@@ -198,14 +198,20 @@ def tenancy_alerts_evaluate(
 
 def runway_message(*, runs_out: datetime, protections: Protections) -> str:
     """'Your credit lasts until Thu ~18:00 …' with the earliest possible cut-off after it."""
-    text = (
-        f"At current usage your credit lasts until {clock(runs_out, protections.tz, approx=True)}"
-    )
+    until = clock(runs_out, protections.tz, approx=True)
+    text = f"At current usage your credit lasts until {until}"
     if protections.blocking_reason():
         return f"{text}; your supply is protected from automatic disconnection."
-    cut = next_window_start(protections, runs_out + protections.notice)
+    earliest = runs_out + protections.notice
+    cut = next_window_start(protections, earliest)
     if cut is None:
         return f"{text}."
+    if cut == earliest:
+        # Inside the window: as much an estimate as the run-out itself.
+        cut_text = clock(cut, protections.tz, approx=True)
+        if cut_text == until:
+            return f"{text}; the supply could be switched off soon after."
+        return f"{text}; the supply could be switched off from {cut_text}."
     return f"{text}; the supply could be switched off from {clock(cut, protections.tz)}."
 
 

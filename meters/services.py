@@ -690,4 +690,5 @@ def simulated_device_prepare(
         register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
         relay=device.reported_relay if device.reported_relay != RelayState.UNKNOWN else "on",
         generation=device.reported_generation,
+        protocol=device.protocol,
     )
