@@ -17,7 +17,7 @@ from meters.models import Alert, Device
 from meters.protections import Protections
 from tests.wsutil import FakeDevice, browser_communicator, device_communicator
 
-from .test_protections import _set_balance
+from .test_protections import _protect, _set_balance
 
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 
@@ -74,6 +74,7 @@ def test_runway_forecast_in_clock_time():
 @pytest.mark.django_db
 def test_low_runway_alert_from_recent_usage(personas):
     world = personas.a
+    _protect(world)  # the default window and a day's notice
     _set_balance(world.prepaid_tenancy, 5000)
     base = timezone.now() - timedelta(minutes=30)
     services.readings_record(
