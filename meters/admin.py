@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Device, Meter, Reading, RelayCommand
+from .models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 
 
 @admin.register(Device)
@@ -63,6 +63,24 @@ class ReadingAdmin(admin.ModelAdmin):
 class RelayCommandAdmin(admin.ModelAdmin):
     list_display = ["device", "generation", "state", "status", "source", "attempts", "created_at"]
     list_filter = ["status", "state"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CutoffNotice)
+class CutoffNoticeAdmin(admin.ModelAdmin):
+    list_display = ["unit", "noticed_at", "earliest_at", "balance_minor", "status", "cut_at"]
+    list_filter = ["status", "landlord"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "audience", "unit", "message", "cleared_at", "emailed_at"]
+    list_filter = ["kind", "audience", "landlord"]
 
     def has_change_permission(self, request, obj=None):
         return False

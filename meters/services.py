@@ -469,6 +469,11 @@ def supply_reconcile(*, now: datetime | None = None) -> int:
             status=CutoffNotice.Status.SCHEDULED, cut_at__isnull=True, earliest_at__lte=now
         ).values_list("unit_id", flat=True)
     )
+    # Supplies that are off: a protection switched on since (or credit posted
+    # outside the payment path) brings them back within a minute.
+    unit_ids |= set(
+        Device.objects.filter(desired_relay=RelayState.OFF).values_list("unit_id", flat=True)
+    )
     for unit in Unit.objects.filter(pk__in=unit_ids).order_by("pk"):
         supply_evaluate(unit=unit, reason="scheduled check", now=now)
     alerts.device_offline_check(now=now)

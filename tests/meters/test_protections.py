@@ -383,3 +383,39 @@ def test_tenant_sees_the_scheduled_cut_off_and_a_top_up_removes_it(
     supply_evaluate(unit=world.prepaid, reason="payment received")
     page = client.get(f"/tenant/{world.prepaid_tenancy.pk}/").content.decode()
     assert "unless" not in page
+
+
+@pytest.mark.django_db
+def test_marking_a_household_vulnerable_in_the_admin_restores_supply_at_once(client, personas):
+    world = personas.a
+    _set_balance(world.prepaid_tenancy, -100)
+    supply_evaluate(unit=world.prepaid, reason="test")
+    assert _device(world).desired_relay == "off"
+    client.force_login(personas.admin)
+    tenancy = world.prepaid_tenancy
+    url = f"/admin/landlord/tenancy/{tenancy.pk}/change/"
+    response = client.post(
+        url,
+        {
+            "landlord": tenancy.landlord_id,
+            "unit": tenancy.unit_id,
+            "tenant": tenancy.tenant_id,
+            "start_date": tenancy.start_date.isoformat(),
+            "end_date": "",
+            "vulnerable": "on",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    assert _device(world).desired_relay == "on"
+
+
+@pytest.mark.django_db
+def test_periodic_reconciliation_reconnects_when_a_protection_appears(personas):
+    world = personas.a
+    _set_balance(world.prepaid_tenancy, -100)
+    supply_evaluate(unit=world.prepaid, reason="test")
+    assert _device(world).desired_relay == "off"
+    world.prop.landlord_may_disconnect = False
+    world.prop.save()
+    supply_reconcile()
+    assert _device(world).desired_relay == "on"
