@@ -11,9 +11,11 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path, re_path
 
 from landlord.consumers import LiveConsumer
-from meters.consumers import DeviceConsumer
+from meters.consumers import DeviceConsumer, ShellyConsumer
 
 device_routes = URLRouter([path("v1", DeviceConsumer.as_asgi())])
+# A Shelly cannot send headers: its secret is part of the address it is given.
+shelly_routes = URLRouter([path("<str:ident>/<str:secret>", ShellyConsumer.as_asgi())])
 
 browser_routes = AllowedHostsOriginValidator(
     AuthMiddlewareStack(
@@ -33,6 +35,7 @@ browser_routes = AllowedHostsOriginValidator(
 websocket_app = URLRouter(
     [
         path("ws/device/", device_routes),
+        path("ws/shelly/", shelly_routes),
         # A prefix match: the router inside the middleware resolves the rest.
         re_path(r"^ws/live/", browser_routes),
     ]

@@ -1,3 +1,6 @@
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib import admin
 
 from .models import AuditEvent, Landlord, Membership, Property, Tenancy, Unit
@@ -14,10 +17,33 @@ class LandlordAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
 
+def _reevaluate(units: Iterable[Unit]) -> None:
+    # Protections changed: apply them now rather than at the next reading.
+    from meters.services import supply_evaluate
+
+    for unit in units:
+        supply_evaluate(unit=unit, reason="protections changed")
+
+
 @admin.register(Property)
 class PropertyAdmin(admin.ModelAdmin):
-    list_display = ["name", "landlord", "timezone", "currency"]
-    list_filter = ["landlord"]
+    list_display = [
+        "name",
+        "landlord",
+        "timezone",
+        "currency",
+        "cutoff_days",
+        "cutoff_start",
+        "cutoff_end",
+        "cutoff_notice_minutes",
+        "landlord_may_disconnect",
+    ]
+    list_filter = ["landlord", "landlord_may_disconnect"]
+
+    def save_model(self, request: Any, obj: Property, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            _reevaluate(obj.units.all())
 
 
 @admin.register(Unit)
@@ -28,8 +54,12 @@ class UnitAdmin(admin.ModelAdmin):
 
 @admin.register(Tenancy)
 class TenancyAdmin(admin.ModelAdmin):
-    list_display = ["tenant", "unit", "start_date", "end_date"]
-    list_filter = ["landlord"]
+    list_display = ["tenant", "unit", "start_date", "end_date", "vulnerable"]
+    list_filter = ["landlord", "vulnerable"]
+
+    def save_model(self, request: Any, obj: Tenancy, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _reevaluate([obj.unit])
 
 
 @admin.register(AuditEvent)

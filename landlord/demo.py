@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from meters.models import Device, Meter
+from meters.models import Device, Meter, Protocol
 from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
 from payments.billing import tariff_version_create
@@ -94,12 +94,20 @@ def demo_seed() -> list[DemoLogin]:
         )
         Membership.objects.create(landlord=landlord, user=owner, role=Membership.Role.OWNER)
         User.objects.create_superuser("admin", password=DEMO_PASSWORD, email="admin@example.com")
+        # Demo only: disconnection allowed at any hour of any day after one
+        # minute's notice, so a visitor sees Flat 1 cut and restored within a
+        # couple of minutes. Real properties default to working days 09:00-15:00
+        # and a day's notice (landlord.models.Property).
         prop = Property.objects.create(
             landlord=landlord,
             name="Riverside House",
-            address="1 River Lane, Leeds",
+            address="1 River Lane, Leeds (demo: cut-offs allowed any time, 1 minute's notice)",
             timezone="Europe/London",
             currency="GBP",
+            cutoff_days="1234567",
+            cutoff_start=time(0, 0),
+            cutoff_end=time(0, 0),
+            cutoff_notice_minutes=1,
         )
         tariffs = _demo_tariffs(landlord)
         start = timezone.localdate() - timedelta(days=30)
@@ -117,7 +125,13 @@ def demo_seed() -> list[DemoLogin]:
                 f"tenant{i}", password=DEMO_PASSWORD, first_name=f"Tenant {i}"
             )
             Tenancy.objects.create(landlord=landlord, unit=unit, tenant=tenant, start_date=start)
-            device = Device(landlord=landlord, unit=unit, ident=f"demo-{i}")
+            # Flat 6 has an off-the-shelf Shelly relay; the others speak the native protocol.
+            device = Device(
+                landlord=landlord,
+                unit=unit,
+                ident=f"demo-{i}",
+                protocol=Protocol.SHELLY if i == 6 else Protocol.NATIVE,
+            )
             device.set_secret(secrets.token_urlsafe(24))
             device.save()
             Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"SIM-{i:04d}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import builtins
 import zoneinfo
-from datetime import date
+from datetime import date, time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +14,21 @@ from django.utils import timezone
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not a known time zone.")
+
+
+def validate_days(value: str) -> None:
+    if not value or any(ch not in "1234567" for ch in value) or len(set(value)) != len(value):
+        raise ValidationError("Use each ISO weekday digit at most once: 1 (Monday) to 7 (Sunday).")
+
+
+def validate_holidays(value: object) -> None:
+    if not isinstance(value, list):
+        raise ValidationError('Holidays must be a list of dates, e.g. ["2026-12-25"].')
+    for item in value:
+        try:
+            date.fromisoformat(str(item))
+        except ValueError as exc:
+            raise ValidationError(f"{item!r} is not a date like 2026-12-25.") from exc
 
 
 class Landlord(models.Model):
@@ -54,6 +69,40 @@ class Property(models.Model):
         max_length=64, default="Europe/London", validators=[validate_timezone]
     )
     currency = models.CharField(max_length=3, default="GBP")
+    # Protections (meters/protections.py): automatic disconnection happens only
+    # inside this window, in the property's local time, never on a holiday.
+    cutoff_days = models.CharField(
+        "disconnection days",
+        max_length=7,
+        default="12345",
+        validators=[validate_days],
+        help_text="ISO weekdays on which automatic disconnection may happen: 1 = Monday … 7 = Sunday.",
+    )
+    cutoff_start = models.TimeField(
+        "disconnection window opens", default=time(9, 0), help_text="Local time."
+    )
+    cutoff_end = models.TimeField(
+        "disconnection window closes",
+        default=time(15, 0),
+        help_text="Local time. The same time as the opening means all day.",
+    )
+    cutoff_holidays = models.JSONField(
+        "no-disconnection holidays",
+        default=list,
+        blank=True,
+        validators=[validate_holidays],
+        help_text='Dates as a list, e.g. ["2026-12-25", "2026-12-28"].',
+    )
+    cutoff_notice_minutes = models.PositiveIntegerField(
+        "notice before disconnection (minutes)",
+        default=24 * 60,
+        help_text="The tenant is told this long before the earliest automatic cut-off.",
+    )
+    landlord_may_disconnect = models.BooleanField(
+        "landlord may disconnect",
+        default=True,
+        help_text="Switch off where the law forbids landlords to disconnect a supply.",
+    )
 
     class Meta:
         verbose_name_plural = "properties"
@@ -88,6 +137,21 @@ class Unit(models.Model):
         default=0,
         help_text="Prepaid: emergency credit a tenant may take once when low (0: not offered).",
     )
+    # A landlord's manual relay override (meters.services.supply_override_set);
+    # empty when the supply follows the automatic rules.
+    override_state = models.CharField(
+        max_length=3, choices=[("on", "On"), ("off", "Off")], blank=True, editable=False
+    )
+    override_reason = models.CharField(max_length=300, blank=True, editable=False)
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    override_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UnitQuerySet.as_manager()
 
@@ -129,6 +193,12 @@ class Tenancy(models.Model):
     )
     start_date = models.DateField(default=timezone.localdate)
     end_date = models.DateField(null=True, blank=True)
+    vulnerable = models.BooleanField(
+        "vulnerable or medical needs",
+        default=False,
+        help_text="Never disconnect this household automatically (medical equipment, "
+        "vulnerability).",
+    )
 
     objects = TenancyQuerySet.as_manager()
 

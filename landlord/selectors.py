@@ -11,7 +11,9 @@ from django.db.models import Max, Prefetch
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from meters.models import Device, Interval, Meter, Reading
+from meters.alerts import open_alerts
+from meters.models import Alert, Device, Interval, Meter, Reading
+from meters.services import ScheduledCutoff, cutoff_schedule
 from payments.billing import (
     current_price_per_kwh,
     emergency_credit_available,
@@ -54,6 +56,9 @@ class UnitView:
     accrued_wh: int = 0
     emergency_available: bool = False
     emergency_debt_minor: int = 0
+    # Supply safety (meters.services / meters.alerts), filled for single-unit pages.
+    cutoff: ScheduledCutoff | None = None
+    alerts: list[Alert] = field(default_factory=list)
 
     @property
     def is_prepaid(self) -> bool:
@@ -193,12 +198,27 @@ def landlord_unit_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
     return _unit_view(unit, tenancy, _balance(tenancy))
 
 
+def _add_safety(view: UnitView) -> None:
+    if view.tenancy is None:
+        return
+    view.cutoff = cutoff_schedule(tenancy=view.tenancy, balance_minor=view.balance_minor)
+    view.alerts = open_alerts(tenancy_id=view.tenancy.pk)
+
+
+def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
+    view = landlord_unit_view(landlord_id=landlord_id, unit_id=unit_id)
+    if view is not None:
+        _add_safety(view)
+    return view
+
+
 def tenancy_view(*, tenancy: Tenancy) -> UnitView:
     unit = _units_queryset().get(pk=tenancy.unit_id)
     fresh = Tenancy.objects.select_related("account").get(pk=tenancy.pk)
     view = _unit_view(unit, fresh, _balance(fresh))
     _add_usage(view)
     _add_billing(view, fresh)
+    _add_safety(view)
     return view
 
 

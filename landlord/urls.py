@@ -7,4 +7,10 @@ urlpatterns = [
     path("units/", views.landlord_units, name="units"),
     path("units/<int:unit_id>/", views.landlord_unit_detail, name="unit"),
     path("flagged/", views.landlord_flagged, name="flagged"),
+    path("units/<int:unit_id>/override/", views.landlord_unit_override, name="override"),
+    path(
+        "units/<int:unit_id>/override/release/",
+        views.landlord_unit_override_release,
+        name="override_release",
+    ),
 ]

@@ -4,14 +4,21 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from meters.models import Reading, RelayCommand
+from meters.services import (
+    OverrideRefused,
+    protections_for,
+    supply_override_release,
+    supply_override_set,
+)
 from payments.forms import TopUpForm
 from payments.models import Posting
 
 from . import access, selectors
+from .models import AuditEvent, Unit
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -49,11 +56,11 @@ def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, {"rows": rows, "landlord": landlord})
 
 
-@login_required
-@require_GET
-def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
-    unit = access.access_unit(user=request.user, unit_id=unit_id)
-    view = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def _unit_detail_context(unit: Unit) -> dict[str, object]:
+    view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
     readings = Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50]
@@ -64,18 +71,70 @@ def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
         .select_related("transaction", "debit", "credit")
         .order_by("-id")[:30]
     )
-    return render(
-        request,
-        "landlord/unit_detail.html",
-        {
-            "v": view,
-            "unit": unit,
-            "readings": readings,
-            "commands": commands,
-            "postings": list(postings),
-            **selectors.unit_billing(unit=unit),
-        },
+    subjects = [f"unit {unit.pk} {unit.name}"] + [
+        f"device {ident}" for ident in unit.devices.values_list("ident", flat=True)
+    ]
+    audit = AuditEvent.objects.filter(
+        landlord_id=unit.landlord_id, subject__in=subjects
+    ).select_related("actor")[:20]
+    protections = protections_for(unit=unit, tenancy=view.tenancy)
+    minutes = int(protections.notice.total_seconds() // 60)
+    notice_text = (
+        "none"
+        if minutes == 0
+        else f"{minutes // 60} hours" + (f" {minutes % 60} minutes" if minutes % 60 else "")
+        if minutes >= 60
+        else f"{minutes} minute{'s' if minutes != 1 else ''}"
     )
+    return {
+        "v": view,
+        "unit": view.unit,
+        "readings": readings,
+        "commands": commands,
+        "postings": list(postings),
+        "audit": list(audit),
+        "protections": protections,
+        "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
+        "notice_text": notice_text,
+        **selectors.unit_billing(unit=unit),
+    }
+
+
+@login_required
+@require_GET
+def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    return render(request, "landlord/unit_detail.html", _unit_detail_context(unit))
+
+
+@login_required
+@require_POST
+def landlord_unit_override(request: HttpRequest, unit_id: int) -> HttpResponse:
+    """Force the supply on or off with a reason (audit-logged)."""
+    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    try:
+        supply_override_set(
+            unit=unit,
+            state=request.POST.get("state", ""),
+            reason=request.POST.get("reason", ""),
+            actor_id=request.user.pk,
+        )
+    except OverrideRefused as exc:
+        context = _unit_detail_context(unit)
+        context["override_error"] = str(exc)
+        context["override_reason"] = request.POST.get("reason", "")
+        return render(request, "landlord/unit_detail.html", context, status=400)
+    return redirect("landlord:unit", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def landlord_unit_override_release(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    supply_override_release(
+        unit=unit, actor_id=request.user.pk, reason=request.POST.get("reason", "")
+    )
+    return redirect("landlord:unit", unit_id=unit.pk)
 
 
 @login_required

@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from .models import Device, Interval, Meter, MeterEvent, Reading, RelayCommand
+from .models import (
+    Alert,
+    CutoffNotice,
+    Device,
+    Interval,
+    Meter,
+    MeterEvent,
+    Reading,
+    RelayCommand,
+)
 
 
 @admin.register(Device)
@@ -82,6 +91,12 @@ class IntervalAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+
+@admin.register(CutoffNotice)
+class CutoffNoticeAdmin(admin.ModelAdmin):
+    list_display = ["unit", "noticed_at", "earliest_at", "balance_minor", "status", "cut_at"]
+    list_filter = ["status", "landlord"]
+
     def has_change_permission(self, request, obj=None):
         return False
 
@@ -97,6 +112,12 @@ class MeterEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "audience", "unit", "message", "cleared_at", "emailed_at"]
+    list_filter = ["kind", "audience", "landlord"]
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import itertools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +26,8 @@ from django.utils import timezone
 
 from config.live import device_group
 
-from . import protocol, services
-from .models import Device
+from . import protocol, services, shelly
+from .models import Device, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self._wake = asyncio.Event()
+        self._notify_in_flight: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.device_id = 0
         creds = basic_credentials(self.scope)
@@ -83,6 +85,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 code=CLOSE_PROTOCOL, reason=f"subprotocol {protocol.SUBPROTOCOL} required"
             )
             return
+        if device.protocol != Protocol.NATIVE:
+            await self.accept(subprotocol)
+            await self.close(code=CLOSE_UNAUTHORIZED, reason="this device uses another protocol")
+            return
+        await self._attach(device, subprotocol)
+
+    async def _attach(self, device: Device, subprotocol: str | None = None) -> None:
         self.device_id, self.device_ident = device.pk, device.ident
         # A newer connection of the same device replaces this one.
         await self.channel_layer.group_send(
@@ -123,6 +132,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         while True:
             try:
                 await self._send_due_command()
+                await self._send_due_notifications()
                 next_at = await database_sync_to_async(services.relay_next_attempt_at)(
                     device_id=self.device_id
                 )
@@ -150,6 +160,17 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             )
         )
 
+    async def _send_due_notifications(self) -> None:
+        alerts = await database_sync_to_async(services.device_notifications_due)(
+            device_id=self.device_id
+        )
+        for alert in alerts:
+            msg_id = f"notify-{alert['id']}"
+            if msg_id in self._notify_in_flight:
+                continue
+            self._notify_in_flight.add(msg_id)
+            await self.send(text_data=protocol.call(msg_id, "Notify", alert))
+
     # --- inbound frames -----------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -168,6 +189,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                     frame.msg_id,
                     frame.error_code,
                 )
+                if frame.msg_id.startswith("notify-"):
+                    # A meter that cannot show it will not show it later either.
+                    await self._notified(frame.msg_id)
         except protocol.ProtocolError as exc:
             await self.send(
                 text_data=protocol.error(exc.msg_id, exc.code, exc.message, exc.details)
@@ -245,10 +269,147 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._wake.set()
         return {}
 
+    async def _notified(self, msg_id: str) -> None:
+        self._notify_in_flight.discard(msg_id)
+        alert_id = msg_id.removeprefix("notify-")
+        if alert_id.isdigit():
+            await database_sync_to_async(services.device_notification_acked)(
+                device_id=self.device_id, alert_id=int(alert_id)
+            )
+
     async def _handle_result(self, frame: protocol.Frame) -> None:
+        if frame.msg_id.startswith("notify-"):
+            await self._notified(frame.msg_id)
+            return
         # Any answer, even to a call of an earlier connection, says where the relay is.
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
         await database_sync_to_async(services.relay_report)(
             device_id=self.device_id, state=state, generation=generation
         )
         self._wake.set()
+
+
+class ShellyConsumer(DeviceConsumer):
+    """A Shelly Gen2+ outbound WebSocket (JSON-RPC 2.0), see meters/shelly.py.
+
+    The device's secret is part of the configured address
+    (``/ws/shelly/<ident>/<secret>``) because a Shelly cannot send an
+    Authorization header; frames whose ``src`` is not the device's own id
+    close the socket, so one device cannot report for another.
+    """
+
+    async def connect(self) -> None:
+        self._wake = asyncio.Event()
+        self._notify_in_flight = set()
+        self._loop_task = None
+        self.device_id = 0
+        self._rpc_ids = itertools.count(1)
+        # rpc id -> (method, state, generation) of calls awaiting an answer
+        self._rpc: dict[int, tuple[str, str, int]] = {}
+        kwargs = self.scope["url_route"]["kwargs"]
+        device = await database_sync_to_async(services.device_authenticate)(
+            ident=str(kwargs.get("ident", "")), secret=str(kwargs.get("secret", ""))
+        )
+        if device is None or device.protocol != Protocol.SHELLY:
+            logger.info("shelly connect refused: bad credentials or not a Shelly device")
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
+            return
+        await self._attach(device)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            return
+        try:
+            frame = shelly.parse(text_data)
+        except shelly.ShellyFrameError as exc:
+            logger.warning("shelly %s: bad frame (%s)", self.device_ident, exc)
+            return
+        src = frame.get("src")
+        if src is not None and src != self.device_ident:
+            logger.warning("shelly %s: frame from %r refused", self.device_ident, src)
+            await self.close(code=CLOSE_UNAUTHORIZED, reason="src is not this device")
+            return
+        method = frame.get("method")
+        if method in ("NotifyFullStatus", "NotifyStatus"):
+            await self._on_status(frame, full=method == "NotifyFullStatus")
+        elif "id" in frame and ("result" in frame or "error" in frame):
+            await self._on_response(frame)
+        # NotifyEvent and anything else carry nothing the server needs.
+
+    async def _on_status(self, frame: dict[str, Any], *, full: bool) -> None:
+        status = shelly.notification_switch(frame)
+        if full:
+            await database_sync_to_async(services.device_presence)(
+                device_id=self.device_id, connected=True
+            )
+        else:
+            await database_sync_to_async(Device.objects.filter(pk=self.device_id).update)(
+                last_seen_at=timezone.now()
+            )
+        if status is None:
+            return
+        if status.energy_wh is not None:
+            now = timezone.now()
+            taken_at = shelly.reading_time(
+                status.ts, now, settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"]
+            )
+            reading = services.ReadingInput(
+                seq=int(taken_at.timestamp() * 1000),
+                taken_at=taken_at,
+                register_wh=int(status.energy_wh),
+            )
+            try:
+                await database_sync_to_async(services.readings_record)(
+                    device_id=self.device_id, readings=[reading]
+                )
+            except services.ReadingRejected as exc:
+                logger.warning("shelly %s: reading refused: %s", self.device_ident, exc.message)
+        if status.output is not None:
+            state = "on" if status.output else "off"
+            if any(kind == "set" and s == state for kind, s, _g in self._rpc.values()):
+                return  # our own Switch.Set taking effect: its result will confirm it
+            await database_sync_to_async(services.relay_report_unversioned)(
+                device_id=self.device_id, state=state
+            )
+            self._wake.set()
+
+    async def _on_response(self, frame: dict[str, Any]) -> None:
+        rpc_id = frame.get("id")
+        pending = self._rpc.pop(rpc_id, None) if isinstance(rpc_id, int) else None
+        if pending is None:
+            return
+        kind, state, generation = pending
+        if "error" in frame:
+            logger.warning("shelly %s: %s failed: %s", self.device_ident, kind, frame["error"])
+            return  # the outbox retries with backoff
+        if kind == "set":
+            await database_sync_to_async(services.relay_report)(
+                device_id=self.device_id, state=state, generation=generation
+            )
+            get_id = next(self._rpc_ids)
+            self._rpc[get_id] = ("get", state, generation)
+            await self.send(text_data=shelly.switch_get_status(get_id))
+        else:
+            status = shelly.switch_status(frame.get("result"))
+            if status is not None and status.output is not None:
+                await database_sync_to_async(services.relay_report)(
+                    device_id=self.device_id,
+                    state="on" if status.output else "off",
+                    generation=generation,
+                )
+        self._wake.set()
+
+    async def _send_due_command(self) -> None:
+        cmd = await database_sync_to_async(services.relay_command_due)(device_id=self.device_id)
+        if cmd is None:
+            return
+        cmd = await database_sync_to_async(services.relay_command_mark_sent)(command_id=cmd.pk)
+        # Only the newest command is worth an answer.
+        self._rpc = {k: v for k, v in self._rpc.items() if v[0] != "set"}
+        rpc_id = next(self._rpc_ids)
+        self._rpc[rpc_id] = ("set", cmd.state, cmd.generation)
+        await self.send(text_data=shelly.switch_set(rpc_id, cmd.state == "on"))
+
+    async def _send_due_notifications(self) -> None:
+        return  # a Shelly has no display: alerts reach the tenant by page and email only

@@ -288,3 +288,101 @@ class RelayCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}: {self.state} gen {self.generation} ({self.status})"
+
+
+class CutoffNotice(models.Model):
+    """A scheduled automatic cut-off the tenant has been told about.
+
+    Created when a prepaid balance reaches zero; ``earliest_at`` is the first
+    moment inside the property's disconnection window at least the notice
+    period later. Any balance above zero cancels it; the relay follows
+    ``desired_supply``, which reads the open notice.
+    """
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        CANCELLED = "cancelled", "Cancelled"
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="cutoff_notices"
+    )
+    unit = models.ForeignKey("landlord.Unit", on_delete=models.PROTECT, related_name="+")
+    tenancy = models.ForeignKey(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="cutoff_notices"
+    )
+    noticed_at = models.DateTimeField(default=timezone.now)
+    earliest_at = models.DateTimeField(null=True, blank=True)
+    balance_minor = models.BigIntegerField(help_text="Balance when the notice was given.")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SCHEDULED)
+    # When the cut-off command was issued (the notice stays open until credit returns).
+    cut_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenancy"],
+                condition=Q(status="scheduled"),
+                name="cutoff_notice_one_open_per_tenancy",
+            ),
+        ]
+        ordering = ["-noticed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.unit_id}: {self.status} {self.earliest_at}"
+
+
+class Alert(models.Model):
+    """A message to a tenant or landlord, delivered live, by email and to the device.
+
+    A *condition* alert (low credit, low runway, device offline) stays open
+    until its condition clears past a hysteresis margin, and at most one is
+    open per subject and kind, so it is never repeated while nothing changed.
+    An *event* alert (disconnection warning, supply restored) is closed when
+    created.
+    """
+
+    class Kind(models.TextChoices):
+        LOW_CREDIT = "low_credit", "Low credit"
+        LOW_RUNWAY = "low_runway", "Credit running out soon"
+        CUTOFF_WARNING = "cutoff_warning", "Disconnection warning"
+        SUPPLY_RESTORED = "supply_restored", "Supply restored"
+        DEVICE_OFFLINE = "device_offline", "Meter offline"
+
+    class Audience(models.TextChoices):
+        TENANT = "tenant", "Tenant"
+        LANDLORD = "landlord", "Landlord"
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="alerts"
+    )
+    unit = models.ForeignKey("landlord.Unit", on_delete=models.PROTECT, related_name="alerts")
+    tenancy = models.ForeignKey(
+        "landlord.Tenancy", on_delete=models.PROTECT, null=True, blank=True, related_name="alerts"
+    )
+    device = models.ForeignKey(
+        Device, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    audience = models.CharField(max_length=10, choices=Audience.choices)
+    subject_key = models.CharField(max_length=40, help_text="tenancy:<id> or device:<id>")
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    # Tenant alerts are shown on the meter too (native Notify); null until sent.
+    device_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_key", "kind"],
+                condition=Q(cleared_at__isnull=True),
+                name="alert_one_open_per_subject_kind",
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject_key}: {self.message}"

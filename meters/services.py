@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy, Unit
@@ -18,7 +19,17 @@ from payments import billing, rating
 from payments.ledger import tenant_account
 
 from . import vee
-from .models import Device, Interval, Meter, MeterEvent, Reading, RelayCommand, RelayState
+from .models import (
+    CutoffNotice,
+    Device,
+    Interval,
+    Meter,
+    MeterEvent,
+    Reading,
+    RelayCommand,
+    RelayState,
+)
+from .protections import Protections, automatic_supply, earliest_cutoff, next_window_start
 from .simulator import SimDevice
 
 logger = logging.getLogger(__name__)
@@ -581,19 +592,49 @@ def meter_event_record(
 # --- Relay control -----------------------------------------------------------
 
 
-def desired_supply(*, billing_mode: str, balance_minor: int | None) -> tuple[str, str]:
+def desired_supply(
+    *,
+    billing_mode: str,
+    balance_minor: int | None,
+    protections: Protections | None = None,
+    noticed_at: datetime | None = None,
+    now: datetime | None = None,
+    override: str = "",
+) -> tuple[str, str]:
     """The supply a unit should have, from its state alone (pure).
 
-    Protections (allowed hours, medical flag, disputes, notice) come later;
-    they can only ever keep the supply on, never delay reconnection.
+    Billing decides whether the supply *may* go off; the protections
+    (meters/protections.py) can then only keep it on, never delay
+    reconnection. Without ``protections`` the billing decision is returned
+    as it is (a notice is taken as given). A landlord's manual override wins,
+    except that "off" is refused where landlord disconnection is forbidden.
     """
+    if override == RelayState.ON:
+        return RelayState.ON, "manual override: on"
+    if override == RelayState.OFF:
+        if protections is not None and not protections.landlord_may_disconnect:
+            return RelayState.ON, "manual off refused: landlord disconnection is not allowed"
+        return RelayState.OFF, "manual override: off"
     if billing_mode == Unit.BillingMode.PREPAID:
         if balance_minor is None:
             return RelayState.ON, "no tenant: left on"
-        if balance_minor <= 0:
-            return RelayState.OFF, "prepaid credit used up"
-        return RelayState.ON, "prepaid credit available"
-    return RelayState.ON, "postpaid"
+        wants_off = balance_minor <= 0
+        on_reason = "prepaid credit available"
+    else:
+        wants_off, on_reason = False, "postpaid"
+    if protections is None:
+        return (
+            (RelayState.OFF, "prepaid credit used up") if wants_off else (RelayState.ON, on_reason)
+        )
+    state, why = automatic_supply(
+        wants_off=wants_off,
+        wants_off_reason="prepaid credit used up",
+        on_reason=on_reason,
+        protections=protections,
+        noticed_at=noticed_at,
+        now=now or timezone.now(),
+    )
+    return (RelayState.ON if state == "on" else RelayState.OFF), why
 
 
 def unit_balance(unit: Unit) -> int | None:
@@ -603,16 +644,232 @@ def unit_balance(unit: Unit) -> int | None:
     return tenant_account(tenancy=tenancy).balance_minor
 
 
+def protections_for(*, unit: Unit, tenancy: Tenancy | None) -> Protections:
+    """Read a unit's protections from its property and tenancy (and the freeze hooks)."""
+    prop = unit.property
+    holidays = set()
+    for item in prop.cutoff_holidays or []:
+        try:
+            holidays.add(date.fromisoformat(str(item)))
+        except ValueError:
+            logger.warning("property %s: ignoring bad holiday %r", prop.pk, item)
+    freeze = ""
+    if tenancy is not None:
+        for path in settings.SUBMETER.get("DISCONNECTION_FREEZE_HOOKS", []):
+            freeze = import_string(path)(tenancy=tenancy) or ""
+            if freeze:
+                break
+    return Protections(
+        tz=prop.timezone,
+        days=prop.cutoff_days,
+        start=prop.cutoff_start,
+        end=prop.cutoff_end,
+        holidays=frozenset(holidays),
+        notice=timedelta(minutes=prop.cutoff_notice_minutes),
+        landlord_may_disconnect=prop.landlord_may_disconnect,
+        vulnerable=bool(tenancy and tenancy.vulnerable),
+        freeze_reason=freeze,
+    )
+
+
+def cutoff_expected_at(
+    *, notice: CutoffNotice, protections: Protections, now: datetime
+) -> datetime | None:
+    """When the scheduled cut-off will happen if nothing changes (for screens)."""
+    if notice.earliest_at is None or protections.blocking_reason():
+        return None
+    return next_window_start(protections, max(notice.earliest_at, now))
+
+
+def cutoff_amount_to_cancel(balance_minor: int) -> int:
+    """What a tenant must add to cancel a scheduled cut-off: above zero, at least a top-up."""
+    return max(-balance_minor + 1, settings.SUBMETER["TOPUP_MIN_MINOR"])
+
+
+@dataclass(frozen=True)
+class ScheduledCutoff:
+    """A scheduled cut-off as the tenant is shown it: "off Mon 11:00 unless £1.00 is added"."""
+
+    at: datetime | None
+    amount_minor: int
+    text: str
+
+
+def cutoff_schedule(*, tenancy: Tenancy, balance_minor: int | None) -> ScheduledCutoff | None:
+    """The open cut-off notice of a tenancy, as it stands now (read-only)."""
+    from .alerts import clock
+
+    notice = (
+        CutoffNotice.objects.filter(tenancy=tenancy, status=CutoffNotice.Status.SCHEDULED)
+        .select_related("unit__property")
+        .first()
+    )
+    if notice is None or notice.cut_at is not None or balance_minor is None:
+        return None
+    unit = notice.unit
+    protections = protections_for(unit=unit, tenancy=tenancy)
+    at = cutoff_expected_at(notice=notice, protections=protections, now=timezone.now())
+    if at is None:
+        return None
+    amount = cutoff_amount_to_cancel(balance_minor)
+    from payments.templatetags.money import money
+
+    text = (
+        f"off {clock(at, protections.tz)} unless {money(amount, unit.property.currency)} is added"
+    )
+    return ScheduledCutoff(at=at, amount_minor=amount, text=text)
+
+
 @transaction.atomic
-def supply_evaluate(*, unit: Unit, reason: str) -> list[RelayCommand]:
-    state, why = desired_supply(billing_mode=unit.billing_mode, balance_minor=unit_balance(unit))
+def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> list[RelayCommand]:
+    """Bring a unit's desired relay state, cut-off notice and alerts up to date.
+
+    Called after every posting that changes a balance (readings, payments),
+    by the periodic reconciliation (so a scheduled cut-off happens on time
+    without a new reading), and after any change to protections or overrides.
+    """
+    from . import alerts
+
+    now = now or timezone.now()
+    unit = Unit.objects.select_related("property").get(pk=unit.pk)
+    tenancy = Tenancy.objects.active().filter(unit=unit).first()
+    balance = tenant_account(tenancy=tenancy).balance_minor if tenancy is not None else None
+    protections = protections_for(unit=unit, tenancy=tenancy)
+    notice = None
+    if tenancy is not None:
+        notice = (
+            CutoffNotice.objects.select_for_update()
+            .filter(tenancy=tenancy, status=CutoffNotice.Status.SCHEDULED)
+            .first()
+        )
+    wants_off = unit.is_prepaid and balance is not None and balance <= 0
+    if notice is not None and not wants_off:
+        notice.status = CutoffNotice.Status.CANCELLED
+        notice.closed_at = now
+        notice.close_reason = f"balance above zero ({reason})"[:200]
+        notice.save(update_fields=["status", "closed_at", "close_reason"])
+        notice = None
+    if (
+        notice is None
+        and wants_off
+        and tenancy is not None
+        and balance is not None
+        and not protections.blocking_reason()
+    ):
+        notice = CutoffNotice.objects.create(
+            landlord_id=unit.landlord_id,
+            unit=unit,
+            tenancy=tenancy,
+            noticed_at=now,
+            earliest_at=earliest_cutoff(protections, now),
+            balance_minor=balance,
+        )
+        alerts.cutoff_warning_raise(notice=notice, protections=protections, now=now)
+    state, why = desired_supply(
+        billing_mode=unit.billing_mode,
+        balance_minor=balance,
+        protections=protections,
+        noticed_at=notice.noticed_at if notice else None,
+        now=now,
+        override=unit.override_state,
+    )
     issued = []
     for device in Device.objects.select_for_update().filter(unit=unit).order_by("pk"):
         if device.desired_relay != state:
             issued.append(
                 relay_command_issue(device=device, state=state, reason=f"{why} ({reason})")
             )
+        elif device.desired_reason != why[:200] and not issued:
+            # Same state, new reason (e.g. "scheduled" became "protected"): keep screens true.
+            Device.objects.filter(pk=device.pk).update(desired_reason=why[:200])
+    if notice is not None and state == RelayState.OFF and notice.cut_at is None and issued:
+        notice.cut_at = now
+        notice.save(update_fields=["cut_at"])
+    if tenancy is not None and balance is not None:
+        alerts.tenancy_alerts_evaluate(
+            tenancy=tenancy, unit=unit, balance_minor=balance, protections=protections, now=now
+        )
+    if issued or notice is not None:
+        _notify_unit(unit)
     return issued
+
+
+class OverrideRefused(Exception):
+    pass
+
+
+@transaction.atomic
+def supply_override_set(*, unit: Unit, state: str, reason: str, actor_id: int | None) -> Unit:
+    """A landlord forces the supply on or off, with a reason; audit-logged."""
+    reason = reason.strip()
+    if state not in (RelayState.ON, RelayState.OFF):
+        raise OverrideRefused("Choose on or off.")
+    if not reason:
+        raise OverrideRefused("Give a reason for the manual override.")
+    unit = Unit.objects.select_for_update().select_related("property").get(pk=unit.pk)
+    if state == RelayState.OFF and not unit.property.landlord_may_disconnect:
+        raise OverrideRefused(
+            "Landlord disconnection is switched off for this property; the supply cannot be "
+            "turned off by hand."
+        )
+    unit.override_state, unit.override_reason = state, reason[:300]
+    unit.override_by_id, unit.override_at = actor_id, timezone.now()
+    unit.save(update_fields=["override_state", "override_reason", "override_by", "override_at"])
+    AuditEvent.objects.create(
+        landlord_id=unit.landlord_id,
+        actor_id=actor_id,
+        action=f"supply.override.{state}",
+        subject=f"unit {unit.pk} {unit.name}",
+        reason=reason[:300],
+    )
+    supply_evaluate(unit=unit, reason=f"manual override {state}: {reason}"[:120])
+    return unit
+
+
+@transaction.atomic
+def supply_override_release(*, unit: Unit, actor_id: int | None, reason: str = "") -> Unit:
+    """Back to the automatic rules (and their protections); audit-logged."""
+    unit = Unit.objects.select_for_update().get(pk=unit.pk)
+    if not unit.override_state:
+        return unit
+    previous = unit.override_state
+    unit.override_state, unit.override_reason = "", ""
+    unit.override_by_id, unit.override_at = None, None
+    unit.save(update_fields=["override_state", "override_reason", "override_by", "override_at"])
+    AuditEvent.objects.create(
+        landlord_id=unit.landlord_id,
+        actor_id=actor_id,
+        action="supply.override.release",
+        subject=f"unit {unit.pk} {unit.name}",
+        reason=(reason.strip() or f"released manual {previous}")[:300],
+    )
+    supply_evaluate(unit=unit, reason="manual override released")
+    return unit
+
+
+def supply_reconcile(*, now: datetime | None = None) -> int:
+    """Periodic: re-evaluate units whose scheduled cut-off is due and check device silence.
+
+    Each unit is evaluated in its own transaction; evaluation is idempotent,
+    so running this on several consumers at once is harmless.
+    """
+    from . import alerts
+
+    now = now or timezone.now()
+    unit_ids = set(
+        CutoffNotice.objects.filter(
+            status=CutoffNotice.Status.SCHEDULED, cut_at__isnull=True, earliest_at__lte=now
+        ).values_list("unit_id", flat=True)
+    )
+    # Supplies that are off: a protection switched on since (or credit posted
+    # outside the payment path) brings them back within a minute.
+    unit_ids |= set(
+        Device.objects.filter(desired_relay=RelayState.OFF).values_list("unit_id", flat=True)
+    )
+    for unit in Unit.objects.filter(pk__in=unit_ids).order_by("pk"):
+        supply_evaluate(unit=unit, reason="scheduled check", now=now)
+    alerts.device_offline_check(now=now)
+    return len(unit_ids)
 
 
 def relay_command_issue(
@@ -708,6 +965,10 @@ def relay_report(*, device_id: int, state: str, generation: int) -> Device:
     """Record the relay state a device reports and reconcile it with the desired state."""
     device = Device.objects.select_for_update().select_related("unit").get(pk=device_id)
     now = timezone.now()
+    if device.reported_relay == RelayState.OFF and state == RelayState.ON:
+        from . import alerts
+
+        alerts.supply_restored_raise(device=device, now=now)
     device.reported_relay = state
     device.reported_generation = generation
     device.reported_at = now
@@ -745,13 +1006,64 @@ def relay_report(*, device_id: int, state: str, generation: int) -> Device:
 
 
 @transaction.atomic
+def relay_report_unversioned(*, device_id: int, state: str) -> Device:
+    """A report from a device without generations (Shelly), at the last confirmed one.
+
+    If a newer command is outstanding, this only says the device has not applied
+    it yet, so it is re-sent; if none is, a state that differs from the desired one
+    (a button press, a reboot) is corrected with a new generation.
+    """
+    generation = (
+        Device.objects.filter(pk=device_id).values_list("reported_generation", flat=True).get()
+    )
+    return relay_report(device_id=device_id, state=state, generation=generation)
+
+
+@transaction.atomic
 def device_presence(*, device_id: int, connected: bool, firmware: str | None = None) -> None:
     fields = {"connected": connected, "last_seen_at": timezone.now()}
     if firmware is not None:
         fields["firmware"] = firmware[:100]
     Device.objects.filter(pk=device_id).update(**fields)
     device = Device.objects.select_related("unit").get(pk=device_id)
+    if connected:
+        from . import alerts
+
+        alerts.device_online(device=device)
     _notify_unit(device.unit)
+
+
+NOTIFY_LEVELS = {
+    "low_credit": "warning",
+    "low_runway": "warning",
+    "cutoff_warning": "critical",
+    "supply_restored": "info",
+}
+
+
+def device_notifications_due(*, device_id: int) -> list[dict[str, object]]:
+    """Tenant alerts this device's display should show, as ``Notify`` payloads."""
+    from .alerts import alerts_for_device
+
+    return [
+        {
+            "id": a.pk,
+            "kind": a.kind,
+            "level": NOTIFY_LEVELS.get(a.kind, "info"),
+            "message": a.message[:160],
+            "beep": a.kind in ("low_credit", "cutoff_warning"),
+        }
+        for a in alerts_for_device(device_id=device_id, now=timezone.now())
+    ]
+
+
+def device_notification_acked(*, device_id: int, alert_id: int) -> None:
+    """The device showed an alert; only an alert for its own unit can be marked."""
+    from .alerts import alert_device_notified
+
+    unit_id = Device.objects.filter(pk=device_id).values_list("unit_id", flat=True).first()
+    if unit_id is not None:
+        alert_device_notified(alert_id=alert_id, unit_id=unit_id)
 
 
 def simulated_device_prepare(
@@ -775,4 +1087,5 @@ def simulated_device_prepare(
         register_wh=float(meter.last_register_wh or 0) if meter else 0.0,
         relay=device.reported_relay if device.reported_relay != RelayState.UNKNOWN else "on",
         generation=device.reported_generation,
+        protocol=device.protocol,
     )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import websockets
 
@@ -37,7 +38,9 @@ class SimDevice:
     generation: int = 0
     readings_sent: int = 0
     commands_applied: list[tuple[str, int]] = field(default_factory=list)
+    notifications: list[dict[str, object]] = field(default_factory=list)
     connected: bool = False
+    protocol: str = "native"
 
     def auth_header(self) -> str:
         token = base64.b64encode(f"{self.ident}:{self.secret}".encode()).decode()
@@ -149,9 +152,127 @@ async def _read(ws: websockets.ClientConnection, dev: SimDevice) -> None:
             await ws.send(
                 json.dumps([3, frame[1], {"state": dev.relay, "generation": dev.generation}])
             )
+        elif frame[0] == 2 and frame[2] == "Notify":
+            dev.notifications.append(frame[3])
+            logger.info("sim %s display: %s", dev.ident, frame[3].get("message"))
+            await ws.send(json.dumps([3, frame[1], {}]))
         elif frame[0] == 4:
             logger.warning("sim %s: server error %s", dev.ident, frame[2:4])
 
 
+async def run_shelly(
+    url: str,
+    dev: SimDevice,
+    stop: asyncio.Event,
+    *,
+    jitter: bool = True,
+    max_readings: int | None = None,
+) -> None:
+    """A Shelly Gen2+ with outbound WebSocket: NotifyFullStatus on connect, then
+    NotifyStatus with ``aenergy.total`` each interval; obeys Switch.Set and answers
+    Switch.GetStatus (docs/shelly.md). ``dev.ident`` is its Shelly id."""
+    backoff = 0.5
+
+    def status() -> dict[str, object]:
+        return {
+            "id": 0,
+            "source": "WS_in",
+            "output": dev.relay == "on",
+            "apower": dev.power_w if dev.relay == "on" else 0.0,
+            "aenergy": {"total": round(dev.register_wh, 3), "minute_ts": int(time.time())},
+        }
+
+    def notify(method: str) -> str:
+        return json.dumps(
+            {
+                "src": dev.ident,
+                "dst": "submeter",
+                "method": method,
+                "params": {"ts": round(time.time(), 2), "switch:0": status()},
+            }
+        )
+
+    async def reader(ws: websockets.ClientConnection) -> None:
+        async for raw in ws:
+            try:
+                frame = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(frame, dict) or "method" not in frame:
+                continue
+            result: dict[str, object]
+            if frame["method"] == "Switch.Set":
+                was_on = dev.relay == "on"
+                dev.relay = "on" if frame.get("params", {}).get("on") else "off"
+                dev.commands_applied.append((dev.relay, 0))
+                result = {"was_on": was_on}
+            elif frame["method"] == "Switch.GetStatus":
+                result = status()
+            else:
+                await ws.send(
+                    json.dumps(
+                        {
+                            "id": frame.get("id"),
+                            "src": dev.ident,
+                            "error": {"code": 404, "message": "No handler"},
+                        }
+                    )
+                )
+                continue
+            await ws.send(
+                json.dumps(
+                    {"id": frame.get("id"), "src": dev.ident, "dst": "submeter", "result": result}
+                )
+            )
+
+    while not stop.is_set():
+        try:
+            async with websockets.connect(
+                f"{url.rstrip('/')}/ws/shelly/{dev.ident}/{dev.secret}",
+                open_timeout=10,
+                ping_interval=20,
+            ) as ws:
+                dev.connected = True
+                backoff = 0.5
+                await ws.send(notify("NotifyFullStatus"))
+                task = asyncio.create_task(reader(ws))
+                try:
+                    if jitter:
+                        await asyncio.sleep(random.uniform(0, dev.interval_s))
+                    last = time.monotonic()
+                    while not stop.is_set():
+                        now = time.monotonic()
+                        if dev.relay == "on":
+                            dev.register_wh += dev.power_w * (now - last) * dev.speed / 3600
+                        last = now
+                        await ws.send(notify("NotifyStatus"))
+                        dev.readings_sent += 1
+                        if max_readings is not None and dev.readings_sent >= max_readings:
+                            await asyncio.sleep(0.5)
+                            stop.set()
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=dev.interval_s)
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            logger.debug("shelly sim %s: %r; reconnecting", dev.ident, exc)
+        finally:
+            dev.connected = False
+        if stop.is_set():
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=backoff)
+        backoff = min(backoff * 2, 10.0)
+
+
+async def run_any(url: str, dev: SimDevice, stop: asyncio.Event, **kwargs: Any) -> None:
+    """Run a simulator in the device's own protocol."""
+    runner = run_shelly if dev.protocol == "shelly" else run_device
+    await runner(url, dev, stop, **kwargs)
+
+
 async def run_fleet(url: str, devices: list[SimDevice], stop: asyncio.Event) -> None:
-    await asyncio.gather(*(run_device(url, d, stop) for d in devices))
+    await asyncio.gather(*(run_any(url, d, stop) for d in devices))

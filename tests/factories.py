@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
+from datetime import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -58,7 +59,17 @@ def make_landlord_world(tag: str, *, price: str = "30") -> LandlordWorld:
     landlord = Landlord.objects.create(name=f"Landlord {tag}")
     staff = User.objects.create_user(f"landlord_{tag}", password="pw")
     Membership.objects.create(landlord=landlord, user=staff, role=Membership.Role.OWNER)
-    prop = Property.objects.create(landlord=landlord, name=f"House {tag}", currency="GBP")
+    # Relay-mechanics tests want an immediate cut-off: this property allows
+    # disconnection at any time without notice. Protection tests set their own.
+    prop = Property.objects.create(
+        landlord=landlord,
+        name=f"House {tag}",
+        currency="GBP",
+        cutoff_days="1234567",
+        cutoff_start=time(0, 0),
+        cutoff_end=time(0, 0),
+        cutoff_notice_minutes=0,
+    )
     tariff = Tariff.objects.create_flat(
         landlord=landlord, name="Flat", currency="GBP", price_per_kwh_minor=Decimal(price)
     )

@@ -33,6 +33,7 @@ def test_check_deploy_is_clean_on_production_settings():
         "ALLOWED_HOSTS": "submeter.example",
         "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://u@127.0.0.1:5432/x"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "EMAIL_HOST": "smtp.example",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -42,6 +42,9 @@ class FakeDevice:
         self.relay = "on"
         self.generation = 0
         self.auto_ack = True
+        # Notify calls are answered and collected, not returned, unless asked for.
+        self.notifications: list[dict[str, Any]] = []
+        self.pass_notify = False
 
     async def call(self, action: str, payload: dict[str, Any], timeout: float = 5) -> list[Any]:
         msg_id = f"t{next(_ids)}"
@@ -63,16 +66,21 @@ class FakeDevice:
         # receive_from() cancels the application on timeout; poll without that.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while await self.comm.receive_nothing(timeout=0.02, interval=0.005):
-            if loop.time() >= deadline:
-                raise TimeoutError("no frame from the server")
-        frame = json.loads(await self.comm.receive_from(timeout=5))
-        if frame[0] == 2:
-            self.server_calls.append(frame)
-            self.unread_calls.append(frame)
-            if frame[2] == "SetRelay" and self.auto_ack:
-                await self.apply(frame)
-        return frame
+        while True:
+            while await self.comm.receive_nothing(timeout=0.02, interval=0.005):
+                if loop.time() >= deadline:
+                    raise TimeoutError("no frame from the server")
+            frame = json.loads(await self.comm.receive_from(timeout=5))
+            if frame[0] == 2 and frame[2] == "Notify" and not self.pass_notify:
+                self.notifications.append(frame[3])
+                await self.comm.send_to(text_data=json.dumps([3, frame[1], {}]))
+                continue
+            if frame[0] == 2:
+                self.server_calls.append(frame)
+                self.unread_calls.append(frame)
+                if frame[2] == "SetRelay" and self.auto_ack:
+                    await self.apply(frame)
+            return frame
 
     async def next_call(self, timeout: float = 5) -> list[Any]:
         """The next call from the server, including one that arrived while awaiting a reply."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -204,7 +205,7 @@ SPECTACULAR_SETTINGS = {
 DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", True)
 
 # --- Product settings -----------------------------------------------------
-SUBMETER = {
+SUBMETER: dict[str, Any] = {
     # Smallest and largest single top-up, in minor units of the currency.
     "TOPUP_MIN_MINOR": int(os.environ.get("TOPUP_MIN_MINOR", "100")),
     "TOPUP_MAX_MINOR": int(os.environ.get("TOPUP_MAX_MINOR", "50000")),
@@ -233,7 +234,37 @@ SUBMETER = {
     "DEBIT_WINDOW_SECONDS": int(os.environ.get("DEBIT_WINDOW_SECONDS", "900")),
     # Share of each top-up that repays emergency credit.
     "DEBT_RECOVERY_PERCENT": int(os.environ.get("DEBT_RECOVERY_PERCENT", "25")),
+    # A device missing this many heartbeats in a row is reported offline to the landlord.
+    "DEVICE_OFFLINE_MISSED_HEARTBEATS": int(
+        os.environ.get("DEVICE_OFFLINE_MISSED_HEARTBEATS", "3")
+    ),
+    # Low-credit alerts re-arm only once the balance is this much above the threshold
+    # (or a quarter of the threshold, whichever is more).
+    "LOW_CREDIT_HYSTERESIS_MINOR": int(os.environ.get("LOW_CREDIT_HYSTERESIS_MINOR", "100")),
+    # Warn when the forecast says the credit runs out within this many hours.
+    "LOW_RUNWAY_HOURS": float(os.environ.get("LOW_RUNWAY_HOURS", "48")),
+    # Callables "module.func" taking tenancy= and returning a reason (or "") that
+    # freezes automatic disconnection, e.g. an open billing dispute.
+    "DISCONNECTION_FREEZE_HOOKS": env_list("DISCONNECTION_FREEZE_HOOKS"),
 }
+
+# Alerts go by email: SMTP when EMAIL_HOST is set (production), else the console.
+if os.environ.get("EMAIL_HOST"):
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": os.environ["EMAIL_HOST"],
+                "port": int(os.environ.get("EMAIL_PORT", "587")),
+                "username": os.environ.get("EMAIL_HOST_USER", ""),
+                "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+                "use_tls": env_bool("EMAIL_USE_TLS", True),
+            },
+        }
+    }
+else:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Submeter <alerts@localhost>")
 
 LOGGING = {
     "version": 1,

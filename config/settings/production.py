@@ -11,11 +11,13 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY or SECRET_KEY.startswith("dev-only"):
     raise ImproperlyConfigured("Set SECRET_KEY to a long random value in production.")
 
-for required in ("DATABASE_URL", "REDIS_URL"):
+for required, why in (
+    ("DATABASE_URL", "several workers need a shared database"),
+    ("REDIS_URL", "several workers need a shared channel layer, queue and cache"),
+    ("EMAIL_HOST", "alerts to tenants and landlords go by email"),
+):
     if not os.environ.get(required):
-        raise ImproperlyConfigured(
-            f"Set {required}: several workers need a shared database and channel layer."
-        )
+        raise ImproperlyConfigured(f"Set {required}: {why}.")
 DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", False)  # noqa: F405
 
 # Behind one TLS proxy by default (docs/operations.md); its X-Forwarded-For

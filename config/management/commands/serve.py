@@ -72,7 +72,7 @@ class Command(BaseCommand):
             self.stdout.write("stopped")
 
     async def _serve(self, host: str, port: int, sims: list[Any]) -> None:
-        from meters.simulator import run_device
+        from meters.simulator import run_any
 
         register_server_loop(asyncio.get_running_loop())
         config = uvicorn.Config(
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             if sims:
                 self.stdout.write(f"  {len(sims)} simulated meters streaming readings")
             self.stdout.write("  Ctrl-C stops everything.\n")
-            await asyncio.gather(*(run_device(f"ws://{host}:{port}", s, stop) for s in sims))
+            await asyncio.gather(*(run_any(f"ws://{host}:{port}", s, stop) for s in sims))
 
         async def stop_sims_on_exit() -> None:
             # Devices hang up as soon as shutdown starts, so it need not wait for them.

@@ -1,0 +1,381 @@
+"""Alerts to tenants and landlords: low credit, runway, cut-off warning, restored, offline.
+
+An alert is a row (``meters.models.Alert``). Condition alerts stay open
+until the condition clears past a margin (hysteresis), and a unique
+constraint allows one open alert per subject and kind, so a balance that
+wobbles around a threshold, or a reading every two seconds, never repeats
+one. Each new alert is delivered three ways, all after commit: the tenant's
+or landlord's live page re-renders (pages read open alerts from the
+database), an email (a task), and for tenant alerts a native ``Notify``
+call to the unit's meter (the device socket sends alerts whose
+``device_notified_at`` is empty, so a lost wake-up only delays it).
+"""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
+from landlord.models import Membership, Tenancy, Unit
+from payments.billing import current_price_per_kwh
+from payments.templatetags.money import money
+
+from .models import Alert, CutoffNotice, Device, Meter, Reading
+from .protections import Protections, next_window_start
+
+logger = logging.getLogger(__name__)
+
+
+def _cfg(name: str) -> float:
+    return float(settings.SUBMETER[name])
+
+
+def clock(when: datetime, tz: str, *, approx: bool = False) -> str:
+    """'Mon 11:00' in the property's time; '~' and a quarter hour when it is an estimate."""
+    local = when.astimezone(zoneinfo.ZoneInfo(tz))
+    if approx:
+        local += timedelta(minutes=7, seconds=30)
+        local = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
+        return f"{local:%a} ~{local:%H:%M}"
+    return f"{local:%a %H:%M}"
+
+
+def _open(alert: Alert) -> Alert | None:
+    """Store a new alert unless one of its kind is already open for the subject."""
+    if (
+        alert.cleared_at is None
+        and Alert.objects.filter(
+            subject_key=alert.subject_key, kind=alert.kind, cleared_at__isnull=True
+        ).exists()
+    ):
+        return None
+    try:
+        with transaction.atomic():
+            alert.save()
+    except IntegrityError:  # a concurrent evaluation opened it first
+        return None
+    _deliver(alert)
+    return alert
+
+
+def _clear(subject_key: str, kind: str, now: datetime) -> int:
+    return Alert.objects.filter(subject_key=subject_key, kind=kind, cleared_at__isnull=True).update(
+        cleared_at=now
+    )
+
+
+def _deliver(alert: Alert) -> None:
+    msg = {"type": "unit.changed", "unit_id": alert.unit_id}
+    if alert.tenancy_id:
+        broadcast_on_commit(tenancy_group(alert.tenancy_id), msg)
+    broadcast_on_commit(landlord_group(alert.landlord_id), msg)
+    if alert.audience == Alert.Audience.TENANT:
+        for device_id in Device.objects.filter(unit_id=alert.unit_id).values_list("pk", flat=True):
+            broadcast_on_commit(device_group(device_id), {"type": "relay.wake"})
+    from .tasks import alert_email_task
+
+    alert_id = alert.pk
+    transaction.on_commit(lambda: alert_email_task.enqueue(alert_id), robust=True)
+
+
+def _tenant_key(tenancy: Tenancy) -> str:
+    return f"tenancy:{tenancy.pk}"
+
+
+def _event(*, now: datetime, **fields: Any) -> Alert | None:
+    return _open(Alert(created_at=now, cleared_at=now, **fields))
+
+
+# --- Tenant alerts -------------------------------------------------------
+
+
+def average_power_w(*, unit: Unit) -> float | None:
+    """Average power over the hour before the latest reading, from the register."""
+    meter = Meter.objects.installed().filter(unit=unit).first()
+    if meter is None or meter.last_reading_at is None or meter.last_register_wh is None:
+        return None
+    first = (
+        Reading.objects.filter(
+            meter=meter,
+            quality=Reading.Quality.ACTUAL,
+            taken_at__gte=meter.last_reading_at - timedelta(hours=1),
+        )
+        .order_by("taken_at")
+        .values_list("taken_at", "register_wh")
+        .first()
+    )
+    if first is None:
+        return None
+    hours = (meter.last_reading_at - first[0]).total_seconds() / 3600
+    if hours <= 0 or meter.last_register_wh < first[1]:
+        return None
+    return (meter.last_register_wh - first[1]) / hours
+
+
+def runway_forecast(
+    *, balance_minor: int, power_w: float | None, price_per_kwh_minor: float, now: datetime
+) -> datetime | None:
+    """When the credit runs out at the current power (pure); None if it never does."""
+    if balance_minor <= 0:
+        return now
+    if not power_w or power_w <= 0 or price_per_kwh_minor <= 0:
+        return None
+    cost_per_hour = power_w / 1000 * price_per_kwh_minor
+    return now + timedelta(hours=balance_minor / cost_per_hour)
+
+
+def tenancy_alerts_evaluate(
+    *,
+    tenancy: Tenancy,
+    unit: Unit,
+    balance_minor: int,
+    protections: Protections,
+    now: datetime,
+) -> None:
+    """Open or clear the low-credit and low-runway alerts (called by supply_evaluate)."""
+    if not unit.is_prepaid:
+        return
+    key = _tenant_key(tenancy)
+    currency = unit.property.currency
+    threshold = unit.low_credit_threshold_minor
+    margin = max(threshold // 4, int(_cfg("LOW_CREDIT_HYSTERESIS_MINOR")))
+    if balance_minor < threshold:
+        _open(
+            Alert(
+                landlord_id=unit.landlord_id,
+                unit=unit,
+                tenancy=tenancy,
+                kind=Alert.Kind.LOW_CREDIT,
+                audience=Alert.Audience.TENANT,
+                subject_key=key,
+                created_at=now,
+                message=(
+                    f"Low credit: {money(balance_minor, currency)} left "
+                    f"(below {money(threshold, currency)}). Top up to keep your supply on."
+                ),
+            )
+        )
+    elif balance_minor >= threshold + margin:
+        _clear(key, Alert.Kind.LOW_CREDIT, now)
+
+    price = current_price_per_kwh(unit=unit, now=now)
+    if price is None:
+        return
+    runs_out = runway_forecast(
+        balance_minor=balance_minor,
+        power_w=average_power_w(unit=unit),
+        price_per_kwh_minor=float(price),
+        now=now,
+    )
+    limit = timedelta(hours=_cfg("LOW_RUNWAY_HOURS"))
+    if runs_out is None:
+        if balance_minor >= threshold + margin:
+            _clear(key, Alert.Kind.LOW_RUNWAY, now)
+        return
+    if balance_minor > 0 and runs_out - now < limit:
+        _open(
+            Alert(
+                landlord_id=unit.landlord_id,
+                unit=unit,
+                tenancy=tenancy,
+                kind=Alert.Kind.LOW_RUNWAY,
+                audience=Alert.Audience.TENANT,
+                subject_key=key,
+                created_at=now,
+                message=runway_message(runs_out=runs_out, protections=protections),
+            )
+        )
+    elif runs_out - now >= limit * 1.25:
+        _clear(key, Alert.Kind.LOW_RUNWAY, now)
+
+
+def runway_message(*, runs_out: datetime, protections: Protections) -> str:
+    """'Your credit lasts until Thu ~18:00 …' with the earliest possible cut-off after it."""
+    until = clock(runs_out, protections.tz, approx=True)
+    text = f"At current usage your credit lasts until {until}"
+    if protections.blocking_reason():
+        return f"{text}; your supply is protected from automatic disconnection."
+    earliest = runs_out + protections.notice
+    cut = next_window_start(protections, earliest)
+    if cut is None:
+        return f"{text}."
+    if cut == earliest:
+        # Inside the window: as much an estimate as the run-out itself.
+        cut_text = clock(cut, protections.tz, approx=True)
+        if cut_text == until:
+            return f"{text}; the supply could be switched off soon after."
+        return f"{text}; the supply could be switched off from {cut_text}."
+    return f"{text}; the supply could be switched off from {clock(cut, protections.tz)}."
+
+
+def cutoff_warning_raise(
+    *, notice: CutoffNotice, protections: Protections, now: datetime
+) -> Alert | None:
+    from .services import cutoff_amount_to_cancel
+
+    unit = notice.unit
+    when = notice.earliest_at
+    amount = money(cutoff_amount_to_cancel(notice.balance_minor), unit.property.currency)
+    text = (
+        f"Your credit has run out: supply off {clock(when, protections.tz)} unless {amount} "
+        "is added."
+        if when
+        else "Your credit has run out. Top up to avoid disconnection."
+    )
+    return _event(
+        landlord_id=unit.landlord_id,
+        unit=unit,
+        tenancy=notice.tenancy,
+        kind=Alert.Kind.CUTOFF_WARNING,
+        audience=Alert.Audience.TENANT,
+        subject_key=_tenant_key(notice.tenancy),
+        message=text,
+        now=now,
+    )
+
+
+def supply_restored_raise(*, device: Device, now: datetime) -> Alert | None:
+    tenancy = Tenancy.objects.active().filter(unit_id=device.unit_id).first()
+    if tenancy is None:
+        return None
+    return _event(
+        landlord_id=device.landlord_id,
+        unit_id=device.unit_id,
+        tenancy=tenancy,
+        kind=Alert.Kind.SUPPLY_RESTORED,
+        audience=Alert.Audience.TENANT,
+        subject_key=_tenant_key(tenancy),
+        message="Your supply is back on.",
+        now=now,
+    )
+
+
+# --- Landlord alerts -----------------------------------------------------
+
+
+def device_offline_check(*, now: datetime) -> int:
+    """Open an alert for each device silent longer than the limit (periodic)."""
+    limit = timedelta(
+        seconds=_cfg("DEVICE_HEARTBEAT_SECONDS") * _cfg("DEVICE_OFFLINE_MISSED_HEARTBEATS")
+    )
+    opened = 0
+    silent = Device.objects.filter(last_seen_at__lt=now - limit).select_related("unit__property")
+    for device in silent:
+        seen = device.last_seen_at
+        assert seen is not None
+        alert = _open(
+            Alert(
+                landlord_id=device.landlord_id,
+                unit=device.unit,
+                device=device,
+                kind=Alert.Kind.DEVICE_OFFLINE,
+                audience=Alert.Audience.LANDLORD,
+                subject_key=f"device:{device.pk}",
+                created_at=now,
+                message=(
+                    f"Meter {device.ident} ({device.unit.name}) has been silent since "
+                    f"{clock(seen, device.unit.property.timezone)}."
+                ),
+            )
+        )
+        opened += alert is not None
+    return opened
+
+
+def device_online(*, device: Device) -> None:
+    if _clear(f"device:{device.pk}", Alert.Kind.DEVICE_OFFLINE, timezone.now()):
+        broadcast_on_commit(
+            landlord_group(device.landlord_id), {"type": "unit.changed", "unit_id": device.unit_id}
+        )
+
+
+# --- Delivery --------------------------------------------------------------
+
+
+def alert_email_send(*, alert_id: int) -> bool:
+    """Email an alert once to its audience; True if a message went out."""
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update()
+            .select_related("tenancy__tenant", "unit")
+            .filter(pk=alert_id, emailed_at__isnull=True)
+            .first()
+        )
+        if alert is None:
+            return False
+        if alert.audience == Alert.Audience.TENANT:
+            recipients = [alert.tenancy.tenant.email] if alert.tenancy else []
+        else:
+            User = get_user_model()
+            recipients = list(
+                User.objects.filter(
+                    pk__in=Membership.objects.filter(landlord_id=alert.landlord_id).values(
+                        "user_id"
+                    )
+                ).values_list("email", flat=True)
+            )
+        recipients = [r for r in recipients if r]
+        if not recipients:
+            return False
+        send_mail(
+            subject=f"{alert.get_kind_display()}: {alert.unit.name}",
+            message=alert.message,
+            from_email=None,
+            recipient_list=recipients,
+        )
+        alert.emailed_at = timezone.now()
+        alert.save(update_fields=["emailed_at"])
+        return True
+
+
+def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:
+    """Tenant alerts of the last day not yet shown on this device's meter."""
+    device = Device.objects.filter(pk=device_id).values("unit_id").first()
+    if device is None:
+        return []
+    return list(
+        Alert.objects.filter(
+            unit_id=device["unit_id"],
+            audience=Alert.Audience.TENANT,
+            device_notified_at__isnull=True,
+            created_at__gte=now - timedelta(days=1),
+        ).order_by("created_at")[:5]
+    )
+
+
+def alert_device_notified(*, alert_id: int, unit_id: int) -> None:
+    Alert.objects.filter(pk=alert_id, unit_id=unit_id, device_notified_at__isnull=True).update(
+        device_notified_at=timezone.now()
+    )
+
+
+def open_alerts(*, tenancy_id: int) -> list[Alert]:
+    """What the tenant's page shows: open conditions, and "supply restored" for an hour.
+
+    A scheduled cut-off is shown from its ``CutoffNotice`` instead, so a top-up
+    removes it at once.
+    """
+    alerts = Alert.objects.filter(
+        subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT
+    ).order_by("-created_at")
+    shown = list(alerts.filter(cleared_at__isnull=True)[:5])
+    latest_event = alerts.filter(kind__in=EVENT_KINDS).first()
+    if (
+        latest_event is not None
+        and latest_event.kind == Alert.Kind.SUPPLY_RESTORED
+        and latest_event.created_at >= timezone.now() - timedelta(hours=1)
+    ):
+        shown.append(latest_event)
+    return shown
+
+
+EVENT_KINDS = [Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED]
