@@ -1,4 +1,6 @@
 from django.tasks import task
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task
 
 from . import services
 
@@ -6,3 +8,11 @@ from . import services
 @task()
 def payment_event_process_task(event_id: int) -> str:
     return services.payment_event_process(event_id=event_id)
+
+
+@db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")
+def auto_topups_periodic() -> int:
+    """Prepaid auto top-ups: every five minutes, each tenancy at most once per its period."""
+    from .automatic import auto_topups_run
+
+    return auto_topups_run()
