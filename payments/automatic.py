@@ -92,6 +92,14 @@ def autopay_charge(
         return None
     if not provider.payee_status(landlord=tenancy.landlord).ready:
         return None
+    wanted = PaymentSettings.objects.filter(tenancy=tenancy)
+    if purpose == Payment.Purpose.AUTOPAY and not wanted.filter(autopay_enabled=True).exists():
+        return None
+    if (
+        purpose == Payment.Purpose.AUTO_TOPUP
+        and not wanted.filter(auto_topup_enabled=True).exists()
+    ):
+        return None
     payment, created = _off_session_payment_open(
         tenancy=tenancy,
         amount_minor=amount_minor,
@@ -147,7 +155,10 @@ def auto_topup_check(*, tenancy: Tenancy) -> Payment | None:
     amount = auto_topup_due(tenancy=tenancy)
     if amount <= 0:
         return None
-    stamp = timezone.now().strftime("%Y%m%dT%H%M")
+    # Named after the previous auto top-up, so two checks racing for the same
+    # period share one reference and charge once.
+    cfg = PaymentSettings.objects.get(tenancy=tenancy)
+    stamp = cfg.last_auto_topup_at.isoformat() if cfg.last_auto_topup_at else "first"
     try:
         return autopay_charge(
             tenancy=tenancy,
