@@ -137,8 +137,8 @@ class DevelopmentProvider:
     def off_session_charge(
         self, *, payment: Payment, method: SavedPaymentMethod
     ) -> OffSessionResult:
-        # Development cards ending 3155 ask for authentication, as Stripe's test card does.
-        if method.last4 == "3155":
+        # Development cards ending 3184 ask for authentication, as Stripe's test card does.
+        if method.last4 == "3184":
             return OffSessionResult(
                 status="requires_action",
                 provider_ref=f"pi_dev_{payment.uuid.hex}",

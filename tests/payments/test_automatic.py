@@ -248,3 +248,30 @@ def test_bad_automatic_settings_are_refused(personas, data, message):
     assert resp.status_code == 400
     assert message in resp.content.decode()
     assert not PaymentSettings.objects.filter(auto_topup_enabled=True).exists()
+
+
+def test_development_autopay_goes_through_the_event_path(
+    personas, django_capture_on_commit_callbacks
+):
+    tenancy = personas.a.postpaid_tenancy
+    PaymentSettings.objects.create(
+        landlord=personas.a.landlord, tenancy=tenancy, autopay_enabled=True
+    )
+    method = SavedPaymentMethod.objects.create(
+        landlord=personas.a.landlord, tenancy=tenancy, provider="dev", provider_ref="pm_dev_1"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        paid = autopay_charge(tenancy=tenancy, amount_minor=1500, reference="INV-1")
+    assert paid is not None
+    paid.refresh_from_db()
+    assert paid.status == "succeeded"
+    assert tenant_account(tenancy=tenancy).balance_minor == 1500
+    # a development card ending 3184 asks for authentication, like Stripe's test card
+    SavedPaymentMethod.objects.filter(pk=method.pk).update(last4="3184")
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = autopay_charge(tenancy=tenancy, amount_minor=1500, reference="INV-2")
+    assert asked is not None and asked.status == "pending" and asked.action_url
+    tenant = Client()
+    tenant.force_login(personas.a.postpaid_tenant)
+    resp = tenant.post(reverse("payments:resume", args=[asked.uuid]))
+    assert resp["Location"] == reverse("payments:dev_checkout", args=[asked.uuid])
