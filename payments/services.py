@@ -545,7 +545,13 @@ def payment_event_process(*, event_id: int) -> str:
     elif not isinstance(obj, dict):
         outcome = "ignored: event has no object"
     else:
-        outcome = handler(event, obj)
+        try:
+            with transaction.atomic():
+                outcome = handler(event, obj)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            # A verified but oddly shaped event: record it rather than retry forever.
+            logger.exception("payment event %s could not be applied", event.pk)
+            outcome = "ignored: malformed event"
     event.processed_at = None if outcome == WAITING else timezone.now()
     event.outcome = outcome[:300]
     event.save(update_fields=["processed_at", "outcome"])

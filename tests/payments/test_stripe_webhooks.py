@@ -196,6 +196,34 @@ def test_events_for_unknown_accounts_or_objects_are_logged_no_ops(personas, hook
     assert not ConnectAccount.objects.filter(stripe_account_id="acct_unknown").exists()
 
 
+@pytest.mark.parametrize(
+    ("type_", "field", "value"),
+    [
+        ("payment_intent.succeeded", "metadata", ["not", "a", "dict"]),
+        ("payment_intent.succeeded", "amount", {"nested": 1}),
+        ("payment_intent.succeeded", "metadata", {"payment_uuid": 12345}),
+        ("checkout.session.completed", "amount_total", [1000]),
+        ("checkout.session.completed", "metadata", "payment_uuid"),
+        ("charge.dispute.created", "payment_intent", ["pi_x"]),
+        ("charge.dispute.created", "amount", "lots"),
+        ("refund.updated", "metadata", [1]),
+    ],
+)
+def test_oddly_shaped_events_are_recorded_not_crashed_on(personas, hook, type_, field, value):
+    payment = _payment(personas.a)
+    if type_.startswith("payment_intent"):
+        obj = intent_obj(payment)
+    elif type_.startswith("checkout"):
+        obj = session_obj(payment)
+    else:
+        obj = {"id": "x_odd", "payment_intent": "pi_odd", "amount": 5, "status": "succeeded"}
+    obj[field] = value
+    assert hook(event(type_, obj, account=ACCT_A)).status_code == 200
+    stored = PaymentEvent.objects.get()
+    assert stored.outcome.startswith(("ignored", "waiting")), stored.outcome
+    assert _balance(personas.a) == 0
+
+
 def test_another_landlords_account_cannot_pay_for_this_landlords_payment(personas, hook):
     payment = _payment(personas.a)
     hook(event("payment_intent.succeeded", intent_obj(payment), account=ACCT_B))
