@@ -170,11 +170,13 @@ class Payment(models.Model):
         CANCELED = "canceled", "Cancelled"
 
     # Allowed forward moves; a late event never moves a payment backwards.
+    # Money actually received is always credited, so a failed or cancelled
+    # payment may still succeed (a retried card, a checkout opened again).
     TRANSITIONS: dict[str, set[str]] = {
         "pending": {"processing", "succeeded", "failed", "canceled"},
         "processing": {"succeeded", "failed", "canceled"},
         "failed": {"succeeded"},
-        "canceled": set(),
+        "canceled": {"succeeded"},
         "succeeded": set(),
     }
 

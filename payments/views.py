@@ -64,6 +64,11 @@ def tenant_payment_context(*, tenancy: Tenancy) -> dict[str, object]:
         "payee_ready": bool(payee and payee.ready),
         "payee_message": (payee.message if payee else "Payments are not available yet."),
         "saved_method": automatic.saved_method_for(tenancy=tenancy),
+        "recent_payments": list(
+            Payment.objects.filter(tenancy=tenancy)
+            .exclude(status=Payment.Status.CANCELED)
+            .order_by("-created_at")[:5]
+        ),
         "payments_to_confirm": list(
             Payment.objects.filter(
                 tenancy=tenancy, status=Payment.Status.PENDING, off_session=True

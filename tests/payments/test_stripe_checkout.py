@@ -171,3 +171,17 @@ def test_another_tenants_payment_page_is_a_404(personas, connected, fake_stripe)
         reverse("payments:topup", args=[personas.a.prepaid_tenancy.pk]), {"amount": "10"}
     )
     assert resp.status_code == 404
+
+
+def test_tenant_sees_their_payments_with_links_to_receipts(
+    personas, django_capture_on_commit_callbacks
+):
+    client = _tenant(personas)
+    with django_capture_on_commit_callbacks(execute=True):
+        _topup(client, personas, amount="10")
+        payment = Payment.objects.get()
+        client.post(reverse("payments:dev_checkout", args=[payment.uuid]), {"outcome": "succeeded"})
+    home = client.get(reverse("tenant:home", args=[personas.a.prepaid_tenancy.pk])).content.decode()
+    assert reverse("payments:status", args=[payment.uuid]) in home
+    receipt = client.get(reverse("payments:status", args=[payment.uuid])).content.decode()
+    assert 'data-testid="receipt"' in receipt and "Top-up" in receipt

@@ -249,6 +249,17 @@ def test_out_of_order_never_moves_a_payment_backwards(personas, hook):
     assert _balance(personas.a) == 1000
 
 
+def test_money_received_after_a_cancellation_is_still_credited(personas, hook):
+    payment = _payment(personas.a)
+    hook(event("checkout.session.expired", session_obj(payment), account=ACCT_A))
+    payment.refresh_from_db()
+    assert payment.status == "canceled"
+    hook(event("payment_intent.succeeded", intent_obj(payment), account=ACCT_A))
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert _balance(personas.a) == 1000
+
+
 def test_delayed_method_goes_processing_then_succeeded(personas, hook):
     payment = _payment(personas.a)
     hook(
