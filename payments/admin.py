@@ -1,5 +1,11 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from .forms import RefundForm
 from .models import (
     Account,
     ConnectAccount,
@@ -13,6 +19,8 @@ from .models import (
     SavedPaymentMethod,
     Tariff,
 )
+from .refunds import refund_request
+from .services import PaymentError, refunded_minor
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -59,6 +67,60 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
+    """Read-only, with one money action: a full or partial refund with a reason."""
+
+    readonly_fields = ["refund_link"]
+
+    @admin.display(description="Refund")
+    def refund_link(self, obj: Payment) -> str:
+        if obj.status != Payment.Status.SUCCEEDED:
+            return "only a succeeded payment can be refunded"
+        url = reverse("admin:payments_payment_refund", args=[obj.pk])
+        return format_html('<a href="{}">Refund this payment…</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path(
+                "<int:payment_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="payments_payment_refund",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def refund_view(self, request: HttpRequest, payment_id: int) -> HttpResponse:
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        payment = Payment.objects.select_related("tenancy__unit").filter(pk=payment_id).first()
+        if payment is None:
+            raise Http404
+        available = payment.amount_minor - refunded_minor(payment=payment)
+        form = RefundForm(request.POST or None, available_minor=available)
+        if request.method == "POST" and form.is_valid():
+            try:
+                refund_request(
+                    payment=payment,
+                    amount_minor=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"],
+                    created_by_id=request.user.pk,
+                )
+            except PaymentError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, "Refund requested; the balance follows the provider.")
+                return redirect("admin:payments_payment_change", payment.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund payment {payment.uuid}",
+            "payment": payment,
+            "form": form,
+            "available": available,
+            "opts": self.model._meta,
+        }
+        return render(
+            request, "admin/payments/refund.html", context, status=400 if form.errors else 200
+        )
+
     list_display = [
         "uuid",
         "landlord",

@@ -18,13 +18,13 @@ from . import automatic
 from .forms import AutomaticPaymentsForm, RefundForm, TopUpForm
 from .models import ConnectAccount, Dispute, Payment, Refund, SavedPaymentMethod
 from .providers import DevelopmentProvider, PaymentGateway, get_provider
+from .refunds import refund_request
 from .services import (
     EventRejected,
     PaymentError,
     payment_abandon,
     payment_create,
     payment_event_receive,
-    refund_create,
     refunded_minor,
 )
 from .webhooks import WebhookRejected, webhook_event_verify
@@ -318,12 +318,9 @@ def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     status = 200
     if request.method == "POST":
         status = 400
-        provider = get_provider()
-        if form.is_valid() and (provider is None or provider.name != payment.provider):
-            form.add_error(None, "This payment's provider is not available.")
-        if form.is_valid() and provider is not None:
+        if form.is_valid():
             try:
-                created = refund_create(
+                refund_request(
                     payment=payment,
                     amount_minor=form.cleaned_data["amount"],
                     reason=form.cleaned_data["reason"],
@@ -332,10 +329,6 @@ def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
             except PaymentError as exc:
                 form.add_error(None, str(exc))
             else:
-                try:
-                    provider.refund_start(refund=created)
-                except stripe.StripeError:
-                    logger.exception("refund %s could not be sent", created.uuid)
                 return redirect("payments:landlord_payments")
     return render(
         request,

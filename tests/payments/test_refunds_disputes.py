@@ -238,3 +238,22 @@ def test_development_refund_goes_through_the_same_event_path(
     assert _balance(personas) == 750
     receipt = tenant.get(reverse("payments:status", args=[payment.uuid])).content.decode()
     assert "goodwill" in receipt
+
+
+def test_platform_admin_refunds_with_a_reason_from_the_admin(personas, paid, fake_stripe, hook):
+    fake_stripe.add("post", "/v1/refunds", recorded("refund"))
+    admin = Client()
+    admin.force_login(personas.admin)
+    change = admin.get(f"/admin/payments/payment/{paid.pk}/change/").content.decode()
+    url = reverse("admin:payments_payment_refund", args=[paid.pk])
+    assert url in change
+    assert admin.post(url, {"amount": "20", "reason": "x"}).status_code == 400
+    resp = admin.post(url, {"amount": "10", "reason": "Dispute resolved for the tenant"})
+    assert resp.status_code == 302
+    refund = Refund.objects.get()
+    assert refund.created_by_id == personas.admin.pk
+    hook(_refund_event(refund, "succeeded"))
+    assert _balance(personas) == 0
+    # landlord staff are not admins
+    staff = _landlord(personas)
+    assert staff.get(url).status_code == 302  # to the admin login
