@@ -1,18 +1,31 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from .forms import RefundForm
 from .models import (
     Account,
+    ConnectAccount,
+    Dispute,
     Invoice,
     InvoiceLine,
     LedgerTransaction,
     Payment,
     PaymentEvent,
+    PaymentSettings,
     Posting,
+    Refund,
+    SavedPaymentMethod,
     Tariff,
     TariffRate,
     TariffVersion,
     TariffWindow,
 )
+from .refunds import refund_request
+from .services import PaymentError, refunded_minor
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -103,18 +116,130 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
+    """Read-only, with one money action: a full or partial refund with a reason."""
+
+    readonly_fields = ["refund_link"]
+
+    @admin.display(description="Refund")
+    def refund_link(self, obj: Payment) -> str:
+        if obj.status != Payment.Status.SUCCEEDED:
+            return "only a succeeded payment can be refunded"
+        url = reverse("admin:payments_payment_refund", args=[obj.pk])
+        return format_html('<a href="{}">Refund this payment…</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path(
+                "<int:payment_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="payments_payment_refund",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def refund_view(self, request: HttpRequest, payment_id: int) -> HttpResponse:
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        payment = Payment.objects.select_related("tenancy__unit").filter(pk=payment_id).first()
+        if payment is None:
+            raise Http404
+        available = payment.amount_minor - refunded_minor(payment=payment)
+        form = RefundForm(request.POST or None, available_minor=available)
+        if request.method == "POST" and form.is_valid():
+            try:
+                refund_request(
+                    payment=payment,
+                    amount_minor=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"],
+                    created_by_id=request.user.pk,
+                )
+            except PaymentError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, "Refund requested; the balance follows the provider.")
+                return redirect("admin:payments_payment_change", payment.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund payment {payment.uuid}",
+            "payment": payment,
+            "form": form,
+            "available": available,
+            "opts": self.model._meta,
+        }
+        return render(
+            request, "admin/payments/refund.html", context, status=400 if form.errors else 200
+        )
+
     list_display = [
         "uuid",
         "landlord",
         "tenancy",
         "amount_minor",
         "currency",
+        "application_fee_minor",
+        "purpose",
         "status",
         "created_at",
     ]
-    list_filter = ["status", "provider"]
+    list_filter = ["status", "provider", "purpose"]
+    search_fields = ["uuid", "provider_ref", "checkout_session_id", "reference"]
 
 
 @admin.register(PaymentEvent)
 class PaymentEventAdmin(ReadOnlyAdmin):
-    list_display = ["provider", "event_id", "type", "received_at", "processed_at", "outcome"]
+    list_display = [
+        "provider",
+        "event_id",
+        "type",
+        "account",
+        "received_at",
+        "processed_at",
+        "outcome",
+    ]
+    list_filter = ["provider", "type"]
+    search_fields = ["event_id", "account"]
+
+
+@admin.register(ConnectAccount)
+class ConnectAccountAdmin(ReadOnlyAdmin):
+    list_display = [
+        "landlord",
+        "stripe_account_id",
+        "charges_enabled",
+        "payouts_enabled",
+        "details_submitted",
+        "updated_at",
+    ]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["uuid", "landlord", "payment", "amount_minor", "status", "reason", "created_at"]
+    list_filter = ["status"]
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "provider_ref",
+        "landlord",
+        "payment",
+        "amount_minor",
+        "currency",
+        "reason",
+        "status",
+        "evidence_due_by",
+        "funds_withdrawn",
+        "funds_reinstated",
+    ]
+    list_filter = ["status"]
+
+
+@admin.register(SavedPaymentMethod)
+class SavedPaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ["tenancy", "provider", "brand", "last4", "created_at"]
+
+
+@admin.register(PaymentSettings)
+class PaymentSettingsAdmin(ReadOnlyAdmin):
+    list_display = ["tenancy", "auto_topup_enabled", "autopay_enabled", "last_auto_topup_at"]

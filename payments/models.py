@@ -223,6 +223,8 @@ class LedgerTransaction(models.Model):
         EMERGENCY = "emergency", "Emergency credit"
         RECOVERY = "recovery", "Emergency credit repaid"
         REVERSAL = "reversal", "Reversal"
+        REFUND = "refund", "Refund"
+        CHARGEBACK = "chargeback", "Chargeback"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="ledger_transactions"
@@ -277,6 +279,12 @@ class Posting(models.Model):
 class Payment(models.Model):
     """A tenant's payment through a provider. Credits the ledger only once it succeeded."""
 
+    class Purpose(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        BILL = "bill", "Bill payment"
+        AUTO_TOPUP = "auto_topup", "Automatic top-up"
+        AUTOPAY = "autopay", "Autopay"
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PROCESSING = "processing", "Processing"
@@ -285,11 +293,13 @@ class Payment(models.Model):
         CANCELED = "canceled", "Cancelled"
 
     # Allowed forward moves; a late event never moves a payment backwards.
+    # Money actually received is always credited, so a failed or cancelled
+    # payment may still succeed (a retried card, a checkout opened again).
     TRANSITIONS: dict[str, set[str]] = {
         "pending": {"processing", "succeeded", "failed", "canceled"},
         "processing": {"succeeded", "failed", "canceled"},
         "failed": {"succeeded"},
-        "canceled": set(),
+        "canceled": {"succeeded"},
         "succeeded": set(),
     }
 
@@ -314,6 +324,20 @@ class Payment(models.Model):
     ledger_transaction = models.OneToOneField(
         LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True
     )
+    # What the money is for: a prepaid top-up, or a postpaid payment with our reference.
+    purpose = models.CharField(max_length=12, choices=Purpose.choices, default=Purpose.TOPUP)
+    reference = models.CharField(max_length=100, blank=True)
+    # Stripe: the landlord's connected account charged (direct charge), the
+    # platform's fee on it and the Checkout Session that collects it.
+    stripe_account = models.CharField(max_length=100, blank=True)
+    application_fee_minor = models.BigIntegerField(default=0)
+    checkout_session_id = models.CharField(max_length=200, blank=True)
+    # Charged off-session with a saved method (auto top-up, autopay).
+    off_session = models.BooleanField(default=False)
+    # The tenant asked at checkout to keep the card for automatic payments.
+    save_method = models.BooleanField(default=False)
+    # Set when the bank asked for authentication: the tenant finishes on-session here.
+    action_url = models.URLField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -337,6 +361,11 @@ class PaymentEvent(models.Model):
     provider = models.CharField(max_length=20)
     event_id = models.CharField(max_length=200)
     type = models.CharField(max_length=100)
+    # The connected account a Connect event came from ("" for platform events).
+    account = models.CharField(max_length=100, blank=True)
+    # The payment intent the event is about, so an event that arrives before
+    # its payment is known (a chargeback before the success event) can wait.
+    object_ref = models.CharField(max_length=200, blank=True, db_index=True)
     payload = models.JSONField()
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -421,3 +450,146 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return self.description
+
+
+class ConnectAccount(models.Model):
+    """A landlord's Stripe Connect account and what Stripe last said about it."""
+
+    landlord = models.OneToOneField(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="connect_account"
+    )
+    stripe_account_id = models.CharField(max_length=100, unique=True)
+    charges_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    details_submitted = models.BooleanField(default=False)
+    requirements_due = models.JSONField(default=list, blank=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_account_id} ({self.landlord_id})"
+
+    @property
+    def can_take_payments(self) -> bool:
+        return self.charges_enabled
+
+
+class Refund(models.Model):
+    """A full or partial refund of a succeeded payment, reversed in the ledger once it succeeds."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Cancelled"
+
+    TRANSITIONS: dict[str, set[str]] = {
+        "pending": {"requires_action", "succeeded", "failed", "canceled"},
+        "requires_action": {"pending", "succeeded", "failed", "canceled"},
+        "succeeded": set(),
+        "failed": set(),
+        "canceled": set(),
+    }
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="refunds"
+    )
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField()
+    reason = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    provider_ref = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True
+    )
+    ledger_transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="refund_positive"),
+            models.UniqueConstraint(fields=["provider_ref"], name="refund_provider_ref_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.uuid} {self.amount_minor} {self.status}"
+
+
+class Dispute(models.Model):
+    """A chargeback opened by the tenant's bank on a payment (Stripe ``charge.dispute.*``)."""
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="chargebacks"
+    )
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    provider_ref = models.CharField(max_length=200, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=100, blank=True)
+    # Stripe's dispute status: warning_needs_response, needs_response, under_review, won, lost...
+    status = models.CharField(max_length=40)
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    funds_withdrawn = models.BooleanField(default=False)
+    funds_reinstated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Chargeback {self.provider_ref} {self.amount_minor} {self.status}"
+
+
+class SavedPaymentMethod(models.Model):
+    """A tenant's card saved at checkout, living on the landlord's connected account."""
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="saved_payment_methods"
+    )
+    tenancy = models.ForeignKey(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="saved_payment_methods"
+    )
+    provider = models.CharField(max_length=20)
+    provider_ref = models.CharField(max_length=200)
+    customer_ref = models.CharField(max_length=200, blank=True)
+    brand = models.CharField(max_length=30, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_ref"], name="saved_method_provider_ref_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand or 'card'} ending {self.last4 or '????'}"
+
+
+class PaymentSettings(models.Model):
+    """A tenancy's automatic payments: prepaid auto top-up and postpaid autopay."""
+
+    landlord = models.ForeignKey(
+        "landlord.Landlord", on_delete=models.PROTECT, related_name="payment_settings"
+    )
+    tenancy = models.OneToOneField(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="payment_settings"
+    )
+    auto_topup_enabled = models.BooleanField(default=False)
+    auto_topup_threshold_minor = models.PositiveIntegerField(default=500)
+    auto_topup_amount_minor = models.PositiveIntegerField(default=2000)
+    auto_topup_period_hours = models.PositiveIntegerField(default=24)
+    auto_topup_monthly_cap_minor = models.PositiveIntegerField(default=10000)
+    last_auto_topup_at = models.DateTimeField(null=True, blank=True)
+    autopay_enabled = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Payment settings of tenancy {self.tenancy_id}"

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy
 
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
-from .models import Account, LedgerTransaction, Payment, PaymentEvent
+from .models import (
+    Account,
+    ConnectAccount,
+    Dispute,
+    LedgerTransaction,
+    Payment,
+    PaymentEvent,
+    Refund,
+    SavedPaymentMethod,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +61,15 @@ def topup_limits() -> tuple[int, int]:
 
 @transaction.atomic
 def payment_create(
-    *, tenancy: Tenancy, amount_minor: int, provider: str, created_by_id: int | None
+    *,
+    tenancy: Tenancy,
+    amount_minor: int,
+    provider: str,
+    created_by_id: int | None,
+    purpose: str = Payment.Purpose.TOPUP,
+    reference: str = "",
+    off_session: bool = False,
+    save_method: bool = False,
 ) -> Payment:
     low, high = topup_limits()
     if amount_minor < low or amount_minor > high:
@@ -62,21 +81,115 @@ def payment_create(
         currency=tenancy.unit.property.currency,
         provider=provider,
         created_by_id=created_by_id,
+        purpose=purpose,
+        reference=reference[:100],
+        off_session=off_session,
+        save_method=save_method,
     )
+
+
+@transaction.atomic
+def payment_abandon(*, payment: Payment, why: str) -> None:
+    """A payment whose checkout could not even be created: cancelled, nothing was charged."""
+    locked = Payment.objects.select_for_update().get(pk=payment.pk)
+    if locked.status == Payment.Status.PENDING and not locked.checkout_session_id:
+        locked.status = Payment.Status.CANCELED
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["status", "updated_at"])
+    logger.warning("payment %s abandoned: %s", payment.uuid, why)
+
+
+def refunded_minor(*, payment: Payment) -> int:
+    """What is refunded or on its way back (failed and cancelled refunds do not count)."""
+    total = (
+        Refund.objects.filter(payment=payment)
+        .exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED])
+        .aggregate(s=Sum("amount_minor"))["s"]
+    )
+    return int(total or 0)
+
+
+@transaction.atomic
+def refund_create(
+    *, payment: Payment, amount_minor: int, reason: str, created_by_id: int | None
+) -> Refund:
+    """Record a refund request; the provider is asked after commit, the ledger follows its events."""
+    locked = Payment.objects.select_for_update().get(pk=payment.pk)
+    reason = reason.strip()
+    if not reason:
+        raise PaymentError("Give a reason for the refund.")
+    if locked.status != Payment.Status.SUCCEEDED:
+        raise PaymentError("Only a payment that succeeded can be refunded.")
+    available = locked.amount_minor - refunded_minor(payment=locked)
+    if amount_minor <= 0 or amount_minor > available:
+        raise PaymentError(f"Refund between 0.01 and {available / 100:.2f}.")
+    refund = Refund.objects.create(
+        landlord_id=locked.landlord_id,
+        payment=locked,
+        amount_minor=amount_minor,
+        reason=reason[:300],
+        created_by_id=created_by_id,
+    )
+    AuditEvent.objects.create(
+        landlord_id=locked.landlord_id,
+        actor_id=created_by_id,
+        action="payment.refund_requested",
+        subject=f"tenancy {locked.tenancy_id}",
+        reason=reason[:300],
+        data={
+            "payment": str(locked.uuid),
+            "refund": str(refund.uuid),
+            "amount_minor": amount_minor,
+        },
+    )
+    return refund
+
+
+def application_fee_minor(*, amount_minor: int) -> int:
+    """The platform's fee on a tenant payment: basis points plus a fixed part, never above it."""
+    fee = amount_minor * settings.STRIPE_APPLICATION_FEE_BPS // 10_000
+    fee += settings.STRIPE_APPLICATION_FEE_FIXED_MINOR
+    return max(0, min(fee, amount_minor))
+
+
+class EventRejected(Exception):
+    """A provider event that cannot be stored (no id): the sender gets a 400."""
+
+
+def _object_ref(event: dict[str, Any]) -> str:
+    """The payment intent an event is about, read defensively from an untrusted body."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return ""
+    ref = obj.get("id") if obj.get("object") == "payment_intent" else obj.get("payment_intent")
+    if isinstance(ref, dict):
+        ref = ref.get("id")
+    return str(ref or "")
 
 
 def payment_event_receive(*, provider: str, event: dict[str, Any]) -> tuple[PaymentEvent, bool]:
     """Store a provider event once and queue its processing on commit.
 
     Stripe's verified webhooks and the development provider both enter here.
+    Returns ``(event, created)``; a duplicate delivery returns the stored one.
     """
     from .tasks import payment_event_process_task
 
-    event_id = str(event["id"])
+    event_id = str(event.get("id") or "")
+    if not event_id or len(event_id) > 200:
+        raise EventRejected("event has no usable id")
+    account = str(event.get("account") or "")[:100]
+    object_ref = _object_ref(event)
     try:
         with transaction.atomic():
             stored = PaymentEvent.objects.create(
-                provider=provider, event_id=event_id, type=str(event.get("type", "")), payload=event
+                provider=provider,
+                event_id=event_id,
+                type=str(event.get("type", ""))[:100],
+                account=account,
+                object_ref=object_ref[:200],
+                payload=event,
             )
             transaction.on_commit(
                 lambda: payment_event_process_task.enqueue(stored.pk), robust=True
@@ -86,17 +199,314 @@ def payment_event_receive(*, provider: str, event: dict[str, Any]) -> tuple[Paym
     return stored, True
 
 
-def _payment_for_event(provider: str, obj: dict[str, Any]) -> Payment | None:
-    metadata = obj.get("metadata") or {}
-    payment_uuid = metadata.get("payment_uuid")
+def _payment_by_uuid(event: PaymentEvent, payment_uuid: object) -> Payment | None:
     if not payment_uuid:
         return None
     try:
-        return Payment.objects.select_for_update().get(
-            uuid=uuid.UUID(str(payment_uuid)), provider=provider
-        )
-    except (Payment.DoesNotExist, ValueError):
+        key = uuid.UUID(str(payment_uuid))
+    except ValueError:
         return None
+    # The payment must have been made through this provider and, for Stripe,
+    # on the very connected account the event came from.
+    return (
+        Payment.objects.select_for_update()
+        .filter(uuid=key, provider=event.provider, stripe_account=event.account)
+        .first()
+    )
+
+
+def _payment_by_intent(event: PaymentEvent, intent_id: object) -> Payment | None:
+    if not intent_id:
+        return None
+    return (
+        Payment.objects.select_for_update()
+        .filter(provider=event.provider, provider_ref=str(intent_id), stripe_account=event.account)
+        .first()
+    )
+
+
+WAITING = "waiting: payment not known yet"
+
+
+def _unmatched(event: PaymentEvent) -> str:
+    """An event about a payment intent we have not linked yet: wait for it, unless hopeless."""
+    if not event.object_ref:
+        return "ignored: no matching payment"
+    if (
+        event.provider == "stripe"
+        and not ConnectAccount.objects.filter(stripe_account_id=event.account).exists()
+    ):
+        logger.warning("event %s from unknown account %r", event.event_id, event.account)
+        return "ignored: unknown account"
+    # Retried when a payment gets this intent (payment_transition); otherwise
+    # it stays visibly unprocessed in the admin.
+    return WAITING
+
+
+def _waiting_events_process(*, payment: Payment) -> None:
+    waiting = PaymentEvent.objects.filter(
+        provider=payment.provider,
+        account=payment.stripe_account,
+        object_ref=payment.provider_ref,
+        processed_at__isnull=True,
+        outcome=WAITING,
+    ).order_by("pk")
+    for pk in list(waiting.values_list("pk", flat=True)):
+        payment_event_process(event_id=pk)
+
+
+def _amount_matches(payment: Payment, amount: object, currency: object) -> bool:
+    try:
+        value = int(amount)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+    return value == payment.amount_minor and str(currency or "").upper() == payment.currency
+
+
+INTENT_STATUS = {
+    "payment_intent.succeeded": Payment.Status.SUCCEEDED,
+    "payment_intent.processing": Payment.Status.PROCESSING,
+    "payment_intent.payment_failed": Payment.Status.FAILED,
+    "payment_intent.canceled": Payment.Status.CANCELED,
+}
+SESSION_STATUS = {
+    "checkout.session.async_payment_succeeded": Payment.Status.SUCCEEDED,
+    "checkout.session.async_payment_failed": Payment.Status.FAILED,
+    "checkout.session.expired": Payment.Status.CANCELED,
+}
+
+
+def _on_payment_intent(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    payment = _payment_by_uuid(event, (obj.get("metadata") or {}).get("payment_uuid"))
+    if payment is None:
+        return "ignored: no matching payment"
+    if not _amount_matches(payment, obj.get("amount"), obj.get("currency")):
+        logger.warning("payment event %s does not match payment %s", event.pk, payment.pk)
+        return "ignored: amount or currency does not match the payment"
+    outcome = payment_transition(
+        payment=payment, status=INTENT_STATUS[event.type], provider_ref=str(obj.get("id") or "")
+    )
+    if event.type == "payment_intent.succeeded":
+        _saved_method_record(event, payment, obj)
+    return outcome
+
+
+def _on_checkout_session(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    payment = _payment_by_uuid(event, (obj.get("metadata") or {}).get("payment_uuid"))
+    if payment is None:
+        return "ignored: no matching payment"
+    if payment.checkout_session_id and payment.checkout_session_id != obj.get("id"):
+        return "ignored: not this payment's checkout session"
+    if not _amount_matches(payment, obj.get("amount_total"), obj.get("currency")):
+        logger.warning("payment event %s does not match payment %s", event.pk, payment.pk)
+        return "ignored: amount or currency does not match the payment"
+    if event.type == "checkout.session.completed":
+        paid = obj.get("payment_status")
+        if paid == "paid":
+            status = Payment.Status.SUCCEEDED
+        elif paid == "unpaid":
+            # A delayed method (a bank debit): the async_payment_* event settles it.
+            status = Payment.Status.PROCESSING
+        else:
+            return f"ignored: payment status {paid!r}"
+    else:
+        status = SESSION_STATUS[event.type]
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    return payment_transition(payment=payment, status=status, provider_ref=str(intent or ""))
+
+
+def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, Any]) -> None:
+    """Keep a card the tenant agreed to save (setup_future_usage) for automatic payments."""
+    method = obj.get("payment_method")
+    customer = obj.get("customer")
+    if not method or not customer or obj.get("setup_future_usage") != "off_session":
+        return
+    card: dict[str, Any] = {}
+    if isinstance(method, dict):
+        card = method.get("card") or {}
+        method = method.get("id")
+    SavedPaymentMethod.objects.get_or_create(
+        provider=payment.provider,
+        provider_ref=str(method),
+        defaults={
+            "landlord_id": payment.landlord_id,
+            "tenancy_id": payment.tenancy_id,
+            "customer_ref": str(customer),
+            "brand": str(card.get("brand") or "")[:30],
+            "last4": str(card.get("last4") or "")[:4],
+            "exp_month": card.get("exp_month"),
+            "exp_year": card.get("exp_year"),
+        },
+    )
+
+
+def _on_account_updated(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    return connect_account_apply(obj=obj)
+
+
+def connect_account_apply(*, obj: dict[str, Any]) -> str:
+    """Record what Stripe says about a connected account (charges, payouts, requirements)."""
+    account = (
+        ConnectAccount.objects.select_for_update().filter(stripe_account_id=obj.get("id")).first()
+    )
+    if account is None:
+        logger.warning("account event for unknown account %s", obj.get("id"))
+        return "ignored: unknown account"
+    requirements = obj.get("requirements") or {}
+    account.charges_enabled = bool(obj.get("charges_enabled"))
+    account.payouts_enabled = bool(obj.get("payouts_enabled"))
+    account.details_submitted = bool(obj.get("details_submitted"))
+    account.requirements_due = sorted(
+        set(requirements.get("currently_due") or []) | set(requirements.get("past_due") or [])
+    )
+    account.disabled_reason = str(requirements.get("disabled_reason") or "")[:200]
+    account.updated_at = timezone.now()
+    account.save()
+    broadcast_on_commit(
+        landlord_group(account.landlord_id), {"type": "unit.changed", "unit_id": None}
+    )
+    return f"account updated: charges {'on' if account.charges_enabled else 'off'}"
+
+
+def _on_refund(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    refund_uuid = (obj.get("metadata") or {}).get("refund_uuid")
+    refund: Refund | None = None
+    if refund_uuid:
+        try:
+            key = uuid.UUID(str(refund_uuid))
+        except ValueError:
+            return "ignored: bad refund reference"
+        refund = (
+            Refund.objects.select_for_update()
+            .filter(
+                uuid=key,
+                payment__provider=event.provider,
+                payment__stripe_account=event.account,
+            )
+            .first()
+        )
+    if refund is None and obj.get("id"):
+        refund = (
+            Refund.objects.select_for_update()
+            .filter(
+                provider_ref=str(obj["id"]),
+                payment__provider=event.provider,
+                payment__stripe_account=event.account,
+            )
+            .first()
+        )
+    if refund is None:
+        # A refund made in the Stripe dashboard: record it against its payment.
+        payment = _payment_by_intent(event, obj.get("payment_intent"))
+        if payment is None:
+            return _unmatched(event)
+        try:
+            amount = int(obj.get("amount") or 0)
+        except (TypeError, ValueError):
+            amount = 0
+        if amount <= 0 or str(obj.get("currency") or "").upper() != payment.currency:
+            return "ignored: refund amount or currency is not usable"
+        refund = Refund.objects.create(
+            landlord_id=payment.landlord_id,
+            payment=payment,
+            amount_minor=amount,
+            reason=f"Refunded in Stripe ({obj.get('reason') or 'no reason given'})"[:300],
+            provider_ref=str(obj["id"]),
+        )
+    if refund.provider_ref is None and obj.get("id"):
+        refund.provider_ref = str(obj["id"])
+        refund.save(update_fields=["provider_ref"])
+    return refund_transition(refund=refund, status=str(obj.get("status") or ""))
+
+
+def refund_transition(*, refund: Refund, status: str) -> str:
+    """Move a refund forward; reverse it in the ledger once it succeeded and its payment did."""
+    if status not in Refund.Status.values:
+        return f"ignored: unknown refund status {status!r}"
+    if status != refund.status:
+        if status not in Refund.TRANSITIONS[refund.status]:
+            return f"ignored: refund {refund.status} cannot become {status}"
+        refund.status = status
+        refund.updated_at = timezone.now()
+        refund.save(update_fields=["status", "updated_at"])
+    payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
+    _reversals_settle(payment=payment)
+    return f"refund {status}"
+
+
+DISPUTE_FINAL = {"won", "lost", "warning_closed", "prevented"}
+
+
+def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    payment = _payment_by_intent(event, obj.get("payment_intent"))
+    if payment is None:
+        return _unmatched(event)
+    try:
+        amount = int(obj.get("amount") or 0)
+    except (TypeError, ValueError):
+        return "ignored: dispute amount is not usable"
+    if amount <= 0 or amount > payment.amount_minor:
+        return "ignored: dispute amount is not usable"
+    due = (obj.get("evidence_details") or {}).get("due_by")
+    dispute, created = Dispute.objects.select_for_update().get_or_create(
+        provider_ref=str(obj.get("id")),
+        defaults={
+            "landlord_id": payment.landlord_id,
+            "payment": payment,
+            "amount_minor": amount,
+            "currency": payment.currency,
+            "reason": str(obj.get("reason") or "")[:100],
+            "status": str(obj.get("status") or "")[:40],
+        },
+    )
+    if dispute.payment_id != payment.pk:
+        return "ignored: dispute belongs to another payment"
+    status = str(obj.get("status") or "")[:40]
+    # A final status is never replaced by a late, earlier one.
+    if dispute.status not in DISPUTE_FINAL and status:
+        dispute.status = status
+    if due:
+        dispute.evidence_due_by = datetime.fromtimestamp(int(due), tz=UTC)
+    if event.type == "charge.dispute.funds_withdrawn" or dispute.status == "lost":
+        dispute.funds_withdrawn = True
+    if event.type == "charge.dispute.funds_reinstated" or (
+        dispute.status == "won" and dispute.funds_withdrawn
+    ):
+        dispute.funds_reinstated = True
+    dispute.updated_at = timezone.now()
+    dispute.save()
+    if created:
+        AuditEvent.objects.create(
+            landlord_id=payment.landlord_id,
+            action="payment.disputed",
+            subject=f"tenancy {payment.tenancy_id}",
+            data={"payment": str(payment.uuid), "dispute": dispute.provider_ref, "amount": amount},
+        )
+    _reversals_settle(payment=payment)
+    return f"dispute {dispute.status}"
+
+
+HANDLERS = {
+    **dict.fromkeys(INTENT_STATUS, _on_payment_intent),
+    "checkout.session.completed": _on_checkout_session,
+    **dict.fromkeys(SESSION_STATUS, _on_checkout_session),
+    "account.updated": _on_account_updated,
+    **dict.fromkeys(
+        ["refund.created", "refund.updated", "refund.failed", "charge.refund.updated"], _on_refund
+    ),
+    **dict.fromkeys(
+        [
+            "charge.dispute.created",
+            "charge.dispute.updated",
+            "charge.dispute.closed",
+            "charge.dispute.funds_withdrawn",
+            "charge.dispute.funds_reinstated",
+        ],
+        _on_dispute,
+    ),
+}
 
 
 @transaction.atomic
@@ -105,34 +515,94 @@ def payment_event_process(*, event_id: int) -> str:
     event = PaymentEvent.objects.select_for_update().get(pk=event_id)
     if event.processed_at is not None:
         return event.outcome
-    obj = (event.payload.get("data") or {}).get("object") or {}
-    status_by_type = {
-        "payment_intent.succeeded": Payment.Status.SUCCEEDED,
-        "payment_intent.processing": Payment.Status.PROCESSING,
-        "payment_intent.payment_failed": Payment.Status.FAILED,
-        "payment_intent.canceled": Payment.Status.CANCELED,
-    }
-    new_status = status_by_type.get(event.type)
-    if new_status is None:
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    handler = HANDLERS.get(event.type)
+    if handler is None:
         outcome = "ignored: event type not handled"
+    elif not isinstance(obj, dict):
+        outcome = "ignored: event has no object"
     else:
-        payment = _payment_for_event(event.provider, obj)
-        if payment is None:
-            outcome = "ignored: no matching payment"
-        elif (
-            int(obj.get("amount", -1)) != payment.amount_minor
-            or str(obj.get("currency", "")).upper() != payment.currency.upper()
-        ):
-            outcome = "ignored: amount or currency does not match the payment"
-            logger.warning("payment event %s does not match payment %s", event.pk, payment.pk)
-        else:
-            outcome = payment_transition(
-                payment=payment, status=new_status, provider_ref=str(obj.get("id") or "")
-            )
-    event.processed_at = timezone.now()
-    event.outcome = outcome
+        try:
+            with transaction.atomic():
+                outcome = handler(event, obj)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            # A verified but oddly shaped event: record it rather than retry forever.
+            logger.exception("payment event %s could not be applied", event.pk)
+            outcome = "ignored: malformed event"
+    event.processed_at = None if outcome == WAITING else timezone.now()
+    event.outcome = outcome[:300]
     event.save(update_fields=["processed_at", "outcome"])
     return outcome
+
+
+def _reversals_settle(*, payment: Payment) -> None:
+    """Post what refunds and chargebacks take back, once each and only after the credit.
+
+    Called whenever a payment, refund or chargeback changes, so the ledger
+    ends the same whatever order the provider's events arrived in.
+    """
+    if payment.status != Payment.Status.SUCCEEDED:
+        return
+    tenancy = Tenancy.objects.select_related("unit__property", "landlord").get(
+        pk=payment.tenancy_id
+    )
+    tenant = tenant_account(tenancy=tenancy)
+    clearing = landlord_account(
+        landlord=tenancy.landlord, kind=Account.Kind.CLEARING, currency=payment.currency
+    )
+    changed = False
+    for refund in Refund.objects.filter(
+        payment=payment, status=Refund.Status.SUCCEEDED, ledger_transaction__isnull=True
+    ).order_by("pk"):
+        txn, created = ledger_post(
+            landlord_id=payment.landlord_id,
+            kind=LedgerTransaction.Kind.REFUND,
+            idempotency_key=f"refund:{refund.uuid}",
+            legs=[Leg(debit=tenant, credit=clearing, amount_minor=refund.amount_minor)],
+            memo=f"Refund: {refund.reason}",
+            created_by_id=refund.created_by_id,
+        )
+        refund.ledger_transaction = txn
+        refund.save(update_fields=["ledger_transaction"])
+        AuditEvent.objects.create(
+            landlord_id=payment.landlord_id,
+            actor_id=refund.created_by_id,
+            action="payment.refunded",
+            subject=f"tenancy {payment.tenancy_id}",
+            reason=refund.reason,
+            data={
+                "payment": str(payment.uuid),
+                "refund": str(refund.uuid),
+                "amount_minor": refund.amount_minor,
+            },
+        )
+        changed = changed or created
+    for dispute in Dispute.objects.filter(payment=payment, funds_withdrawn=True).order_by("pk"):
+        _, created = ledger_post(
+            landlord_id=payment.landlord_id,
+            kind=LedgerTransaction.Kind.CHARGEBACK,
+            idempotency_key=f"dispute:{dispute.provider_ref}:withdrawn",
+            legs=[Leg(debit=tenant, credit=clearing, amount_minor=dispute.amount_minor)],
+            memo=f"Chargeback {dispute.provider_ref}: funds withdrawn",
+        )
+        changed = changed or created
+        if dispute.funds_reinstated:
+            _, created = ledger_post(
+                landlord_id=payment.landlord_id,
+                kind=LedgerTransaction.Kind.CHARGEBACK,
+                idempotency_key=f"dispute:{dispute.provider_ref}:reinstated",
+                legs=[Leg(debit=clearing, credit=tenant, amount_minor=dispute.amount_minor)],
+                memo=f"Chargeback {dispute.provider_ref}: funds reinstated",
+            )
+            changed = changed or created
+    if changed:
+        from meters.services import supply_evaluate
+
+        supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
+        msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
+        broadcast_on_commit(tenancy_group(tenancy.pk), msg)
+        broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
 
 
 def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> str:
@@ -143,7 +613,8 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         return f"ignored: {payment.status} cannot become {status}"
     payment.status = status
     payment.updated_at = timezone.now()
-    if provider_ref and not payment.provider_ref:
+    newly_linked = bool(provider_ref and not payment.provider_ref)
+    if newly_linked:
         payment.provider_ref = provider_ref
     fields = ["status", "updated_at", "provider_ref"]
     tenancy = Tenancy.objects.select_related("unit", "landlord").get(pk=payment.tenancy_id)
@@ -182,6 +653,12 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         from meters.services import supply_evaluate
 
         supply_evaluate(unit=tenancy.unit, reason="payment received")
+    if newly_linked:
+        # Refund or chargeback events that arrived before we knew this intent.
+        _waiting_events_process(payment=payment)
+    if status == Payment.Status.SUCCEEDED:
+        # Refunds or chargebacks recorded before this payment succeeded.
+        _reversals_settle(payment=payment)
     msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
     broadcast_on_commit(tenancy_group(tenancy.pk), msg)
     broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)

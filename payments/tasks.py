@@ -24,3 +24,11 @@ def invoices_issue_periodic() -> int:
     from . import billing
 
     return len(billing.invoices_issue_due())
+
+
+@db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")
+def auto_topups_periodic() -> int:
+    """Prepaid auto top-ups: every five minutes, each tenancy at most once per its period."""
+    from .automatic import auto_topups_run
+
+    return auto_topups_run()

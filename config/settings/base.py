@@ -203,6 +203,18 @@ SPECTACULAR_SETTINGS = {
 # It is the default on a developer's machine and refused in production
 # unless deliberately enabled (e.g. a staging site).
 DEVELOPMENT_PAYMENTS = env_bool("DEVELOPMENT_PAYMENTS", True)
+# Stripe is used whenever a secret key is set (and then the development
+# provider never is). See docs/payments.md.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+# Signing secrets of the two webhook endpoints (platform events, Connect events).
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_CONNECT_WEBHOOK_SECRET = os.environ.get("STRIPE_CONNECT_WEBHOOK_SECRET", "")
+# Seconds a webhook signature stays valid (Stripe's own default is 300).
+STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", "300"))
+# The platform's application fee on every tenant payment: basis points of the
+# amount plus a fixed part, in minor units.
+STRIPE_APPLICATION_FEE_BPS = int(os.environ.get("STRIPE_APPLICATION_FEE_BPS", "100"))
+STRIPE_APPLICATION_FEE_FIXED_MINOR = int(os.environ.get("STRIPE_APPLICATION_FEE_FIXED_MINOR", "0"))
 
 # --- Product settings -----------------------------------------------------
 SUBMETER: dict[str, Any] = {

@@ -1,0 +1,13 @@
+from django import template
+
+from landlord.models import Tenancy
+
+register = template.Library()
+
+
+@register.simple_tag
+def tenant_payments(tenancy: Tenancy) -> dict[str, object]:
+    """Whether the tenant can pay, their saved card and payments waiting for confirmation."""
+    from payments.views import tenant_payment_context
+
+    return tenant_payment_context(tenancy=tenancy)
