@@ -349,7 +349,7 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
     if isinstance(method, dict):
         card = method.get("card") or {}
         method = method.get("id")
-    SavedPaymentMethod.objects.get_or_create(
+    saved, created = SavedPaymentMethod.objects.get_or_create(
         provider=payment.provider,
         provider_ref=str(method),
         defaults={
@@ -362,6 +362,12 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
             "exp_year": card.get("exp_year"),
         },
     )
+    if created and not saved.last4:
+        # Stripe's event names the card only by id: ask for its brand and last
+        # four digits in the background, outside this transaction.
+        from .tasks import saved_method_describe_task
+
+        transaction.on_commit(lambda: saved_method_describe_task.enqueue(saved.pk), robust=True)
 
 
 def _on_account_updated(event: PaymentEvent, obj: dict[str, Any]) -> str:

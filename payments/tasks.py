@@ -10,6 +10,13 @@ def payment_event_process_task(event_id: int) -> str:
     return services.payment_event_process(event_id=event_id)
 
 
+@task()
+def saved_method_describe_task(method_id: int) -> None:
+    from .automatic import saved_method_describe
+
+    saved_method_describe(method_id=method_id)
+
+
 @db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")
 def auto_topups_periodic() -> int:
     """Prepaid auto top-ups: every five minutes, each tenancy at most once per its period."""
