@@ -374,6 +374,18 @@ def _on_account_updated(event: PaymentEvent, obj: dict[str, Any]) -> str:
     return connect_account_apply(obj=obj)
 
 
+def _on_account_deauthorized(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    """The landlord disconnected the platform from their Stripe account: no more charges."""
+    updated = ConnectAccount.objects.filter(stripe_account_id=event.account).update(
+        charges_enabled=False,
+        disabled_reason="platform disconnected by the landlord",
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        return "ignored: unknown account"
+    return "account disconnected"
+
+
 def connect_account_apply(*, obj: dict[str, Any]) -> str:
     """Record what Stripe says about a connected account (charges, payouts, requirements)."""
     account = (
@@ -521,6 +533,7 @@ HANDLERS = {
     "checkout.session.completed": _on_checkout_session,
     **dict.fromkeys(SESSION_STATUS, _on_checkout_session),
     "account.updated": _on_account_updated,
+    "account.application.deauthorized": _on_account_deauthorized,
     **dict.fromkeys(
         ["refund.created", "refund.updated", "refund.failed", "charge.refund.updated"], _on_refund
     ),
