@@ -214,3 +214,19 @@ def saved_method_remove(*, method: SavedPaymentMethod) -> None:
             PaymentSettings.objects.filter(tenancy_id=method.tenancy_id).update(
                 auto_topup_enabled=False, autopay_enabled=False
             )
+
+
+def saved_method_describe(*, method_id: int) -> None:
+    """Fill in a saved card's brand, last four digits and expiry from the provider."""
+    method = SavedPaymentMethod.objects.filter(pk=method_id).first()
+    provider = get_provider()
+    if method is None or provider is None or provider.name != method.provider:
+        return
+    card = provider.saved_method_card(method=method)
+    if card:
+        SavedPaymentMethod.objects.filter(pk=method.pk).update(
+            brand=str(card.get("brand") or "")[:30],
+            last4=str(card.get("last4") or "")[:4],
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+        )

@@ -570,7 +570,9 @@ class SavedPaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.brand or 'card'} ending {self.last4 or '????'}"
+        if not self.last4:
+            return "Saved card"
+        return f"{self.brand or 'card'} ending {self.last4}"
 
 
 class PaymentSettings(models.Model):

@@ -73,6 +73,10 @@ class PaymentGateway(Protocol):
 
     def saved_method_remove(self, *, method: SavedPaymentMethod) -> None: ...
 
+    def saved_method_card(self, *, method: SavedPaymentMethod) -> dict[str, Any]:
+        """The card's brand, last4, exp_month and exp_year as the provider knows them."""
+        ...
+
 
 def dev_event(*, type_: str, obj: dict[str, Any]) -> dict[str, Any]:
     return {"id": f"evt_dev_{uuid.uuid4().hex}", "type": type_, "data": {"object": obj}}
@@ -152,6 +156,9 @@ class DevelopmentProvider:
 
     def saved_method_remove(self, *, method: SavedPaymentMethod) -> None:
         return None
+
+    def saved_method_card(self, *, method: SavedPaymentMethod) -> dict[str, Any]:
+        return {"brand": method.brand, "last4": method.last4}
 
 
 _dev = DevelopmentProvider()

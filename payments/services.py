@@ -327,7 +327,7 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
     if isinstance(method, dict):
         card = method.get("card") or {}
         method = method.get("id")
-    SavedPaymentMethod.objects.get_or_create(
+    saved, created = SavedPaymentMethod.objects.get_or_create(
         provider=payment.provider,
         provider_ref=str(method),
         defaults={
@@ -340,10 +340,28 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
             "exp_year": card.get("exp_year"),
         },
     )
+    if created and not saved.last4:
+        # Stripe's event names the card only by id: ask for its brand and last
+        # four digits in the background, outside this transaction.
+        from .tasks import saved_method_describe_task
+
+        transaction.on_commit(lambda: saved_method_describe_task.enqueue(saved.pk), robust=True)
 
 
 def _on_account_updated(event: PaymentEvent, obj: dict[str, Any]) -> str:
     return connect_account_apply(obj=obj)
+
+
+def _on_account_deauthorized(event: PaymentEvent, obj: dict[str, Any]) -> str:
+    """The landlord disconnected the platform from their Stripe account: no more charges."""
+    updated = ConnectAccount.objects.filter(stripe_account_id=event.account).update(
+        charges_enabled=False,
+        disabled_reason="platform disconnected by the landlord",
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        return "ignored: unknown account"
+    return "account disconnected"
 
 
 def connect_account_apply(*, obj: dict[str, Any]) -> str:
@@ -493,6 +511,7 @@ HANDLERS = {
     "checkout.session.completed": _on_checkout_session,
     **dict.fromkeys(SESSION_STATUS, _on_checkout_session),
     "account.updated": _on_account_updated,
+    "account.application.deauthorized": _on_account_deauthorized,
     **dict.fromkeys(
         ["refund.created", "refund.updated", "refund.failed", "charge.refund.updated"], _on_refund
     ),

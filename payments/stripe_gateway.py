@@ -247,3 +247,13 @@ class StripeGateway:
         self.client.v1.payment_methods.detach(
             method.provider_ref, options={"stripe_account": account.stripe_account_id}
         )
+
+    def saved_method_card(self, *, method: SavedPaymentMethod) -> dict[str, Any]:
+        account = ConnectAccount.objects.filter(landlord_id=method.landlord_id).first()
+        if account is None:
+            return {}
+        found = self.client.v1.payment_methods.retrieve(
+            method.provider_ref, options={"stripe_account": account.stripe_account_id}
+        )
+        card = found.to_dict().get("card") or {}
+        return {k: card.get(k) for k in ("brand", "last4", "exp_month", "exp_year")}

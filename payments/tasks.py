@@ -26,6 +26,13 @@ def invoices_issue_periodic() -> int:
     return len(billing.invoices_issue_due())
 
 
+@task()
+def saved_method_describe_task(method_id: int) -> None:
+    from .automatic import saved_method_describe
+
+    saved_method_describe(method_id=method_id)
+
+
 @db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")
 def auto_topups_periodic() -> int:
     """Prepaid auto top-ups: every five minutes, each tenancy at most once per its period."""

@@ -17,6 +17,7 @@ from payments.automatic import (
 )
 from payments.ledger import tenant_account
 from payments.models import Payment, PaymentSettings, SavedPaymentMethod
+from payments.services import payment_create
 
 from .conftest import ACCT_A
 from .stripe_fake import deliver, event, intent_obj, recorded
@@ -275,3 +276,41 @@ def test_development_autopay_goes_through_the_event_path(
     tenant.force_login(personas.a.postpaid_tenant)
     resp = tenant.post(reverse("payments:resume", args=[asked.uuid]))
     assert resp["Location"] == reverse("payments:dev_checkout", args=[asked.uuid])
+
+
+def test_a_card_saved_at_stripe_checkout_is_kept_and_described(
+    personas, connected, fake_stripe, django_capture_on_commit_callbacks
+):
+    fake_stripe.add(
+        "get", "/v1/payment_methods/pm_1QfakeCard4242", recorded("payment_method_detached")
+    )
+    payment = payment_create(
+        tenancy=personas.a.prepaid_tenancy, amount_minor=1000, provider="stripe", created_by_id=None
+    )
+    Payment.objects.filter(pk=payment.pk).update(stripe_account=ACCT_A)
+    obj = intent_obj(
+        payment,
+        customer="cus_QfakeTenant",
+        payment_method="pm_1QfakeCard4242",
+        setup_future_usage="off_session",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(Client(), event("payment_intent.succeeded", obj, account=ACCT_A))
+    method = SavedPaymentMethod.objects.get()
+    assert (method.customer_ref, method.tenancy_id) == ("cus_QfakeTenant", payment.tenancy_id)
+    assert (method.brand, method.last4, method.exp_year) == ("visa", "4242", 2030)
+    [sent] = fake_stripe.sent("/v1/payment_methods/pm_1QfakeCard4242")
+    assert sent.headers["Stripe-Account"] == ACCT_A
+
+
+def test_a_card_not_meant_to_be_saved_is_not_kept(
+    personas, connected, fake_stripe, django_capture_on_commit_callbacks
+):
+    payment = payment_create(
+        tenancy=personas.a.prepaid_tenancy, amount_minor=1000, provider="stripe", created_by_id=None
+    )
+    Payment.objects.filter(pk=payment.pk).update(stripe_account=ACCT_A)
+    obj = intent_obj(payment, customer="cus_QfakeTenant", payment_method="pm_1QfakeCard4242")
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(Client(), event("payment_intent.succeeded", obj, account=ACCT_A))
+    assert not SavedPaymentMethod.objects.exists()

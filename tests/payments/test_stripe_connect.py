@@ -126,3 +126,18 @@ def test_development_provider_needs_no_onboarding(personas):
     body = client.get(reverse("payments:connect")).content.decode()
     assert "Development payment provider" in body
     assert client.post(reverse("payments:connect_start")).status_code == 302
+
+
+def test_a_landlord_disconnecting_the_platform_stops_tenant_payments(
+    personas, connected, django_capture_on_commit_callbacks
+):
+    obj = {"id": "ca_platform", "object": "application", "name": "Submeter"}
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = deliver(Client(), event("account.application.deauthorized", obj, account=ACCT_A))
+    assert resp.status_code == 200
+    assert not ConnectAccount.objects.get(stripe_account_id=ACCT_A).charges_enabled
+    assert ConnectAccount.objects.get(landlord=personas.b.landlord).charges_enabled
+    tenant = Client()
+    tenant.force_login(personas.a.prepaid_tenant)
+    page = tenant.get(reverse("tenant:home", args=[personas.a.prepaid_tenancy.pk]))
+    assert 'data-testid="payee-not-ready"' in page.content.decode()

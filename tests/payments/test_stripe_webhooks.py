@@ -9,6 +9,8 @@ import time
 import pytest
 from django.db import transaction
 from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meters.models import Device
 from meters.services import supply_evaluate
@@ -485,3 +487,21 @@ def test_two_deliveries_of_one_event_at_the_same_moment_credit_once(
     assert LedgerTransaction.objects.filter(kind="payment").count() == 1
     assert _balance(tpersonas.a) == 1000
     assert Payment.objects.get(pk=payment.pk).status == "succeeded"
+
+
+@given(data=st.data())
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_any_order_and_any_duplication_leaves_the_clean_ledger(personas, connected, data):
+    # Each example builds its day and rolls it back, so examples never share payments.
+    with transaction.atomic():
+        events = _day_of_events(personas)
+        clean = _replay(events)
+        copies = data.draw(st.lists(st.integers(1, 3), min_size=len(events), max_size=len(events)))
+        deliveries = [e for e, n in zip(events, copies, strict=True) for _ in range(n)]
+        order = data.draw(st.permutations(deliveries))
+        assert _replay(list(order)) == clean
+        transaction.set_rollback(True)
