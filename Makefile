@@ -1,11 +1,12 @@
 # make run   - the whole product on this machine (SQLite, in-process queue, simulated meters)
 # make test  - install what the tests need and run them (PostgreSQL/Redis if DATABASE_URL/REDIS_URL are set)
+# make bench - the benchmarks under bench/
 SHELL := /bin/sh
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@PYTHON_BIN=$$(./scripts/find-python) && echo "using $$PYTHON_BIN" && \
@@ -30,6 +31,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
+
+# Benchmarks print their figures beside the baseline they are compared with.
+# With DATABASE_URL (and REDIS_URL) set they also measure PostgreSQL (and Redis).
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) var
