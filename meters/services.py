@@ -233,13 +233,16 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
     starts = [s for s, wh in d.slots.items() if wh or s in d.estimated]
     if not starts and meter.held_from is None:
         return 0
-    candidates = [*starts, *([meter.held_from] if meter.held_from else [])]
-    first = min(candidates)
     try:
         schedule: rating.Schedule | None = billing.unit_schedule(unit=unit)
         hold = ""
     except rating.Unpriceable as exc:
         schedule, hold = None, str(exc)
+    # Held slots are retried only when the unit has a tariff again (or when
+    # nothing new came in: the periodic sweep), not re-read on every frame.
+    retry = meter.held_from is not None and (schedule is not None or not starts)
+    candidates = [*starts, *([meter.held_from] if retry and meter.held_from else [])]
+    first = min(candidates)
     rows = list(
         Interval.objects.filter(meter=meter, kind=Interval.Kind.SLOT, start__gte=first).order_by(
             "start"
@@ -334,12 +337,14 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
         # In-order intake changes one slot (the one the last frame ended in).
         for row in changed:
             Interval.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in fields})
-    meter.held_from = held_from
-    meter.hold_reason = (
-        f"Energy from {held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
-        if held_from
-        else ""
-    )
+    if meter.held_from is None or first <= meter.held_from:
+        meter.held_from = held_from
+    if meter.held_from is not None:
+        meter.hold_reason = (
+            f"Energy from {meter.held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
+        )[:200]
+    else:
+        meter.hold_reason = ""
     return delta
 
 

@@ -295,9 +295,10 @@ def billing_sweep(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     count = 0
-    for meter_id in (
-        Meter.objects.installed().filter(pending_sub__gte=rating.SCALE).values_list("pk", flat=True)
-    ):
+    due = Meter.objects.installed().filter(
+        Q(pending_sub__gte=rating.SCALE) | Q(held_from__isnull=False)
+    )
+    for meter_id in due.values_list("pk", flat=True):
         count += bool(usage_settle_meter(meter_id=meter_id, now=now))
     for tenancy in Tenancy.objects.active().select_related("unit__property"):
         today = timezone.localtime(now, zoneinfo.ZoneInfo(tenancy.unit.property.timezone)).date()

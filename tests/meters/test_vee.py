@@ -371,3 +371,19 @@ def test_meter_event_command(personas):
     )
     assert MeterEvent.objects.get().kind == "reset"
     assert _charged(personas.a) == 30
+
+
+def test_held_energy_is_priced_by_the_sweep_once_a_tariff_exists(personas):
+    world = personas.a
+    world.prepaid.tariff = None
+    world.prepaid.save()
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000))
+    _record(dev, (3, 2, 2000))  # more energy while still without a tariff
+    meter = Meter.objects.get(device=dev)
+    assert meter.held_from == datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
+    world.prepaid.tariff = world.tariff
+    world.prepaid.save()
+    billing.billing_sweep()
+    meter.refresh_from_db()
+    assert meter.held_from is None and meter.hold_reason == "" and meter.posted_minor == 60
