@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -10,6 +11,8 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meters.models import Device, Meter
 from meters.services import ReadingInput, readings_record, usage_settle_meter
@@ -361,3 +364,53 @@ def test_usage_settle_meter_force_posts_everything(personas):
     usage_settle_meter(meter_id=meter.pk, force=True)
     meter.refresh_from_db()
     assert meter.posted_minor == 3  # 100 Wh at 30p
+
+
+# --- property: any mix of operations keeps every invariant ---------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("topup"), st.integers(100, 5000)),
+        st.tuples(st.just("use"), st.integers(0, 3000)),
+        st.tuples(st.just("emergency"), st.just(0)),
+        st.tuples(st.just("reverse"), st.just(0)),
+        st.tuples(st.just("sweep"), st.integers(0, 120)),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_property_any_mix_of_operations_keeps_the_ledger_exact(personas, ops):
+    world = personas.a
+    world.prepaid.emergency_credit_minor = 400
+    world.prepaid.save()
+    tenancy = world.prepaid_tenancy
+    dev = world.prepaid_device.device
+    try:
+        with transaction.atomic():
+            seq, register, minute = 0, 0, 0
+            for kind, value in ops:
+                if kind == "topup":
+                    _pay(tenancy, value)
+                elif kind == "use":
+                    seq, minute, register = seq + 1, minute + 1 + value // 1500, register + value
+                    _record(dev, (seq, minute, register), base=JAN)
+                elif kind == "emergency":
+                    with contextlib.suppress(BillingError):
+                        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+                elif kind == "reverse":
+                    txn = LedgerTransaction.objects.filter(kind="payment").order_by("-pk").first()
+                    if txn is not None:
+                        billing.ledger_reverse(txn=txn, actor_id=None, reason="test")
+                else:
+                    billing.billing_sweep(now=timezone.now() + timedelta(minutes=value))
+                assert ledger_verify() == []
+                assert billing.emergency_debt(tenancy=tenancy) >= 0
+            raise _Rollback
+    except _Rollback:
+        pass
