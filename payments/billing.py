@@ -77,13 +77,30 @@ def tariff_versions(*, tariff_id: int) -> tuple[rating.Version, ...]:
     )
 
 
+# tariff id -> (revision, versions). Versions change only through
+# tariff_version_create or the admin, which bump the tariff's revision; the
+# unit's row (read anyway) carries the revision, so a cache hit costs no query.
+_VERSIONS: dict[int, tuple[int, tuple[rating.Version, ...]]] = {}
+
+
+def _cached_versions(tariff: Tariff) -> tuple[rating.Version, ...]:
+    hit = _VERSIONS.get(tariff.pk)
+    if hit is not None and hit[0] == tariff.revision:
+        return hit[1]
+    versions = tariff_versions(tariff_id=tariff.pk)
+    if len(_VERSIONS) > 10_000:
+        _VERSIONS.clear()
+    _VERSIONS[tariff.pk] = (tariff.revision, versions)
+    return versions
+
+
 def unit_schedule(*, unit: Unit) -> rating.Schedule:
     """The unit's tariff as the rating engine sees it; raises Unpriceable with the reason."""
     tariff: Tariff | None = unit.tariff
     if tariff is None:
         raise rating.Unpriceable("the unit has no tariff")
     return rating.Schedule(
-        versions=tariff_versions(tariff_id=tariff.pk),
+        versions=_cached_versions(tariff),
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
         currency=unit.property.currency,
         tariff_currency=tariff.currency,
@@ -102,7 +119,24 @@ def tariff_version_create(
     tax_percent: Decimal = Decimal(0),
     tax_inclusive: bool = True,
 ) -> TariffVersion:
-    """A new version from ``valid_from``; consumption before it keeps its old prices."""
+    """A new version from ``valid_from``; consumption before it keeps its old prices.
+
+    A version may not start on or before a day whose consumption was already
+    priced with this tariff: that would re-price only the slots touched
+    again. Corrections of past prices are adjustments, not new versions.
+    """
+    from meters.models import Interval
+
+    Tariff.objects.select_for_update().filter(pk=tariff.pk).first()
+    priced = Interval.objects.filter(
+        tariff_version_id__in=list(tariff.versions.values_list("pk", flat=True)),
+        start__gte=datetime.combine(valid_from, time(0), UTC) - timedelta(days=1),
+    )
+    if priced.exists():
+        raise BillingError(
+            f"Consumption from {valid_from:%d %b %Y} was already priced with this tariff; "
+            "a new version must start after it."
+        )
     version = TariffVersion.objects.create(
         tariff=tariff,
         landlord_id=tariff.landlord_id,
@@ -115,6 +149,7 @@ def tariff_version_create(
         version.rates.create(band=band, tier_from_wh=tier_from_wh, price_per_kwh_minor=price)
     for band, days, start_hour, end_hour in windows:
         version.windows.create(band=band, days=days, start_hour=start_hour, end_hour=end_hour)
+    tariff.bump_revision()
     # Validate what was built; a version that cannot price any hour is refused.
     built = next(v for v in tariff_versions(tariff_id=tariff.pk) if v.id == version.pk)
     bands = {w.band for w in built.windows} | {rating.ANY_BAND}

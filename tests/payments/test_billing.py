@@ -414,3 +414,23 @@ def test_property_any_mix_of_operations_keeps_the_ledger_exact(personas, ops):
             raise _Rollback
     except _Rollback:
         pass
+
+
+def test_a_new_tariff_version_is_seen_by_rating_at_once(personas):
+    """Versions are cached per process by the tariff's revision; a change bumps it."""
+    world = personas.a
+    _credit(world, 10_000)
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=JAN)  # 30p
+    # a version that would re-price consumption already priced is refused
+    with pytest.raises(BillingError, match="already priced"):
+        billing.tariff_version_create(
+            tariff=world.tariff, valid_from=date(2026, 1, 14), rates=[("", 0, Decimal("50"))]
+        )
+    billing.tariff_version_create(
+        tariff=world.tariff, valid_from=date(2026, 1, 16), rates=[("", 0, Decimal("50"))]
+    )
+    _record(dev, (3, 2 * 24 * 60, 2000), base=JAN)  # 16 Jan: 1 kWh, spread over two days
+    # the step spans 14 Jan 10:01 to 16 Jan 10:01: a long gap, held, not priced
+    _record(dev, (4, 2 * 24 * 60 + 1, 3000), base=JAN)  # 1 kWh on 16 Jan at 50p
+    assert Meter.objects.get(device=dev).posted_minor == 80
