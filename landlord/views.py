@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import date
+
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
@@ -73,9 +75,17 @@ def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
             "readings": readings,
             "commands": commands,
             "postings": list(postings),
-            **selectors.unit_billing(unit=unit),
+            **selectors.unit_billing(unit=unit, day=_day(request.GET.get("day"))),
         },
     )
+
+
+def _day(value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` query value; anything else shows the latest intervals."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 @login_required

@@ -434,3 +434,27 @@ def test_a_new_tariff_version_is_seen_by_rating_at_once(personas):
     # the step spans 14 Jan 10:01 to 16 Jan 10:01: a long gap, held, not priced
     _record(dev, (4, 2 * 24 * 60 + 1, 3000), base=JAN)  # 1 kWh on 16 Jan at 50p
     assert Meter.objects.get(device=dev).posted_minor == 80
+
+
+def test_unit_page_shows_the_intervals_of_any_day(personas):
+    dev = personas.a.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=JAN)
+    _record(dev, (3, 60 * 36, 2000), (4, 60 * 36 + 1, 2100), base=JAN)  # 15 Jan 12:00
+    client = Client()
+    client.force_login(personas.a.staff)
+    url = reverse("landlord:unit", args=[personas.a.prepaid.pk])
+    section = (
+        client.get(url, {"day": "2026-01-14"})
+        .content.decode()
+        .split('id="intervals"')[1]
+        .split("Relay commands")[0]
+    )
+    assert "14 Jan 00:00" in section and "<td>15 Jan 12:00</td>" not in section
+    section = (
+        client.get(url, {"day": "2026-01-15"})
+        .content.decode()
+        .split('id="intervals"')[1]
+        .split("Relay commands")[0]
+    )
+    assert "<td>15 Jan 12:00</td>" in section and "<td>14 Jan 00:00</td>" not in section
+    assert client.get(url, {"day": "not-a-day"}).status_code == 200
