@@ -183,8 +183,20 @@ def current_price_per_kwh(*, unit: Unit, now: datetime | None = None) -> Decimal
 # --- Usage postings --------------------------------------------------------------
 
 
-def _active_tenancy(unit: Unit) -> Tenancy | None:
-    return Tenancy.objects.active().filter(unit_id=unit.pk).order_by("pk").first()
+def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
+    return Tenancy.objects.active(on).filter(unit_id=unit.pk).order_by("pk").first()
+
+
+def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
+    """Who pays: the tenancy on the (local) day of the newest rated reading, so a
+    back-fill after a move-out is charged to the tenant who used it; failing
+    that, the current tenancy."""
+    if meter.rated_at is None:
+        return _active_tenancy(unit)
+    day = meter.rated_at.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
+    # No tenancy that day (readings from before the first move-in): the
+    # current tenant, as before. See docs/billing.md for this limit.
+    return _active_tenancy(unit, on=day) or _active_tenancy(unit)
 
 
 def usage_settle(
@@ -204,7 +216,8 @@ def usage_settle(
       threshold, so alerts and cut-off never wait for a window;
     - the amount is negative (a correction after re-derivation).
 
-    Usage of a vacant unit is the landlord's own and is posted to their
+    The payer is the tenancy on the local day of the newest rated reading;
+    usage of a vacant unit is the landlord's own and is posted to their
     vacant-units account, never to the next tenant.
     """
     due = meter.pending_sub // rating.SCALE
@@ -215,7 +228,7 @@ def usage_settle(
     if meter.pending_since is None:
         meter.pending_since = now
     window = timedelta(seconds=settings.SUBMETER["DEBIT_WINDOW_SECONDS"])
-    tenancy = _active_tenancy(unit)
+    tenancy = _usage_tenancy(unit, meter)
     post = (
         force
         or due < 0

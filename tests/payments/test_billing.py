@@ -458,3 +458,21 @@ def test_unit_page_shows_the_intervals_of_any_day(personas):
     )
     assert "<td>15 Jan 12:00</td>" in section and "<td>14 Jan 00:00</td>" not in section
     assert client.get(url, {"day": "not-a-day"}).status_code == 200
+
+
+def test_back_filled_usage_is_charged_to_the_tenant_of_that_day(personas):
+    from django.contrib.auth import get_user_model
+
+    from landlord.models import Tenancy
+
+    world = personas.a
+    old = world.prepaid_tenancy
+    old.start_date, old.end_date = date(2025, 12, 1), date(2026, 1, 31)
+    old.save()
+    newcomer = get_user_model().objects.create_user("newcomer")
+    new = Tenancy.objects.create(
+        landlord=world.landlord, unit=world.prepaid, tenant=newcomer, start_date=date(2026, 2, 1)
+    )
+    # the meter was offline; its January readings arrive in the new tenancy
+    _record(world.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    assert _balance(old) == -30 and _balance(new) == 0
