@@ -7,4 +7,5 @@ urlpatterns = [
     path("units/", views.landlord_units, name="units"),
     path("units/<int:unit_id>/", views.landlord_unit_detail, name="unit"),
     path("flagged/", views.landlord_flagged, name="flagged"),
+    path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
 ]

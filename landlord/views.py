@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from meters.models import Reading, RelayCommand
+from meters.services import HeldReleaseError, held_interval_release
 from payments.forms import TopUpForm
 from payments.models import Posting
 
@@ -98,3 +100,22 @@ def landlord_flagged(request: HttpRequest) -> HttpResponse:
         "landlord/flagged.html",
         {"landlord": landlord, **selectors.flagged_for_landlord(landlord_id=landlord.pk)},
     )
+
+
+@login_required
+@require_POST
+def landlord_held_release(request: HttpRequest, interval_id: int) -> HttpResponse:
+    """Bill held energy after review (spread evenly over the time it covers)."""
+    landlord = access.landlord_for_user(user=request.user)
+    interval = access.access_held_interval(landlord=landlord, interval_id=interval_id)
+    try:
+        held_interval_release(
+            interval_id=interval.pk,
+            actor_id=request.user.pk,
+            reason=request.POST.get("reason", ""),
+        )
+    except HeldReleaseError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "The held energy was priced and charged.")
+    return redirect("landlord:flagged")

@@ -500,6 +500,51 @@ def usage_settle_meter(*, meter_id: int, now: datetime | None = None, force: boo
     return posted is not None
 
 
+class HeldReleaseError(Exception):
+    """The held energy cannot be released; the message is for the landlord."""
+
+
+@transaction.atomic
+def held_interval_release(*, interval_id: int, actor_id: int | None, reason: str) -> Interval:
+    """Bill held energy (a spike or a long gap) after review: spread evenly over the
+    time it covers, marked estimated, priced and posted like any other usage."""
+    if not reason.strip():
+        raise HeldReleaseError("Say why this energy should be billed.")
+    held = Interval.objects.get(pk=interval_id)
+    device = (
+        Device.objects.select_for_update(of=("self",))
+        .select_related("unit__property", "unit__tariff", "unit__landlord")
+        .get(pk=held.meter.device_id)
+    )
+    meter = Meter.objects.select_for_update().get(pk=held.meter_id)
+    held = Interval.objects.select_for_update().get(pk=interval_id)
+    if held.kind != Interval.Kind.GAP or held.quality != Interval.Quality.HELD:
+        raise HeldReleaseError("Only held energy that was not released yet can be released.")
+    d = _Derivation()
+    d.add(
+        rating.spread(start=held.start, end=held.end, start_wh=0, end_wh=held.energy_wh),
+        estimated=True,
+    )
+    unit = device.unit
+    meter.pending_sub += _slots_apply(meter, unit, d)
+    held.quality = Interval.Quality.ESTIMATED
+    held.note = f"released for billing: {reason.strip()}"[:200]
+    held.save(update_fields=["quality", "note"])
+    billing.usage_settle(meter=meter, unit=unit, now=timezone.now(), force=True)
+    meter.save()
+    AuditEvent.objects.create(
+        landlord_id=meter.landlord_id,
+        actor_id=actor_id,
+        action="usage.held_released",
+        subject=f"meter {meter.serial}",
+        reason=reason.strip()[:300],
+        data={"interval": held.pk, "energy_wh": held.energy_wh, "rule": held.rule},
+    )
+    supply_evaluate(unit=unit, reason="held energy billed")
+    _notify_unit(unit)
+    return held
+
+
 @transaction.atomic
 def meter_event_record(
     *,

@@ -412,7 +412,9 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
     ).order_by("start")
     for interval in intervals:
         if interval.gross_sub is None:
-            held_wh += interval.energy_wh
+            # A released gap's energy is billed through the slots it was spread over.
+            if interval.quality == Interval.Quality.HELD:
+                held_wh += interval.energy_wh
             continue
         for raw in interval.lines:
             priced = rating.Line.from_json(raw)

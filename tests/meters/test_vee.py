@@ -387,3 +387,36 @@ def test_held_energy_is_priced_by_the_sweep_once_a_tariff_exists(personas):
     billing.billing_sweep()
     meter.refresh_from_db()
     assert meter.held_from is None and meter.hold_reason == "" and meter.posted_minor == 60
+
+
+def test_landlord_can_bill_held_energy_after_review(personas):
+    from django.test import Client
+    from django.urls import reverse
+
+    from landlord.models import AuditEvent
+
+    world = personas.a
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 7 * 60, 3000))  # long gap: 3 kWh held
+    gap = Interval.objects.get(kind=Interval.Kind.GAP)
+    url = reverse("landlord:held_release", args=[gap.pk])
+    client = Client()
+    # another landlord cannot see or release it
+    client.force_login(personas.b.staff)
+    assert client.post(url, {"reason": "x"}).status_code == 404
+    client.force_login(world.staff)
+    page = client.get(reverse("landlord:flagged")).content.decode()
+    assert "Bill it" in page
+    client.post(url, {"reason": ""})
+    assert _charged(world) == 0  # a reason is required
+    resp = client.post(url, {"reason": "meter was offline, usage is real"})
+    assert resp.status_code == 302
+    gap.refresh_from_db()
+    assert gap.quality == "estimated" and "offline" in gap.note
+    slots = Interval.objects.filter(kind=Interval.Kind.SLOT, energy_wh__gt=0)
+    assert slots.count() == 14 and {s.quality for s in slots} == {"estimated"}
+    assert _charged(world) == 90  # 3 kWh at 30p
+    assert AuditEvent.objects.filter(action="usage.held_released").count() == 1
+    # releasing twice changes nothing
+    client.post(url, {"reason": "again"})
+    assert _charged(world) == 90
