@@ -1,7 +1,7 @@
 """Benchmark: readings validated, rated and posted per second, beside a raw bulk insert.
 
     .venv/bin/python bench/money.py                 # SQLite, and PostgreSQL if DATABASE_URL is set
-    .venv/bin/python bench/money.py --readings 20000 --devices 4
+    .venv/bin/python bench/money.py --readings 20000 --devices 4 --workers 2
 
 For each backend it builds a fresh database (a temporary SQLite file; on
 PostgreSQL a database named after DATABASE_URL's with ``_bench`` appended,
@@ -10,7 +10,9 @@ with tiers and tax, and feeds every device frames of 500 readings one
 minute apart through ``meters.services.readings_record`` -- the same call
 the device socket makes: duplicate check, validation, slot derivation,
 rating, the aggregated ledger debit, supply evaluation and the live
-notification. The baseline is ``bulk_create`` of the same number of Reading
+notification, first in one server process, then in two (each with its own
+database connection, taking half the devices, as two uvicorn workers
+would). The baseline is ``bulk_create`` of the same number of Reading
 rows in the same frame-sized transactions, with nothing else, and on
 PostgreSQL also COPY of the same rows (how intake stores readings there):
 the ratios are what validation, rating and posting cost on top of storing
@@ -32,7 +34,40 @@ ROOT = Path(__file__).resolve().parent.parent
 FRAME = 500
 
 
-def child(readings: int, devices: int) -> None:
+def _in_workers(frames: list, workers: int) -> float:
+    """Several server processes, each with its own connection, taking the devices' frames."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from meters.services import readings_record
+
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(workers + 1)
+    device_ids = sorted({device_id for device_id, _ in frames})
+
+    def work(w: int) -> None:
+        mine = [f for f in frames if device_ids.index(f[0]) % workers == w]
+        barrier.wait()
+        for device_id, batch in mine:
+            readings_record(device_id=device_id, readings=batch)
+        connections.close_all()
+
+    procs = [ctx.Process(target=work, args=(w,)) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - t0
+    if any(proc.exitcode for proc in procs):
+        raise SystemExit("a worker failed")
+    return elapsed
+
+
+def child(readings: int, devices: int, workers: int) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     import django
@@ -127,10 +162,13 @@ def child(readings: int, devices: int) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
-    t0 = time.perf_counter()
-    for device_id, batch in frames:
-        readings_record(device_id=device_id, readings=batch)
-    rated = time.perf_counter() - t0
+    if workers == 1:
+        t0 = time.perf_counter()
+        for device_id, batch in frames:
+            readings_record(device_id=device_id, readings=batch)
+        rated = time.perf_counter() - t0
+    else:
+        rated = _in_workers(frames, workers)
     if profiler is not None:
         import pstats
 
@@ -188,7 +226,8 @@ def child(readings: int, devices: int) -> None:
         "balance_minor", flat=True
     )
     print(
-        f"{connection.vendor:10s} {total:7d} readings  "
+        f"{connection.vendor:10s} {workers} worker{'s' if workers > 1 else ' '} "
+        f"{total:7d} readings  "
         f"validated+rated+posted {total / rated:8.0f}/s ({rated:6.2f} s)  "
         f"raw bulk insert {total / raw:8.0f}/s ({raw:6.2f} s)  "
         f"ratio {rated / raw:4.1f}x{copy_rate}  revenue {next(iter(postings)) / 100:.2f} GBP  "
@@ -196,7 +235,7 @@ def child(readings: int, devices: int) -> None:
     )
 
 
-def run(env: dict[str, str], readings: int, devices: int) -> int:
+def run(env: dict[str, str], readings: int, devices: int, workers: int) -> int:
     cmd = [
         sys.executable,
         __file__,
@@ -205,43 +244,58 @@ def run(env: dict[str, str], readings: int, devices: int) -> int:
         str(readings),
         "--devices",
         str(devices),
+        "--workers",
+        str(workers),
     ]
     return subprocess.call(cmd, env={**os.environ, **env}, cwd=ROOT)
+
+
+def run_postgres(url: str, readings: int, devices: int, workers: int) -> int:
+    """On a fresh database next to DATABASE_URL's, dropped afterwards."""
+    import psycopg
+
+    parts = urlparse(url)
+    name = parts.path.lstrip("/") + "_bench"
+    admin = urlunparse(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        bench_url = urlunparse(parts._replace(path=f"/{name}"))
+        return run({"DATABASE_URL": bench_url, "REDIS_URL": ""}, readings, devices, workers)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readings", type=int, default=30_000)
     parser.add_argument("--devices", type=int, default=6)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="server processes (default: 1, then 2)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.readings, args.devices)
+        child(args.readings, args.devices, max(args.workers, 1))
         return 0
     print(
         f"bench/money.py: {args.readings} readings from {args.devices} devices, {FRAME} per frame"
     )
     status = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {"DATABASE_URL": "", "REDIS_URL": "", "SQLITE_PATH": str(Path(tmp) / "bench.sqlite3")}
-        status |= run(env, args.readings, args.devices)
     url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        import psycopg
-
-        parts = urlparse(url)
-        name = parts.path.lstrip("/") + "_bench"
-        admin = urlunparse(parts._replace(path="/postgres"))
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            bench_url = urlunparse(parts._replace(path=f"/{name}"))
-            status |= run({"DATABASE_URL": bench_url, "REDIS_URL": ""}, args.readings, args.devices)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    else:
+    for workers in [args.workers] if args.workers else [1, 2]:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                "DATABASE_URL": "",
+                "REDIS_URL": "",
+                "SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"),
+            }
+            status |= run(env, args.readings, args.devices, workers)
+        if url.startswith("postgres"):
+            status |= run_postgres(url, args.readings, args.devices, workers)
+    if not url.startswith("postgres"):
         print("postgresql skipped: set DATABASE_URL=postgres://... to include it")
     print("target: >= 10000 readings/s through validation, rating and posting on PostgreSQL")
     return status

@@ -15,6 +15,7 @@ from django.http import Http404
 from .models import Landlord, Membership, Tenancy, Unit
 
 if TYPE_CHECKING:
+    from meters.models import Interval
     from payments.models import Invoice
 
 User = AbstractBaseUser | AnonymousUser
@@ -89,3 +90,13 @@ def access_invoice(*, user: User, invoice_id: int) -> Invoice:
     if invoice is None:
         raise Http404
     return invoice
+
+
+def access_held_interval(*, landlord: Landlord, interval_id: int) -> Interval:
+    """Held energy on one of the landlord's meters."""
+    from meters.models import Interval
+
+    interval = Interval.objects.filter(pk=interval_id, landlord_id=landlord.pk).first()
+    if interval is None:
+        raise Http404
+    return interval

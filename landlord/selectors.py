@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Prefetch
@@ -292,12 +292,22 @@ class PricedInterval:
     amount: str
 
 
-def unit_billing(*, unit: Unit, limit: int = 48) -> dict[str, object]:
-    """Recent intervals with the tariff lines that priced them, and the unit's invoices."""
+def unit_billing(*, unit: Unit, day: date | None = None, limit: int = 48) -> dict[str, object]:
+    """Intervals with the tariff lines that priced them (the latest, or one local
+    day's), and the unit's invoices."""
     from payments.templatetags.money import money
 
     rows = []
-    for interval in Interval.objects.filter(meter__unit=unit).order_by("-start")[:limit]:
+    intervals = Interval.objects.filter(meter__unit=unit)
+    if day is not None:
+        tz = zoneinfo.ZoneInfo(unit.property.timezone)
+        start = datetime.combine(day, time(0), tz)
+        end = datetime.combine(day + timedelta(days=1), time(0), tz)
+        intervals = intervals.filter(start__gte=start, start__lt=end).order_by("start")
+        limit = 60  # a 25-hour day has 50 half hours, plus any held gaps
+    else:
+        intervals = intervals.order_by("-start")
+    for interval in intervals[:limit]:
         lines = [Line.from_json(raw) for raw in interval.lines]
         amount = (
             money(round_half_up(interval.gross_sub), unit.property.currency)
@@ -306,7 +316,7 @@ def unit_billing(*, unit: Unit, limit: int = 48) -> dict[str, object]:
         )
         rows.append(PricedInterval(interval=interval, lines=lines, amount=amount))
     invoices = Invoice.objects.filter(tenancy__unit=unit).select_related("tenancy__tenant")
-    return {"intervals": rows, "invoices": list(invoices[:24])}
+    return {"intervals": rows, "invoices": list(invoices[:24]), "interval_day": day}
 
 
 def flagged_for_landlord(*, landlord_id: int, limit: int = 200) -> dict[str, object]:

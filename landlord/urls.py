@@ -13,4 +13,5 @@ urlpatterns = [
         views.landlord_unit_override_release,
         name="override_release",
     ),
+    path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
 ]

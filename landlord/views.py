@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import date
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
@@ -9,7 +12,9 @@ from django_htmx.middleware import HtmxDetails
 
 from meters.models import Reading, RelayCommand
 from meters.services import (
+    HeldReleaseError,
     OverrideRefused,
+    held_interval_release,
     protections_for,
     supply_override_release,
     supply_override_set,
@@ -59,7 +64,7 @@ def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
-def _unit_detail_context(unit: Unit) -> dict[str, object]:
+def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, object]:
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
@@ -96,7 +101,7 @@ def _unit_detail_context(unit: Unit) -> dict[str, object]:
         "protections": protections,
         "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
         "notice_text": notice_text,
-        **selectors.unit_billing(unit=unit),
+        **selectors.unit_billing(unit=unit, day=day),
     }
 
 
@@ -104,7 +109,8 @@ def _unit_detail_context(unit: Unit) -> dict[str, object]:
 @require_GET
 def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id)
-    return render(request, "landlord/unit_detail.html", _unit_detail_context(unit))
+    context = _unit_detail_context(unit, day=_day(request.GET.get("day")))
+    return render(request, "landlord/unit_detail.html", context)
 
 
 @login_required
@@ -137,6 +143,14 @@ def landlord_unit_override_release(request: HttpRequest, unit_id: int) -> HttpRe
     return redirect("landlord:unit", unit_id=unit.pk)
 
 
+def _day(value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` query value; anything else shows the latest intervals."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 @login_required
 @require_GET
 def landlord_flagged(request: HttpRequest) -> HttpResponse:
@@ -147,3 +161,22 @@ def landlord_flagged(request: HttpRequest) -> HttpResponse:
         "landlord/flagged.html",
         {"landlord": landlord, **selectors.flagged_for_landlord(landlord_id=landlord.pk)},
     )
+
+
+@login_required
+@require_POST
+def landlord_held_release(request: HttpRequest, interval_id: int) -> HttpResponse:
+    """Bill held energy after review (spread evenly over the time it covers)."""
+    landlord = access.landlord_for_user(user=request.user)
+    interval = access.access_held_interval(landlord=landlord, interval_id=interval_id)
+    try:
+        held_interval_release(
+            interval_id=interval.pk,
+            actor_id=request.user.pk,
+            reason=request.POST.get("reason", ""),
+        )
+    except HeldReleaseError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "The held energy was priced and charged.")
+    return redirect("landlord:flagged")

@@ -169,8 +169,55 @@ def _apply_step(row: _Row, step: vee.Step, meter: Meter, prev_at: datetime, d: _
         )
 
 
+_BILLED_STEPS = (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED, vee.Rule.OUT_OF_ORDER)
+_SPLITTABLE = (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED, vee.Rule.LONG_GAP, vee.Rule.SPIKE)
+
+
+def _add_step(d: _Derivation, meter: Meter, start: datetime, end: datetime, step: vee.Step) -> None:
+    """Derive one step found late: spread it, or hold it in a gap interval at once
+    (a later late reading of the same frame may need to find it)."""
+    if step.billed:
+        d.add(
+            rating.spread(start=start, end=end, start_wh=0, end_wh=step.energy_wh),
+            estimated=step.estimated,
+        )
+    elif step.held:
+        Interval.objects.create(
+            landlord_id=meter.landlord_id,
+            meter=meter,
+            kind=Interval.Kind.GAP,
+            start=start,
+            end=end,
+            energy_wh=step.energy_wh,
+            quality=Interval.Quality.HELD,
+            rule=step.rule.value,
+            note=step.note[:200],
+            held_reason=step.note[:200],
+        )
+
+
+def _step_rule_update(reading: Reading, step: vee.Step) -> None:
+    """The step ending at ``reading`` changed: record how it is derived now."""
+    rule = (
+        vee.Rule.OUT_OF_ORDER
+        if reading.rule == vee.Rule.OUT_OF_ORDER and step.billed
+        else step.rule
+    )
+    quality = Reading.Quality.FLAGGED if step.flagged else Reading.Quality.ACTUAL
+    Reading.objects.filter(pk=reading.pk).update(
+        rule=rule.value, quality=quality, note=(step.note or reading.note)[:200]
+    )
+
+
 def _late_reading(row: _Row, meter: Meter, limits: vee.Limits, d: _Derivation) -> None:
-    """A reading older than the cursor: re-derive the interval it falls in, if it fits."""
+    """A reading older than the cursor: re-derive the step it falls in through it.
+
+    The step prev -> next (billed, or held as a spike or long gap) is
+    replaced by prev -> late -> next, each classified by the same rules as
+    in-order readings, so the result does not depend on arrival order. A
+    late reading whose register is not between its neighbours' is flagged
+    and not used.
+    """
     chain = (
         Reading.objects.filter(meter=meter)
         .exclude(quality=Reading.Quality.UNUSED)
@@ -182,59 +229,57 @@ def _late_reading(row: _Row, meter: Meter, limits: vee.Limits, d: _Derivation) -
         row.quality, row.rule = Reading.Quality.UNUSED, vee.Rule.BEFORE_BASELINE.value
         row.note = "taken before the meter's billing baseline; stored, not billed"
         return
+
+    def step(a_at: datetime, a_wh: int, b_at: datetime, b_wh: int) -> vee.Step:
+        return vee.step(prev_at=a_at, prev_wh=a_wh, at=b_at, register_wh=b_wh, limits=limits)
+
+    second = step(row.taken_at, row.register_wh, nxt.taken_at, nxt.register_wh)
     if prev is None:
-        # Older than the baseline: it becomes the baseline, and the step to the
-        # old baseline is derived like any other.
-        first = vee.step(
-            prev_at=row.taken_at,
-            prev_wh=row.register_wh,
-            at=nxt.taken_at,
-            register_wh=nxt.register_wh,
-            limits=limits,
-        )
-        if first.rule not in (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED):
+        # Older than the baseline: it becomes the baseline.
+        if second.rule not in _SPLITTABLE:
             row.quality, row.rule = Reading.Quality.UNUSED, vee.Rule.BEFORE_BASELINE.value
-            row.note = f"taken before the baseline and does not fit ({first.rule}); not billed"
+            row.note = f"taken before the baseline and does not fit ({second.rule}); not billed"
             return
-        d.add(
-            rating.spread(start=row.taken_at, end=nxt.taken_at, start_wh=0, end_wh=first.energy_wh),
-            estimated=first.estimated,
-        )
+        _add_step(d, meter, row.taken_at, nxt.taken_at, second)
         row.rule, row.note = vee.Rule.BASELINE.value, "arrived late, older than the baseline"
-        Reading.objects.filter(pk=nxt.pk).update(rule=first.rule.value, note=first.note[:200])
+        _step_rule_update(nxt, second)
         return
+    first = step(prev.taken_at, prev.register_wh, row.taken_at, row.register_wh)
     old_rule = nxt.rule or vee.Rule.ACTUAL.value
-    halves = vee.fits_between(
-        prev_at=prev.taken_at,
-        prev_wh=prev.register_wh,
-        at=row.taken_at,
-        register_wh=row.register_wh,
-        next_at=nxt.taken_at,
-        next_wh=nxt.register_wh,
-        limits=limits,
-    )
-    ordinary = (vee.Rule.ACTUAL, vee.Rule.GAP_ESTIMATED, vee.Rule.OUT_OF_ORDER)
-    if halves is None or old_rule not in ordinary:
+    gap = None
+    if old_rule in (vee.Rule.LONG_GAP, vee.Rule.SPIKE):
+        gap = Interval.objects.filter(
+            meter=meter,
+            kind=Interval.Kind.GAP,
+            start=prev.taken_at,
+            end=nxt.taken_at,
+            quality=Interval.Quality.HELD,
+        ).first()
+    fits = first.rule in _SPLITTABLE and second.rule in _SPLITTABLE
+    if not fits or (old_rule not in _BILLED_STEPS and gap is None):
         row.quality, row.rule = Reading.Quality.FLAGGED, vee.Rule.OUT_OF_ORDER_UNUSED.value
         row.note = "arrived late and does not fit between its neighbours; stored, not billed"
         return
-    whole = nxt.register_wh - prev.register_wh
-    d.add(
-        rating.spread(start=prev.taken_at, end=nxt.taken_at, start_wh=0, end_wh=whole),
-        estimated=False,
-        sign=-1,
-    )
-    first, second = halves
-    d.add(
-        rating.spread(start=prev.taken_at, end=row.taken_at, start_wh=0, end_wh=first.energy_wh),
-        estimated=first.estimated,
-    )
-    d.add(
-        rating.spread(start=row.taken_at, end=nxt.taken_at, start_wh=0, end_wh=second.energy_wh),
-        estimated=second.estimated,
-    )
-    row.rule = vee.Rule.OUT_OF_ORDER.value
-    row.note = "arrived after a later reading; the interval around it was re-derived"
+    if gap is not None:
+        gap.delete()  # derived, not raw: replaced by the two steps below
+    else:
+        whole = nxt.register_wh - prev.register_wh
+        d.add(
+            rating.spread(start=prev.taken_at, end=nxt.taken_at, start_wh=0, end_wh=whole),
+            estimated=False,
+            sign=-1,
+        )
+    _add_step(d, meter, prev.taken_at, row.taken_at, first)
+    _add_step(d, meter, row.taken_at, nxt.taken_at, second)
+    if first.billed:
+        row.rule = vee.Rule.OUT_OF_ORDER.value
+        row.note = "arrived after a later reading; the interval around it was re-derived"
+    else:
+        row.rule, row.note = first.rule.value, f"arrived late; {first.note}"[:200]
+        if first.flagged:
+            row.quality = Reading.Quality.FLAGGED
+    if second.rule != old_rule:
+        _step_rule_update(nxt, second)
 
 
 def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
@@ -244,13 +289,16 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
     starts = [s for s, wh in d.slots.items() if wh or s in d.estimated]
     if not starts and meter.held_from is None:
         return 0
-    candidates = [*starts, *([meter.held_from] if meter.held_from else [])]
-    first = min(candidates)
     try:
         schedule: rating.Schedule | None = billing.unit_schedule(unit=unit)
         hold = ""
     except rating.Unpriceable as exc:
         schedule, hold = None, str(exc)
+    # Held slots are retried only when the unit has a tariff again (or when
+    # nothing new came in: the periodic sweep), not re-read on every frame.
+    retry = meter.held_from is not None and (schedule is not None or not starts)
+    candidates = [*starts, *([meter.held_from] if retry and meter.held_from else [])]
+    first = min(candidates)
     rows = list(
         Interval.objects.filter(meter=meter, kind=Interval.Kind.SLOT, start__gte=first).order_by(
             "start"
@@ -345,12 +393,14 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
         # In-order intake changes one slot (the one the last frame ended in).
         for row in changed:
             Interval.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in fields})
-    meter.held_from = held_from
-    meter.hold_reason = (
-        f"Energy from {held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
-        if held_from
-        else ""
-    )
+    if meter.held_from is None or first <= meter.held_from:
+        meter.held_from = held_from
+    if meter.held_from is not None:
+        meter.hold_reason = (
+            f"Energy from {meter.held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
+        )[:200]
+    else:
+        meter.hold_reason = ""
     return delta
 
 
@@ -468,6 +518,10 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
         meter.rated_seq, meter.rated_register_wh, meter.rated_at = r.seq, r.register_wh, r.taken_at
         rows.append(row)
     _readings_insert(rows)
+    if d.gaps and late:
+        # Late readings may split a gap held by this very frame: store it first.
+        Interval.objects.bulk_create(d.gaps)
+        d.gaps = []
     for row in late:
         _late_reading(row, meter, limits, d)
         _readings_insert([row])
@@ -504,6 +558,51 @@ def usage_settle_meter(*, meter_id: int, now: datetime | None = None, force: boo
         supply_evaluate(unit=unit, reason="usage")
         _notify_unit(unit)
     return posted is not None
+
+
+class HeldReleaseError(Exception):
+    """The held energy cannot be released; the message is for the landlord."""
+
+
+@transaction.atomic
+def held_interval_release(*, interval_id: int, actor_id: int | None, reason: str) -> Interval:
+    """Bill held energy (a spike or a long gap) after review: spread evenly over the
+    time it covers, marked estimated, priced and posted like any other usage."""
+    if not reason.strip():
+        raise HeldReleaseError("Say why this energy should be billed.")
+    held = Interval.objects.get(pk=interval_id)
+    device = (
+        Device.objects.select_for_update(of=("self",))
+        .select_related("unit__property", "unit__tariff", "unit__landlord")
+        .get(pk=held.meter.device_id)
+    )
+    meter = Meter.objects.select_for_update().get(pk=held.meter_id)
+    held = Interval.objects.select_for_update().get(pk=interval_id)
+    if held.kind != Interval.Kind.GAP or held.quality != Interval.Quality.HELD:
+        raise HeldReleaseError("Only held energy that was not released yet can be released.")
+    d = _Derivation()
+    d.add(
+        rating.spread(start=held.start, end=held.end, start_wh=0, end_wh=held.energy_wh),
+        estimated=True,
+    )
+    unit = device.unit
+    meter.pending_sub += _slots_apply(meter, unit, d)
+    held.quality = Interval.Quality.ESTIMATED
+    held.note = f"released for billing: {reason.strip()}"[:200]
+    held.save(update_fields=["quality", "note"])
+    billing.usage_settle(meter=meter, unit=unit, now=timezone.now(), force=True)
+    meter.save()
+    AuditEvent.objects.create(
+        landlord_id=meter.landlord_id,
+        actor_id=actor_id,
+        action="usage.held_released",
+        subject=f"meter {meter.serial}",
+        reason=reason.strip()[:300],
+        data={"interval": held.pk, "energy_wh": held.energy_wh, "rule": held.rule},
+    )
+    supply_evaluate(unit=unit, reason="held energy billed")
+    _notify_unit(unit)
+    return held
 
 
 @transaction.atomic

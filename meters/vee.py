@@ -16,9 +16,11 @@ Rules (``Rule``), in the order they are checked:
 ``future``               taken more than FUTURE_TOLERANCE_SECONDS ahead: frame refused
 ``baseline``             first reading of a meter (or after a reset/replacement)
 ``before-baseline``      taken before the meter's baseline: stored, not used
-``out-of-order``         arrived after a later reading; fits between its neighbours,
-                         so the interval between them is re-derived through it
-``out-of-order-unused``  arrived late and does not fit: stored, flagged, not used
+``out-of-order``         arrived after a later reading: the step between its
+                         neighbours is re-derived through it, each half by these
+                         same rules, so arrival order never changes the result
+``out-of-order-unused``  arrived late with a register outside its neighbours'
+                         (or a rollover): stored, flagged, not used
 ``rollover``             register wrapped at the meter's register size: counted
 ``negative-delta``       register went backwards: flagged, never billed
 ``long-gap``             more than LONG_GAP_SECONDS since the last reading: the
@@ -150,22 +152,3 @@ def step(
             f"{seconds / 60:.0f} min since the last reading: spread evenly, estimated",
         )
     return Step(Rule.ACTUAL, energy)
-
-
-def fits_between(
-    *,
-    prev_at: datetime,
-    prev_wh: int,
-    at: datetime,
-    register_wh: int,
-    next_at: datetime,
-    next_wh: int,
-    limits: Limits,
-) -> tuple[Step, Step] | None:
-    """A late reading splits prev→next when both halves are ordinary billed steps."""
-    first = step(prev_at=prev_at, prev_wh=prev_wh, at=at, register_wh=register_wh, limits=limits)
-    second = step(prev_at=at, prev_wh=register_wh, at=next_at, register_wh=next_wh, limits=limits)
-    ordinary = {Rule.ACTUAL, Rule.GAP_ESTIMATED}
-    if first.rule in ordinary and second.rule in ordinary:
-        return first, second
-    return None

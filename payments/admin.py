@@ -73,6 +73,10 @@ class TariffVersionAdmin(admin.ModelAdmin):
     list_display = ["tariff", "valid_from", "standing_charge_per_day_minor", "tax_percent"]
     inlines = [TariffRateInline, TariffWindowInline]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        form.instance.tariff.bump_revision()  # rating caches versions by revision
+
 
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine

@@ -77,13 +77,30 @@ def tariff_versions(*, tariff_id: int) -> tuple[rating.Version, ...]:
     )
 
 
+# tariff id -> (revision, versions). Versions change only through
+# tariff_version_create or the admin, which bump the tariff's revision; the
+# unit's row (read anyway) carries the revision, so a cache hit costs no query.
+_VERSIONS: dict[int, tuple[int, tuple[rating.Version, ...]]] = {}
+
+
+def _cached_versions(tariff: Tariff) -> tuple[rating.Version, ...]:
+    hit = _VERSIONS.get(tariff.pk)
+    if hit is not None and hit[0] == tariff.revision:
+        return hit[1]
+    versions = tariff_versions(tariff_id=tariff.pk)
+    if len(_VERSIONS) > 10_000:
+        _VERSIONS.clear()
+    _VERSIONS[tariff.pk] = (tariff.revision, versions)
+    return versions
+
+
 def unit_schedule(*, unit: Unit) -> rating.Schedule:
     """The unit's tariff as the rating engine sees it; raises Unpriceable with the reason."""
     tariff: Tariff | None = unit.tariff
     if tariff is None:
         raise rating.Unpriceable("the unit has no tariff")
     return rating.Schedule(
-        versions=tariff_versions(tariff_id=tariff.pk),
+        versions=_cached_versions(tariff),
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
         currency=unit.property.currency,
         tariff_currency=tariff.currency,
@@ -102,7 +119,24 @@ def tariff_version_create(
     tax_percent: Decimal = Decimal(0),
     tax_inclusive: bool = True,
 ) -> TariffVersion:
-    """A new version from ``valid_from``; consumption before it keeps its old prices."""
+    """A new version from ``valid_from``; consumption before it keeps its old prices.
+
+    A version may not start on or before a day whose consumption was already
+    priced with this tariff: that would re-price only the slots touched
+    again. Corrections of past prices are adjustments, not new versions.
+    """
+    from meters.models import Interval
+
+    Tariff.objects.select_for_update().filter(pk=tariff.pk).first()
+    priced = Interval.objects.filter(
+        tariff_version_id__in=list(tariff.versions.values_list("pk", flat=True)),
+        start__gte=datetime.combine(valid_from, time(0), UTC) - timedelta(days=1),
+    )
+    if priced.exists():
+        raise BillingError(
+            f"Consumption from {valid_from:%d %b %Y} was already priced with this tariff; "
+            "a new version must start after it."
+        )
     version = TariffVersion.objects.create(
         tariff=tariff,
         landlord_id=tariff.landlord_id,
@@ -115,6 +149,7 @@ def tariff_version_create(
         version.rates.create(band=band, tier_from_wh=tier_from_wh, price_per_kwh_minor=price)
     for band, days, start_hour, end_hour in windows:
         version.windows.create(band=band, days=days, start_hour=start_hour, end_hour=end_hour)
+    tariff.bump_revision()
     # Validate what was built; a version that cannot price any hour is refused.
     built = next(v for v in tariff_versions(tariff_id=tariff.pk) if v.id == version.pk)
     bands = {w.band for w in built.windows} | {rating.ANY_BAND}
@@ -148,8 +183,20 @@ def current_price_per_kwh(*, unit: Unit, now: datetime | None = None) -> Decimal
 # --- Usage postings --------------------------------------------------------------
 
 
-def _active_tenancy(unit: Unit) -> Tenancy | None:
-    return Tenancy.objects.active().filter(unit_id=unit.pk).order_by("pk").first()
+def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
+    return Tenancy.objects.active(on).filter(unit_id=unit.pk).order_by("pk").first()
+
+
+def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
+    """Who pays: the tenancy on the (local) day of the newest rated reading, so a
+    back-fill after a move-out is charged to the tenant who used it; failing
+    that, the current tenancy."""
+    if meter.rated_at is None:
+        return _active_tenancy(unit)
+    day = meter.rated_at.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
+    # No tenancy that day (readings from before the first move-in): the
+    # current tenant, as before. See docs/billing.md for this limit.
+    return _active_tenancy(unit, on=day) or _active_tenancy(unit)
 
 
 def usage_settle(
@@ -169,7 +216,8 @@ def usage_settle(
       threshold, so alerts and cut-off never wait for a window;
     - the amount is negative (a correction after re-derivation).
 
-    Usage of a vacant unit is the landlord's own and is posted to their
+    The payer is the tenancy on the local day of the newest rated reading;
+    usage of a vacant unit is the landlord's own and is posted to their
     vacant-units account, never to the next tenant.
     """
     due = meter.pending_sub // rating.SCALE
@@ -180,7 +228,7 @@ def usage_settle(
     if meter.pending_since is None:
         meter.pending_since = now
     window = timedelta(seconds=settings.SUBMETER["DEBIT_WINDOW_SECONDS"])
-    tenancy = _active_tenancy(unit)
+    tenancy = _usage_tenancy(unit, meter)
     post = (
         force
         or due < 0
@@ -295,9 +343,10 @@ def billing_sweep(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     count = 0
-    for meter_id in (
-        Meter.objects.installed().filter(pending_sub__gte=rating.SCALE).values_list("pk", flat=True)
-    ):
+    due = Meter.objects.installed().filter(
+        Q(pending_sub__gte=rating.SCALE) | Q(held_from__isnull=False)
+    )
+    for meter_id in due.values_list("pk", flat=True):
         count += bool(usage_settle_meter(meter_id=meter_id, now=now))
     for tenancy in Tenancy.objects.active().select_related("unit__property"):
         today = timezone.localtime(now, zoneinfo.ZoneInfo(tenancy.unit.property.timezone)).date()
@@ -363,7 +412,9 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
     ).order_by("start")
     for interval in intervals:
         if interval.gross_sub is None:
-            held_wh += interval.energy_wh
+            # A released gap's energy is billed through the slots it was spread over.
+            if interval.quality == Interval.Quality.HELD:
+                held_wh += interval.energy_wh
             continue
         for raw in interval.lines:
             priced = rating.Line.from_json(raw)

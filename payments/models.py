@@ -21,6 +21,7 @@ Exact prices carry fractions of a minor unit as integer sub-units (see
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -31,6 +32,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+def new_revision() -> int:
+    return secrets.randbits(62)
 
 
 class TariffManager(models.Manager["Tariff"]):
@@ -51,6 +56,7 @@ class TariffManager(models.Manager["Tariff"]):
             standing_charge_per_day_minor=Decimal(standing_charge_per_day_minor),
         )
         TariffRate.objects.create(version=version, price_per_kwh_minor=Decimal(price_per_kwh_minor))
+        tariff.bump_revision()
         return tariff
 
     def create(self, **kwargs: Any) -> Tariff:
@@ -72,11 +78,19 @@ class Tariff(models.Model):
     )
     name = models.CharField(max_length=100)
     currency = models.CharField(max_length=3, default="GBP")
+    # A new random value whenever a version, rate or window changes, so rating
+    # can cache a tariff's versions per process (payments.billing.unit_schedule).
+    # Random rather than a counter: a reused primary key never matches a stale entry.
+    revision = models.BigIntegerField(default=new_revision, editable=False)
 
     objects = TariffManager()
 
     def __str__(self) -> str:
         return f"{self.name} ({self.currency})"
+
+    def bump_revision(self) -> None:
+        self.revision = new_revision()
+        Tariff.objects.filter(pk=self.pk).update(revision=self.revision)
 
 
 class TariffVersion(models.Model):

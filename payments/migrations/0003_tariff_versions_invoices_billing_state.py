@@ -8,6 +8,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+import payments.models
+
 
 def tariffs_to_versions(apps, schema_editor):
     """Each existing flat tariff becomes a tariff with one version, in force since 2000."""
@@ -355,6 +357,11 @@ class Migration(migrations.Migration):
                 condition=models.Q(("end_hour__gt", models.F("start_hour")), ("end_hour__lte", 24)),
                 name="tariff_window_hours",
             ),
+        ),
+        migrations.AddField(
+            model_name="tariff",
+            name="revision",
+            field=models.BigIntegerField(default=payments.models.new_revision, editable=False),
         ),
         migrations.RunPython(tariffs_to_versions, migrations.RunPython.noop),
         migrations.RemoveField(

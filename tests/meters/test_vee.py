@@ -275,17 +275,24 @@ def test_unpriceable_energy_is_held_with_a_reason_then_priced(personas):
 
 # --- properties through intake ----------------------------------------------------
 
+# (minutes since previous, Wh since previous): mostly ordinary steps, some
+# long gaps (over 6 h) and spikes (5 kWh within a few minutes).
 steps = st.lists(
-    st.tuples(st.integers(1, 20), st.integers(0, 400)), min_size=2, max_size=25
-)  # (minutes since previous, Wh since previous)
+    st.tuples(
+        st.one_of(st.integers(1, 20), st.integers(1, 20), st.integers(300, 420)),
+        st.one_of(st.integers(0, 400), st.integers(0, 400), st.just(5000)),
+    ),
+    min_size=2,
+    max_size=25,
+)
 
 
 class _Rollback(Exception):
     pass
 
 
-def _run(world, frames) -> tuple[int, int]:
-    """Feed frames; return (exact rated sub-units, minor units posted after closing)."""
+def _run(world, frames) -> tuple[int, int, list]:
+    """Feed frames; return (exact rated sub-units, minor units posted, held gaps)."""
     from meters.services import usage_settle_meter
 
     dev = world.prepaid_device.device
@@ -298,7 +305,12 @@ def _run(world, frames) -> tuple[int, int]:
             meter.refresh_from_db()
             grosses = Interval.objects.filter(meter=meter).values_list("gross_sub", flat=True)
             exact = sum(g or 0 for g in grosses)
-            result = (exact, meter.posted_minor)
+            held = sorted(
+                Interval.objects.filter(meter=meter, quality="held").values_list(
+                    "start", "end", "energy_wh"
+                )
+            )
+            result = (exact, meter.posted_minor, held)
             raise _Rollback
     except _Rollback:
         return result
@@ -342,7 +354,7 @@ def test_property_splitting_reordering_duplicating_never_changes_the_total(
     frames = [shuffled[a:b] for a, b in itertools.pairwise(bounds) if shuffled[a:b]]
     frames.insert(rnd.randrange(len(frames) + 1), frames[0])
     assert _run(world, frames) == in_order
-    exact, posted = in_order
+    exact, posted, _held = in_order
     assert posted == exact // rating.SCALE  # rounded down once
 
 
@@ -371,3 +383,68 @@ def test_meter_event_command(personas):
     )
     assert MeterEvent.objects.get().kind == "reset"
     assert _charged(personas.a) == 30
+
+
+def test_held_energy_is_priced_by_the_sweep_once_a_tariff_exists(personas):
+    world = personas.a
+    world.prepaid.tariff = None
+    world.prepaid.save()
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000))
+    _record(dev, (3, 2, 2000))  # more energy while still without a tariff
+    meter = Meter.objects.get(device=dev)
+    assert meter.held_from == datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
+    world.prepaid.tariff = world.tariff
+    world.prepaid.save()
+    billing.billing_sweep()
+    meter.refresh_from_db()
+    assert meter.held_from is None and meter.hold_reason == "" and meter.posted_minor == 60
+
+
+def test_landlord_can_bill_held_energy_after_review(personas):
+    from django.test import Client
+    from django.urls import reverse
+
+    from landlord.models import AuditEvent
+
+    world = personas.a
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 7 * 60, 3000))  # long gap: 3 kWh held
+    gap = Interval.objects.get(kind=Interval.Kind.GAP)
+    url = reverse("landlord:held_release", args=[gap.pk])
+    client = Client()
+    # another landlord cannot see or release it
+    client.force_login(personas.b.staff)
+    assert client.post(url, {"reason": "x"}).status_code == 404
+    client.force_login(world.staff)
+    page = client.get(reverse("landlord:flagged")).content.decode()
+    assert "Bill it" in page
+    client.post(url, {"reason": ""})
+    assert _charged(world) == 0  # a reason is required
+    resp = client.post(url, {"reason": "meter was offline, usage is real"})
+    assert resp.status_code == 302
+    gap.refresh_from_db()
+    assert gap.quality == "estimated" and "offline" in gap.note
+    slots = Interval.objects.filter(kind=Interval.Kind.SLOT, energy_wh__gt=0)
+    assert slots.count() == 14 and {s.quality for s in slots} == {"estimated"}
+    assert _charged(world) == 90  # 3 kWh at 30p
+    assert AuditEvent.objects.filter(action="usage.held_released").count() == 1
+    # releasing twice changes nothing
+    client.post(url, {"reason": "again"})
+    assert _charged(world) == 90
+
+
+def test_backlog_sent_after_a_live_reading_fills_the_long_gap(personas):
+    """A device reconnects, sends its current reading, then its buffer."""
+    world = personas.a
+    buffered = [
+        ReadingInput(seq=i, taken_at=BASE + timedelta(minutes=30 * i), register_wh=500 * i)
+        for i in range(1, 16)
+    ]
+    live = ReadingInput(seq=16, taken_at=BASE + timedelta(minutes=480), register_wh=8000)
+    first = ReadingInput(seq=0, taken_at=BASE, register_wh=0)
+    in_order = _run(world, [[first, *buffered, live]])
+    reconnect = _run(world, [[first], [live], buffered[:7], buffered[7:]])
+    assert reconnect == in_order
+    assert in_order[2] == []  # nothing held once the buffer arrived
+    assert in_order[1] == 240  # 8 kWh at 30p

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -10,6 +11,8 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meters.models import Device, Meter
 from meters.services import ReadingInput, readings_record, usage_settle_meter
@@ -361,3 +364,115 @@ def test_usage_settle_meter_force_posts_everything(personas):
     usage_settle_meter(meter_id=meter.pk, force=True)
     meter.refresh_from_db()
     assert meter.posted_minor == 3  # 100 Wh at 30p
+
+
+# --- property: any mix of operations keeps every invariant ---------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("topup"), st.integers(100, 5000)),
+        st.tuples(st.just("use"), st.integers(0, 3000)),
+        st.tuples(st.just("emergency"), st.just(0)),
+        st.tuples(st.just("reverse"), st.just(0)),
+        st.tuples(st.just("sweep"), st.integers(0, 120)),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_property_any_mix_of_operations_keeps_the_ledger_exact(personas, ops):
+    world = personas.a
+    world.prepaid.emergency_credit_minor = 400
+    world.prepaid.save()
+    tenancy = world.prepaid_tenancy
+    dev = world.prepaid_device.device
+    try:
+        with transaction.atomic():
+            seq, register, minute = 0, 0, 0
+            for kind, value in ops:
+                if kind == "topup":
+                    _pay(tenancy, value)
+                elif kind == "use":
+                    seq, minute, register = seq + 1, minute + 1 + value // 1500, register + value
+                    _record(dev, (seq, minute, register), base=JAN)
+                elif kind == "emergency":
+                    with contextlib.suppress(BillingError):
+                        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+                elif kind == "reverse":
+                    txn = LedgerTransaction.objects.filter(kind="payment").order_by("-pk").first()
+                    if txn is not None:
+                        billing.ledger_reverse(txn=txn, actor_id=None, reason="test")
+                else:
+                    billing.billing_sweep(now=timezone.now() + timedelta(minutes=value))
+                assert ledger_verify() == []
+                assert billing.emergency_debt(tenancy=tenancy) >= 0
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+def test_a_new_tariff_version_is_seen_by_rating_at_once(personas):
+    """Versions are cached per process by the tariff's revision; a change bumps it."""
+    world = personas.a
+    _credit(world, 10_000)
+    dev = world.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=JAN)  # 30p
+    # a version that would re-price consumption already priced is refused
+    with pytest.raises(BillingError, match="already priced"):
+        billing.tariff_version_create(
+            tariff=world.tariff, valid_from=date(2026, 1, 14), rates=[("", 0, Decimal("50"))]
+        )
+    billing.tariff_version_create(
+        tariff=world.tariff, valid_from=date(2026, 1, 16), rates=[("", 0, Decimal("50"))]
+    )
+    _record(dev, (3, 2 * 24 * 60, 2000), base=JAN)  # 16 Jan: 1 kWh, spread over two days
+    # the step spans 14 Jan 10:01 to 16 Jan 10:01: a long gap, held, not priced
+    _record(dev, (4, 2 * 24 * 60 + 1, 3000), base=JAN)  # 1 kWh on 16 Jan at 50p
+    assert Meter.objects.get(device=dev).posted_minor == 80
+
+
+def test_unit_page_shows_the_intervals_of_any_day(personas):
+    dev = personas.a.prepaid_device.device
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=JAN)
+    _record(dev, (3, 60 * 36, 2000), (4, 60 * 36 + 1, 2100), base=JAN)  # 15 Jan 12:00
+    client = Client()
+    client.force_login(personas.a.staff)
+    url = reverse("landlord:unit", args=[personas.a.prepaid.pk])
+    section = (
+        client.get(url, {"day": "2026-01-14"})
+        .content.decode()
+        .split('id="intervals"')[1]
+        .split("Relay commands")[0]
+    )
+    assert "14 Jan 00:00" in section and "<td>15 Jan 12:00</td>" not in section
+    section = (
+        client.get(url, {"day": "2026-01-15"})
+        .content.decode()
+        .split('id="intervals"')[1]
+        .split("Relay commands")[0]
+    )
+    assert "<td>15 Jan 12:00</td>" in section and "<td>14 Jan 00:00</td>" not in section
+    assert client.get(url, {"day": "not-a-day"}).status_code == 200
+
+
+def test_back_filled_usage_is_charged_to_the_tenant_of_that_day(personas):
+    from django.contrib.auth import get_user_model
+
+    from landlord.models import Tenancy
+
+    world = personas.a
+    old = world.prepaid_tenancy
+    old.start_date, old.end_date = date(2025, 12, 1), date(2026, 1, 31)
+    old.save()
+    newcomer = get_user_model().objects.create_user("newcomer")
+    new = Tenancy.objects.create(
+        landlord=world.landlord, unit=world.prepaid, tenant=newcomer, start_date=date(2026, 2, 1)
+    )
+    # the meter was offline; its January readings arrive in the new tenancy
+    _record(world.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    assert _balance(old) == -30 and _balance(new) == 0
