@@ -92,6 +92,20 @@ def access_invoice(*, user: User, invoice_id: int) -> Invoice:
     return invoice
 
 
+def access_tenancy_invoice(*, tenancy: Tenancy, invoice_id: str | int) -> Invoice:
+    """One of this tenancy's own bills (the tenancy was already checked)."""
+    from payments.models import Invoice
+
+    try:
+        pk = int(invoice_id)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    invoice = Invoice.objects.filter(pk=pk, tenancy_id=tenancy.pk).first()
+    if invoice is None:
+        raise Http404
+    return invoice
+
+
 def access_held_interval(*, landlord: Landlord, interval_id: int) -> Interval:
     """Held energy on one of the landlord's meters."""
     from meters.models import Interval

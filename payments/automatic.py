@@ -24,9 +24,9 @@ from django.utils import timezone
 from landlord.models import AuditEvent, Tenancy
 
 from .ledger import tenant_account
-from .models import Payment, PaymentSettings, SavedPaymentMethod
+from .models import Invoice, Payment, PaymentSettings, SavedPaymentMethod
 from .providers import get_provider
-from .services import PaymentError, payment_abandon, payment_create
+from .services import PaymentError, payment_abandon, payment_create, topup_limits
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +230,29 @@ def saved_method_describe(*, method_id: int) -> None:
             exp_month=card.get("exp_month"),
             exp_year=card.get("exp_year"),
         )
+
+
+def invoice_amount_due(*, invoice: Invoice) -> int:
+    """What is still owed on a bill: the tenant's debt, at most the bill's total."""
+    owed = max(-tenant_account(tenancy=invoice.tenancy).balance_minor, 0)
+    return min(owed, max(invoice.total_minor, 0))
+
+
+def autopay_for_invoice(*, invoice_id: int) -> Payment | None:
+    """Postpaid autopay: charge what is owed on a newly issued bill to the saved card.
+
+    Nothing happens unless the tenant turned autopay on and saved a card; an
+    amount below the smallest payment is left for the next bill.
+    """
+    invoice = Invoice.objects.select_related("tenancy__unit__property", "tenancy__landlord").get(
+        pk=invoice_id
+    )
+    amount = invoice_amount_due(invoice=invoice)
+    low, high = topup_limits()
+    if amount < low:
+        return None
+    return autopay_charge(
+        tenancy=invoice.tenancy,
+        amount_minor=min(amount, high),
+        reference=f"invoice:{invoice.number}",
+    )

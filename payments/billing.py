@@ -525,6 +525,10 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         item.position = i
     InvoiceLine.objects.bulk_create(lines)
     _notify(tenancy)
+    # Postpaid autopay charges the saved card once the bill is committed.
+    from .tasks import autopay_invoice_task
+
+    transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)
     return invoice
 
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from landlord import access
 
 from . import billing
+from .automatic import invoice_amount_due
 
 
 @login_required
@@ -21,7 +22,12 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
     return render(
         request,
         "payments/invoice.html",
-        {"invoice": invoice, "lines": list(invoice.lines.all()), "is_tenant": is_tenant},
+        {
+            "invoice": invoice,
+            "lines": list(invoice.lines.all()),
+            "is_tenant": is_tenant,
+            "amount_due_minor": invoice_amount_due(invoice=invoice),
+        },
     )
 
 

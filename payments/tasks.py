@@ -39,3 +39,10 @@ def auto_topups_periodic() -> int:
     from .automatic import auto_topups_run
 
     return auto_topups_run()
+
+
+@task()
+def autopay_invoice_task(invoice_id: int) -> None:
+    from .automatic import autopay_for_invoice
+
+    autopay_for_invoice(invoice_id=invoice_id)

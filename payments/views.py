@@ -108,12 +108,22 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     if not payee.ready:
         form.add_error(None, payee.message)
         return _home_with_error(request, tenancy, form, 409)
+    reference = ""
+    if request.POST.get("invoice"):
+        # Paying a bill (in full or in part): it must be one of this tenancy's.
+        invoice = access.access_tenancy_invoice(
+            tenancy=tenancy, invoice_id=request.POST.get("invoice", "")
+        )
+        reference = f"invoice:{invoice.number}"
     payment = payment_create(
         tenancy=tenancy,
         amount_minor=form.cleaned_data["amount"],
         provider=provider.name,
         created_by_id=request.user.pk,
-        purpose=Payment.Purpose.TOPUP if tenancy.unit.is_prepaid else Payment.Purpose.BILL,
+        purpose=Payment.Purpose.BILL
+        if reference or not tenancy.unit.is_prepaid
+        else Payment.Purpose.TOPUP,
+        reference=reference,
         save_method=request.POST.get("save_card") == "on",
     )
     response = _checkout_redirect(request, provider, payment)

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 import pytest
 
-from payments.models import ConnectAccount
+from payments import billing
+from payments.models import ConnectAccount, Tariff
 
 from .stripe_fake import CONNECT_SECRET, PLATFORM_SECRET, FakeStripeHTTP
 
@@ -42,3 +46,23 @@ def connected(personas, fake_stripe) -> dict[str, ConnectAccount]:
             details_submitted=True,
         ),
     }
+
+
+@pytest.fixture
+def postpaid_tou(personas):
+    world = personas.a
+    tariff = Tariff.objects.create(landlord=world.landlord, name="Night saver", currency="GBP")
+    billing.tariff_version_create(
+        tariff=tariff,
+        valid_from=date(2020, 1, 1),
+        rates=[("", 0, Decimal("20")), ("", 2000, Decimal("30")), ("night", 0, Decimal("10"))],
+        windows=(("night", "all", 0, 7),),
+        standing_charge_per_day_minor=Decimal("50"),
+        tax_percent=Decimal("5"),
+        tax_inclusive=False,
+    )
+    world.postpaid.tariff = tariff
+    world.postpaid.save()
+    world.postpaid_tenancy.start_date = date(2025, 12, 1)
+    world.postpaid_tenancy.save()
+    return world

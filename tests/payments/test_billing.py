@@ -140,26 +140,6 @@ def test_standing_charge_is_posted_once_per_day(personas):
 # --- postpaid invoice ------------------------------------------------------------
 
 
-@pytest.fixture
-def postpaid_tou(personas):
-    world = personas.a
-    tariff = Tariff.objects.create(landlord=world.landlord, name="Night saver", currency="GBP")
-    billing.tariff_version_create(
-        tariff=tariff,
-        valid_from=date(2020, 1, 1),
-        rates=[("", 0, Decimal("20")), ("", 2000, Decimal("30")), ("night", 0, Decimal("10"))],
-        windows=(("night", "all", 0, 7),),
-        standing_charge_per_day_minor=Decimal("50"),
-        tax_percent=Decimal("5"),
-        tax_inclusive=False,
-    )
-    world.postpaid.tariff = tariff
-    world.postpaid.save()
-    world.postpaid_tenancy.start_date = date(2025, 12, 1)
-    world.postpaid_tenancy.save()
-    return world
-
-
 def test_invoice_for_a_closed_month_itemises_bands_tiers_standing_and_tax(postpaid_tou):
     world = postpaid_tou
     dev = world.postpaid_device.device
