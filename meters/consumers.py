@@ -183,7 +183,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if type(exc).__name__ == "ClientDisconnected":
+                    return  # the socket closed under us; disconnect() cleans up
                 logger.exception("relay command loop error for device %s", self.device_id)
                 await asyncio.sleep(1)
 
