@@ -26,13 +26,10 @@ import requests
 import websockets
 from django.db import connection
 
-pytestmark = [
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL"),
-        reason="needs Redis: set REDIS_URL (CI does) to run two workers on one channel layer",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+needs_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"),
+    reason="needs Redis: set REDIS_URL (CI does) to run two workers on one channel layer",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -184,6 +181,8 @@ async def _device_session(worker_a: str, worker_b: str, creds, tenancy_id: int) 
     return received
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
 def test_a_payment_on_one_worker_switches_a_device_held_by_the_other(tpersonas, workers):
     worker_a, worker_b = workers
     world = tpersonas.a
@@ -194,3 +193,83 @@ def test_a_payment_on_one_worker_switches_a_device_held_by_the_other(tpersonas, 
     assert relay_calls[-1][3]["state"] == "on"
     world.prepaid_device.device.refresh_from_db()
     assert world.prepaid_device.device.reported_relay == "on"
+
+
+@pytest.fixture
+def one_worker() -> Iterator[str]:
+    """One uvicorn worker on the test database (no Redis needed)."""
+    env = {
+        **os.environ,
+        **_database_env(),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "LOG_LEVEL": "WARNING",
+    }
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("worker did not start")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_shelly_simulator_is_cut_off_over_a_real_server(tpersonas, one_worker):
+    from meters.models import Device, Protocol
+    from meters.services import simulated_device_prepare
+    from meters.simulator import run_any
+
+    world = tpersonas.a
+    Device.objects.filter(pk=world.prepaid_device.device.pk).update(protocol=Protocol.SHELLY)
+    sim = simulated_device_prepare(
+        device=Device.objects.get(pk=world.prepaid_device.device.pk),
+        power_w=3000,
+        speed=60,
+        interval_s=0.3,
+    )
+    assert sim.protocol == "shelly"
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_any(f"ws://{one_worker}", sim, stop, jitter=False))
+        for _ in range(200):  # no credit: the server switches the Shelly off
+            if sim.relay == "off":
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+    asyncio.run(run())
+    assert sim.relay == "off" and sim.readings_sent >= 1
+    device = Device.objects.get(pk=world.prepaid_device.device.pk)
+    assert device.desired_relay == "off"
