@@ -209,6 +209,11 @@ def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | N
     view = landlord_unit_view(landlord_id=landlord_id, unit_id=unit_id)
     if view is not None:
         _add_safety(view)
+        view.alerts += list(
+            Alert.objects.filter(
+                unit_id=unit_id, audience=Alert.Audience.LANDLORD, cleared_at__isnull=True
+            )
+        )
     return view
 
 

@@ -305,7 +305,7 @@ def alert_email_send(*, alert_id: int) -> bool:
     """Email an alert once to its audience; True if a message went out."""
     with transaction.atomic():
         alert = (
-            Alert.objects.select_for_update()
+            Alert.objects.select_for_update(of=("self",))
             .select_related("tenancy__tenant", "unit")
             .filter(pk=alert_id, emailed_at__isnull=True)
             .first()

@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409
 CLOSE_PROTOCOL = 4400
-SAFETY_CHECK_SECONDS = 15.0
 
 
 def basic_credentials(scope: dict[str, Any]) -> tuple[str, str] | None:
@@ -53,6 +52,40 @@ def basic_credentials(scope: dict[str, Any]) -> tuple[str, str] | None:
             return None
         return ident, secret
     return None
+
+
+# The device sockets held by this process, and one task that looks at the
+# outbox for all of them every RELAY_SAFETY_CHECK_SECONDS (one query per
+# process instead of one per socket), waking any with work a lost
+# channel-layer message would otherwise leave waiting.
+_sockets: dict[int, DeviceConsumer] = {}
+_sweeper: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
+
+
+def _ensure_sweeper() -> None:
+    global _sweeper
+    loop = asyncio.get_running_loop()
+    if _sweeper is not None and _sweeper[0] is loop and not _sweeper[1].done():
+        return
+    _sweeper = (loop, loop.create_task(_sweep_forever()))
+
+
+async def _sweep_forever() -> None:
+    while True:
+        await asyncio.sleep(float(settings.SUBMETER["RELAY_SAFETY_CHECK_SECONDS"]))
+        if not _sockets:
+            continue
+        try:
+            due = await database_sync_to_async(services.devices_with_work)(
+                device_ids=list(_sockets)
+            )
+        except Exception:
+            logger.exception("device sweep failed")
+            continue
+        for device_id in due:
+            consumer = _sockets.get(device_id)
+            if consumer is not None:
+                consumer._wake.set()
 
 
 class DeviceConsumer(AsyncWebsocketConsumer):
@@ -104,10 +137,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         )
         await database_sync_to_async(services.relay_resend_now)(device_id=self.device_id)
         self._loop_task = asyncio.create_task(self._command_loop())
+        _sockets[self.device_id] = self
+        _ensure_sweeper()
 
     async def disconnect(self, code: int) -> None:
         if not self.device_id:
             return
+        if _sockets.get(self.device_id) is self:
+            del _sockets[self.device_id]
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -136,15 +173,19 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 next_at = await database_sync_to_async(services.relay_next_attempt_at)(
                     device_id=self.device_id
                 )
-                timeout = SAFETY_CHECK_SECONDS
+                # An idle socket waits for a wake-up only (no polling); a lost
+                # wake-up is covered by the process-wide sweep below.
+                timeout = None
                 if next_at is not None:
-                    timeout = min(timeout, max((next_at - timezone.now()).total_seconds(), 0.05))
+                    timeout = max((next_at - timezone.now()).total_seconds(), 0.05)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 self._wake.clear()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if type(exc).__name__ == "ClientDisconnected":
+                    return  # the socket closed under us; disconnect() cleans up
                 logger.exception("relay command loop error for device %s", self.device_id)
                 await asyncio.sleep(1)
 

@@ -1132,6 +1132,34 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
     _notify_unit(device.unit)
 
 
+def devices_with_work(*, device_ids: list[int]) -> set[int]:
+    """Of these devices, those with a command due or an alert not yet on their display."""
+    from .models import Alert
+
+    now = timezone.now()
+    due: set[int] = set()
+    for start in range(0, len(device_ids), 5000):
+        chunk = device_ids[start : start + 5000]
+        due.update(
+            RelayCommand.objects.filter(
+                device_id__in=chunk,
+                status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+                next_attempt_at__lte=now,
+            ).values_list("device_id", flat=True)
+        )
+        by_unit: dict[int, list[int]] = {}
+        for pk, unit_id in Device.objects.filter(pk__in=chunk).values_list("pk", "unit_id"):
+            by_unit.setdefault(unit_id, []).append(pk)
+        for unit_id in Alert.objects.filter(
+            unit_id__in=list(by_unit),
+            audience=Alert.Audience.TENANT,
+            device_notified_at__isnull=True,
+            created_at__gte=now - timedelta(days=1),
+        ).values_list("unit_id", flat=True):
+            due.update(by_unit[unit_id])
+    return due
+
+
 NOTIFY_LEVELS = {
     "low_credit": "warning",
     "low_runway": "warning",

@@ -231,6 +231,9 @@ SUBMETER: dict[str, Any] = {
     "RELAY_RETRY_SECONDS": float(os.environ.get("RELAY_RETRY_SECONDS", "5")),
     "RELAY_RETRY_MAX_SECONDS": float(os.environ.get("RELAY_RETRY_MAX_SECONDS", "60")),
     "DEVICE_HEARTBEAT_SECONDS": int(os.environ.get("DEVICE_HEARTBEAT_SECONDS", "30")),
+    # A device socket looks at the command outbox at least this often, in case
+    # a channel-layer wake-up was lost.
+    "RELAY_SAFETY_CHECK_SECONDS": float(os.environ.get("RELAY_SAFETY_CHECK_SECONDS", "15")),
     "MAX_READINGS_PER_FRAME": 500,
     # Failed sign-ins allowed per account and per address in the window.
     "LOGIN_MAX_FAILURES": int(os.environ.get("LOGIN_MAX_FAILURES", "5")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import zoneinfo
 from datetime import datetime, timedelta
 
@@ -183,3 +184,42 @@ def _session_for(user) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_meter_without_a_display_answers_notify_with_an_error_and_is_not_asked_again(
+    tpersonas,
+):
+    world = tpersonas.a
+    await database_sync_to_async(_set_balance)(world.prepaid_tenancy, 100)  # below £2.00
+    comm = device_communicator(world.prepaid_device.headers)
+    assert (await comm.connect())[0]
+    dev = FakeDevice(comm)
+    dev.pass_notify = True
+    await dev.boot()  # the first sight of the device evaluates the unit: low credit
+
+    def notify_calls():
+        return [f for f in dev.server_calls if f[2] == "Notify"]
+
+    while not notify_calls():
+        await dev.next_frame()
+    frame = notify_calls()[0]
+    await dev.send_raw(json.dumps([4, frame[1], "NotSupported", "no display", {}]))
+    for _ in range(50):
+        alert = await database_sync_to_async(Alert.objects.get)(pk=frame[3]["id"])
+        if alert.device_notified_at:
+            break
+        await comm.receive_nothing(timeout=0.05)
+    assert alert.device_notified_at is not None
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_shelly_device_cannot_use_the_native_endpoint(tpersonas):
+    world = tpersonas.a
+    device = world.prepaid_device.device
+    await database_sync_to_async(Device.objects.filter(pk=device.pk).update)(protocol="shelly")
+    comm = device_communicator(world.prepaid_device.headers)
+    assert (await comm.connect())[0]
+    closed = await comm.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4401

@@ -188,3 +188,30 @@ def test_property_only_a_prepaid_tenant_without_credit_is_cut(mode, balance):
     should_cut = mode == Unit.BillingMode.PREPAID and balance is not None and balance <= 0
     assert (state == "off") == should_cut
     assert reason
+
+
+async def test_a_command_whose_wake_up_was_lost_is_found_by_the_sweep(tpersonas, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "RELAY_SAFETY_CHECK_SECONDS": 0.3}
+    world = tpersonas.a
+    await _credit(world.prepaid_tenancy, 1000)
+    dev = await _connect(world.prepaid_device)
+    await dev.boot()
+    await _converged(world.prepaid_device.device.pk, "on")
+
+    @database_sync_to_async
+    def issue_silently():
+        # As if the channel-layer message were dropped: the outbox row only.
+        from django.db import transaction
+
+        from meters.services import relay_command_issue
+
+        with transaction.atomic():
+            device = Device.objects.select_for_update().get(pk=world.prepaid_device.device.pk)
+            cmd = relay_command_issue(device=device, state="off", reason="test")
+            transaction.get_connection().run_on_commit = []  # drop the wake-up
+        return cmd
+
+    cmd = await issue_silently()
+    await dev.wait_for_relay("off", timeout=5)
+    assert dev.generation == cmd.generation
+    await dev.comm.disconnect()

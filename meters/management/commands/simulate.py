@@ -72,5 +72,5 @@ class Command(BaseCommand):
             asyncio.run(main())
         for sim in sims:
             self.stdout.write(
-                f"{sim.ident} ({sim.protocol}): {sim.readings_sent} readings sent, relay {sim.relay}"
+                f"{sim.ident}: {sim.readings_sent} readings sent, relay {sim.relay} ({sim.protocol})"
             )
