@@ -166,7 +166,7 @@ def make_fleet(tag: str, count: int, *, prepaid: bool) -> list[tuple[int, str, i
             cutoff_end=dtime(0),
             cutoff_notice_minutes=0,
         )
-        tariff = Tariff.objects.create(
+        tariff = Tariff.objects.create_flat(
             landlord=landlord, name="Flat", currency="GBP", price_per_kwh_minor=Decimal("30")
         )
         stamp = f"{landlord.pk}"
