@@ -167,6 +167,11 @@ def tenancy_alerts_evaluate(
     elif balance_minor >= threshold + margin:
         _clear(key, Alert.Kind.LOW_CREDIT, now)
 
+    if balance_minor <= 0:
+        # Nothing left to forecast: "credit has run out" and the disconnection
+        # warning speak now, and a forecast beside them would contradict them.
+        _clear(key, Alert.Kind.LOW_RUNWAY, now)
+        return
     price = current_price_per_kwh(unit=unit, now=now)
     if price is None:
         return

@@ -223,3 +223,32 @@ async def test_a_shelly_device_cannot_use_the_native_endpoint(tpersonas):
     assert (await comm.connect())[0]
     closed = await comm.receive_output(timeout=5)
     assert closed["type"] == "websocket.close" and closed["code"] == 4401
+
+
+def test_no_runway_forecast_once_the_credit_has_run_out(personas):
+    from django.utils import timezone
+
+    from meters.alerts import tenancy_alerts_evaluate
+    from meters.models import Alert
+    from meters.services import protections_for
+
+    world = personas.a
+    now = timezone.now()
+    Alert.objects.create(
+        landlord=world.landlord,
+        unit=world.prepaid,
+        tenancy=world.prepaid_tenancy,
+        kind=Alert.Kind.LOW_RUNWAY,
+        audience=Alert.Audience.TENANT,
+        subject_key=f"tenancy:{world.prepaid_tenancy.pk}",
+        created_at=now,
+        message="lasts until Fri ~22:00",
+    )
+    tenancy_alerts_evaluate(
+        tenancy=world.prepaid_tenancy,
+        unit=world.prepaid,
+        balance_minor=-28,
+        protections=protections_for(unit=world.prepaid, tenancy=world.prepaid_tenancy),
+        now=now,
+    )
+    assert not Alert.objects.filter(kind=Alert.Kind.LOW_RUNWAY, cleared_at__isnull=True).exists()
