@@ -24,6 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from config import ratelimit
 from config.live import device_group
 
 from . import protocol, services, shelly
@@ -32,6 +33,7 @@ from .models import Device, Protocol
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_RATE_LIMITED = 4429
 CLOSE_REPLACED = 4409
 CLOSE_PROTOCOL = 4400
 
@@ -88,6 +90,31 @@ async def _sweep_forever() -> None:
                 consumer._wake.set()
 
 
+def _client_address(scope: dict[str, Any]) -> str:
+    headers = dict(scope.get("headers") or [])
+    meta = {
+        "REMOTE_ADDR": (scope.get("client") or ["", 0])[0] or "",
+        "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+    }
+    return ratelimit.client_address(meta)
+
+
+def _auth_limited(scope: dict[str, Any]) -> bool:
+    return ratelimit.is_limited(
+        scope="device-auth",
+        ident=_client_address(scope),
+        limit=int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"]),
+    )
+
+
+def _auth_failed(scope: dict[str, Any]) -> None:
+    ratelimit.hit(
+        scope="device-auth",
+        ident=_client_address(scope),
+        window_seconds=int(settings.SUBMETER["DEVICE_AUTH_WINDOW_SECONDS"]),
+    )
+
+
 class DeviceConsumer(AsyncWebsocketConsumer):
     device_id: int
     device_ident: str
@@ -97,18 +124,25 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._notify_in_flight: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.device_id = 0
+        offered = self.scope.get("subprotocols") or []
+        subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
+        if await database_sync_to_async(_auth_limited)(self.scope):
+            await self.accept(subprotocol)
+            await self.close(
+                code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
+            )
+            return
         creds = basic_credentials(self.scope)
         device = None
         if creds is not None:
             device = await database_sync_to_async(services.device_authenticate)(
                 ident=creds[0], secret=creds[1]
             )
-        offered = self.scope.get("subprotocols") or []
-        subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
         if device is None:
             # Accept, then close with a code and reason: a refused handshake would
             # reach the device as a bare HTTP 403 it cannot tell apart from others.
             logger.info("device connect refused: bad or missing credentials")
+            await database_sync_to_async(_auth_failed)(self.scope)
             await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
             return
@@ -348,11 +382,18 @@ class ShellyConsumer(DeviceConsumer):
         # rpc id -> (method, state, generation) of calls awaiting an answer
         self._rpc: dict[int, tuple[str, str, int]] = {}
         kwargs = self.scope["url_route"]["kwargs"]
+        if await database_sync_to_async(_auth_limited)(self.scope):
+            await self.accept()
+            await self.close(
+                code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
+            )
+            return
         device = await database_sync_to_async(services.device_authenticate)(
             ident=str(kwargs.get("ident", "")), secret=str(kwargs.get("secret", ""))
         )
         if device is None or device.protocol != Protocol.SHELLY:
             logger.info("shelly connect refused: bad credentials or not a Shelly device")
+            await database_sync_to_async(_auth_failed)(self.scope)
             await self.accept()
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
             return

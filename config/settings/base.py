@@ -238,6 +238,9 @@ SUBMETER: dict[str, Any] = {
     # Failed sign-ins allowed per account and per address in the window.
     "LOGIN_MAX_FAILURES": int(os.environ.get("LOGIN_MAX_FAILURES", "5")),
     "LOGIN_WINDOW_SECONDS": int(os.environ.get("LOGIN_WINDOW_SECONDS", "900")),
+    # Failed device connects (bad credentials) allowed per client address.
+    "DEVICE_AUTH_MAX_FAILURES": int(os.environ.get("DEVICE_AUTH_MAX_FAILURES", "20")),
+    "DEVICE_AUTH_WINDOW_SECONDS": int(os.environ.get("DEVICE_AUTH_WINDOW_SECONDS", "300")),
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted.
     "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
     # Reading validation: a gap longer than this is spread and marked estimated;

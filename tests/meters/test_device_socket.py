@@ -292,3 +292,11 @@ async def test_device_secret_command_sets_a_working_secret(tpersonas):
     assert connected
     await comm.disconnect()
     await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers))
+
+
+async def test_repeated_bad_credentials_from_one_address_are_slowed_down(tpersonas, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "DEVICE_AUTH_MAX_FAILURES": 3}
+    for _ in range(3):
+        await _assert_refused(device_communicator(_basic("dev-a-pre", "guess")))
+    # Now even the right secret from that address waits out the window, with a reason.
+    await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers), code=4429)
