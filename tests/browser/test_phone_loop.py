@@ -24,13 +24,16 @@ from playwright.sync_api import Page, expect
 
 from landlord.demo import DEMO_PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "test-results"
 
 PHONE_WIDTH = 360
 LIVE_TIMEOUT_MS = 120_000  # the balance reaches zero about a minute after start
 SWITCH_TIMEOUT_MS = 60_000  # a relay command and its acknowledgement
+# Credit runs out, then the demo's one minute of notice, then up to a minute
+# until the periodic reconciliation carries out the cut; slower on a busy machine.
+CUT_TIMEOUT_MS = 240_000
 SET_MARKER = "() => { window.__marker = 1; }"
 READ_MARKER = "() => window.__marker"
 
@@ -111,7 +114,7 @@ def test_prepaid_loop_on_a_phone(submeter_server: str, phone: Any) -> None:
     _shot(tenant, "03-tenant-low-credit")
 
     # Credit runs out: the relay is cut and the device confirms it.
-    expect(tenant.get_by_test_id("supply")).to_have_text("supply off", timeout=LIVE_TIMEOUT_MS)
+    expect(tenant.get_by_test_id("supply")).to_have_text("supply off", timeout=CUT_TIMEOUT_MS)
     expect(tenant.get_by_test_id("alert")).to_contain_text("run out")
     assert _minor(balance.inner_text()) <= 0, balance.inner_text()
     assert tenant.evaluate(READ_MARKER) == 1, "the tenant page was reloaded"
