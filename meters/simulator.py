@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,34 +65,71 @@ async def run_device(
     max_readings: int | None = None,
 ) -> None:
     """Run one device until ``stop`` is set (or ``max_readings`` have been accepted)."""
-    backoff = 0.5
     new_id = _frame_ids()
+
+    async def hello(ws: websockets.ClientConnection) -> None:
+        await ws.send(
+            json.dumps(
+                [
+                    2,
+                    new_id(),
+                    "BootNotification",
+                    {
+                        "firmware": "sim-1.0",
+                        "protocol_versions": ["1"],
+                        "relay": {"state": dev.relay, "generation": dev.generation},
+                    },
+                ]
+            )
+        )
+
+    async def report(ws: websockets.ClientConnection) -> None:
+        reading = {
+            "seq": dev.next_seq(),
+            "taken_at": datetime.now(UTC).isoformat(),
+            "register_wh": int(dev.register_wh),
+        }
+        await ws.send(json.dumps([2, new_id(), "MeterValues", {"readings": [reading]}]))
+
+    await _run_sessions(
+        dev,
+        stop,
+        connect=lambda: websockets.connect(
+            url.rstrip("/") + "/ws/device/v1",
+            additional_headers={"Authorization": dev.auth_header()},
+            subprotocols=[websockets.Subprotocol("submeter.v1")],
+            open_timeout=10,
+            ping_interval=20,
+        ),
+        hello=hello,
+        reader=lambda ws: _read(ws, dev),
+        report=report,
+        jitter=jitter,
+        max_readings=max_readings,
+    )
+
+
+async def _run_sessions(
+    dev: SimDevice,
+    stop: asyncio.Event,
+    *,
+    connect: Callable[[], Any],
+    hello: Callable[[websockets.ClientConnection], Coroutine[Any, Any, None]],
+    reader: Callable[[websockets.ClientConnection], Coroutine[Any, Any, None]],
+    report: Callable[[websockets.ClientConnection], Coroutine[Any, Any, None]],
+    jitter: bool,
+    max_readings: int | None,
+) -> None:
+    """Connect, greet, then report the advancing register every interval, reading
+    the server's calls alongside; reconnect with backoff until ``stop`` is set."""
+    backoff = 0.5
     while not stop.is_set():
         try:
-            async with websockets.connect(
-                url.rstrip("/") + "/ws/device/v1",
-                additional_headers={"Authorization": dev.auth_header()},
-                subprotocols=[websockets.Subprotocol("submeter.v1")],
-                open_timeout=10,
-                ping_interval=20,
-            ) as ws:
+            async with connect() as ws:
                 dev.connected = True
                 backoff = 0.5
-                await ws.send(
-                    json.dumps(
-                        [
-                            2,
-                            new_id(),
-                            "BootNotification",
-                            {
-                                "firmware": "sim-1.0",
-                                "protocol_versions": ["1"],
-                                "relay": {"state": dev.relay, "generation": dev.generation},
-                            },
-                        ]
-                    )
-                )
-                reader = asyncio.create_task(_read(ws, dev))
+                await hello(ws)
+                task = asyncio.create_task(reader(ws))
                 try:
                     if jitter:
                         await asyncio.sleep(random.uniform(0, dev.interval_s))
@@ -102,14 +139,7 @@ async def run_device(
                         if dev.relay == "on":
                             dev.register_wh += dev.power_w * (now - last) * dev.speed / 3600
                         last = now
-                        reading = {
-                            "seq": dev.next_seq(),
-                            "taken_at": datetime.now(UTC).isoformat(),
-                            "register_wh": int(dev.register_wh),
-                        }
-                        await ws.send(
-                            json.dumps([2, new_id(), "MeterValues", {"readings": [reading]}])
-                        )
+                        await report(ws)
                         dev.readings_sent += 1
                         if max_readings is not None and dev.readings_sent >= max_readings:
                             await asyncio.sleep(0.5)
@@ -117,14 +147,14 @@ async def run_device(
                             break
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=dev.interval_s)
-                    if reader.done():
-                        reader.result()
+                    if task.done():
+                        task.result()
                 finally:
-                    reader.cancel()
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
+                        await task
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            logger.debug("sim %s: %r; reconnecting", dev.ident, exc)
+            logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
         finally:
             dev.connected = False
         if stop.is_set():
@@ -171,7 +201,6 @@ async def run_shelly(
     """A Shelly Gen2+ with outbound WebSocket: NotifyFullStatus on connect, then
     NotifyStatus with ``aenergy.total`` each interval; obeys Switch.Set and answers
     Switch.GetStatus (docs/shelly.md). ``dev.ident`` is its Shelly id."""
-    backoff = 0.5
 
     def status() -> dict[str, object]:
         return {
@@ -225,47 +254,26 @@ async def run_shelly(
                 )
             )
 
-    while not stop.is_set():
-        try:
-            async with websockets.connect(
-                f"{url.rstrip('/')}/ws/shelly/{dev.ident}/{dev.secret}",
-                open_timeout=10,
-                ping_interval=20,
-            ) as ws:
-                dev.connected = True
-                backoff = 0.5
-                await ws.send(notify("NotifyFullStatus"))
-                task = asyncio.create_task(reader(ws))
-                try:
-                    if jitter:
-                        await asyncio.sleep(random.uniform(0, dev.interval_s))
-                    last = time.monotonic()
-                    while not stop.is_set():
-                        now = time.monotonic()
-                        if dev.relay == "on":
-                            dev.register_wh += dev.power_w * (now - last) * dev.speed / 3600
-                        last = now
-                        await ws.send(notify("NotifyStatus"))
-                        dev.readings_sent += 1
-                        if max_readings is not None and dev.readings_sent >= max_readings:
-                            await asyncio.sleep(0.5)
-                            stop.set()
-                            break
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), timeout=dev.interval_s)
-                finally:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            logger.debug("shelly sim %s: %r; reconnecting", dev.ident, exc)
-        finally:
-            dev.connected = False
-        if stop.is_set():
-            break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=backoff)
-        backoff = min(backoff * 2, 10.0)
+    async def hello(ws: websockets.ClientConnection) -> None:
+        await ws.send(notify("NotifyFullStatus"))
+
+    async def report(ws: websockets.ClientConnection) -> None:
+        await ws.send(notify("NotifyStatus"))
+
+    await _run_sessions(
+        dev,
+        stop,
+        connect=lambda: websockets.connect(
+            f"{url.rstrip('/')}/ws/shelly/{dev.ident}/{dev.secret}",
+            open_timeout=10,
+            ping_interval=20,
+        ),
+        hello=hello,
+        reader=reader,
+        report=report,
+        jitter=jitter,
+        max_readings=max_readings,
+    )
 
 
 async def run_any(url: str, dev: SimDevice, stop: asyncio.Event, **kwargs: Any) -> None:
