@@ -25,7 +25,7 @@ from .models import (
     TariffWindow,
 )
 from .refunds import refund_request
-from .services import PaymentError, refunded_minor
+from .services import PaymentError, refundable_minor
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -147,7 +147,7 @@ class PaymentAdmin(ReadOnlyAdmin):
         payment = Payment.objects.select_related("tenancy__unit").filter(pk=payment_id).first()
         if payment is None:
             raise Http404
-        available = payment.amount_minor - refunded_minor(payment=payment)
+        available = refundable_minor(payment=payment)
         form = RefundForm(request.POST or None, available_minor=available)
         if request.method == "POST" and form.is_valid():
             try:

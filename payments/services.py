@@ -109,6 +109,11 @@ def refunded_minor(*, payment: Payment) -> int:
     return int(total or 0)
 
 
+def refundable_minor(*, payment: Payment) -> int:
+    """What may still be refunded of a payment."""
+    return payment.amount_minor - refunded_minor(payment=payment)
+
+
 @transaction.atomic
 def refund_create(
     *, payment: Payment, amount_minor: int, reason: str, created_by_id: int | None
@@ -120,7 +125,7 @@ def refund_create(
         raise PaymentError("Give a reason for the refund.")
     if locked.status != Payment.Status.SUCCEEDED:
         raise PaymentError("Only a payment that succeeded can be refunded.")
-    available = locked.amount_minor - refunded_minor(payment=locked)
+    available = refundable_minor(payment=locked)
     if amount_minor <= 0 or amount_minor > available:
         raise PaymentError(f"Refund between 0.01 and {available / 100:.2f}.")
     refund = Refund.objects.create(

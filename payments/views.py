@@ -25,7 +25,7 @@ from .services import (
     payment_abandon,
     payment_create,
     payment_event_receive,
-    refunded_minor,
+    refundable_minor,
 )
 from .webhooks import WebhookRejected, webhook_event_verify
 
@@ -323,7 +323,7 @@ def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     )
     if payment is None:
         raise Http404
-    available = payment.amount_minor - refunded_minor(payment=payment)
+    available = refundable_minor(payment=payment)
     form = RefundForm(request.POST or None, available_minor=available)
     status = 200
     if request.method == "POST":
