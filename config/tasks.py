@@ -16,7 +16,6 @@ from django.tasks.base import Task, TaskResult, TaskResultStatus
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
-from huey.contrib.djhuey import HUEY
 from huey.contrib.djhuey import task as huey_task
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,3 @@ class HueyTaskBackend(BaseTaskBackend):
             errors=[],
             worker_ids=[],
         )
-
-
-def huey_is_immediate() -> bool:
-    return bool(HUEY.immediate)

@@ -111,11 +111,6 @@ class Property(models.Model):
         return self.name
 
 
-class UnitQuerySet(models.QuerySet["Unit"]):
-    def for_landlord(self, landlord_id: int) -> UnitQuerySet:
-        return self.filter(landlord_id=landlord_id)
-
-
 class Unit(models.Model):
     class BillingMode(models.TextChoices):
         PREPAID = "prepaid", "Prepaid"
@@ -152,8 +147,6 @@ class Unit(models.Model):
         related_name="+",
     )
     override_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    objects = UnitQuerySet.as_manager()
 
     class Meta:
         ordering = ["property_id", "name"]

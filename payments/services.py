@@ -30,26 +30,6 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 
-def usage_post(
-    *, tenancy: Tenancy, amount_minor: int, energy_wh: int, idempotency_key: str, memo: str
-) -> LedgerTransaction | None:
-    """Debit the tenant and credit the landlord's revenue for energy used."""
-    if amount_minor <= 0:
-        return None
-    tenant = tenant_account(tenancy=tenancy)
-    revenue = landlord_account(
-        landlord=tenancy.landlord, kind=Account.Kind.REVENUE, currency=tenant.currency
-    )
-    txn, _ = ledger_post(
-        landlord_id=tenancy.landlord_id,
-        kind=LedgerTransaction.Kind.USAGE,
-        idempotency_key=idempotency_key,
-        legs=[Leg(debit=tenant, credit=revenue, amount_minor=amount_minor, energy_wh=energy_wh)],
-        memo=memo,
-    )
-    return txn
-
-
 class PaymentError(Exception):
     """A payment request a person made that cannot be accepted; the message is for them."""
 

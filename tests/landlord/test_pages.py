@@ -72,14 +72,24 @@ def test_unit_list_query_count_does_not_grow_with_units(personas, django_assert_
 
 
 def test_postpaid_debt_reads_as_amount_due(personas):
-    from payments.services import usage_post
+    from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
+    from payments.models import Account
 
-    usage_post(
-        tenancy=personas.a.postpaid_tenancy,
-        amount_minor=1234,
-        energy_wh=4000,
+    tenancy = personas.a.postpaid_tenancy
+    ledger_post(
+        landlord_id=tenancy.landlord_id,
+        kind="usage",
         idempotency_key="u1",
-        memo="test",
+        legs=[
+            Leg(
+                debit=tenant_account(tenancy=tenancy),
+                credit=landlord_account(
+                    landlord=tenancy.landlord, kind=Account.Kind.REVENUE, currency="GBP"
+                ),
+                amount_minor=1234,
+                energy_wh=4000,
+            )
+        ],
     )
     client = Client()
     client.force_login(personas.a.staff)
