@@ -92,6 +92,14 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A connection pool per process: opening a PostgreSQL connection costs
+        # milliseconds, and every socket event and request would otherwise pay it.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
+            "max_size": int(os.environ.get("DATABASE_POOL_MAX", "10")),
+            "timeout": 30,
+        }
 else:
     # SQLite under concurrent web + worker load: WAL, a busy timeout and
     # IMMEDIATE transactions so writers queue instead of failing.
