@@ -19,8 +19,13 @@ Figures (targets from the issue):
 3. credit → relay-on command received by the device, p50/p99 (target p99
    under 250 ms on loopback), beside the echo round-trip p50/p99.
 
-Options: --sockets N (default 10000), --frame-devices N (50), --seconds S
-(15), --samples N (200).
+Figure 2 counts frames answered by the server, which answers once a frame's
+readings are committed (meters/intake.py); no task consumer runs meanwhile.
+Afterwards one task consumer rates the backlog, and the bench prints how
+fast (readings rated per second).
+
+Options: --sockets N (default 10000), --frame-devices N (500), --seconds S
+(15), --samples N (200), --rating-workers N (2).
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ def django_setup() -> None:
     django.setup()
     from huey.contrib.djhuey import HUEY
 
+    HUEY.flush()  # tasks left queued by an earlier run
     # Payments posted from here are processed inline, as a webhook worker would.
     HUEY.immediate = True
 
@@ -281,6 +287,30 @@ async def frames_per_second(
     return count / (time.monotonic() - started)
 
 
+def rating_drain(device_ids: list[int], workers: int) -> tuple[int, float]:
+    """Start a task consumer and time how long it takes to rate what figure 2
+    staged; returns (readings rated, seconds)."""
+    from meters.models import IncomingReading
+
+    staged = IncomingReading.objects.filter(device_id__in=device_ids)
+    backlog = staged.count()
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "run_huey", "-w", str(workers), "-k", "thread"],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    started = time.monotonic()
+    try:
+        while staged.exists():
+            if consumer.poll() is not None:
+                raise RuntimeError("the task consumer exited")
+            time.sleep(0.2)
+        return backlog, time.monotonic() - started
+    finally:
+        stop_server(consumer)
+
+
 # --- 3. Credit → relay-on latency ----------------------------------------------
 
 
@@ -361,7 +391,8 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, default=10000)
-    parser.add_argument("--frame-devices", type=int, default=50)
+    parser.add_argument("--frame-devices", type=int, default=500)
+    parser.add_argument("--rating-workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
@@ -397,6 +428,8 @@ def main() -> None:
     try:
         url = f"ws://127.0.0.1:{port}/ws/device/v1"
         dev_fps = asyncio.run(frames_per_second(url, framers, args.frame_devices, args.seconds))
+        # No task consumer ran during figure 2: the server only staged readings.
+        rated, drain_s = rating_drain([pk for pk, _i, _t in framers], args.rating_workers)
         lat = asyncio.run(credit_latency(url, latency))
         # Last, so the slow teardown of thousands of sockets delays nothing measured.
         dev_held, dev_delta = asyncio.run(
@@ -419,6 +452,10 @@ def main() -> None:
     results[f"reading frames/s ({args.frame_devices} devices, 1 reading each)"] = (
         f"{dev_fps:,.0f}",
         f"{echo_fps:,.0f} round trips/s",
+    )
+    results[f"readings rated/s afterwards (1 consumer, {args.rating_workers} threads)"] = (
+        f"{rated / drain_s:,.0f} ({rated:,} in {drain_s:.1f} s)",
+        "-",
     )
     results[f"credit -> relay on, ms ({len(lat)} samples)"] = (
         f"p50 {statistics.median(lat):.1f}, p99 {pct(lat, 99):.1f}, max {max(lat):.1f}",

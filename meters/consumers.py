@@ -27,7 +27,7 @@ from django.utils import timezone
 from config import ratelimit
 from config.live import device_group
 
-from . import protocol, services, shelly
+from . import intake, protocol, services, shelly
 from .models import Device, Protocol
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def _auth_failed(scope: dict[str, Any]) -> None:
 class DeviceConsumer(AsyncWebsocketConsumer):
     device_id: int
     device_ident: str
+    landlord_id: int
 
     async def connect(self) -> None:
         self._wake = asyncio.Event()
@@ -160,6 +161,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def _attach(self, device: Device, subprotocol: str | None = None) -> None:
         self.device_id, self.device_ident = device.pk, device.ident
+        self.landlord_id = device.landlord_id
         # A newer connection of the same device replaces this one.
         await self.channel_layer.group_send(
             device_group(self.device_id), {"type": "device.replaced", "channel": self.channel_name}
@@ -327,14 +329,16 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def _on_meter_values(self, frame: protocol.Frame) -> dict[str, Any]:
         readings = protocol.parse_readings(frame.payload, frame.msg_id)
-        result = await database_sync_to_async(services.readings_record)(
-            device_id=self.device_id, readings=readings
-        )
-        return {
-            "accepted": len(result.accepted) - len(result.flagged),
-            "duplicates": result.duplicates,
-            "flagged": result.flagged,
-        }
+        services.readings_validate(readings=readings, now=timezone.now())
+        try:
+            result = await intake.submit(
+                device_id=self.device_id, landlord_id=self.landlord_id, readings=readings
+            )
+        except intake.IntakeUnavailable:
+            raise protocol.ProtocolError(
+                "InternalError", "The readings could not be stored; send them again.", frame.msg_id
+            ) from None
+        return {"accepted": len(result.accepted), "duplicates": result.duplicates}
 
     async def _on_relay_status(self, frame: protocol.Frame) -> dict[str, Any]:
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
@@ -442,11 +446,16 @@ class ShellyConsumer(DeviceConsumer):
                 register_wh=int(status.energy_wh),
             )
             try:
-                await database_sync_to_async(services.readings_record)(
-                    device_id=self.device_id, readings=[reading]
+                services.readings_validate(readings=[reading], now=now)
+                await intake.submit(
+                    device_id=self.device_id, landlord_id=self.landlord_id, readings=[reading]
                 )
             except services.ReadingRejected as exc:
                 logger.warning("shelly %s: reading refused: %s", self.device_ident, exc.message)
+            except intake.IntakeUnavailable:
+                logger.warning(
+                    "shelly %s: reading not stored; the next status repeats it", self.device_ident
+                )
         if status.output is not None:
             state = "on" if status.output else "off"
             if any(kind == "set" and s == state for kind, s, _g in self._rpc.values()):

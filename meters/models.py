@@ -177,6 +177,32 @@ class Reading(models.Model):
         return f"{self.device_id}#{self.seq} {self.register_wh} Wh"
 
 
+class IncomingReading(models.Model):
+    """A reading its device was told is stored, waiting to be validated and rated.
+
+    Device sockets append readings here in batches (one statement for many
+    frames) and answer the device once the batch is committed;
+    ``meters.services.readings_rate`` moves them into ``Reading`` under the
+    device lock, deriving intervals and posting usage, in the background.
+    The table stays small: rows live only until they are rated.
+    """
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="+")
+    seq = models.BigIntegerField()
+    taken_at = models.DateTimeField()
+    register_wh = models.BigIntegerField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "seq"], name="incoming_device_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}#{self.seq} {self.register_wh} Wh (not yet rated)"
+
+
 class Interval(models.Model):
     """Energy derived from readings, per fixed slot (or a held gap), and its price.
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -22,6 +23,7 @@ from . import vee
 from .models import (
     CutoffNotice,
     Device,
+    IncomingReading,
     Interval,
     Meter,
     MeterEvent,
@@ -455,71 +457,227 @@ def _readings_insert(rows: list[_Row]) -> None:
                 )
 
 
-@transaction.atomic
-def readings_record(*, device_id: int, readings: list[ReadingInput]) -> ReadingsResult:
-    """Store a device's readings once each, validate them, derive and price slots.
+@dataclass
+class StageRequest:
+    """One frame's readings from one device, already checked by ``readings_validate``."""
 
-    The device row lock serialises intake per device, so a reading identity
-    (device, seq) is stored at most once however frames race or repeat. The
-    rules are in ``meters.vee``; pricing in ``payments.rating``; posting in
-    ``payments.billing.usage_settle``.
+    device_id: int
+    landlord_id: int
+    readings: list[ReadingInput]
+
+
+_STAGE_SQL = """
+INSERT INTO {incoming} (landlord_id, device_id, seq, taken_at, register_wh, received_at)
+SELECT u.landlord_id, u.device_id, u.seq, u.taken_at, u.register_wh, %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[])
+    AS u(landlord_id, device_id, seq, taken_at, register_wh)
+WHERE NOT EXISTS (
+    SELECT 1 FROM {reading} r WHERE r.device_id = u.device_id AND r.seq = u.seq
+)
+ON CONFLICT (device_id, seq) DO NOTHING
+RETURNING device_id, seq
+"""
+
+
+def _stage_rows(
+    rows: list[tuple[int, int, int, datetime, int]], now: datetime
+) -> set[tuple[int, int]]:
+    """Append (landlord, device, seq, taken_at, register_wh) rows not stored yet;
+    returns the (device, seq) pairs that were new.
+
+    On PostgreSQL one statement appends the whole batch. Elsewhere (SQLite,
+    one writer at a time) the batch is checked, then inserted.
+    """
+    if not rows:
+        return set()
+    rows.sort(key=lambda r: (r[1], r[2]))  # one lock order for concurrent batches
+    if connection.vendor == "postgresql":
+        sql = _STAGE_SQL.format(
+            incoming=IncomingReading._meta.db_table, reading=Reading._meta.db_table
+        )
+        cols = list(zip(*rows, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [now, *(list(c) for c in cols)])
+            return {(int(d), int(q)) for d, q in cursor.fetchall()}
+    by_device: dict[int, list[int]] = {}
+    for _l, device_id, seq, _t, _w in rows:
+        by_device.setdefault(device_id, []).append(seq)
+    known: set[tuple[int, int]] = set()
+    for device_id, seqs in by_device.items():
+        for model in (Reading, IncomingReading):
+            known.update(
+                model.objects.filter(
+                    device_id=device_id, seq__gte=min(seqs), seq__lte=max(seqs)
+                ).values_list("device_id", "seq")
+            )
+    fresh = [r for r in rows if (r[1], r[2]) not in known]
+    IncomingReading.objects.bulk_create(
+        IncomingReading(
+            landlord_id=landlord_id,
+            device_id=device_id,
+            seq=seq,
+            taken_at=taken_at,
+            register_wh=register_wh,
+            received_at=now,
+        )
+        for landlord_id, device_id, seq, taken_at, register_wh in fresh
+    )
+    return {(r[1], r[2]) for r in fresh}
+
+
+@transaction.atomic
+def readings_stage(
+    *, requests: list[StageRequest], now: datetime | None = None
+) -> list[ReadingsResult | ReadingRejected]:
+    """Store many frames' readings durably in one transaction, unrated.
+
+    Each frame gets its own answer: which readings are new and which were
+    already stored (duplicates), or a refusal when its device has no meter
+    installed (nothing of that frame is stored). A reading identity
+    (device, seq) is stored at most once however frames race or repeat.
+    ``readings_rate`` validates, derives and prices what is staged.
+    """
+    now = now or timezone.now()
+    with_meter = set(
+        Meter.objects.installed()
+        .filter(device_id__in={r.device_id for r in requests})
+        .values_list("device_id", flat=True)
+    )
+    answers: list[ReadingsResult | ReadingRejected] = []
+    owners: dict[tuple[int, int], ReadingsResult] = {}
+    rows: list[tuple[int, int, int, datetime, int]] = []
+    for req in requests:
+        if req.device_id not in with_meter:
+            answers.append(
+                ReadingRejected("GenericError", "No meter is installed for this device.")
+            )
+            continue
+        result = ReadingsResult()
+        for r in req.readings:
+            key = (req.device_id, r.seq)
+            if key in owners:
+                result.duplicates.append(r.seq)
+                continue
+            owners[key] = result
+            rows.append((req.landlord_id, req.device_id, r.seq, r.taken_at, r.register_wh))
+        answers.append(result)
+    fresh = _stage_rows(rows, now)
+    for key, result in owners.items():
+        (result.accepted if key in fresh else result.duplicates).append(key[1])
+    for answer in answers:
+        if isinstance(answer, ReadingsResult):
+            answer.accepted.sort()
+            answer.duplicates.sort()
+    return answers
+
+
+RATE_QUEUED_KEY = "meters:readings-rate-queued"
+
+
+def readings_rate_soon() -> None:
+    """Ask a background worker to rate staged readings, once for many batches.
+
+    A flag in the shared cache stands for a queued task; the task clears it
+    when it starts, so readings staged while it runs queue the next one. The
+    flag expires, and a periodic task rates whatever is left, so a lost task
+    delays rating but loses nothing.
+    """
+    from .tasks import readings_rate_task
+
+    if cache.add(RATE_QUEUED_KEY, 1, timeout=60):
+        readings_rate_task.enqueue()
+
+
+def readings_rate_pending() -> int:
+    """Rate every device's staged readings; returns how many readings were rated.
+
+    Devices another worker is rating are skipped (it will take their new
+    readings too, or the next run will).
+    """
+    cache.delete(RATE_QUEUED_KEY)
+    rated = 0
+    device_ids = list(IncomingReading.objects.values_list("device_id", flat=True).distinct())
+    for device_id in device_ids:
+        try:
+            result = readings_rate(device_id=device_id, skip_locked=True)
+        except Exception:
+            logger.exception("rating staged readings of device %s failed", device_id)
+            continue
+        rated += len(result.accepted)
+    return rated
+
+
+@transaction.atomic
+def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResult:
+    """Validate, derive and price a device's staged readings, oldest first.
+
+    The device row lock serialises rating per device. The rules are in
+    ``meters.vee``; pricing in ``payments.rating``; posting in
+    ``payments.billing.usage_settle``. Staged readings already in ``Reading``
+    (a resend that raced an earlier rating) are dropped as duplicates.
     """
     now = timezone.now()
-    readings_validate(readings=readings, now=now)
+    result = ReadingsResult()
     device = (
-        Device.objects.select_for_update(of=("self",))
+        Device.objects.select_for_update(of=("self",), skip_locked=skip_locked)
         .select_related("unit__property", "unit__tariff", "unit__landlord")
-        .get(pk=device_id)
+        .filter(pk=device_id)
+        .first()
     )
+    if device is None:
+        return result
+    staged = list(
+        IncomingReading.objects.filter(device_id=device_id)
+        .order_by("taken_at", "seq")
+        .values_list("pk", "seq", "taken_at", "register_wh", "received_at")
+    )
+    if not staged:
+        return result
     meter = Meter.objects.installed().select_for_update().filter(device=device).first()
     if meter is None:
-        raise ReadingRejected("GenericError", "No meter is installed for this device.")
-
-    result = ReadingsResult()
-    by_seq: dict[int, ReadingInput] = {}
-    for r in readings:
-        if r.seq in by_seq:
-            result.duplicates.append(r.seq)
-        else:
-            by_seq[r.seq] = r
-    # One range scan instead of a 500-value IN list; a device's seqs only grow.
+        logger.warning("device %s has staged readings but no meter installed", device.ident)
+        return result
+    IncomingReading.objects.filter(pk__in=[row[0] for row in staged]).delete()
+    seqs = [row[1] for row in staged]
     known = set(
-        Reading.objects.filter(
-            device=device, seq__gte=min(by_seq), seq__lte=max(by_seq)
-        ).values_list("seq", flat=True)
-    ) & set(by_seq)
-    result.duplicates.extend(sorted(known))
-    fresh = sorted((by_seq[s] for s in by_seq if s not in known), key=lambda x: (x.taken_at, x.seq))
-    if not fresh:
-        device.last_seen_at = now
+        Reading.objects.filter(device=device, seq__gte=min(seqs), seq__lte=max(seqs)).values_list(
+            "seq", flat=True
+        )
+    )
+    result.duplicates.extend(sorted(known & set(seqs)))
+    fresh = [row for row in staged if row[1] not in known]
+    last_seen = max(row[4] for row in staged)
+    if device.last_seen_at is None or last_seen > device.last_seen_at:
+        device.last_seen_at = last_seen
         device.save(update_fields=["last_seen_at"])
+    if not fresh:
         return result
 
     limits = vee.Limits.from_settings(meter.register_max_wh)
     d = _Derivation()
     rows: list[_Row] = []
     late: list[_Row] = []
-    for r in fresh:
-        row = _Row(device.landlord_id, device.pk, meter.pk, r.seq, r.taken_at, r.register_wh, now)
+    for _pk, seq, taken_at, register_wh, received_at in fresh:
+        row = _Row(device.landlord_id, device.pk, meter.pk, seq, taken_at, register_wh, received_at)
         if meter.rated_at is None:
             row.rule, row.note = vee.Rule.BASELINE.value, "first reading: billing starts here"
-        elif (r.taken_at, r.seq) <= (meter.rated_at, meter.rated_seq or 0):
+        elif (taken_at, seq) <= (meter.rated_at, meter.rated_seq or 0):
             late.append(row)
             continue
         else:
             step = vee.step(
                 prev_at=meter.rated_at,
                 prev_wh=meter.rated_register_wh or 0,
-                at=r.taken_at,
-                register_wh=r.register_wh,
+                at=taken_at,
+                register_wh=register_wh,
                 limits=limits,
             )
             _apply_step(row, step, meter, meter.rated_at, d)
-        meter.rated_seq, meter.rated_register_wh, meter.rated_at = r.seq, r.register_wh, r.taken_at
+        meter.rated_seq, meter.rated_register_wh, meter.rated_at = seq, register_wh, taken_at
         rows.append(row)
     _readings_insert(rows)
     if d.gaps and late:
-        # Late readings may split a gap held by this very frame: store it first.
+        # Late readings may split a gap held by this very batch: store it first.
         Interval.objects.bulk_create(d.gaps)
         d.gaps = []
     for row in late:
@@ -537,11 +695,32 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
     meter.pending_sub += _slots_apply(meter, unit, d)
     billing.usage_settle(meter=meter, unit=unit, now=now)
     meter.save()
-    device.last_seen_at = now
-    device.save(update_fields=["last_seen_at"])
     supply_evaluate(unit=unit, reason="usage")
     _notify_unit(unit)
     return result
+
+
+@transaction.atomic
+def readings_record(*, device_id: int, readings: list[ReadingInput]) -> ReadingsResult:
+    """Store a device's readings and rate them at once (one frame, synchronously).
+
+    The same two steps the device socket takes, without waiting for a
+    background worker: ``readings_stage`` then ``readings_rate``. The result
+    says which readings were new, which were duplicates and which of the new
+    ones were flagged.
+    """
+    readings_validate(readings=readings, now=timezone.now())
+    landlord_id = Device.objects.filter(pk=device_id).values_list("landlord_id", flat=True).get()
+    [answer] = readings_stage(requests=[StageRequest(device_id, landlord_id, readings)])
+    if isinstance(answer, ReadingRejected):
+        raise answer
+    rated = readings_rate(device_id=device_id)
+    mine = set(answer.accepted)
+    late_duplicates = set(rated.duplicates) & mine
+    answer.accepted = [s for s in answer.accepted if s not in late_duplicates]
+    answer.duplicates = sorted([*answer.duplicates, *late_duplicates])
+    answer.flagged = [s for s in rated.flagged if s in mine]
+    return answer
 
 
 @transaction.atomic
@@ -619,6 +798,8 @@ def meter_event_record(
 ) -> MeterEvent:
     """A meter reset or replacement: bill the old register up to its last value,
     then start from the new register's first value."""
+    # Readings the device already sent belong to the register before the event.
+    readings_rate(device_id=meter.device_id)
     meter = Meter.objects.select_for_update().get(pk=meter.pk)
     device = (
         Device.objects.select_for_update().select_related("unit__property").get(pk=meter.device_id)

@@ -1,4 +1,4 @@
-"""Background work for devices: alert emails and the periodic supply reconciliation."""
+"""Background work for devices: rating staged readings, alert emails, supply reconciliation."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from . import alerts, services
 @task()
 def alert_email_task(alert_id: int) -> bool:
     return alerts.alert_email_send(alert_id=alert_id)
+
+
+@task()
+def readings_rate_task() -> int:
+    """Rate what device sockets staged (queued by ``services.readings_rate_soon``)."""
+    return services.readings_rate_pending()
+
+
+@db_periodic_task(crontab(minute="*"), name="readings_rate")
+def readings_rate_periodic() -> int:
+    """Every minute: rate anything staged whose queued task was lost."""
+    return services.readings_rate_pending()
 
 
 @db_periodic_task(crontab(minute="*"), name="supply_reconcile")

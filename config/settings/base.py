@@ -243,6 +243,9 @@ SUBMETER: dict[str, Any] = {
     # a channel-layer wake-up was lost.
     "RELAY_SAFETY_CHECK_SECONDS": float(os.environ.get("RELAY_SAFETY_CHECK_SECONDS", "15")),
     "MAX_READINGS_PER_FRAME": 500,
+    # Readings written in one transaction by a process's device sockets
+    # (meters/intake.py): many frames, one commit.
+    "INTAKE_BATCH_READINGS": int(os.environ.get("INTAKE_BATCH_READINGS", "5000")),
     # Failed sign-ins allowed per account and per address in the window.
     "LOGIN_MAX_FAILURES": int(os.environ.get("LOGIN_MAX_FAILURES", "5")),
     "LOGIN_WINDOW_SECONDS": int(os.environ.get("LOGIN_WINDOW_SECONDS", "900")),

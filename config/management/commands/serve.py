@@ -34,7 +34,11 @@ class InProcessConsumer(Consumer):
 def start_consumer(workers: int = 2) -> InProcessConsumer:
     from huey.contrib.djhuey import HUEY
 
-    consumer = InProcessConsumer(HUEY, workers=workers, worker_type="thread", periodic=True)
+    # Polls the queue at least twice a second when idle (the default backs off to
+    # 10 s), so staged readings are rated and payments credited promptly.
+    consumer = InProcessConsumer(
+        HUEY, workers=workers, worker_type="thread", periodic=True, max_delay=0.5
+    )
     consumer.start()
     return consumer
 

@@ -1,0 +1,118 @@
+"""Group commit of device readings: many sockets' frames, one transaction.
+
+A socket hands its frame's readings to ``submit`` and waits. One task per
+event loop writes everything waiting in one ``services.readings_stage``
+call (one statement on PostgreSQL), answers every frame once the batch is
+committed, and asks a background worker to rate it. While a batch is being
+written, the next one gathers, so a busy process writes big batches and a
+quiet one writes each frame at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+class IntakeUnavailable(Exception):
+    """The batch could not be stored; the device should send the frame again."""
+
+
+@dataclass
+class _Waiting:
+    request: services.StageRequest
+    answer: asyncio.Future[services.ReadingsResult]
+
+
+@dataclass
+class _Batcher:
+    loop: asyncio.AbstractEventLoop
+    waiting: list[_Waiting] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.waiting:
+                batch = self._take()
+                try:
+                    answers = await database_sync_to_async(_write, thread_sensitive=False)(
+                        [w.request for w in batch]
+                    )
+                except Exception:
+                    logger.exception("storing %d reading frames failed", len(batch))
+                    for w in batch:
+                        if not w.answer.done():
+                            w.answer.set_exception(IntakeUnavailable())
+                    continue
+                for w, answer in zip(batch, answers, strict=True):
+                    if w.answer.done():
+                        continue  # the socket went away
+                    if isinstance(answer, services.ReadingRejected):
+                        w.answer.set_exception(answer)
+                    else:
+                        w.answer.set_result(answer)
+
+    def _take(self) -> list[_Waiting]:
+        """Frames up to the batch size in readings (at least one frame)."""
+        limit = int(settings.SUBMETER["INTAKE_BATCH_READINGS"])
+        taken, count = 0, 0
+        for w in self.waiting:
+            if taken and count + len(w.request.readings) > limit:
+                break
+            taken += 1
+            count += len(w.request.readings)
+        batch, self.waiting = self.waiting[:taken], self.waiting[taken:]
+        return batch
+
+
+def _write(
+    requests: list[services.StageRequest],
+) -> list[services.ReadingsResult | services.ReadingRejected]:
+    answers = services.readings_stage(requests=requests)
+    if any(isinstance(a, services.ReadingsResult) and a.accepted for a in answers):
+        # Committed by now; with an immediate queue (tests) this rates at once.
+        services.readings_rate_soon()
+    return answers
+
+
+_batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
+
+
+def _batcher() -> _Batcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None or batcher.task is None or batcher.task.done():
+        for old in [lp for lp in _batchers if lp.is_closed()]:
+            del _batchers[old]
+        batcher = _Batcher(loop)
+        batcher.task = loop.create_task(batcher.run())
+        _batchers[loop] = batcher
+    return batcher
+
+
+async def submit(
+    *, device_id: int, landlord_id: int, readings: list[services.ReadingInput]
+) -> services.ReadingsResult:
+    """Store one frame's (validated) readings; returns once they are committed.
+
+    Raises ``services.ReadingRejected`` for a frame that cannot be stored
+    (no meter installed) and ``IntakeUnavailable`` when the database failed.
+    """
+    batcher = _batcher()
+    answer: asyncio.Future[services.ReadingsResult] = batcher.loop.create_future()
+    batcher.waiting.append(
+        _Waiting(services.StageRequest(device_id, landlord_id, readings), answer)
+    )
+    batcher.wake.set()
+    return await answer

@@ -1,0 +1,268 @@
+"""Reading intake in two steps: durable staging of many frames at once, then rating.
+
+The device socket answers once a batch is committed (``readings_stage``);
+rating (``readings_rate``) runs in the background. Whatever the batching and
+whenever rating runs, the result must be the same as rating each frame on
+arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.cache import cache
+from django.db import OperationalError, connection, connections, transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meters import services
+from meters.models import Device, IncomingReading, Interval, Meter, Reading
+from meters.services import ReadingInput, ReadingRejected, StageRequest
+from tests.wsutil import FakeDevice, device_communicator
+
+BASE = datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
+
+
+def _inputs(*items: tuple[int, int, int]) -> list[ReadingInput]:
+    return [
+        ReadingInput(seq=seq, taken_at=BASE + timedelta(minutes=m), register_wh=wh)
+        for seq, m, wh in items
+    ]
+
+
+def _request(device: Device, *items: tuple[int, int, int]) -> StageRequest:
+    return StageRequest(device.pk, device.landlord_id, _inputs(*items))
+
+
+@pytest.mark.django_db
+def test_one_batch_answers_each_frame_on_its_own(personas):
+    a = personas.a.prepaid_device.device
+    b = personas.b.postpaid_device.device
+    bare = personas.a.postpaid_device.device
+    Meter.objects.filter(device=bare).update(removed_at=timezone.now())
+    answers = services.readings_stage(
+        requests=[
+            _request(a, (1, 0, 0), (2, 1, 10)),
+            _request(bare, (1, 0, 0)),
+            _request(b, (7, 0, 5), (7, 0, 5)),
+            _request(a, (2, 1, 10), (3, 2, 20)),  # the same device again in one batch
+        ]
+    )
+    assert (answers[0].accepted, answers[0].duplicates) == ([1, 2], [])
+    assert isinstance(answers[1], ReadingRejected) and "No meter" in answers[1].message
+    assert (answers[2].accepted, answers[2].duplicates) == ([7], [7])
+    assert (answers[3].accepted, answers[3].duplicates) == ([3], [2])
+    assert IncomingReading.objects.count() == 4
+    assert not IncomingReading.objects.filter(device=bare).exists()
+    # Staged, not yet rated: nothing priced, nothing in the readings table.
+    assert Reading.objects.count() == 0 and Interval.objects.count() == 0
+    assert services.readings_rate_pending() == 4
+    assert IncomingReading.objects.count() == 0
+    assert Reading.objects.filter(device=a).count() == 3
+    # Already rated readings sent again are duplicates at staging.
+    [again] = services.readings_stage(requests=[_request(a, (1, 0, 0), (4, 3, 30))])
+    assert (again.accepted, again.duplicates) == ([4], [1])
+
+
+@pytest.mark.django_db
+def test_a_resend_that_raced_rating_is_dropped_as_a_duplicate(personas):
+    device = personas.a.prepaid_device.device
+    services.readings_record(device_id=device.pk, readings=_inputs((1, 0, 0), (2, 1, 100)))
+    # As if the staging check ran before the first copy was rated.
+    IncomingReading.objects.create(
+        landlord_id=device.landlord_id,
+        device=device,
+        seq=2,
+        taken_at=BASE + timedelta(minutes=1),
+        register_wh=100,
+        received_at=timezone.now(),
+    )
+    result = services.readings_rate(device_id=device.pk)
+    assert (result.accepted, result.duplicates) == ([], [2])
+    assert Reading.objects.filter(device=device).count() == 2
+    assert not IncomingReading.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_lost_rating_task_is_covered_by_the_periodic_run(personas):
+    from meters.tasks import readings_rate_periodic
+
+    device = personas.a.prepaid_device.device
+    cache.set(services.RATE_QUEUED_KEY, 1)  # a task is "queued" but never runs
+    services.readings_stage(requests=[_request(device, (1, 0, 0), (2, 1, 100))])
+    services.readings_rate_soon()
+    assert IncomingReading.objects.count() == 2
+    readings_rate_periodic.call_local()
+    assert not IncomingReading.objects.exists()
+    assert Reading.objects.filter(device=device).count() == 2
+    assert cache.get(services.RATE_QUEUED_KEY) is None
+
+
+@pytest.mark.django_db
+def test_a_meter_event_rates_what_the_device_sent_before_it(personas):
+    from meters.models import MeterEvent
+
+    device = personas.a.prepaid_device.device
+    meter = Meter.objects.get(device=device)
+    services.readings_stage(requests=[_request(device, (1, 0, 1000), (2, 10, 1100))])
+    services.meter_event_record(
+        meter=meter,
+        kind=MeterEvent.Kind.RESET,
+        at=BASE + timedelta(minutes=11),
+        old_last_wh=1100,
+        new_first_wh=0,
+        reason="register reset",
+    )
+    assert not IncomingReading.objects.exists()
+    assert Reading.objects.filter(meter=meter).count() == 2
+    assert Meter.objects.get(pk=meter.pk).rated_register_wh == 0
+
+
+_frame = st.lists(st.tuples(st.integers(1, 40), st.integers(0, 4)), min_size=1, max_size=6)
+
+
+class _Rollback(Exception):
+    pass
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(frames=st.lists(_frame, min_size=1, max_size=8), cuts=st.sets(st.integers(0, 8)))
+def test_batching_and_rating_later_equal_rating_each_frame_at_once(personas, frames, cuts):
+    """Frames staged in any batches and rated at any points give exactly what
+    rating each frame on arrival gives: the same readings, intervals and money."""
+    a = personas.a.prepaid_device.device
+    b = personas.b.prepaid_device.device
+
+    def frame_inputs(frame):
+        # seq s is taken s minutes after BASE on a register that only grows.
+        return [ReadingInput(s, BASE + timedelta(minutes=s), s * 20 + wh) for s, wh in frame]
+
+    def snapshot(device):
+        meter = Meter.objects.get(device=device)
+        # Rule labels note how a reading arrived (late, across a gap since
+        # filled), which batching changes; what is billed must not change.
+        readings = sorted(Reading.objects.filter(device=device).values_list("seq", "quality"))
+        # An interval once estimated stays marked so after a late reading fills
+        # its gap (arrival order decides that label, not the energy or price).
+        intervals = sorted(
+            Interval.objects.filter(meter=meter).values_list(
+                "kind", "start", "energy_wh", "gross_sub"
+            )
+        )
+        return readings, intervals, meter.posted_minor * 10**11 + meter.pending_sub
+
+    try:
+        with transaction.atomic():
+            for frame in frames:  # a: each frame rated on arrival
+                services.readings_record(device_id=a.pk, readings=frame_inputs(frame))
+            pending: list[StageRequest] = []
+            for i, frame in enumerate(frames):  # b: batched, rated at the cuts
+                pending.append(StageRequest(b.pk, b.landlord_id, frame_inputs(frame)))
+                if i in cuts:
+                    services.readings_stage(requests=pending)
+                    pending = []
+                    services.readings_rate_pending()
+            if pending:
+                services.readings_stage(requests=pending)
+            services.readings_rate_pending()
+            assert not IncomingReading.objects.exists()
+            assert snapshot(a) == snapshot(b)
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+# --- through the socket -----------------------------------------------------------
+
+
+async def _connect(creds) -> FakeDevice:
+    comm = device_communicator(creds.headers)
+    connected, _ = await comm.connect()
+    assert connected
+    return FakeDevice(comm)
+
+
+@database_sync_to_async
+def _stored() -> tuple[int, int]:
+    return Reading.objects.count(), IncomingReading.objects.count()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_frames_from_many_sockets_at_once_are_each_stored_once(tpersonas):
+    devices = [
+        tpersonas.a.prepaid_device,
+        tpersonas.a.postpaid_device,
+        tpersonas.b.prepaid_device,
+        tpersonas.b.postpaid_device,
+    ]
+    socks = [await _connect(d) for d in devices]
+    first = await asyncio.gather(*(s.readings((1, 100), (2, 150)) for s in socks))
+    again = await asyncio.gather(*(s.readings((2, 150), (3, 180)) for s in socks))
+    assert all(r[2] == {"accepted": 2, "duplicates": []} for r in first)
+    assert all(r[2] == {"accepted": 1, "duplicates": [2]} for r in again)
+    # The test queue runs the rating task at once, before the answers.
+    assert await _stored() == (12, 0)
+    for s in socks:
+        await s.comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_database_failure_answers_internal_error_and_stores_nothing(tpersonas, monkeypatch):
+    def broken(**kwargs):
+        raise OperationalError("database unavailable")
+
+    dev = await _connect(tpersonas.a.prepaid_device)
+    monkeypatch.setattr(services, "readings_stage", broken)
+    res = await dev.readings((1, 100))
+    assert res[0] == 4 and res[2] == "InternalError"
+    monkeypatch.undo()
+    assert await _stored() == (0, 0)
+    res = await dev.readings((1, 100))  # sent again later: stored
+    assert res[2] == {"accepted": 1, "duplicates": []}
+    await dev.comm.disconnect()
+
+
+# --- PostgreSQL: concurrent batches -----------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
+    devices = [tpersonas.a.prepaid_device.device, tpersonas.b.prepaid_device.device]
+    requests = [_request(d, *[(s, s, s * 10) for s in range(1, 201)]) for d in devices]
+    barrier = threading.Barrier(4)
+    answers: list[list[object]] = []
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            # Opposite orders in half the threads: rows are locked in one order.
+            answers.append(services.readings_stage(requests=requests[:: 1 if i % 2 else -1]))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    accepted = sum(len(a.accepted) for batch in answers for a in batch)
+    duplicates = sum(len(a.duplicates) for batch in answers for a in batch)
+    assert (accepted, duplicates) == (400, 1200)
+    assert IncomingReading.objects.count() == 400
+    services.readings_rate_pending()
+    assert Reading.objects.count() == 400
