@@ -255,36 +255,53 @@ async def hold_sockets(url: str, headers: list[dict[str, str] | None], pid: int)
 async def frames_per_second(
     url: str, devices: list[tuple[int, str, int]] | None, clients: int, seconds: float
 ) -> float:
+    """Every client connects first; then each sends one-reading frames, one at a
+    time (the next after the answer), for ``seconds``. Returns frames/s."""
     count = 0
-    stop = time.monotonic() + seconds
     base = datetime.now(UTC) - timedelta(days=1)
+    sem = asyncio.Semaphore(50)
 
-    async def run(i: int) -> None:
-        nonlocal count
+    async def connect(i: int) -> websockets.ClientConnection:
         headers = auth(devices[i][1]) if devices else None
-        async with websockets.connect(url, additional_headers=headers, ping_interval=None) as ws:
-            seq = 0
-            while time.monotonic() < stop:
-                seq += 1
-                reading = {
-                    "seq": seq,
-                    "taken_at": (base + timedelta(seconds=seq)).isoformat(),
-                    "register_wh": seq,
-                }
-                await ws.send(json.dumps([2, f"m{seq}", "MeterValues", {"readings": [reading]}]))
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame[1] == f"m{seq}":
-                        # The echo server returns the call itself; the device socket a result.
-                        assert frame[0] == 3 or devices is None, frame
-                        break
-                    if frame[0] == 2:  # a server call (e.g. Notify): answer it
-                        await ws.send(json.dumps([3, frame[1], {}]))
-                count += 1
+        async with sem:
+            return await websockets.connect(
+                url,
+                additional_headers=headers,
+                ping_interval=None,
+                open_timeout=120,
+                compression=None,  # meters do not offer permessage-deflate
+            )
+
+    socks = await asyncio.gather(*(connect(i) for i in range(clients)))
+    stop = time.monotonic() + seconds
+
+    async def run(ws: websockets.ClientConnection) -> None:
+        nonlocal count
+        seq = 0
+        while time.monotonic() < stop:
+            seq += 1
+            reading = {
+                "seq": seq,
+                "taken_at": (base + timedelta(seconds=seq)).isoformat(),
+                "register_wh": seq,
+            }
+            await ws.send(json.dumps([2, f"m{seq}", "MeterValues", {"readings": [reading]}]))
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame[1] == f"m{seq}":
+                    # The echo server returns the call itself; the device socket a result.
+                    assert frame[0] == 3 or devices is None, frame
+                    break
+                if frame[0] == 2:  # a server call (e.g. Notify): answer it
+                    await ws.send(json.dumps([3, frame[1], {}]))
+            count += 1
 
     started = time.monotonic()
-    await asyncio.gather(*(run(i) for i in range(clients)))
-    return count / (time.monotonic() - started)
+    await asyncio.gather(*(run(ws) for ws in socks))
+    elapsed = time.monotonic() - started
+    for ws in socks:
+        ws.transport.abort()
+    return count / elapsed
 
 
 def rating_drain(device_ids: list[int], workers: int) -> tuple[int, float]:

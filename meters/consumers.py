@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -247,6 +248,15 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 continue
             self._notify_in_flight.add(msg_id)
             await self.send(text_data=protocol.call(msg_id, "Notify", alert))
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message, a
+        # thread hop per frame. Every database call here goes through
+        # database_sync_to_async, which does that in its own thread anyway.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- inbound frames -----------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -467,41 +467,64 @@ class StageRequest:
 
 
 _STAGE_SQL = """
-INSERT INTO {incoming} (landlord_id, device_id, seq, taken_at, register_wh, received_at)
-SELECT u.landlord_id, u.device_id, u.seq, u.taken_at, u.register_wh, %s
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[])
-    AS u(landlord_id, device_id, seq, taken_at, register_wh)
-WHERE NOT EXISTS (
-    SELECT 1 FROM {reading} r WHERE r.device_id = u.device_id AND r.seq = u.seq
+WITH installed AS (
+    SELECT device_id FROM {meter} WHERE device_id = ANY(%s) AND removed_at IS NULL
+), staged AS (
+    INSERT INTO {incoming} (landlord_id, device_id, seq, taken_at, register_wh, received_at)
+    SELECT u.landlord_id, u.device_id, u.seq, u.taken_at, u.register_wh, %s
+    FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[])
+        AS u(landlord_id, device_id, seq, taken_at, register_wh)
+    WHERE u.device_id IN (SELECT device_id FROM installed)
+      AND NOT EXISTS (
+        SELECT 1 FROM {reading} r WHERE r.device_id = u.device_id AND r.seq = u.seq
+      )
+    ON CONFLICT (device_id, seq) DO NOTHING
+    RETURNING device_id, seq
 )
-ON CONFLICT (device_id, seq) DO NOTHING
-RETURNING device_id, seq
+SELECT device_id, NULL FROM installed
+UNION ALL
+SELECT device_id, seq FROM staged
 """
+
+_Staged = tuple[int, int, int, datetime, int]  # landlord, device, seq, taken_at, register_wh
 
 
 def _stage_rows(
-    rows: list[tuple[int, int, int, datetime, int]], now: datetime
-) -> set[tuple[int, int]]:
-    """Append (landlord, device, seq, taken_at, register_wh) rows not stored yet;
-    returns the (device, seq) pairs that were new.
+    rows: list[_Staged], device_ids: set[int], now: datetime
+) -> tuple[set[int], set[tuple[int, int]]]:
+    """Append the rows of devices that have a meter installed, skipping readings
+    stored already. Returns (devices with a meter, (device, seq) pairs appended).
 
-    On PostgreSQL one statement appends the whole batch. Elsewhere (SQLite,
-    one writer at a time) the batch is checked, then inserted.
+    On PostgreSQL one statement does it all for the whole batch. Elsewhere
+    (SQLite, one writer at a time) the batch is checked, then inserted.
     """
-    if not rows:
-        return set()
     rows.sort(key=lambda r: (r[1], r[2]))  # one lock order for concurrent batches
     if connection.vendor == "postgresql":
         sql = _STAGE_SQL.format(
-            incoming=IncomingReading._meta.db_table, reading=Reading._meta.db_table
+            meter=Meter._meta.db_table,
+            incoming=IncomingReading._meta.db_table,
+            reading=Reading._meta.db_table,
         )
-        cols = list(zip(*rows, strict=True))
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [now, *(list(c) for c in cols)])
-            return {(int(d), int(q)) for d, q in cursor.fetchall()}
+        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 5
+        connection.ensure_connection()
+        # The driver's own cursor binds the arrays on the server, far cheaper
+        # than inlining thousands of values into the SQL text.
+        with connection.connection.cursor() as cursor:
+            cursor.execute(sql, [sorted(device_ids), now, *cols])
+            found = cursor.fetchall()
+        return (
+            {int(d) for d, q in found if q is None},
+            {(int(d), int(q)) for d, q in found if q is not None},
+        )
+    installed = set(
+        Meter.objects.installed()
+        .filter(device_id__in=device_ids)
+        .values_list("device_id", flat=True)
+    )
     by_device: dict[int, list[int]] = {}
     for _l, device_id, seq, _t, _w in rows:
-        by_device.setdefault(device_id, []).append(seq)
+        if device_id in installed:
+            by_device.setdefault(device_id, []).append(seq)
     known: set[tuple[int, int]] = set()
     for device_id, seqs in by_device.items():
         for model in (Reading, IncomingReading):
@@ -510,7 +533,7 @@ def _stage_rows(
                     device_id=device_id, seq__gte=min(seqs), seq__lte=max(seqs)
                 ).values_list("device_id", "seq")
             )
-    fresh = [r for r in rows if (r[1], r[2]) not in known]
+    fresh = [r for r in rows if r[1] in installed and (r[1], r[2]) not in known]
     IncomingReading.objects.bulk_create(
         IncomingReading(
             landlord_id=landlord_id,
@@ -522,7 +545,7 @@ def _stage_rows(
         )
         for landlord_id, device_id, seq, taken_at, register_wh in fresh
     )
-    return {(r[1], r[2]) for r in fresh}
+    return installed, {(r[1], r[2]) for r in fresh}
 
 
 @transaction.atomic
@@ -538,21 +561,10 @@ def readings_stage(
     ``readings_rate`` validates, derives and prices what is staged.
     """
     now = now or timezone.now()
-    with_meter = set(
-        Meter.objects.installed()
-        .filter(device_id__in={r.device_id for r in requests})
-        .values_list("device_id", flat=True)
-    )
-    answers: list[ReadingsResult | ReadingRejected] = []
+    results = [ReadingsResult() for _ in requests]
     owners: dict[tuple[int, int], ReadingsResult] = {}
-    rows: list[tuple[int, int, int, datetime, int]] = []
-    for req in requests:
-        if req.device_id not in with_meter:
-            answers.append(
-                ReadingRejected("GenericError", "No meter is installed for this device.")
-            )
-            continue
-        result = ReadingsResult()
+    rows: list[_Staged] = []
+    for req, result in zip(requests, results, strict=True):
         for r in req.readings:
             key = (req.device_id, r.seq)
             if key in owners:
@@ -560,14 +572,19 @@ def readings_stage(
                 continue
             owners[key] = result
             rows.append((req.landlord_id, req.device_id, r.seq, r.taken_at, r.register_wh))
-        answers.append(result)
-    fresh = _stage_rows(rows, now)
+    installed, fresh = _stage_rows(rows, {r.device_id for r in requests}, now)
     for key, result in owners.items():
         (result.accepted if key in fresh else result.duplicates).append(key[1])
-    for answer in answers:
-        if isinstance(answer, ReadingsResult):
-            answer.accepted.sort()
-            answer.duplicates.sort()
+    answers: list[ReadingsResult | ReadingRejected] = []
+    for req, result in zip(requests, results, strict=True):
+        if req.device_id not in installed:
+            answers.append(
+                ReadingRejected("GenericError", "No meter is installed for this device.")
+            )
+            continue
+        result.accepted.sort()
+        result.duplicates.sort()
+        answers.append(result)
     return answers
 
 
