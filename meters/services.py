@@ -605,15 +605,27 @@ def readings_rate_soon() -> None:
         readings_rate_task.enqueue()
 
 
-def readings_rate_pending() -> int:
-    """Rate every device's staged readings; returns how many readings were rated.
+RATE_CHUNK_DEVICES = 100
 
-    Devices another worker is rating are skipped (it will take their new
-    readings too, or the next run will).
+
+def readings_rate_pending(*, device_ids: list[int] | None = None) -> int:
+    """Rate devices' staged readings; returns how many readings were rated.
+
+    Without ``device_ids``: every device with staged readings, this task taking
+    the first hundred and queueing a task per further hundred, so several
+    consumers share a big backlog. Devices another worker is rating are
+    skipped (it takes their new readings too, or the next run will).
     """
-    cache.delete(RATE_QUEUED_KEY)
+    if device_ids is None:
+        cache.delete(RATE_QUEUED_KEY)
+        device_ids = list(IncomingReading.objects.values_list("device_id", flat=True).distinct())
+        if len(device_ids) > RATE_CHUNK_DEVICES:
+            from .tasks import readings_rate_task
+
+            for i in range(RATE_CHUNK_DEVICES, len(device_ids), RATE_CHUNK_DEVICES):
+                readings_rate_task.enqueue(device_ids=device_ids[i : i + RATE_CHUNK_DEVICES])
+            device_ids = device_ids[:RATE_CHUNK_DEVICES]
     rated = 0
-    device_ids = list(IncomingReading.objects.values_list("device_id", flat=True).distinct())
     for device_id in device_ids:
         try:
             result = readings_rate(device_id=device_id, skip_locked=True)

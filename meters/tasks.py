@@ -15,9 +15,9 @@ def alert_email_task(alert_id: int) -> bool:
 
 
 @task()
-def readings_rate_task() -> int:
+def readings_rate_task(device_ids: list[int] | None = None) -> int:
     """Rate what device sockets staged (queued by ``services.readings_rate_soon``)."""
-    return services.readings_rate_pending()
+    return services.readings_rate_pending(device_ids=device_ids)
 
 
 @db_periodic_task(crontab(minute="*"), name="readings_rate")

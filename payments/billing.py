@@ -1,7 +1,7 @@
 """Billing services: tariffs into schedules, usage postings, standing charges,
 postpaid invoices, emergency credit and its recovery.
 
-Usage is rated per slot by ``meters.services.readings_record``; the exact
+Usage is rated per slot by ``meters.services.readings_rate``; the exact
 amounts (sub-units) accumulate on the meter and are posted in aggregated
 debits by :func:`usage_settle` (see its docstring for when).
 """

@@ -213,13 +213,18 @@ def run_smoke(port: int, var_dir: str) -> None:
             f"simulate reports {READINGS} readings sent",
         )
 
-        # 4. The readings are in the database.
+        # 4. The readings are in the database, rated by the in-process task
+        # consumer within seconds of being stored.
         code = (
+            "import time\n"
             "from meters.models import Reading\n"
             "from django.utils.dateparse import parse_datetime\n"
             f"since = parse_datetime({sim_started.isoformat()!r})\n"
-            f"n = Reading.objects.filter(device__ident={DEVICE!r}, received_at__gte=since).count()\n"
-            "print(f'SMOKE_READINGS={n}')\n"
+            f"rated = Reading.objects.filter(device__ident={DEVICE!r}, received_at__gte=since)\n"
+            "deadline = time.monotonic() + 20\n"
+            f"while rated.count() < {READINGS} and time.monotonic() < deadline:\n"
+            "    time.sleep(0.2)\n"
+            "print(f'SMOKE_READINGS={rated.count()}')\n"
         )
         shell = subprocess.run(
             [PYTHON, "manage.py", "shell", "-v", "0", "-c", code],
@@ -236,7 +241,7 @@ def run_smoke(port: int, var_dir: str) -> None:
             print(shell.stdout + shell.stderr)
         check(
             count >= READINGS,
-            f"at least {READINGS} readings stored for {DEVICE} since the simulator started",
+            f"at least {READINGS} readings stored and rated for {DEVICE} since the simulator started",
             f"found {count}",
         )
 

@@ -104,6 +104,22 @@ def test_a_lost_rating_task_is_covered_by_the_periodic_run(personas):
 
 
 @pytest.mark.django_db
+def test_a_big_backlog_is_shared_out_in_tasks(personas, monkeypatch):
+    monkeypatch.setattr(services, "RATE_CHUNK_DEVICES", 1)
+    devices = [
+        personas.a.prepaid_device.device,
+        personas.a.postpaid_device.device,
+        personas.b.prepaid_device.device,
+    ]
+    services.readings_stage(requests=[_request(d, (1, 0, 0), (2, 1, 50)) for d in devices])
+    # It rates its own share (one device) and queues a task per further device;
+    # the test queue runs those at once.
+    assert services.readings_rate_pending() == 2
+    assert not IncomingReading.objects.exists()
+    assert Reading.objects.count() == 6
+
+
+@pytest.mark.django_db
 def test_a_meter_event_rates_what_the_device_sent_before_it(personas):
     from meters.models import MeterEvent
 
