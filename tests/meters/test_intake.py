@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from meters import services
 from meters.models import Device, IncomingReading, Interval, Meter, Reading
-from meters.services import ReadingInput, ReadingRejected, StageRequest
+from meters.services import ReadingInput, ReadingRejected, ReadingsResult, StageRequest
 from tests.wsutil import FakeDevice, device_communicator
 
 BASE = datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
@@ -39,6 +39,11 @@ def _request(device: Device, *items: tuple[int, int, int]) -> StageRequest:
     return StageRequest(device.pk, device.landlord_id, _inputs(*items))
 
 
+def _ok(answer: ReadingsResult | ReadingRejected) -> ReadingsResult:
+    assert isinstance(answer, ReadingsResult), answer
+    return answer
+
+
 @pytest.mark.django_db
 def test_one_batch_answers_each_frame_on_its_own(personas):
     a = personas.a.prepaid_device.device
@@ -53,10 +58,11 @@ def test_one_batch_answers_each_frame_on_its_own(personas):
             _request(a, (2, 1, 10), (3, 2, 20)),  # the same device again in one batch
         ]
     )
-    assert (answers[0].accepted, answers[0].duplicates) == ([1, 2], [])
-    assert isinstance(answers[1], ReadingRejected) and "No meter" in answers[1].message
-    assert (answers[2].accepted, answers[2].duplicates) == ([7], [7])
-    assert (answers[3].accepted, answers[3].duplicates) == ([3], [2])
+    first, bare_answer, third, fourth = answers
+    assert (_ok(first).accepted, _ok(first).duplicates) == ([1, 2], [])
+    assert isinstance(bare_answer, ReadingRejected) and "No meter" in bare_answer.message
+    assert (_ok(third).accepted, _ok(third).duplicates) == ([7], [7])
+    assert (_ok(fourth).accepted, _ok(fourth).duplicates) == ([3], [2])
     assert IncomingReading.objects.count() == 4
     assert not IncomingReading.objects.filter(device=bare).exists()
     # Staged, not yet rated: nothing priced, nothing in the readings table.
@@ -66,7 +72,7 @@ def test_one_batch_answers_each_frame_on_its_own(personas):
     assert Reading.objects.filter(device=a).count() == 3
     # Already rated readings sent again are duplicates at staging.
     [again] = services.readings_stage(requests=[_request(a, (1, 0, 0), (4, 3, 30))])
-    assert (again.accepted, again.duplicates) == ([4], [1])
+    assert (_ok(again).accepted, _ok(again).duplicates) == ([4], [1])
 
 
 @pytest.mark.django_db
@@ -257,7 +263,7 @@ def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
     devices = [tpersonas.a.prepaid_device.device, tpersonas.b.prepaid_device.device]
     requests = [_request(d, *[(s, s, s * 10) for s in range(1, 201)]) for d in devices]
     barrier = threading.Barrier(4)
-    answers: list[list[object]] = []
+    answers: list[list[ReadingsResult | ReadingRejected]] = []
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
@@ -276,8 +282,8 @@ def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
     for t in threads:
         t.join(60)
     assert not errors, errors
-    accepted = sum(len(a.accepted) for batch in answers for a in batch)
-    duplicates = sum(len(a.duplicates) for batch in answers for a in batch)
+    accepted = sum(len(_ok(a).accepted) for batch in answers for a in batch)
+    duplicates = sum(len(_ok(a).duplicates) for batch in answers for a in batch)
     assert (accepted, duplicates) == (400, 1200)
     assert IncomingReading.objects.count() == 400
     services.readings_rate_pending()
