@@ -3,7 +3,9 @@
 The in-memory channel layer belongs to the server's event loop and is not
 thread-safe. Code running in a Huey worker thread of the single-process mode
 therefore hands the send to that loop (``run_coroutine_threadsafe``) instead
-of starting its own. With Redis the same hand-off is harmless.
+of starting its own. With Redis the same hand-off is harmless; elsewhere (a
+task consumer process, a worker thread of a uvicorn process) Redis sends go
+through one long-lived sender loop per process.
 
 Broadcasts are wake-ups only: every receiver re-reads the database, so a lost
 message delays a screen, it never makes it wrong.
@@ -17,7 +19,8 @@ import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,28 @@ def _log_failure(fut: Any) -> None:
         logger.warning("group send failed: %r", exc)
 
 
+_sending: tuple[asyncio.AbstractEventLoop, Any] | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender() -> tuple[asyncio.AbstractEventLoop, Any]:
+    """One event loop thread per process, with its own channel-layer instance,
+    for sends from threads that have no loop.
+
+    ``async_to_sync`` from such a thread (a task consumer's worker) starts a
+    new event loop per call, and channels-redis opens a new connection for
+    each new loop: milliseconds per send. This loop keeps its connections. A
+    layer instance is not safe to share between loops, hence its own.
+    """
+    global _sending
+    with _sender_lock:
+        if _sending is None or _sending[0].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="group-send", daemon=True).start()
+            _sending = (loop, channel_layers.make_backend(DEFAULT_CHANNEL_LAYER))
+        return _sending
+
+
 def group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -49,7 +74,15 @@ def group_send(group: str, message: dict[str, Any]) -> None:
         fut.add_done_callback(_log_failure)
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        if isinstance(layer, InMemoryChannelLayer):
+            # Bound to the loop of whoever receives: only async_to_sync reaches it.
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            sender_loop, sender_layer = _sender()
+            sent = asyncio.run_coroutine_threadsafe(
+                sender_layer.group_send(group, message), sender_loop
+            )
+            sent.result(timeout=10)
     except Exception as exc:  # a lost wake-up must never fail the caller
         logger.warning("group send failed: %r", exc)
 
