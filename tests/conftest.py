@@ -73,3 +73,15 @@ def _fresh_cache() -> Iterator[None]:
 
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """A channel-layer instance per test: each async test has its own event loop,
+    and a channels-redis layer must not be shared between loops (a server has
+    one loop for its life)."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
