@@ -82,7 +82,11 @@ def _write(
     answers = services.readings_stage(requests=requests)
     if any(isinstance(a, services.ReadingsResult) and a.accepted for a in answers):
         # Committed by now; with an immediate queue (tests) this rates at once.
-        services.readings_rate_soon()
+        try:
+            services.readings_rate_soon()
+        except Exception:
+            # The readings are stored: the device must not be told otherwise.
+            logger.exception("could not queue rating; the periodic run will rate them")
     return answers
 
 
