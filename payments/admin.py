@@ -24,8 +24,7 @@ from .models import (
     TariffVersion,
     TariffWindow,
 )
-from .refunds import refund_request
-from .services import PaymentError, refundable_minor
+from .services import refundable_minor
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -149,19 +148,9 @@ class PaymentAdmin(ReadOnlyAdmin):
             raise Http404
         available = refundable_minor(payment=payment)
         form = RefundForm(request.POST or None, available_minor=available)
-        if request.method == "POST" and form.is_valid():
-            try:
-                refund_request(
-                    payment=payment,
-                    amount_minor=form.cleaned_data["amount"],
-                    reason=form.cleaned_data["reason"],
-                    created_by_id=request.user.pk,
-                )
-            except PaymentError as exc:
-                form.add_error(None, str(exc))
-            else:
-                self.message_user(request, "Refund requested; the balance follows the provider.")
-                return redirect("admin:payments_payment_change", payment.pk)
+        if request.method == "POST" and form.submit(payment=payment, actor_id=request.user.pk):
+            self.message_user(request, "Refund requested; the balance follows the provider.")
+            return redirect("admin:payments_payment_change", payment.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Refund payment {payment.uuid}",

@@ -5,7 +5,8 @@ from typing import Any
 
 from django import forms
 
-from .services import topup_limits
+from .refunds import refund_request
+from .services import PaymentError, topup_limits
 
 PRESETS_MINOR = (500, 1000, 2000)
 
@@ -73,6 +74,23 @@ class RefundForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Give a reason for the refund.")
         return reason
+
+    def submit(self, *, payment: Any, actor_id: int | None) -> bool:
+        """Request the refund this form describes; False, with the reason on the
+        form, when the input is invalid or the refund is refused."""
+        if not self.is_valid():
+            return False
+        try:
+            refund_request(
+                payment=payment,
+                amount_minor=self.cleaned_data["amount"],
+                reason=self.cleaned_data["reason"],
+                created_by_id=actor_id,
+            )
+        except PaymentError as exc:
+            self.add_error(None, str(exc))
+            return False
+        return True
 
 
 class AutomaticPaymentsForm(forms.Form):

@@ -18,7 +18,6 @@ from . import automatic
 from .forms import AutomaticPaymentsForm, RefundForm, TopUpForm
 from .models import ConnectAccount, Dispute, Payment, Refund, SavedPaymentMethod
 from .providers import DevelopmentProvider, PaymentGateway, get_provider
-from .refunds import refund_request
 from .services import (
     EventRejected,
     PaymentError,
@@ -328,18 +327,8 @@ def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     status = 200
     if request.method == "POST":
         status = 400
-        if form.is_valid():
-            try:
-                refund_request(
-                    payment=payment,
-                    amount_minor=form.cleaned_data["amount"],
-                    reason=form.cleaned_data["reason"],
-                    created_by_id=request.user.pk,
-                )
-            except PaymentError as exc:
-                form.add_error(None, str(exc))
-            else:
-                return redirect("payments:landlord_payments")
+        if form.submit(payment=payment, actor_id=request.user.pk):
+            return redirect("payments:landlord_payments")
     return render(
         request,
         "payments/refund.html",
