@@ -339,7 +339,6 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def _on_meter_values(self, frame: protocol.Frame) -> dict[str, Any]:
         readings = protocol.parse_readings(frame.payload, frame.msg_id)
-        services.readings_validate(readings=readings, now=timezone.now())
         try:
             result = await intake.submit(
                 device_id=self.device_id, landlord_id=self.landlord_id, readings=readings
@@ -456,7 +455,6 @@ class ShellyConsumer(DeviceConsumer):
                 register_wh=int(status.energy_wh),
             )
             try:
-                services.readings_validate(readings=[reading], now=now)
                 await intake.submit(
                     device_id=self.device_id, landlord_id=self.landlord_id, readings=[reading]
                 )

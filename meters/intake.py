@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from . import services
 
@@ -108,11 +109,13 @@ def _batcher() -> _Batcher:
 async def submit(
     *, device_id: int, landlord_id: int, readings: list[services.ReadingInput]
 ) -> services.ReadingsResult:
-    """Store one frame's (validated) readings; returns once they are committed.
+    """Validate and store one frame's readings; returns once they are committed.
 
     Raises ``services.ReadingRejected`` for a frame that cannot be stored
-    (no meter installed) and ``IntakeUnavailable`` when the database failed.
+    (an invalid reading, no meter installed) and ``IntakeUnavailable`` when
+    the database failed.
     """
+    services.readings_validate(readings=readings, now=timezone.now())
     batcher = _batcher()
     answer: asyncio.Future[services.ReadingsResult] = batcher.loop.create_future()
     batcher.waiting.append(
