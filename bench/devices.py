@@ -25,7 +25,8 @@ Afterwards one task consumer rates the backlog, and the bench prints how
 fast (readings rated per second).
 
 Options: --sockets N (default 10000), --frame-devices N (500), --seconds S
-(15), --samples N (200), --rating-workers N (2).
+(15), --samples N (200), --rating-workers N (2), --only idle|frames|latency
+(one figure beside its echo baseline).
 """
 
 from __future__ import annotations
@@ -412,6 +413,11 @@ def main() -> None:
     parser.add_argument("--rating-workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--only",
+        choices=["idle", "frames", "latency"],
+        help="measure one figure (beside its echo baseline) instead of all three",
+    )
     args = parser.parse_args()
     db_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not db_url.startswith("postgres") or not redis_url:
@@ -421,12 +427,18 @@ def main() -> None:
     if hard < args.sockets + 1000:
         sys.exit(f"The open-file limit ({hard}) is too low for {args.sockets} sockets.")
 
+    want = {args.only} if args.only else {"idle", "frames", "latency"}
     ensure_database(db_url)
     django_setup()
-    print(f"setting up {args.sockets + args.frame_devices + args.samples} bench devices…")
-    idle = make_fleet("idle", args.sockets, prepaid=False)
-    framers = make_fleet("frames", args.frame_devices, prepaid=False)
-    latency = make_fleet("latency", args.samples, prepaid=True)
+    sizes = {
+        "idle": args.sockets if "idle" in want else 0,
+        "frames": args.frame_devices if "frames" in want else 0,
+        "latency": args.samples if "latency" in want else 0,
+    }
+    print(f"setting up {sum(sizes.values())} bench devices…")
+    idle = make_fleet("idle", sizes["idle"], prepaid=False)
+    framers = make_fleet("frames", sizes["frames"], prepaid=False)
+    latency = make_fleet("latency", sizes["latency"], prepaid=True)
 
     results: dict[str, tuple[str, str]] = {}
 
@@ -434,50 +446,62 @@ def main() -> None:
     echo, echo_port = start_server("bench.echo_asgi:app")
     try:
         echo_url = f"ws://127.0.0.1:{echo_port}/"
-        held, delta = asyncio.run(hold_sockets(echo_url, [None] * args.sockets, echo.pid))
-        echo_per = delta / max(held, 1)
-        echo_fps = asyncio.run(frames_per_second(echo_url, None, args.frame_devices, args.seconds))
-        echo_lat = asyncio.run(echo_latency(echo_url, max(args.samples, 200)))
+        if "idle" in want:
+            held, delta = asyncio.run(hold_sockets(echo_url, [None] * args.sockets, echo.pid))
+            echo_per = delta / max(held, 1)
+        if "frames" in want:
+            echo_fps = asyncio.run(
+                frames_per_second(echo_url, None, args.frame_devices, args.seconds)
+            )
+        if "latency" in want:
+            echo_lat = asyncio.run(echo_latency(echo_url, max(args.samples, 200)))
     finally:
         stop_server(echo)
 
     app, port = start_server("config.asgi:application")
     try:
         url = f"ws://127.0.0.1:{port}/ws/device/v1"
-        dev_fps = asyncio.run(frames_per_second(url, framers, args.frame_devices, args.seconds))
-        # No task consumer ran during figure 2: the server only staged readings.
-        rated, drain_s = rating_drain([pk for pk, _i, _t in framers], args.rating_workers)
-        lat = asyncio.run(credit_latency(url, latency))
-        # Last, so the slow teardown of thousands of sockets delays nothing measured.
-        dev_held, dev_delta = asyncio.run(
-            hold_sockets(url, [auth(ident) for _pk, ident, _t in idle], app.pid)
-        )
-        dev_per = dev_delta / max(dev_held, 1)
+        if "frames" in want:
+            dev_fps = asyncio.run(frames_per_second(url, framers, args.frame_devices, args.seconds))
+            # No task consumer ran during figure 2: the server only staged readings.
+            rated, drain_s = rating_drain([pk for pk, _i, _t in framers], args.rating_workers)
+        if "latency" in want:
+            lat = asyncio.run(credit_latency(url, latency))
+        if "idle" in want:
+            # Last, so the slow teardown of thousands of sockets delays nothing measured.
+            dev_held, dev_delta = asyncio.run(
+                hold_sockets(url, [auth(ident) for _pk, ident, _t in idle], app.pid)
+            )
+            dev_per = dev_delta / max(dev_held, 1)
         server_rss = rss_kib(app.pid)
     finally:
         app.kill()
         app.wait()
 
-    results["idle sockets held (of requested)"] = (
-        f"{dev_held} / {args.sockets}",
-        f"{held} / {args.sockets}",
-    )
-    results["server memory per idle socket"] = (
-        f"{dev_per:.1f} KiB ({dev_per / echo_per if echo_per > 0 else float('nan'):.2f}x echo)",
-        f"{echo_per:.1f} KiB",
-    )
-    results[f"reading frames/s ({args.frame_devices} devices, 1 reading each)"] = (
-        f"{dev_fps:,.0f}",
-        f"{echo_fps:,.0f} round trips/s",
-    )
-    results[f"readings rated/s afterwards (1 consumer, {args.rating_workers} threads)"] = (
-        f"{rated / drain_s:,.0f} ({rated:,} in {drain_s:.1f} s)",
-        "-",
-    )
-    results[f"credit -> relay on, ms ({len(lat)} samples)"] = (
-        f"p50 {statistics.median(lat):.1f}, p99 {pct(lat, 99):.1f}, max {max(lat):.1f}",
-        f"round trip p50 {statistics.median(echo_lat):.2f}, p99 {pct(echo_lat, 99):.2f}",
-    )
+    if "idle" in want:
+        results["idle sockets held (of requested)"] = (
+            f"{dev_held} / {args.sockets}",
+            f"{held} / {args.sockets}",
+        )
+        ratio = dev_per / echo_per if echo_per > 0 else float("nan")
+        results["server memory per idle socket"] = (
+            f"{dev_per:.1f} KiB ({ratio:.2f}x echo)",
+            f"{echo_per:.1f} KiB",
+        )
+    if "frames" in want:
+        results[f"reading frames/s ({args.frame_devices} devices, 1 reading each)"] = (
+            f"{dev_fps:,.0f}",
+            f"{echo_fps:,.0f} round trips/s",
+        )
+        results[f"readings rated/s afterwards (1 consumer, {args.rating_workers} threads)"] = (
+            f"{rated / drain_s:,.0f} ({rated:,} in {drain_s:.1f} s)",
+            "-",
+        )
+    if "latency" in want:
+        results[f"credit -> relay on, ms ({len(lat)} samples)"] = (
+            f"p50 {statistics.median(lat):.1f}, p99 {pct(lat, 99):.1f}, max {max(lat):.1f}",
+            f"round trip p50 {statistics.median(echo_lat):.2f}, p99 {pct(echo_lat, 99):.2f}",
+        )
     print()
     print(
         f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, server RSS at end {server_rss / 1024:.0f} MiB"

@@ -1,7 +1,8 @@
 """A small fixed-window rate limiter on the Django cache.
 
 The cache is Redis in production (shared by every worker) and local memory
-in the single-process default.
+in the single-process default. One client serves the whole process
+(config/cache.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from django.core.cache import cache
+from config.cache import shared
 
 
 def _key(scope: str, ident: str) -> str:
@@ -18,22 +19,22 @@ def _key(scope: str, ident: str) -> str:
 
 
 def is_limited(*, scope: str, ident: str, limit: int) -> bool:
-    return int(cache.get(_key(scope, ident), 0)) >= limit
+    return int(shared().get(_key(scope, ident), 0)) >= limit
 
 
 def hit(*, scope: str, ident: str, window_seconds: int) -> int:
     key = _key(scope, ident)
-    if cache.add(key, 1, timeout=window_seconds):
+    if shared().add(key, 1, timeout=window_seconds):
         return 1
     try:
-        return cache.incr(key)
+        return shared().incr(key)
     except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window_seconds)
+        shared().add(key, 1, timeout=window_seconds)
         return 1
 
 
 def reset(*, scope: str, ident: str) -> None:
-    cache.delete(_key(scope, ident))
+    shared().delete(_key(scope, ident))
 
 
 def client_address(meta: Mapping[str, object]) -> str:

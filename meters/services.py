@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from config.cache import shared as shared_cache
 from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy, Unit
 from payments import billing, rating
@@ -601,7 +601,7 @@ def readings_rate_soon() -> None:
     """
     from .tasks import readings_rate_task
 
-    if cache.add(RATE_QUEUED_KEY, 1, timeout=60):
+    if shared_cache().add(RATE_QUEUED_KEY, 1, timeout=60):
         readings_rate_task.enqueue()
 
 
@@ -617,7 +617,7 @@ def readings_rate_pending(*, device_ids: list[int] | None = None) -> int:
     skipped (it takes their new readings too, or the next run will).
     """
     if device_ids is None:
-        cache.delete(RATE_QUEUED_KEY)
+        shared_cache().delete(RATE_QUEUED_KEY)
         device_ids = list(IncomingReading.objects.values_list("device_id", flat=True).distinct())
         if len(device_ids) > RATE_CHUNK_DEVICES:
             from .tasks import readings_rate_task
@@ -1340,6 +1340,35 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
 
         alerts.device_online(device=device)
     _notify_unit(device.unit)
+
+
+@transaction.atomic
+def device_attach(*, device_id: int) -> bool:
+    """A device's socket is up: mark it connected, have its outstanding command
+    go out at once, and say whether there is work for it (a command, or an
+    alert for its display). One call, so a fleet reconnecting after a restart
+    costs one database round of a few statements per device."""
+    from .models import Alert
+
+    now = timezone.now()
+    Device.objects.filter(pk=device_id).update(connected=True, last_seen_at=now)
+    device = Device.objects.select_related("unit").get(pk=device_id)
+    from . import alerts
+
+    alerts.device_online(device=device)
+    _notify_unit(device.unit)
+    commands = RelayCommand.objects.filter(
+        device_id=device_id,
+        status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+    ).update(next_attempt_at=now)
+    if commands:
+        return True
+    return Alert.objects.filter(
+        unit_id=device.unit_id,
+        audience=Alert.Audience.TENANT,
+        device_notified_at__isnull=True,
+        created_at__gte=now - timedelta(days=1),
+    ).exists()
 
 
 def devices_with_work(*, device_ids: list[int]) -> set[int]:
