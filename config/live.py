@@ -1,11 +1,12 @@
 """Group broadcasts that are safe from any thread, sent only on commit.
 
 The in-memory channel layer belongs to the server's event loop and is not
-thread-safe. Code running in a Huey worker thread of the single-process mode
-therefore hands the send to that loop (``run_coroutine_threadsafe``) instead
-of starting its own. With Redis the same hand-off is harmless; elsewhere (a
-task consumer process, a worker thread of a uvicorn process) Redis sends go
-through one long-lived sender loop per process.
+thread-safe. Code running in a worker thread of a server process (a socket's
+database thread, a Huey thread of the single-process mode) therefore hands
+the send to the server's loop (``run_coroutine_threadsafe``) and goes on
+without waiting for it; the ASGI application notes its loop on every
+connection. Elsewhere (a task consumer process) Redis sends go through one
+long-lived sender loop per process.
 
 Broadcasts are wake-ups only: every receiver re-reads the database, so a lost
 message delays a screen, it never makes it wrong.
@@ -34,6 +35,16 @@ def register_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     global _server_loop, _server_thread
     _server_loop = loop
     _server_thread = threading.get_ident() if loop else None
+
+
+def note_server_loop() -> None:
+    """Called by the ASGI application for each connection: the loop it runs on
+    becomes the one group sends from worker threads are handed to, so a
+    database thread never waits for Redis (uvicorn workers have no other hook
+    to say which loop is theirs)."""
+    loop = asyncio.get_running_loop()
+    if _server_loop is not loop:
+        register_server_loop(loop)
 
 
 def _log_failure(fut: Any) -> None:

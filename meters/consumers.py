@@ -100,6 +100,25 @@ def _client_address(scope: dict[str, Any]) -> str:
     return ratelimit.client_address(meta)
 
 
+class _AuthLimited(Exception):
+    pass
+
+
+def _authenticate(scope: dict[str, Any], creds: tuple[str, str] | None) -> Device | None:
+    """The device these credentials belong to, or None (counted as a failure).
+
+    Raises ``_AuthLimited`` while the client address has failed too often.
+    """
+    if _auth_limited(scope):
+        raise _AuthLimited
+    device = None
+    if creds is not None:
+        device = services.device_authenticate(ident=creds[0], secret=creds[1])
+    if device is None:
+        _auth_failed(scope)
+    return device
+
+
 def _auth_limited(scope: dict[str, Any]) -> bool:
     return ratelimit.is_limited(
         scope="device-auth",
@@ -128,23 +147,20 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.device_id = 0
         offered = self.scope.get("subprotocols") or []
         subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
-        if await database_sync_to_async(_auth_limited)(self.scope):
+        try:
+            device = await database_sync_to_async(_authenticate)(
+                self.scope, basic_credentials(self.scope)
+            )
+        except _AuthLimited:
             await self.accept(subprotocol)
             await self.close(
                 code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
             )
             return
-        creds = basic_credentials(self.scope)
-        device = None
-        if creds is not None:
-            device = await database_sync_to_async(services.device_authenticate)(
-                ident=creds[0], secret=creds[1]
-            )
         if device is None:
             # Accept, then close with a code and reason: a refused handshake would
             # reach the device as a bare HTTP 403 it cannot tell apart from others.
             logger.info("device connect refused: bad or missing credentials")
-            await database_sync_to_async(_auth_failed)(self.scope)
             await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
             return
@@ -169,11 +185,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         )
         await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
         await self.accept(subprotocol)
-        await database_sync_to_async(services.device_presence)(
-            device_id=self.device_id, connected=True
-        )
-        await database_sync_to_async(services.relay_resend_now)(device_id=self.device_id)
-        self._loop_task = asyncio.create_task(self._command_loop())
+        has_work = await database_sync_to_async(services.device_attach)(device_id=self.device_id)
+        self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
         _sockets[self.device_id] = self
         _ensure_sweeper()
 
@@ -202,7 +215,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_REPLACED)
 
     # --- outbound commands --------------------------------------------------
-    async def _command_loop(self) -> None:
+    async def _command_loop(self, *, idle: bool = False) -> None:
+        # Started idle (nothing to send), the first pass waits for a wake-up.
+        if idle:
+            await self._wake.wait()
+            self._wake.clear()
         while True:
             try:
                 await self._send_due_command()
@@ -395,18 +412,19 @@ class ShellyConsumer(DeviceConsumer):
         # rpc id -> (method, state, generation) of calls awaiting an answer
         self._rpc: dict[int, tuple[str, str, int]] = {}
         kwargs = self.scope["url_route"]["kwargs"]
-        if await database_sync_to_async(_auth_limited)(self.scope):
+        creds = (str(kwargs.get("ident", "")), str(kwargs.get("secret", "")))
+        try:
+            device = await database_sync_to_async(_authenticate)(self.scope, creds)
+        except _AuthLimited:
             await self.accept()
             await self.close(
                 code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
             )
             return
-        device = await database_sync_to_async(services.device_authenticate)(
-            ident=str(kwargs.get("ident", "")), secret=str(kwargs.get("secret", ""))
-        )
         if device is None or device.protocol != Protocol.SHELLY:
             logger.info("shelly connect refused: bad credentials or not a Shelly device")
-            await database_sync_to_async(_auth_failed)(self.scope)
+            if device is not None:
+                await database_sync_to_async(_auth_failed)(self.scope)
             await self.accept()
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
             return
