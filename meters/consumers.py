@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from config import ratelimit
+from config.db import off_thread
 from config.live import device_group
 
 from . import intake, protocol, services, shelly
@@ -148,9 +149,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         offered = self.scope.get("subprotocols") or []
         subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
         try:
-            device = await database_sync_to_async(_authenticate)(
-                self.scope, basic_credentials(self.scope)
-            )
+            device = await off_thread(_authenticate)(self.scope, basic_credentials(self.scope))
         except _AuthLimited:
             await self.accept(subprotocol)
             await self.close(
@@ -185,7 +184,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         )
         await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
         await self.accept(subprotocol)
-        has_work = await database_sync_to_async(services.device_attach)(device_id=self.device_id)
+        # Off the shared database thread: a fleet reconnecting at once is
+        # limited by database round trips, which several threads overlap.
+        has_work = await off_thread(services.device_attach)(device_id=self.device_id)
         self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
         _sockets[self.device_id] = self
         _ensure_sweeper()
@@ -414,7 +415,7 @@ class ShellyConsumer(DeviceConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         creds = (str(kwargs.get("ident", "")), str(kwargs.get("secret", "")))
         try:
-            device = await database_sync_to_async(_authenticate)(self.scope, creds)
+            device = await off_thread(_authenticate)(self.scope, creds)
         except _AuthLimited:
             await self.accept()
             await self.close(

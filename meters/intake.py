@@ -14,9 +14,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+
+from config.db import off_thread
 
 from . import services
 
@@ -47,9 +48,7 @@ class _Batcher:
             while self.waiting:
                 batch = self._take()
                 try:
-                    answers = await database_sync_to_async(_write, thread_sensitive=False)(
-                        [w.request for w in batch]
-                    )
+                    answers = await off_thread(_write)([w.request for w in batch])
                 except Exception:
                     logger.exception("storing %d reading frames failed", len(batch))
                     for w in batch:

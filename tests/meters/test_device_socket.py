@@ -307,3 +307,25 @@ async def test_repeated_bad_credentials_from_one_address_are_slowed_down(tperson
         await _assert_refused(device_communicator(_basic("dev-a-pre", "guess")))
     # Now even the right secret from that address waits out the window, with a reason.
     await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers), code=4429)
+
+
+async def test_calls_off_the_database_thread_give_their_connection_back(tpersonas):
+    """Connects and reading batches run in a loop's thread pool; a connection
+    kept by such a thread would stay checked out of the PostgreSQL pool for
+    good. Channels' own clean-up is off while its test communicator runs, as
+    it is here."""
+    from unittest import mock
+
+    from django.db import connections
+
+    from config.db import off_thread
+
+    used = []
+
+    def work() -> int:
+        used.append(connections["default"])
+        return Device.objects.count()
+
+    with mock.patch("channels.db.close_old_connections", lambda: None):
+        assert await off_thread(work)() == 4
+    assert used[0].connection is None
