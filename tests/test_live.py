@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from typing import Any, cast
 
+import pytest
 from channels.layers import get_channel_layer
 
 from config.live import group_send, register_server_loop
@@ -29,3 +32,24 @@ async def test_group_send_from_a_worker_thread_is_handed_to_the_server_loop():
 def test_group_send_without_a_running_server_never_raises():
     # No loop registered and no consumer: a wake-up may be lost, the caller must not fail.
     group_send("test.nobody", {"type": "x.y"})
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the Redis channel layer")
+async def test_a_burst_of_group_sends_waits_for_redis_connections_instead_of_failing():
+    from django.conf import settings
+
+    from config.layers import RedisChannelLayer
+
+    config = cast("dict[str, Any]", settings.CHANNEL_LAYERS["default"]["CONFIG"])
+    layer = RedisChannelLayer(**{**config, "max_connections": 2})
+    channel = await layer.new_channel()
+    await layer.group_add("test.burst", channel)
+    try:
+        await asyncio.gather(
+            *(layer.group_send("test.burst", {"type": "x.y", "n": i}) for i in range(60))
+        )
+        received = {(await layer.receive(channel))["n"] for _ in range(60)}
+        assert received == set(range(60))
+    finally:
+        await layer.group_discard("test.burst", channel)
+        await layer.close_pools()

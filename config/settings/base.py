@@ -123,8 +123,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "config.layers.RedisChannelLayer",
             "CONFIG": {
+                # Redis connections per process and event loop; commands beyond
+                # it wait for a free one (config/layers.py).
+                "max_connections": int(os.environ.get("CHANNEL_REDIS_MAX_CONNECTIONS", "100")),
                 # redis-py 8 defaults socket_timeout to 5 s, which aborts the layer's
                 # blocking BZPOPMIN on idle sockets (channels_redis#422): disable it.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
