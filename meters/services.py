@@ -1261,9 +1261,10 @@ def relay_command_mark_sent(*, command_id: int) -> RelayCommand:
 
 
 @transaction.atomic
-def relay_resend_now(*, device_id: int) -> None:
-    """After a (re)connect or boot: the outstanding command goes out at once."""
-    RelayCommand.objects.filter(
+def relay_resend_now(*, device_id: int) -> int:
+    """After a (re)connect or boot: the outstanding command goes out at once.
+    Returns how many commands are outstanding."""
+    return RelayCommand.objects.filter(
         device_id=device_id,
         status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
     ).update(next_attempt_at=timezone.now())
@@ -1346,29 +1347,13 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
 def device_attach(*, device_id: int) -> bool:
     """A device's socket is up: mark it connected, have its outstanding command
     go out at once, and say whether there is work for it (a command, or an
-    alert for its display). One call, so a fleet reconnecting after a restart
-    costs one database round of a few statements per device."""
-    from .models import Alert
+    alert for its display), all in one call from the socket."""
+    from .alerts import alerts_for_device
 
-    now = timezone.now()
-    Device.objects.filter(pk=device_id).update(connected=True, last_seen_at=now)
-    device = Device.objects.select_related("unit").get(pk=device_id)
-    from . import alerts
-
-    alerts.device_online(device=device)
-    _notify_unit(device.unit)
-    commands = RelayCommand.objects.filter(
-        device_id=device_id,
-        status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
-    ).update(next_attempt_at=now)
-    if commands:
+    device_presence(device_id=device_id, connected=True)
+    if relay_resend_now(device_id=device_id):
         return True
-    return Alert.objects.filter(
-        unit_id=device.unit_id,
-        audience=Alert.Audience.TENANT,
-        device_notified_at__isnull=True,
-        created_at__gte=now - timedelta(days=1),
-    ).exists()
+    return bool(alerts_for_device(device_id=device_id, now=timezone.now()))
 
 
 def devices_with_work(*, device_ids: list[int]) -> set[int]:

@@ -178,6 +178,34 @@ async def test_alerts_reach_the_meter_display_once_and_the_tenant_page_live(tper
     await page.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_an_alert_raised_while_the_meter_was_offline_shows_when_it_connects(tpersonas):
+    world = tpersonas.a
+
+    def raise_alert() -> Alert:
+        return Alert.objects.create(
+            landlord=world.landlord,
+            unit=world.prepaid_device.device.unit,
+            tenancy=world.prepaid_tenancy,
+            kind=Alert.Kind.LOW_CREDIT,
+            audience=Alert.Audience.TENANT,
+            subject_key=f"tenancy:{world.prepaid_tenancy.pk}",
+            message="Low credit: £1.50 left",
+        )
+
+    alert = await database_sync_to_async(raise_alert)()
+    comm = device_communicator(world.prepaid_device.headers)
+    assert (await comm.connect())[0]
+    dev = FakeDevice(comm)
+    for _ in range(50):  # no boot: the socket itself finds the work
+        if dev.notifications:
+            break
+        with contextlib.suppress(TimeoutError):
+            await dev.next_frame(timeout=0.1)
+    assert [n["id"] for n in dev.notifications] == [alert.pk]
+    await comm.disconnect()
+
+
 def _session_for(user) -> str:
     from django.test import Client
 

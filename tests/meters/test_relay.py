@@ -120,6 +120,22 @@ async def test_command_issued_while_offline_is_sent_on_reconnect(tpersonas):
     await dev2.comm.disconnect()
 
 
+async def test_outstanding_command_goes_out_on_connect_before_any_boot(tpersonas):
+    # A socket with nothing to send waits without querying; one with a command
+    # outstanding must not wait for a boot or a wake-up to send it.
+    world = tpersonas.a
+    dev = await _connect(world.prepaid_device)
+    await dev.boot()
+    dev.auto_ack = False
+    await dev.readings((1, 0), (2, 1000))
+    assert (await dev.next_call(timeout=5))[2] == "SetRelay"
+    await dev.comm.disconnect()
+    dev2 = await _connect(world.prepaid_device)
+    call = await dev2.next_call(timeout=5)
+    assert call[2] == "SetRelay" and call[3]["state"] == "off"
+    await dev2.comm.disconnect()
+
+
 async def test_device_rebooting_into_the_wrong_state_is_corrected(tpersonas):
     world = tpersonas.a
     dev = await _connect(world.prepaid_device)
