@@ -2,9 +2,8 @@
 
 ``database_sync_to_async`` runs every call in one shared thread by default,
 so the calls of all sockets queue behind each other. Calls that need no
-ordering with the rest (logging a device in, its connect bookkeeping, a batch
-of readings) can instead run in the loop's thread pool, where their database
-round trips overlap.
+ordering with the rest (logging a device in, a batch of readings) can instead
+run in the loop's thread pool, where their database round trips overlap.
 
 Such a call gives its connection back when it ends (to the pool on
 PostgreSQL): a pool thread may never run again, and a connection it kept

@@ -184,9 +184,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         )
         await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
         await self.accept(subprotocol)
-        # Off the shared database thread: a fleet reconnecting at once is
-        # limited by database round trips, which several threads overlap.
-        has_work = await off_thread(services.device_attach)(device_id=self.device_id)
+        # On the shared database thread, like disconnect(): presence changes of
+        # one device then apply in the order its sockets came and went.
+        has_work = await database_sync_to_async(services.device_attach)(device_id=self.device_id)
         self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
         _sockets[self.device_id] = self
         _ensure_sweeper()

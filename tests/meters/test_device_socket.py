@@ -310,7 +310,7 @@ async def test_repeated_bad_credentials_from_one_address_are_slowed_down(tperson
 
 
 async def test_calls_off_the_database_thread_give_their_connection_back(tpersonas):
-    """Connects and reading batches run in a loop's thread pool; a connection
+    """Device logins and reading batches run in a loop's thread pool; a connection
     kept by such a thread would stay checked out of the PostgreSQL pool for
     good. Channels' own clean-up is off while its test communicator runs, as
     it is here."""
