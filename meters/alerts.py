@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
@@ -273,7 +274,16 @@ def device_offline_check(*, now: datetime) -> int:
         seconds=_cfg("DEVICE_HEARTBEAT_SECONDS") * _cfg("DEVICE_OFFLINE_MISSED_HEARTBEATS")
     )
     opened = 0
-    silent = Device.objects.filter(last_seen_at__lt=now - limit).select_related("unit__property")
+    # Devices already alerted are left out: a fleet with many meters offline
+    # (uninstalled, or after an outage) costs one query a minute, not one each.
+    already = Alert.objects.filter(
+        device=OuterRef("pk"), kind=Alert.Kind.DEVICE_OFFLINE, cleared_at__isnull=True
+    )
+    silent = (
+        Device.objects.filter(last_seen_at__lt=now - limit)
+        .exclude(Exists(already))
+        .select_related("unit__property")
+    )
     for device in silent:
         seen = device.last_seen_at
         assert seen is not None

@@ -115,6 +115,21 @@ def test_device_offline_alert_to_the_landlord_once_then_cleared(
 
 
 @pytest.mark.django_db
+def test_offline_check_does_not_revisit_devices_already_alerted(personas):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from meters.alerts import device_offline_check
+
+    now = timezone.now()
+    Device.objects.update(last_seen_at=now - timedelta(minutes=5))
+    assert device_offline_check(now=now) == Device.objects.count()
+    with CaptureQueriesContext(connection) as queries:
+        assert device_offline_check(now=now) == 0
+    assert len(queries) == 1  # the one query that finds nobody new
+
+
+@pytest.mark.django_db
 def test_supply_restored_alert_when_the_relay_reports_on_again(personas):
     world = personas.a
     device = world.prepaid_device.device
