@@ -137,6 +137,48 @@ def test_standing_charge_is_posted_once_per_day(personas):
     assert amounts == [12, 13, 12, 13]
 
 
+def test_sweep_charges_standing_days_through_each_local_today_then_skips_settled_tenancies(
+    personas,
+):
+    import zoneinfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    world = personas.a
+    tariff = Tariff.objects.create_flat(
+        landlord=world.landlord,
+        name="S",
+        price_per_kwh_minor="30",
+        standing_charge_per_day_minor="10",
+    )
+    world.prepaid.tariff = tariff
+    world.prepaid.save()
+    world.prepaid.property.timezone = "Pacific/Kiritimati"  # UTC+14
+    world.prepaid.property.save()
+    tenancy = world.prepaid_tenancy
+    now = timezone.now()
+    local_today = timezone.localtime(now, zoneinfo.ZoneInfo("Pacific/Kiritimati")).date()
+    tenancy.start_date = local_today - timedelta(days=2)
+    tenancy.save()
+    before = _balance(tenancy)
+    billing.billing_sweep(now=now)
+    assert _balance(tenancy) == before - 30  # three local days, through local today
+    with CaptureQueriesContext(connection) as queries:
+        billing.billing_sweep(now=now)
+    assert _balance(tenancy) == before - 30
+    # Due meters, the time zones, then one query per zone: nothing per tenancy.
+    assert len(queries) <= 2 + len({t.unit.property.timezone for t in _active_tenancies()})
+    billing.billing_sweep(now=now + timedelta(days=1))
+    assert _balance(tenancy) == before - 40
+
+
+def _active_tenancies():
+    from landlord.models import Tenancy
+
+    return list(Tenancy.objects.active().select_related("unit__property"))
+
+
 # --- postpaid invoice ------------------------------------------------------------
 
 
