@@ -108,30 +108,39 @@ class _AuthLimited(Exception):
 def _authenticate(scope: dict[str, Any], creds: tuple[str, str] | None) -> Device | None:
     """The device these credentials belong to, or None (counted as a failure).
 
-    Raises ``_AuthLimited`` while the client address has failed too often.
+    Raises ``_AuthLimited`` while this device name has failed too often from
+    the client's address.
     """
-    if _auth_limited(scope):
+    ident = creds[0] if creds is not None else ""
+    if _auth_limited(scope, ident):
         raise _AuthLimited
     device = None
     if creds is not None:
         device = services.device_authenticate(ident=creds[0], secret=creds[1])
     if device is None:
-        _auth_failed(scope)
+        _auth_failed(scope, ident)
     return device
 
 
-def _auth_limited(scope: dict[str, Any]) -> bool:
+def _auth_key(scope: dict[str, Any], ident: str) -> str:
+    # Per address *and* device name: the meters of a building often share one
+    # public address, and one misconfigured meter must not lock the others out
+    # (they could not reconnect, nor receive a command to restore supply).
+    return f"{_client_address(scope)}|{ident}"
+
+
+def _auth_limited(scope: dict[str, Any], ident: str) -> bool:
     return ratelimit.is_limited(
         scope="device-auth",
-        ident=_client_address(scope),
+        ident=_auth_key(scope, ident),
         limit=int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"]),
     )
 
 
-def _auth_failed(scope: dict[str, Any]) -> None:
+def _auth_failed(scope: dict[str, Any], ident: str) -> None:
     ratelimit.hit(
         scope="device-auth",
-        ident=_client_address(scope),
+        ident=_auth_key(scope, ident),
         window_seconds=int(settings.SUBMETER["DEVICE_AUTH_WINDOW_SECONDS"]),
     )
 
@@ -425,7 +434,7 @@ class ShellyConsumer(DeviceConsumer):
         if device is None or device.protocol != Protocol.SHELLY:
             logger.info("shelly connect refused: bad credentials or not a Shelly device")
             if device is not None:
-                await database_sync_to_async(_auth_failed)(self.scope)
+                await database_sync_to_async(_auth_failed)(self.scope, creds[0])
             await self.accept()
             await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
             return

@@ -309,6 +309,19 @@ async def test_repeated_bad_credentials_from_one_address_are_slowed_down(tperson
     await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers), code=4429)
 
 
+async def test_one_meters_failures_do_not_lock_out_its_neighbours_behind_one_address(
+    tpersonas, settings
+):
+    # The meters of a building often reach the server from one public address.
+    settings.SUBMETER = {**settings.SUBMETER, "DEVICE_AUTH_MAX_FAILURES": 3}
+    for _ in range(3):
+        await _assert_refused(device_communicator(_basic("dev-a-pre", "stale-secret")))
+    await _assert_refused(device_communicator(tpersonas.a.prepaid_device.headers), code=4429)
+    neighbour = await _connect(tpersonas.a.postpaid_device)
+    assert (await neighbour.boot())[2]["status"] == "Accepted"
+    await neighbour.comm.disconnect()
+
+
 async def test_calls_off_the_database_thread_give_their_connection_back(tpersonas):
     """Device logins and reading batches run in a loop's thread pool; a connection
     kept by such a thread would stay checked out of the PostgreSQL pool for
