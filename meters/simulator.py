@@ -109,6 +109,11 @@ async def run_device(
     )
 
 
+# Close codes that mean "these credentials will not do" (docs/device-protocol.md).
+REFUSED_CODES = (4401, 4429)
+REFUSED_BACKOFF_SECONDS = 60.0
+
+
 async def _run_sessions(
     dev: SimDevice,
     stop: asyncio.Event,
@@ -153,6 +158,22 @@ async def _run_sessions(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            if code in REFUSED_CODES:
+                # Wrong secret (another simulator may have set a new one) or
+                # rate-limited: retrying fast would only count more failures.
+                backoff = REFUSED_BACKOFF_SECONDS
+                logger.warning(
+                    "sim %s (%s): refused (%s %s); retrying in %.0f s",
+                    dev.ident,
+                    dev.protocol,
+                    code,
+                    exc.rcvd.reason if exc.rcvd is not None else "",
+                    backoff,
+                )
+            else:
+                logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
             logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
         finally:
@@ -161,7 +182,7 @@ async def _run_sessions(
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=backoff)
-        backoff = min(backoff * 2, 10.0)
+        backoff = max(backoff, min(backoff * 2, 10.0))
 
 
 async def _read(ws: websockets.ClientConnection, dev: SimDevice) -> None:
