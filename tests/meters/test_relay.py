@@ -104,15 +104,20 @@ async def test_unacknowledged_command_is_resent_with_backoff(tpersonas, fast_ret
     await dev.comm.disconnect()
 
 
-async def test_command_issued_while_offline_is_sent_on_reconnect(tpersonas):
-    world = tpersonas.a
+async def _cut_off_command_lost_with_the_socket(world) -> None:
+    """Spend the credit, receive the cut-off command, and drop the socket unanswered."""
     dev = await _connect(world.prepaid_device)
     await dev.boot()
     dev.auto_ack = False
     await dev.readings((1, 0), (2, 1000))
-    lost = await dev.next_call(timeout=5)  # the command is lost with the socket
+    lost = await dev.next_call(timeout=5)
     assert lost[2] == "SetRelay"
     await dev.comm.disconnect()
+
+
+async def test_command_issued_while_offline_is_sent_on_reconnect(tpersonas):
+    world = tpersonas.a
+    await _cut_off_command_lost_with_the_socket(world)
     dev2 = await _connect(world.prepaid_device)
     await dev2.boot()
     await dev2.wait_for_relay("off")
@@ -124,12 +129,7 @@ async def test_outstanding_command_goes_out_on_connect_before_any_boot(tpersonas
     # A socket with nothing to send waits without querying; one with a command
     # outstanding must not wait for a boot or a wake-up to send it.
     world = tpersonas.a
-    dev = await _connect(world.prepaid_device)
-    await dev.boot()
-    dev.auto_ack = False
-    await dev.readings((1, 0), (2, 1000))
-    assert (await dev.next_call(timeout=5))[2] == "SetRelay"
-    await dev.comm.disconnect()
+    await _cut_off_command_lost_with_the_socket(world)
     dev2 = await _connect(world.prepaid_device)
     call = await dev2.next_call(timeout=5)
     assert call[2] == "SetRelay" and call[3]["state"] == "off"

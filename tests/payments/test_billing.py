@@ -113,16 +113,20 @@ def test_vacant_unit_usage_is_the_landlords_own(personas):
 # --- standing charges ----------------------------------------------------------
 
 
-def test_standing_charge_is_posted_once_per_day(personas):
-    world = personas.a
-    tariff = Tariff.objects.create_flat(
+def _standing_tariff(world, per_day_minor: str) -> None:
+    """Put the prepaid unit on a flat tariff with this standing charge a day."""
+    world.prepaid.tariff = Tariff.objects.create_flat(
         landlord=world.landlord,
         name="S",
         price_per_kwh_minor="30",
-        standing_charge_per_day_minor="12.5",
+        standing_charge_per_day_minor=per_day_minor,
     )
-    world.prepaid.tariff = tariff
     world.prepaid.save()
+
+
+def test_standing_charge_is_posted_once_per_day(personas):
+    world = personas.a
+    _standing_tariff(world, "12.5")
     tenancy = world.prepaid_tenancy
     tenancy.start_date = date(2026, 1, 1)
     tenancy.save()
@@ -146,14 +150,7 @@ def test_sweep_charges_standing_days_through_each_local_today_then_skips_settled
     from django.test.utils import CaptureQueriesContext
 
     world = personas.a
-    tariff = Tariff.objects.create_flat(
-        landlord=world.landlord,
-        name="S",
-        price_per_kwh_minor="30",
-        standing_charge_per_day_minor="10",
-    )
-    world.prepaid.tariff = tariff
-    world.prepaid.save()
+    _standing_tariff(world, "10")
     world.prepaid.property.timezone = "Pacific/Kiritimati"  # UTC+14
     world.prepaid.property.save()
     tenancy = world.prepaid_tenancy
