@@ -34,11 +34,6 @@ from .models import Device, Protocol
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_RATE_LIMITED = 4429
-CLOSE_REPLACED = 4409
-CLOSE_PROTOCOL = 4400
-
 
 def basic_credentials(scope: dict[str, Any]) -> tuple[str, str] | None:
     for name, value in scope.get("headers", []):
@@ -162,7 +157,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         except _AuthLimited:
             await self.accept(subprotocol)
             await self.close(
-                code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
+                code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
             )
             return
         if device is None:
@@ -170,17 +165,21 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             # reach the device as a bare HTTP 403 it cannot tell apart from others.
             logger.info("device connect refused: bad or missing credentials")
             await self.accept(subprotocol)
-            await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
+            await self.close(
+                code=protocol.CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret"
+            )
             return
         if offered and subprotocol is None:
             await self.accept()
             await self.close(
-                code=CLOSE_PROTOCOL, reason=f"subprotocol {protocol.SUBPROTOCOL} required"
+                code=protocol.CLOSE_PROTOCOL, reason=f"subprotocol {protocol.SUBPROTOCOL} required"
             )
             return
         if device.protocol != Protocol.NATIVE:
             await self.accept(subprotocol)
-            await self.close(code=CLOSE_UNAUTHORIZED, reason="this device uses another protocol")
+            await self.close(
+                code=protocol.CLOSE_UNAUTHORIZED, reason="this device uses another protocol"
+            )
             return
         await self._attach(device, subprotocol)
 
@@ -222,7 +221,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def device_replaced(self, event: dict[str, Any]) -> None:
         if event.get("channel") != self.channel_name:
             self._replaced = True
-            await self.close(code=CLOSE_REPLACED)
+            await self.close(code=protocol.CLOSE_REPLACED)
 
     # --- outbound commands --------------------------------------------------
     async def _command_loop(self, *, idle: bool = False) -> None:
@@ -428,7 +427,7 @@ class ShellyConsumer(DeviceConsumer):
         except _AuthLimited:
             await self.accept()
             await self.close(
-                code=CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
+                code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
             )
             return
         if device is None or device.protocol != Protocol.SHELLY:
@@ -436,7 +435,9 @@ class ShellyConsumer(DeviceConsumer):
             if device is not None:
                 await database_sync_to_async(_auth_failed)(self.scope, creds[0])
             await self.accept()
-            await self.close(code=CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret")
+            await self.close(
+                code=protocol.CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret"
+            )
             return
         await self._attach(device)
 
@@ -451,7 +452,7 @@ class ShellyConsumer(DeviceConsumer):
         src = frame.get("src")
         if src is not None and src != self.device_ident:
             logger.warning("shelly %s: frame from %r refused", self.device_ident, src)
-            await self.close(code=CLOSE_UNAUTHORIZED, reason="src is not this device")
+            await self.close(code=protocol.CLOSE_UNAUTHORIZED, reason="src is not this device")
             return
         method = frame.get("method")
         if method in ("NotifyFullStatus", "NotifyStatus"):

@@ -19,6 +19,12 @@ SUBPROTOCOL = "submeter.v1"
 MAX_FRAME_BYTES = 256 * 1024
 MAX_ID_LEN = 64
 
+# Close codes the server ends a device socket with (docs/device-protocol.md).
+CLOSE_PROTOCOL = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_REPLACED = 4409
+CLOSE_RATE_LIMITED = 4429
+
 
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str, msg_id: str = "", details: Any = None):

@@ -109,9 +109,18 @@ async def run_device(
     )
 
 
-# Close codes that mean "these credentials will not do" (docs/device-protocol.md).
-REFUSED_CODES = (4401, 4429)
+# How long a device refused for its credentials waits before trying again.
 REFUSED_BACKOFF_SECONDS = 60.0
+
+
+def _refused(exc: Exception) -> int | None:
+    """The close code if the server refused these credentials, else None."""
+    from .protocol import CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED  # protocol imports services
+
+    refused = (CLOSE_UNAUTHORIZED, CLOSE_RATE_LIMITED)
+    if isinstance(exc, websockets.ConnectionClosed) and exc.rcvd and exc.rcvd.code in refused:
+        return exc.rcvd.code
+    return None
 
 
 async def _run_sessions(
@@ -158,24 +167,21 @@ async def _run_sessions(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-        except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else None
-            if code in REFUSED_CODES:
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            code = _refused(exc)
+            if code is None:
+                logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
+            else:
                 # Wrong secret (another simulator may have set a new one) or
                 # rate-limited: retrying fast would only count more failures.
                 backoff = REFUSED_BACKOFF_SECONDS
                 logger.warning(
-                    "sim %s (%s): refused (%s %s); retrying in %.0f s",
+                    "sim %s (%s): refused (close %s); retrying in %.0f s",
                     dev.ident,
                     dev.protocol,
                     code,
-                    exc.rcvd.reason if exc.rcvd is not None else "",
                     backoff,
                 )
-            else:
-                logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
-        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            logger.debug("sim %s (%s): %r; reconnecting", dev.ident, dev.protocol, exc)
         finally:
             dev.connected = False
         if stop.is_set():
