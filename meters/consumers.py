@@ -96,50 +96,6 @@ def _client_address(scope: dict[str, Any]) -> str:
     return ratelimit.client_address(meta)
 
 
-class _AuthLimited(Exception):
-    pass
-
-
-def _authenticate(scope: dict[str, Any], creds: tuple[str, str] | None) -> Device | None:
-    """The device these credentials belong to, or None (counted as a failure).
-
-    Raises ``_AuthLimited`` while this device name has failed too often from
-    the client's address.
-    """
-    ident = creds[0] if creds is not None else ""
-    if _auth_limited(scope, ident):
-        raise _AuthLimited
-    device = None
-    if creds is not None:
-        device = services.device_authenticate(ident=creds[0], secret=creds[1])
-    if device is None:
-        _auth_failed(scope, ident)
-    return device
-
-
-def _auth_key(scope: dict[str, Any], ident: str) -> str:
-    # Per address *and* device name: the meters of a building often share one
-    # public address, and one misconfigured meter must not lock the others out
-    # (they could not reconnect, nor receive a command to restore supply).
-    return f"{_client_address(scope)}|{ident}"
-
-
-def _auth_limited(scope: dict[str, Any], ident: str) -> bool:
-    return ratelimit.is_limited(
-        scope="device-auth",
-        ident=_auth_key(scope, ident),
-        limit=int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"]),
-    )
-
-
-def _auth_failed(scope: dict[str, Any], ident: str) -> None:
-    ratelimit.hit(
-        scope="device-auth",
-        ident=_auth_key(scope, ident),
-        window_seconds=int(settings.SUBMETER["DEVICE_AUTH_WINDOW_SECONDS"]),
-    )
-
-
 class DeviceConsumer(AsyncWebsocketConsumer):
     device_id: int
     device_ident: str
@@ -152,9 +108,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.device_id = 0
         offered = self.scope.get("subprotocols") or []
         subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
+        creds = basic_credentials(self.scope)
         try:
-            device = await off_thread(_authenticate)(self.scope, basic_credentials(self.scope))
-        except _AuthLimited:
+            device = await off_thread(services.device_login)(
+                address=_client_address(self.scope),
+                ident=creds[0] if creds else "",
+                secret=creds[1] if creds else None,
+            )
+        except services.DeviceLoginLimited:
             await self.accept(subprotocol)
             await self.close(
                 code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
@@ -421,10 +382,13 @@ class ShellyConsumer(DeviceConsumer):
         # rpc id -> (method, state, generation) of calls awaiting an answer
         self._rpc: dict[int, tuple[str, str, int]] = {}
         kwargs = self.scope["url_route"]["kwargs"]
-        creds = (str(kwargs.get("ident", "")), str(kwargs.get("secret", "")))
+        ident = str(kwargs.get("ident", ""))
+        address = _client_address(self.scope)
         try:
-            device = await off_thread(_authenticate)(self.scope, creds)
-        except _AuthLimited:
+            device = await off_thread(services.device_login)(
+                address=address, ident=ident, secret=str(kwargs.get("secret", ""))
+            )
+        except services.DeviceLoginLimited:
             await self.accept()
             await self.close(
                 code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
@@ -433,7 +397,9 @@ class ShellyConsumer(DeviceConsumer):
         if device is None or device.protocol != Protocol.SHELLY:
             logger.info("shelly connect refused: bad credentials or not a Shelly device")
             if device is not None:
-                await database_sync_to_async(_auth_failed)(self.scope, creds[0])
+                await database_sync_to_async(services.device_login_failed)(
+                    address=address, ident=ident
+                )
             await self.accept()
             await self.close(
                 code=protocol.CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret"

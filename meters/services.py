@@ -13,6 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from config import ratelimit
 from config.cache import shared as shared_cache
 from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy, Unit
@@ -72,6 +73,42 @@ def device_authenticate(*, ident: str, secret: str) -> Device | None:
         Device(secret_hash="sha256$0000$" + "0" * 64).check_secret(secret)
         return None
     return device if device.check_secret(secret) else None
+
+
+class DeviceLoginLimited(Exception):
+    """This device name has failed to log in too often from this address."""
+
+
+def _login_key(address: str, ident: str) -> str:
+    # Per address *and* device name: the meters of a building often share one
+    # public address, and one misconfigured meter must not lock the others out
+    # (they could not reconnect, nor receive a command to restore supply).
+    return f"{address}|{ident}"
+
+
+def device_login(*, address: str, ident: str, secret: str | None) -> Device | None:
+    """A device's socket login: the device, or None (counted as a failure).
+
+    Raises ``DeviceLoginLimited`` while ``ident`` has failed
+    ``DEVICE_AUTH_MAX_FAILURES`` times from ``address`` within the window.
+    """
+    limit = int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"])
+    if ratelimit.is_limited(scope="device-auth", ident=_login_key(address, ident), limit=limit):
+        raise DeviceLoginLimited
+    device = None
+    if secret is not None:
+        device = device_authenticate(ident=ident, secret=secret)
+    if device is None:
+        device_login_failed(address=address, ident=ident)
+    return device
+
+
+def device_login_failed(*, address: str, ident: str) -> None:
+    ratelimit.hit(
+        scope="device-auth",
+        ident=_login_key(address, ident),
+        window_seconds=int(settings.SUBMETER["DEVICE_AUTH_WINDOW_SECONDS"]),
+    )
 
 
 def _notify_unit(unit: Unit) -> None:
