@@ -7,7 +7,7 @@ Origin.
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
 from django.urls import path, re_path
 
 from landlord.consumers import LiveConsumer
@@ -38,5 +38,9 @@ websocket_app = URLRouter(
         path("ws/shelly/", shelly_routes),
         # A prefix match: the router inside the middleware resolves the rest.
         re_path(r"^ws/live/", browser_routes),
+        # Any other path is refused at the handshake (HTTP 403). Without this
+        # the router raises, the server answers 500 and logs a traceback
+        # quoting the path, which for a Shelly holds its secret.
+        re_path(r"", WebsocketDenier.as_asgi()),
     ]
 )

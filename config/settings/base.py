@@ -298,16 +298,27 @@ else:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Submeter <alerts@localhost>")
 
+# A Shelly's secret is part of its address: every logger that prints request
+# paths redacts it (config/logs.py), whichever handlers a server attaches.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "config.logs.RedactDeviceSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "huey": {"level": "WARNING"},
-        "uvicorn.access": {"level": "WARNING"},
-        "django.channels.server": {"level": "WARNING"},
+        "uvicorn.error": {"filters": ["redact_secrets"]},
+        "uvicorn.access": {"level": "WARNING", "filters": ["redact_secrets"]},
+        "django.request": {"filters": ["redact_secrets"]},
+        "django.channels.server": {"level": "WARNING", "filters": ["redact_secrets"]},
     },
 }
 
