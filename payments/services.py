@@ -268,6 +268,15 @@ def _on_payment_intent(event: PaymentEvent, obj: dict[str, Any]) -> str:
     if not _amount_matches(payment, obj.get("amount"), obj.get("currency")):
         logger.warning("payment event %s does not match payment %s", event.pk, payment.pk)
         return "ignored: amount or currency does not match the payment"
+    if (
+        event.type == "payment_intent.payment_failed"
+        and payment.checkout_session_id
+        and payment.status == Payment.Status.PENDING
+    ):
+        # A declined attempt inside an open Checkout Session: the tenant can try
+        # another card in the same session. The session's own events end it
+        # (expired, or completed and then async_payment_failed for bank debits).
+        return "no change: checkout session still open for another attempt"
     outcome = payment_transition(
         payment=payment, status=INTENT_STATUS[event.type], provider_ref=str(obj.get("id") or "")
     )

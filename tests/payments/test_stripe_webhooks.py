@@ -262,6 +262,37 @@ def test_money_received_after_a_cancellation_is_still_credited(personas, hook):
     assert _balance(personas.a) == 1000
 
 
+def test_a_declined_card_leaves_the_open_checkout_session_payable(personas, hook):
+    # given a tenant in Stripe Checkout whose first card is declined
+    payment = _payment(personas.a)
+    hook(event("payment_intent.payment_failed", intent_obj(payment), account=ACCT_A))
+    # then the payment is still open: the tenant may try another card in the same session
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+    # when the second card goes through
+    hook(event("payment_intent.succeeded", intent_obj(payment), account=ACCT_A))
+    hook(event("checkout.session.completed", session_obj(payment), account=ACCT_A))
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert _balance(personas.a) == 1000
+
+
+def test_a_declined_card_then_an_abandoned_session_is_cancelled(personas, hook):
+    payment = _payment(personas.a)
+    hook(event("payment_intent.payment_failed", intent_obj(payment), account=ACCT_A))
+    hook(event("checkout.session.expired", session_obj(payment), account=ACCT_A))
+    payment.refresh_from_db()
+    assert payment.status == "canceled"
+
+
+def test_a_declined_off_session_charge_fails_the_payment(personas, hook):
+    payment = _payment(personas.a)
+    Payment.objects.filter(pk=payment.pk).update(checkout_session_id="", off_session=True)
+    hook(event("payment_intent.payment_failed", intent_obj(payment), account=ACCT_A))
+    payment.refresh_from_db()
+    assert payment.status == "failed"
+
+
 def test_delayed_method_goes_processing_then_succeeded(personas, hook):
     payment = _payment(personas.a)
     hook(
