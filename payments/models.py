@@ -478,6 +478,9 @@ class ConnectAccount(models.Model):
     details_submitted = models.BooleanField(default=False)
     requirements_due = models.JSONField(default=list, blank=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    # When Stripe created the newest account event applied: events arrive out of
+    # order, and an older one must not overwrite a newer status.
+    status_event_created = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

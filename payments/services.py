@@ -342,30 +342,56 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
         transaction.on_commit(lambda: saved_method_describe_task.enqueue(saved.pk), robust=True)
 
 
+def _event_created(event: PaymentEvent) -> datetime | None:
+    """When the provider created the event (Stripe's ``created``, Unix seconds), if it says."""
+    created = event.payload.get("created") if isinstance(event.payload, dict) else None
+    if isinstance(created, bool) or not isinstance(created, int):
+        return None
+    return datetime.fromtimestamp(created, tz=UTC)
+
+
 def _on_account_updated(event: PaymentEvent, obj: dict[str, Any]) -> str:
-    return connect_account_apply(obj=obj)
+    return connect_account_apply(obj=obj, event_created=_event_created(event))
 
 
 def _on_account_deauthorized(event: PaymentEvent, obj: dict[str, Any]) -> str:
     """The landlord disconnected the platform from their Stripe account: no more charges."""
-    updated = ConnectAccount.objects.filter(stripe_account_id=event.account).update(
-        charges_enabled=False,
-        disabled_reason="platform disconnected by the landlord",
-        updated_at=timezone.now(),
+    account = (
+        ConnectAccount.objects.select_for_update().filter(stripe_account_id=event.account).first()
     )
-    if not updated:
+    if account is None:
         return "ignored: unknown account"
+    account.charges_enabled = False
+    account.disabled_reason = "platform disconnected by the landlord"
+    created = _event_created(event)
+    if created is not None and (
+        account.status_event_created is None or created > account.status_event_created
+    ):
+        # account.updated events from before the disconnection are older news.
+        account.status_event_created = created
+    account.updated_at = timezone.now()
+    account.save()
     return "account disconnected"
 
 
-def connect_account_apply(*, obj: dict[str, Any]) -> str:
-    """Record what Stripe says about a connected account (charges, payouts, requirements)."""
+def connect_account_apply(*, obj: dict[str, Any], event_created: datetime | None = None) -> str:
+    """Record what Stripe says about a connected account (charges, payouts, requirements).
+
+    ``event_created`` is the creation time of the event that carried ``obj``;
+    an event older than the newest one applied is stale and changes nothing.
+    An account read from the API (no event) is applied as it is: it is current.
+    """
     account = (
         ConnectAccount.objects.select_for_update().filter(stripe_account_id=obj.get("id")).first()
     )
     if account is None:
         logger.warning("account event for unknown account %s", obj.get("id"))
         return "ignored: unknown account"
+    if event_created is not None and account.status_event_created is not None:
+        if event_created < account.status_event_created:
+            return "ignored: older than the account status already applied"
+    if event_created is not None:
+        account.status_event_created = event_created
     requirements = obj.get("requirements") or {}
     account.charges_enabled = bool(obj.get("charges_enabled"))
     account.payouts_enabled = bool(obj.get("payouts_enabled"))

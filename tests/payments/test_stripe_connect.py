@@ -141,3 +141,44 @@ def test_a_landlord_disconnecting_the_platform_stops_tenant_payments(
     tenant.force_login(personas.a.prepaid_tenant)
     page = tenant.get(reverse("tenant:home", args=[personas.a.prepaid_tenancy.pk]))
     assert 'data-testid="payee-not-ready"' in page.content.decode()
+
+
+@pytest.mark.parametrize("order", ["in order", "newest first"])
+def test_account_events_apply_by_when_stripe_created_them_not_arrival(
+    personas, fake_stripe, django_capture_on_commit_callbacks, order
+):
+    # given onboarding that went "not ready" (older) then "ready" (newer)
+    ConnectAccount.objects.create(landlord=personas.a.landlord, stripe_account_id=ACCT_A)
+    older = event("account.updated", recorded("account"), account=ACCT_A)
+    newer = event("account.updated", recorded("account_enabled"), account=ACCT_A)
+    older["created"] = 1_780_000_000
+    newer["created"] = 1_780_000_060
+    deliveries = [older, newer] if order == "in order" else [newer, older]
+    # when both arrive, in either order
+    for evt in deliveries:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver(Client(), evt).status_code == 200
+    # then the newer status stands and the landlord's tenants can pay
+    account = ConnectAccount.objects.get()
+    assert account.charges_enabled and not account.requirements_due
+    tenant = Client()
+    tenant.force_login(personas.a.prepaid_tenant)
+    page = tenant.get(reverse("tenant:home", args=[personas.a.prepaid_tenancy.pk]))
+    assert 'data-testid="payee-not-ready"' not in page.content.decode()
+
+
+def test_an_account_update_from_before_a_disconnection_does_not_undo_it(
+    personas, connected, django_capture_on_commit_callbacks
+):
+    deauthorized = event(
+        "account.application.deauthorized",
+        {"id": "ca_platform", "object": "application"},
+        account=ACCT_A,
+    )
+    stale = event("account.updated", recorded("account_enabled"), account=ACCT_A)
+    deauthorized["created"] = 1_780_000_060
+    stale["created"] = 1_780_000_000
+    for evt in (deauthorized, stale):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver(Client(), evt).status_code == 200
+    assert not ConnectAccount.objects.get(stripe_account_id=ACCT_A).charges_enabled
