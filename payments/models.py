@@ -502,10 +502,12 @@ class Refund(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Cancelled"
 
+    # Stripe documents one move back: a succeeded refund can still fail (the
+    # card was closed, say), and the money then stays with the landlord.
     TRANSITIONS: dict[str, set[str]] = {
         "pending": {"requires_action", "succeeded", "failed", "canceled"},
         "requires_action": {"pending", "succeeded", "failed", "canceled"},
-        "succeeded": set(),
+        "succeeded": {"failed"},
         "failed": set(),
         "canceled": set(),
     }
@@ -521,6 +523,9 @@ class Refund(models.Model):
     provider_ref = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Set once the provider said the refund succeeded, even if it failed later:
+    # such a refund is posted, then reversed, whatever order its events came in.
+    succeeded_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True
     )

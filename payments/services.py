@@ -387,10 +387,9 @@ def connect_account_apply(*, obj: dict[str, Any], event_created: datetime | None
     if account is None:
         logger.warning("account event for unknown account %s", obj.get("id"))
         return "ignored: unknown account"
-    if event_created is not None and account.status_event_created is not None:
-        if event_created < account.status_event_created:
-            return "ignored: older than the account status already applied"
     if event_created is not None:
+        if account.status_event_created and event_created < account.status_event_created:
+            return "ignored: older than the account status already applied"
         account.status_event_created = event_created
     requirements = obj.get("requirements") or {}
     account.charges_enabled = bool(obj.get("charges_enabled"))
@@ -456,22 +455,42 @@ def _on_refund(event: PaymentEvent, obj: dict[str, Any]) -> str:
     if refund.provider_ref is None and obj.get("id"):
         refund.provider_ref = str(obj["id"])
         refund.save(update_fields=["provider_ref"])
-    return refund_transition(refund=refund, status=str(obj.get("status") or ""))
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    previous = data.get("previous_attributes") if isinstance(data, dict) else None
+    return refund_transition(
+        refund=refund,
+        status=str(obj.get("status") or ""),
+        succeeded_before=isinstance(previous, dict) and previous.get("status") == "succeeded",
+    )
 
 
-def refund_transition(*, refund: Refund, status: str) -> str:
-    """Move a refund forward; reverse it in the ledger once it succeeded and its payment did."""
+def refund_transition(*, refund: Refund, status: str, succeeded_before: bool = False) -> str:
+    """Move a refund forward; post it once it succeeded and its payment did, reverse it if it fails.
+
+    A refund that fails after succeeding (``succeeded_before``, Stripe's
+    ``previous_attributes``) is posted and then reversed. So is one whose
+    ``succeeded`` event arrives after its ``failed`` one: a failed refund
+    never succeeds again, so that event tells of the time before it failed.
+    """
     if status not in Refund.Status.values:
         return f"ignored: unknown refund status {status!r}"
+    outcome = f"refund {status}"
     if status != refund.status:
-        if status not in Refund.TRANSITIONS[refund.status]:
+        if status in Refund.TRANSITIONS[refund.status]:
+            refund.status = status
+        elif not (status == Refund.Status.SUCCEEDED and refund.status == Refund.Status.FAILED):
             return f"ignored: refund {refund.status} cannot become {status}"
-        refund.status = status
-        refund.updated_at = timezone.now()
-        refund.save(update_fields=["status", "updated_at"])
+        else:
+            outcome = "refund failed (it had succeeded)"
+    if refund.succeeded_at is None and (
+        status == Refund.Status.SUCCEEDED or (succeeded_before and status == Refund.Status.FAILED)
+    ):
+        refund.succeeded_at = timezone.now()
+    refund.updated_at = timezone.now()
+    refund.save(update_fields=["status", "succeeded_at", "updated_at"])
     payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
     _reversals_settle(payment=payment)
-    return f"refund {status}"
+    return outcome
 
 
 DISPUTE_FINAL = {"won", "lost", "warning_closed", "prevented"}
@@ -592,7 +611,7 @@ def _reversals_settle(*, payment: Payment) -> None:
     )
     changed = False
     for refund in Refund.objects.filter(
-        payment=payment, status=Refund.Status.SUCCEEDED, ledger_transaction__isnull=True
+        payment=payment, succeeded_at__isnull=False, ledger_transaction__isnull=True
     ).order_by("pk"):
         txn, created = ledger_post(
             landlord_id=payment.landlord_id,
@@ -616,6 +635,30 @@ def _reversals_settle(*, payment: Payment) -> None:
                 "amount_minor": refund.amount_minor,
             },
         )
+        changed = changed or created
+    for refund in Refund.objects.filter(
+        payment=payment, status=Refund.Status.FAILED, ledger_transaction__isnull=False
+    ).order_by("pk"):
+        # The refund failed after it was posted: the money stays with the tenant.
+        _, created = ledger_post(
+            landlord_id=payment.landlord_id,
+            kind=LedgerTransaction.Kind.REFUND,
+            idempotency_key=f"refund:{refund.uuid}:failed",
+            legs=[Leg(debit=clearing, credit=tenant, amount_minor=refund.amount_minor)],
+            memo=f"Refund failed: {refund.reason}",
+        )
+        if created:
+            AuditEvent.objects.create(
+                landlord_id=payment.landlord_id,
+                action="payment.refund_failed",
+                subject=f"tenancy {payment.tenancy_id}",
+                reason=refund.reason,
+                data={
+                    "payment": str(payment.uuid),
+                    "refund": str(refund.uuid),
+                    "amount_minor": refund.amount_minor,
+                },
+            )
         changed = changed or created
     for dispute in Dispute.objects.filter(payment=payment, funds_withdrawn=True).order_by("pk"):
         _, created = ledger_post(

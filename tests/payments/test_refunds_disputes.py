@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from landlord.models import AuditEvent
-from payments.ledger import tenant_account
+from payments.ledger import ledger_verify, tenant_account
 from payments.models import Dispute, LedgerTransaction, Payment, Refund
-from payments.services import payment_create
+from payments.services import payment_create, refundable_minor
 
 from .conftest import ACCT_A
 from .stripe_fake import deliver, event, intent_obj, recorded
@@ -105,9 +107,66 @@ def test_a_failed_refund_reverses_nothing(personas, paid, fake_stripe, hook):
     )
     refund = Refund.objects.get()
     hook(_refund_event(refund, "failed", "refund.failed"))
-    hook(_refund_event(refund, "succeeded"))  # a late, contradictory event
     refund.refresh_from_db()
     assert refund.status == "failed"
+    assert _balance(personas) == 1000
+    assert not LedgerTransaction.objects.filter(kind="refund").exists()
+    # A late "succeeded" can only tell of the time before it failed: posted and
+    # reversed, the tenant keeps the money.
+    hook(_refund_event(refund, "succeeded"))
+    refund.refresh_from_db()
+    assert refund.status == "failed"
+    assert _balance(personas) == 1000
+
+
+def _refund_failed_after_success(refund: Refund):
+    """Stripe's ``charge.refund.updated`` for a succeeded refund that then failed."""
+    evt = _refund_event(refund, "failed", "charge.refund.updated")
+    evt["data"]["previous_attributes"] = {"status": "succeeded"}
+    return evt
+
+
+@pytest.mark.parametrize(
+    "order", list(itertools.permutations(["created", "succeeded", "failed"])), ids=str
+)
+def test_a_refund_that_fails_after_succeeding_gives_the_money_back_in_any_order(
+    personas, paid, fake_stripe, hook, order
+):
+    fake_stripe.add("post", "/v1/refunds", recorded("refund"))
+    _landlord(personas).post(
+        reverse("payments:refund", args=[paid.uuid]), {"amount": "4", "reason": "Meter misread"}
+    )
+    refund = Refund.objects.get()
+    events = {
+        "created": _refund_event(refund, "pending", "refund.created"),
+        "succeeded": _refund_event(refund, "succeeded"),
+        "failed": _refund_failed_after_success(refund),
+    }
+    # when the refund's events arrive in this order, one of them twice
+    for name in (*order, order[0]):
+        hook(events[name])
+    # then the refund is failed and its ledger effect is undone
+    refund.refresh_from_db()
+    assert refund.status == "failed"
+    assert _balance(personas) == 1000
+    keys = sorted(
+        LedgerTransaction.objects.filter(kind="refund").values_list("idempotency_key", flat=True)
+    )
+    assert keys == [f"refund:{refund.uuid}", f"refund:{refund.uuid}:failed"]
+    assert AuditEvent.objects.filter(action="payment.refund_failed").count() == 1
+    assert ledger_verify() == []
+    # and what failed may be refunded again
+    assert refundable_minor(payment=paid) == 1000
+
+
+def test_a_dashboard_refund_that_fails_after_succeeding_is_reversed(personas, paid, hook):
+    obj = recorded("refund", id="re_dash_fail", amount=300, status="succeeded", payment_intent=PI)
+    hook(event("refund.updated", obj, account=ACCT_A))
+    assert _balance(personas) == 700
+    failed = event("charge.refund.updated", {**obj, "status": "failed"}, account=ACCT_A)
+    failed["data"]["previous_attributes"] = {"status": "succeeded"}
+    hook(failed)
+    assert Refund.objects.get().status == "failed"
     assert _balance(personas) == 1000
 
 
