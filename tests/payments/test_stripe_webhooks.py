@@ -520,6 +520,8 @@ def test_two_deliveries_of_one_event_at_the_same_moment_credit_once(
     assert Payment.objects.get(pk=payment.pk).status == "succeeded"
 
 
+# Eight days built and replayed twice each: over a minute on a loaded machine.
+@pytest.mark.timeout(300)
 @given(data=st.data())
 @settings(
     max_examples=8,
