@@ -188,8 +188,9 @@ class PaymentEventAdmin(ReadOnlyAdmin):
         "received_at",
         "processed_at",
         "outcome",
+        "alerted_at",
     ]
-    list_filter = ["provider", "type"]
+    list_filter = ["provider", "type", "processed_at", "alerted_at"]
     search_fields = ["event_id", "account"]
 
 

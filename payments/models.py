@@ -384,6 +384,8 @@ class PaymentEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=300, blank=True)
+    # When it was reported as unresolved for too long (payment_events_redrive).
+    alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group
@@ -228,16 +228,32 @@ def _unmatched(event: PaymentEvent) -> str:
     return WAITING
 
 
-def _waiting_events_process(*, payment: Payment) -> None:
+def _waiting_events_process(*, provider: str, account: str, object_ref: str) -> None:
+    """Apply the events that wait for this payment intent."""
     waiting = PaymentEvent.objects.filter(
-        provider=payment.provider,
-        account=payment.stripe_account,
-        object_ref=payment.provider_ref,
+        provider=provider,
+        account=account,
+        object_ref=object_ref,
         processed_at__isnull=True,
         outcome=WAITING,
     ).order_by("pk")
     for pk in list(waiting.values_list("pk", flat=True)):
         payment_event_process(event_id=pk)
+
+
+def _intent_linked(event: PaymentEvent) -> bool:
+    return Payment.objects.filter(
+        provider=event.provider, stripe_account=event.account, provider_ref=event.object_ref
+    ).exists()
+
+
+def _waiting_event_recheck(*, event_id: int) -> None:
+    """After a "waiting" outcome commits: apply the event if its payment got linked meanwhile."""
+    event = PaymentEvent.objects.filter(pk=event_id).first()
+    if event is None or event.processed_at is not None or event.outcome != WAITING:
+        return
+    if _intent_linked(event):
+        payment_event_process(event_id=event_id)
 
 
 def _amount_matches(payment: Payment, amount: object, currency: object) -> bool:
@@ -439,19 +455,27 @@ def _on_refund(event: PaymentEvent, obj: dict[str, Any]) -> str:
         payment = _payment_by_intent(event, obj.get("payment_intent"))
         if payment is None:
             return _unmatched(event)
-        try:
-            amount = int(obj.get("amount") or 0)
-        except (TypeError, ValueError):
-            amount = 0
-        if amount <= 0 or str(obj.get("currency") or "").upper() != payment.currency:
-            return "ignored: refund amount or currency is not usable"
-        refund = Refund.objects.create(
-            landlord_id=payment.landlord_id,
-            payment=payment,
-            amount_minor=amount,
-            reason=f"Refunded in Stripe ({obj.get('reason') or 'no reason given'})"[:300],
-            provider_ref=str(obj["id"]),
+        # Another event about this refund may have recorded it while this one
+        # waited for the payment's lock.
+        refund = (
+            Refund.objects.select_for_update()
+            .filter(payment=payment, provider_ref=str(obj["id"]))
+            .first()
         )
+        if refund is None:
+            try:
+                amount = int(obj.get("amount") or 0)
+            except (TypeError, ValueError):
+                amount = 0
+            if amount <= 0 or str(obj.get("currency") or "").upper() != payment.currency:
+                return "ignored: refund amount or currency is not usable"
+            refund = Refund.objects.create(
+                landlord_id=payment.landlord_id,
+                payment=payment,
+                amount_minor=amount,
+                reason=f"Refunded in Stripe ({obj.get('reason') or 'no reason given'})"[:300],
+                provider_ref=str(obj["id"]),
+            )
     if refund.provider_ref is None and obj.get("id"):
         refund.provider_ref = str(obj["id"])
         refund.save(update_fields=["provider_ref"])
@@ -591,6 +615,11 @@ def payment_event_process(*, event_id: int) -> str:
     event.processed_at = None if outcome == WAITING else timezone.now()
     event.outcome = outcome[:300]
     event.save(update_fields=["processed_at", "outcome"])
+    if outcome == WAITING:
+        # The payment may be being linked right now in another transaction,
+        # whose sweep of waiting events cannot see this one before it commits:
+        # look again once this has committed (see payment_transition).
+        transaction.on_commit(lambda: _waiting_event_recheck(event_id=event.pk), robust=True)
     return outcome
 
 
@@ -737,7 +766,17 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         supply_evaluate(unit=tenancy.unit, reason="payment received")
     if newly_linked:
         # Refund or chargeback events that arrived before we knew this intent.
-        _waiting_events_process(payment=payment)
+        link = {
+            "provider": payment.provider,
+            "account": payment.stripe_account,
+            "object_ref": payment.provider_ref or "",
+        }
+        _waiting_events_process(**link)
+        # One being processed concurrently cannot see this link before we
+        # commit, and this sweep cannot see its "waiting" before it commits.
+        # Both sides look again after their commit, so whichever commits second
+        # finds the other (payment_event_process re-checks a waiting event).
+        transaction.on_commit(lambda: _waiting_events_process(**link), robust=True)
     if status == Payment.Status.SUCCEEDED:
         # Refunds or chargebacks recorded before this payment succeeded.
         _reversals_settle(payment=payment)
@@ -745,3 +784,66 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
     broadcast_on_commit(tenancy_group(tenancy.pk), msg)
     broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
     return f"payment {status}"
+
+
+def payment_events_redrive(*, now: datetime | None = None) -> int:
+    """Apply stored events that nothing else will: a periodic safety net, idempotent.
+
+    An event is acknowledged once stored; if its task is lost (a consumer
+    killed mid-way, a queue flushed) or a post-commit look for its payment is
+    lost with its process, it would stay unapplied. This applies events not
+    processed within ``PAYMENT_EVENT_REDRIVE_SECONDS`` of arriving, and waiting
+    events whose payment is linked by now, then reports (once each, at error
+    level) events still unresolved after ``PAYMENT_EVENT_ALERT_MINUTES``.
+    Returns how many events it applied.
+    """
+    now = now or timezone.now()
+    cfg = settings.SUBMETER
+    grace = timedelta(seconds=int(cfg["PAYMENT_EVENT_REDRIVE_SECONDS"]))
+    linked = Payment.objects.filter(
+        provider=OuterRef("provider"),
+        stripe_account=OuterRef("account"),
+        provider_ref=OuterRef("object_ref"),
+    )
+    due = (
+        PaymentEvent.objects.filter(processed_at__isnull=True, received_at__lte=now - grace)
+        .filter(~Q(outcome=WAITING) | Exists(linked))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:REDRIVE_BATCH]
+    )
+    applied = 0
+    for pk in list(due):
+        try:
+            payment_event_process(event_id=pk)
+        except Exception:
+            # One event that keeps failing must not hold back the others; it
+            # stays unprocessed and is reported once it is old.
+            logger.exception("payment event %s could not be applied on re-drive", pk)
+            continue
+        applied += 1
+    _unresolved_events_alert(now=now)
+    return applied
+
+
+REDRIVE_BATCH = 500
+
+
+@transaction.atomic
+def _unresolved_events_alert(*, now: datetime) -> None:
+    age = timedelta(minutes=int(settings.SUBMETER["PAYMENT_EVENT_ALERT_MINUTES"]))
+    stuck = list(
+        PaymentEvent.objects.select_for_update(skip_locked=True)
+        .filter(processed_at__isnull=True, alerted_at__isnull=True, received_at__lte=now - age)
+        .order_by("pk")[:100]
+    )
+    if not stuck:
+        return
+    logger.error(
+        "%d payment event(s) unresolved for over %s: %s",
+        len(stuck),
+        age,
+        "; ".join(
+            f"{e.provider}:{e.event_id} {e.type} ({e.outcome or 'never applied'})" for e in stuck
+        ),
+    )
+    PaymentEvent.objects.filter(pk__in=[e.pk for e in stuck]).update(alerted_at=now)

@@ -26,6 +26,13 @@ def invoices_issue_periodic() -> int:
     return len(billing.invoices_issue_due())
 
 
+# Events whose processing was lost, and waiting ones whose payment is now
+# known; reports those that stay unresolved (services.payment_events_redrive).
+@db_periodic_task(crontab(minute="*"), name="payment_events_redrive")
+def payment_events_redrive_periodic() -> int:
+    return services.payment_events_redrive()
+
+
 @task()
 def saved_method_describe_task(method_id: int) -> None:
     from .automatic import saved_method_describe

@@ -264,6 +264,11 @@ SUBMETER: dict[str, Any] = {
     # Usage is posted to the ledger in windows of this length (sooner when a
     # prepaid balance nears its low-credit threshold).
     "DEBIT_WINDOW_SECONDS": int(os.environ.get("DEBIT_WINDOW_SECONDS", "900")),
+    # Payment events not applied this long after arriving are applied by the
+    # periodic re-drive (their task was lost); events still unresolved after
+    # PAYMENT_EVENT_ALERT_MINUTES are logged at error level, once each.
+    "PAYMENT_EVENT_REDRIVE_SECONDS": int(os.environ.get("PAYMENT_EVENT_REDRIVE_SECONDS", "60")),
+    "PAYMENT_EVENT_ALERT_MINUTES": int(os.environ.get("PAYMENT_EVENT_ALERT_MINUTES", "60")),
     # Share of each top-up that repays emergency credit.
     "DEBT_RECOVERY_PERCENT": int(os.environ.get("DEBT_RECOVERY_PERCENT", "25")),
     # A device missing this many heartbeats in a row is reported offline to the landlord.
