@@ -1,6 +1,7 @@
-"""Benchmark: readings validated, rated and posted per second, beside a raw bulk insert.
+"""Benchmark: readings validated, rated and posted per second, beside a raw bulk insert and COPY.
 
     .venv/bin/python bench/money.py                 # SQLite, and PostgreSQL if DATABASE_URL is set
+    .venv/bin/python bench/money.py --quick         # the same in under a minute (what CI runs)
     .venv/bin/python bench/money.py --readings 20000 --devices 4 --workers 2
 
 For each backend it builds a fresh database (a temporary SQLite file; on
@@ -12,86 +13,151 @@ the device socket makes: duplicate check, validation, slot derivation,
 rating, the aggregated ledger debit, supply evaluation and the live
 notification, first in one server process, then in two (each with its own
 database connection, taking half the devices, as two uvicorn workers
-would). The baseline is ``bulk_create`` of the same number of Reading
-rows in the same frame-sized transactions, with nothing else, and on
-PostgreSQL also COPY of the same rows (how intake stores readings there):
-the ratios are what validation, rating and posting cost on top of storing
-the rows.
+would). The baselines store the same rows with nothing else, in one
+process: ``bulk_create`` in the same frame-sized transactions, and on
+PostgreSQL one streaming ``COPY`` of all of them; the figure is printed as
+a share of each.
+
+Every measured stage stops at its deadline (``--deadline``) and reports how
+far it got; a run that does not answer within its limit is killed and
+reported as stalled (exit status 2). ``--quick`` also keeps the whole
+benchmark within one minute, leaving out what no longer fits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = 500
+# A run gets this long for migrating and creating its fleet, beyond its stages' deadlines.
+SETUP_SECONDS = 120.0
+QUICK_BUDGET_SECONDS = 55.0
+STALLED = 2
 
 
-def _in_workers(frames: list, workers: int) -> float:
-    """Several server processes, each with its own connection, taking the devices' frames."""
-    import multiprocessing
+def fork_safe_close() -> None:
+    """Close this process's database connections and discard its connection pools.
 
+    A forked child inherits the parent's open sockets: one PostgreSQL
+    connection used by two processes interleaves their protocol messages
+    ("lost synchronization with server", a savepoint that does not exist,
+    "the last operation didn't produce records"). Closing a pooled
+    connection only hands it back to the pool, whose idle connections every
+    child would then take as its own, so the pool goes as well; each child
+    opens a new one on first use.
+    """
     from django.db import connections
 
-    from meters.services import readings_record
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
 
-    connections.close_all()
+
+def in_workers[J, R](
+    work: Callable[[J], R], jobs: Sequence[J], *, timeout: float
+) -> tuple[list[R], float]:
+    """Run ``work(job)`` for each job in a forked process of its own, all starting together.
+
+    Returns the results in job order and the seconds from the common start
+    until the last worker finished. A worker that fails raises here with its
+    traceback; one still running after ``timeout`` seconds is killed and
+    reported as stalled.
+    """
+    import multiprocessing
+
+    fork_safe_close()
     ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(workers + 1)
-    device_ids = sorted({device_id for device_id, _ in frames})
+    barrier = ctx.Barrier(len(jobs) + 1)
+    results = ctx.SimpleQueue()
 
-    def work(w: int) -> None:
-        mine = [f for f in frames if device_ids.index(f[0]) % workers == w]
-        barrier.wait()
-        for device_id, batch in mine:
-            readings_record(device_id=device_id, readings=batch)
-        connections.close_all()
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout)
+            results.put((index, work(jobs[index]), None))
+        except BaseException:
+            results.put((index, None, traceback.format_exc()))
+        finally:
+            fork_safe_close()
 
-    procs = [ctx.Process(target=work, args=(w,)) for w in range(workers)]
+    procs = [ctx.Process(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
     for proc in procs:
         proc.start()
-    barrier.wait()
-    t0 = time.perf_counter()
+    try:
+        barrier.wait(timeout)
+    except Exception:
+        for proc in procs:
+            proc.kill()
+        raise RuntimeError(f"the workers did not start within {timeout:.0f} s") from None
+    started = time.perf_counter()
+    end = time.monotonic() + timeout
     for proc in procs:
-        proc.join()
-    elapsed = time.perf_counter() - t0
-    if any(proc.exitcode for proc in procs):
-        raise SystemExit("a worker failed")
-    return elapsed
+        proc.join(max(0.0, end - time.monotonic()))
+    elapsed = time.perf_counter() - started
+    stalled = [i for i, proc in enumerate(procs) if proc.is_alive()]
+    for i in stalled:
+        procs[i].kill()
+    answers: dict[int, Any] = {}
+    while not results.empty():
+        index, value, error = results.get()
+        if error:
+            raise RuntimeError(f"worker {index} failed:\n{error}")
+        answers[index] = value
+    if stalled:
+        raise TimeoutError(f"worker(s) {stalled} still running after {timeout:.0f} s: killed")
+    missing = [i for i, proc in enumerate(procs) if i not in answers]
+    if missing:
+        codes = [procs[i].exitcode for i in missing]
+        raise RuntimeError(f"worker(s) {missing} exited without a result (exit codes {codes})")
+    return [answers[i] for i in range(len(jobs))], elapsed
 
 
-def child(readings: int, devices: int, workers: int) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
-    import django
+def feed(frames: list, *, deadline: float) -> int:
+    """Record frames in order until done or past ``deadline`` (monotonic); returns readings done."""
+    from meters.services import readings_record
 
-    django.setup()
-    from django.conf import settings
+    done = 0
+    for device_id, batch in frames:
+        if time.monotonic() >= deadline:
+            break
+        readings_record(device_id=device_id, readings=batch)
+        done += len(batch)
+    return done
 
-    settings.DEBUG = False
-    from datetime import UTC, date, datetime, timedelta
+
+def reached(done: int, total: int, what: str, limit: float) -> str:
+    if done >= total:
+        return ""
+    return f"  [stopped at the {limit:.0f} s deadline after {done:,} of {total:,} {what}]"
+
+
+def fleet(tag: str, devices: int) -> list[Any]:
+    """A landlord with ``devices`` prepaid units on a time-of-use tariff with tiers and tax."""
+    from datetime import date
     from decimal import Decimal
 
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connection, transaction
 
-    call_command("migrate", verbosity=0)
     from landlord.models import Landlord, Property, Tenancy, Unit
-    from meters.models import Device, Meter, Reading
-    from meters.services import ReadingInput, readings_record
+    from meters.models import Device, Meter
     from payments import billing
-    from payments.ledger import Leg, landlord_account, ledger_post, ledger_verify, tenant_account
+    from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
     from payments.models import Account, Tariff
 
-    landlord = Landlord.objects.create(name="Bench")
+    landlord = Landlord.objects.create(name=f"Bench {tag}")
     prop = Property.objects.create(landlord=landlord, name="Bench House", timezone="Europe/London")
     tariff = Tariff.objects.create(landlord=landlord, name="TOU tiers", currency="GBP")
     billing.tariff_version_create(
@@ -110,9 +176,9 @@ def child(readings: int, devices: int, workers: int) -> None:
     )
     User = get_user_model()
     devs = []
-    for i in range(devices + 1):
+    for i in range(devices):
         unit = Unit.objects.create(landlord=landlord, property=prop, name=f"U{i}", tariff=tariff)
-        tenant = User.objects.create_user(f"bench{i}")
+        tenant = User.objects.create_user(f"bench-{tag}-{i}")
         tenancy = Tenancy.objects.create(
             landlord=landlord, unit=unit, tenant=tenant, start_date=date(2020, 1, 1)
         )
@@ -129,17 +195,24 @@ def child(readings: int, devices: int, workers: int) -> None:
                 )
             ],
         )
-        device = Device(landlord=landlord, unit=unit, ident=f"bench-{i}")
+        device = Device(landlord=landlord, unit=unit, ident=f"bench-{tag}-{i}")
         device.set_secret("x")
         device.save()
-        Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"B{i}")
+        Meter.objects.create(landlord=landlord, unit=unit, device=device, serial=f"B{tag}{i}")
         devs.append(device)
-    raw_device = devs.pop()
+    return devs
 
-    per_device = readings // devices
+
+def frames_for(device_ids: list[int], readings: int) -> list[tuple[int, list[Any]]]:
+    """Each device's readings one minute apart, in frames, interleaved as on a live server."""
+    from datetime import UTC, datetime, timedelta
+
+    from meters.services import ReadingInput
+
+    per_device = readings // len(device_ids)
     start = datetime(2026, 3, 1, tzinfo=UTC)  # includes the DST change on 29 March
     frames = []
-    for d_i, device in enumerate(devs):
+    for d_i, device_id in enumerate(device_ids):
         reg = 1000 * d_i
         batch = []
         for k in range(per_device):
@@ -148,69 +221,146 @@ def child(readings: int, devices: int, workers: int) -> None:
                 ReadingInput(seq=k + 1, taken_at=start + timedelta(minutes=k), register_wh=reg)
             )
             if len(batch) == FRAME:
-                frames.append((device.pk, batch))
+                frames.append((device_id, batch))
                 batch = []
         if batch:
-            frames.append((device.pk, batch))
-    # Devices interleave as they would on a live server.
+            frames.append((device_id, batch))
     frames.sort(key=lambda f: (f[1][0].seq, f[0]))
-    total = sum(len(b) for _, b in frames)
+    return frames
 
-    profiler = None
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
 
-        profiler = cProfile.Profile()
-        profiler.enable()
+def rate(
+    frames: list[tuple[int, list[Any]]], workers: int, stage_seconds: float
+) -> tuple[int, float]:
+    """Feed the frames through ``readings_record`` in ``workers`` processes, each
+    taking whole devices; returns (readings done, seconds)."""
     if workers == 1:
         t0 = time.perf_counter()
-        for device_id, batch in frames:
-            readings_record(device_id=device_id, readings=batch)
-        rated = time.perf_counter() - t0
-    else:
-        rated = _in_workers(frames, workers)
-    if profiler is not None:
-        import pstats
+        done = feed(frames, deadline=time.monotonic() + stage_seconds)
+        return done, time.perf_counter() - t0
+    device_ids = sorted({device_id for device_id, _ in frames})
+    shares = [[f for f in frames if device_ids.index(f[0]) % workers == w] for w in range(workers)]
+    counts, elapsed = in_workers(
+        # Each worker's deadline is taken when the workers start together.
+        lambda share: feed(share, deadline=time.monotonic() + stage_seconds),
+        shares,
+        timeout=stage_seconds + 60,
+    )
+    return sum(counts), elapsed
 
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
 
+def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: float) -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.DEBUG = False
+    from datetime import UTC, datetime
+
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from meters.models import Meter, Reading
+    from payments.ledger import ledger_verify
+    from payments.models import Account
+
+    set_up = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    fleets = {workers: fleet(f"w{workers}", devices) for workers in worker_counts}
+    [raw_device] = fleet("raw", 1)
+    print(
+        f"{connection.vendor}: {readings // devices * devices:,} readings from {devices} devices"
+        f" (set up in {time.perf_counter() - set_up:.1f} s)",
+        flush=True,
+    )
+
+    figures = {}
+    for workers, devs in fleets.items():
+        frames = frames_for([d.pk for d in devs], readings)
+        total = sum(len(b) for _, b in frames)
+        profiler = None
+        if os.environ.get("BENCH_PROFILE") and workers == 1:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        done, rated = rate(frames, workers, stage_seconds)
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
+        figures[workers] = done / rated
+        scaling = (
+            f", {figures[workers] / figures[1]:.2f}x one process"
+            if workers > 1 and 1 in figures
+            else ""
+        )
+        print(
+            f"  validated+rated+posted, {workers} process{'es' if workers > 1 else '  '}"
+            f" {figures[workers]:9,.0f} readings/s ({rated:.2f} s){scaling}"
+            + reached(done, total, "readings", stage_seconds),
+            flush=True,
+        )
+    figure = figures.get(1) or max(figures.values())
+    which = "1 process" if 1 in figures else f"{max(figures, key=figures.__getitem__)} processes"
+
+    # The baselines store the same rows as one process rated, and nothing else.
+    frames = frames_for([d.pk for d in fleets[next(iter(fleets))]], readings)
+    total = sum(len(b) for _, b in frames)
     meter = Meter.objects.get(device=raw_device)
     t0 = time.perf_counter()
-    for _device_id, batch in frames:
+    deadline = time.monotonic() + stage_seconds
+    stored = 0
+    for device_id, batch in frames:
+        if time.monotonic() >= deadline:
+            break
         with transaction.atomic():
             Reading.objects.bulk_create(
                 [
                     Reading(
-                        landlord_id=landlord.pk,
+                        landlord_id=raw_device.landlord_id,
                         device=raw_device,
                         meter=meter,
-                        seq=r.seq + _device_id * 10**7,
+                        seq=r.seq + device_id * 10**7,
                         taken_at=r.taken_at,
                         register_wh=r.register_wh,
                     )
                     for r in batch
                 ]
             )
-    raw = time.perf_counter() - t0
-    copy_rate = ""
+        stored += len(batch)
+    raw = stored / (time.perf_counter() - t0)
+    print(
+        f"  baseline: bulk_create, frame-sized transactions {raw:9,.0f} rows/s;"
+        f" the figure ({which}) is {figure / raw:.1%} of it"
+        + reached(stored, total, "rows", stage_seconds),
+        flush=True,
+    )
     if connection.vendor == "postgresql":
         cols = "landlord_id, device_id, meter_id, seq, taken_at, register_wh, received_at, quality, rule, note"
         now = datetime.now(UTC)
         t0 = time.perf_counter()
-        for _device_id, batch in frames:
-            with (
-                transaction.atomic(),
-                connection.cursor() as cursor,
-                cursor.cursor.copy(f"COPY meters_reading ({cols}) FROM STDIN") as copy,
-            ):
+        deadline = time.monotonic() + stage_seconds
+        copied = 0
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY meters_reading ({cols}) FROM STDIN") as copy,
+        ):
+            for device_id, batch in frames:
+                if time.monotonic() >= deadline:
+                    break
                 for r in batch:
                     copy.write_row(
                         (
-                            landlord.pk,
+                            raw_device.landlord_id,
                             raw_device.pk,
                             meter.pk,
-                            r.seq + _device_id * 10**7 + 10**12,
+                            r.seq + device_id * 10**7 + 10**12,
                             r.taken_at,
                             r.register_wh,
                             now,
@@ -219,82 +369,136 @@ def child(readings: int, devices: int, workers: int) -> None:
                             "",
                         )
                     )
-        copied = time.perf_counter() - t0
-        copy_rate = f"  raw COPY {total / copied:8.0f}/s (ratio {rated / copied:4.1f}x)"
+                copied += len(batch)
+        streamed = copied / (time.perf_counter() - t0)
+        print(
+            f"  baseline: one streaming COPY of every row     {streamed:9,.0f} rows/s;"
+            f" the figure ({which}) is {figure / streamed:.1%} of it (target >= 10%)"
+            + reached(copied, total, "rows", stage_seconds),
+            flush=True,
+        )
     problems = ledger_verify()
-    postings = Account.objects.filter(kind=Account.Kind.REVENUE).values_list(
+    revenue = Account.objects.filter(kind=Account.Kind.REVENUE).values_list(
         "balance_minor", flat=True
     )
     print(
-        f"{connection.vendor:10s} {workers} worker{'s' if workers > 1 else ' '} "
-        f"{total:7d} readings  "
-        f"validated+rated+posted {total / rated:8.0f}/s ({rated:6.2f} s)  "
-        f"raw bulk insert {total / raw:8.0f}/s ({raw:6.2f} s)  "
-        f"ratio {rated / raw:4.1f}x{copy_rate}  revenue {next(iter(postings)) / 100:.2f} GBP  "
-        f"ledger {'ok' if not problems else problems[:3]}"
+        f"  ledger {'ok' if not problems else problems[:3]}; revenue per fleet"
+        f" {', '.join(f'{r / 100:.2f}' for r in revenue)} GBP",
+        flush=True,
     )
+    if problems:
+        raise SystemExit(1)
 
 
-def run(env: dict[str, str], readings: int, devices: int, workers: int) -> int:
+def run(env: dict[str, str], args: argparse.Namespace, limit: float | None) -> int:
+    """One backend in a fresh interpreter; killed if it outlives ``limit`` seconds."""
     cmd = [
         sys.executable,
         __file__,
         "--child",
         "--readings",
-        str(readings),
+        str(args.readings),
         "--devices",
-        str(devices),
+        str(args.devices),
         "--workers",
-        str(workers),
+        str(args.workers),
+        "--deadline",
+        str(args.deadline),
     ]
-    return subprocess.call(cmd, env={**os.environ, **env}, cwd=ROOT)
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        print(f"  STALLED: no result within {limit:.0f} s; killed after the last line above")
+        return STALLED
 
 
-def run_postgres(url: str, readings: int, devices: int, workers: int) -> int:
+def run_postgres(
+    url: str, env: dict[str, str], args: argparse.Namespace, limit: float | None
+) -> int:
     """On a fresh database next to DATABASE_URL's, dropped afterwards."""
     import psycopg
 
     parts = urlparse(url)
     name = parts.path.lstrip("/") + "_bench"
     admin = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         bench_url = urlunparse(parts._replace(path=f"/{name}"))
-        return run({"DATABASE_URL": bench_url, "REDIS_URL": ""}, readings, devices, workers)
+        return run({**env, "DATABASE_URL": bench_url}, args, limit)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readings", type=int, default=30_000)
-    parser.add_argument("--devices", type=int, default=6)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--readings", type=int, default=None, help="default 30000 (quick: 4000)")
+    parser.add_argument("--devices", type=int, default=None, help="default 6 (quick: 4)")
     parser.add_argument(
         "--workers", type=int, default=0, help="server processes (default: 1, then 2)"
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds each measured stage may take (default 300; quick: 8)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, the whole run within one minute"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.readings is None:
+        args.readings = 4000 if args.quick else 30_000
+    if args.devices is None:
+        args.devices = 4 if args.quick else 6
+    if args.deadline is None:
+        args.deadline = 8.0 if args.quick else 300.0
+    worker_counts = [args.workers] if args.workers else [1, 2]
     if args.child:
-        child(args.readings, args.devices, max(args.workers, 1))
+        child(args.readings, args.devices, worker_counts, args.deadline)
         return 0
     print(
-        f"bench/money.py: {args.readings} readings from {args.devices} devices, {FRAME} per frame"
+        f"bench/money.py{' --quick' if args.quick else ''}: {args.readings} readings"
+        f" from {args.devices} devices, {FRAME} per frame, in"
+        f" {' and '.join(map(str, worker_counts))} process(es);"
+        f" {args.deadline:.0f} s per stage at most",
+        flush=True,
     )
-    status = 0
+    end = time.monotonic() + QUICK_BUDGET_SECONDS if args.quick else None
     url = os.environ.get("DATABASE_URL", "")
-    for workers in [args.workers] if args.workers else [1, 2]:
+    # PostgreSQL first: the target is set there, so a quick run never leaves it out.
+    backends = ["postgresql", "sqlite"] if url.startswith("postgres") else ["sqlite"]
+    status = 0
+    # Migrating and creating the fleets, then every measured stage up to its deadline.
+    per_run = SETUP_SECONDS + (len(worker_counts) + 2) * (args.deadline + 10)
+    took = 0.0
+    for backend in backends:
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left < max(10.0, 1.2 * took):
+            print(
+                f"{backend}: left out, the rest of the quick run's minute ({left:.0f} s) is too short"
+            )
+            continue
+        limit = per_run if left is None else min(per_run, left)
+        started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             env = {
                 "DATABASE_URL": "",
                 "REDIS_URL": "",
                 "SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"),
+                "HUEY_SQLITE_PATH": str(Path(tmp) / "huey.sqlite3"),
             }
-            status |= run(env, args.readings, args.devices, workers)
-        if url.startswith("postgres"):
-            status |= run_postgres(url, args.readings, args.devices, workers)
+            if backend == "sqlite":
+                status = max(status, run(env, args, limit))
+            else:
+                status = max(status, run_postgres(url, env, args, limit))
+        took = max(took, time.monotonic() - started)
     if not url.startswith("postgres"):
         print("postgresql skipped: set DATABASE_URL=postgres://... to include it")
     print("target: >= 10000 readings/s through validation, rating and posting on PostgreSQL")
