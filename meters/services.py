@@ -1089,10 +1089,18 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
             .first()
         )
     wants_off = unit.is_prepaid and balance is not None and balance <= 0
-    if notice is not None and not wants_off:
+    # A notice is only good while nothing stands between it and the cut-off: once
+    # a protection or a manual "on" has held the supply on, the balance and the
+    # tenant's situation may have changed, so a later cut-off needs a new notice
+    # with the amount as it is then and the full notice period.
+    held_on = protections.blocking_reason() or (
+        "manual override: on" if unit.override_state == RelayState.ON else ""
+    )
+    if notice is not None and (not wants_off or held_on):
         notice.status = CutoffNotice.Status.CANCELLED
         notice.closed_at = now
-        notice.close_reason = f"balance above zero ({reason})"[:200]
+        why_closed = held_on if wants_off else "balance above zero"
+        notice.close_reason = f"{why_closed} ({reason})"[:200]
         notice.save(update_fields=["status", "closed_at", "close_reason"])
         notice = None
     if (
@@ -1100,7 +1108,7 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
         and wants_off
         and tenancy is not None
         and balance is not None
-        and not protections.blocking_reason()
+        and not held_on
     ):
         notice = CutoffNotice.objects.create(
             landlord_id=unit.landlord_id,

@@ -419,3 +419,81 @@ def test_periodic_reconciliation_reconnects_when_a_protection_appears(personas):
     world.prop.save()
     supply_reconcile()
     assert _device(world).desired_relay == "on"
+
+
+def _hold_on(world, settings, protection: str, held: bool) -> None:
+    """Switch one of the protections that forbid an automatic cut-off on or off."""
+    if protection == "vulnerable":
+        world.prepaid_tenancy.vulnerable = held
+        world.prepaid_tenancy.save()
+    elif protection == "no_landlord_disconnection":
+        world.prop.landlord_may_disconnect = not held
+        world.prop.save()
+    else:
+        hooks = ["tests.meters.test_protections.freeze_for_test"] if held else []
+        settings.SUBMETER = {**settings.SUBMETER, "DISCONNECTION_FREEZE_HOOKS": hooks}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("protection", ["vulnerable", "no_landlord_disconnection", "dispute"])
+def test_after_a_protection_ends_a_cut_off_needs_a_new_notice_for_the_current_amount(
+    personas, settings, protection
+):
+    world = personas.a
+    _protect(world)  # Monday to Friday 09:00-15:00, 24 hours' notice
+    # given: a notice on Tuesday for a balance of -£0.05, due Wednesday 10:00
+    _set_balance(world.prepaid_tenancy, -5)
+    supply_evaluate(unit=world.prepaid, reason="test", now=local(2026, 11, 24, 10, 0))
+    first = CutoffNotice.objects.get(tenancy=world.prepaid_tenancy)
+    assert first.earliest_at == local(2026, 11, 25, 10, 0)
+    # and a protection that holds the supply on from Tuesday 11:00, while the debt grows
+    _hold_on(world, settings, protection, True)
+    supply_evaluate(unit=world.prepaid, reason="protections changed", now=local(2026, 11, 24, 11))
+    _set_balance(world.prepaid_tenancy, -300)
+    supply_evaluate(unit=world.prepaid, reason="usage", now=local(2026, 11, 26, 9, 0))
+    assert _device(world).desired_relay == "on"
+    # when: the protection ends on Thursday 10:00, long after the first notice fell due
+    _hold_on(world, settings, protection, False)
+    thursday = local(2026, 11, 26, 10, 0)
+    supply_evaluate(unit=world.prepaid, reason="protections changed", now=thursday)
+    # then: the supply stays on under a new notice with today's amount and the full period
+    assert _device(world).desired_relay == "on"
+    assert CutoffNotice.objects.get(pk=first.pk).status == CutoffNotice.Status.CANCELLED
+    notice = CutoffNotice.objects.get(status=CutoffNotice.Status.SCHEDULED)
+    assert notice.pk != first.pk
+    assert (notice.balance_minor, notice.noticed_at) == (-300, thursday)
+    assert notice.earliest_at == local(2026, 11, 27, 10, 0)
+    warnings = list(Alert.objects.filter(kind=Alert.Kind.CUTOFF_WARNING).order_by("created_at"))
+    assert len(warnings) == 2
+    assert "off Fri 10:00 unless £3.01 is added" in warnings[1].message
+    supply_reconcile(now=local(2026, 11, 27, 9, 59))
+    assert _device(world).desired_relay == "on"
+    supply_reconcile(now=local(2026, 11, 27, 10, 0))
+    assert _device(world).desired_relay == "off"
+
+
+@pytest.mark.django_db
+def test_after_a_manual_on_is_released_a_cut_off_needs_a_new_notice(personas):
+    from django.utils import timezone
+
+    world = personas.a
+    _protect(world, cutoff_days="1234567", cutoff_start=time(0), cutoff_end=time(0))
+    start = timezone.now() - timedelta(days=3)
+    _set_balance(world.prepaid_tenancy, -5)
+    supply_evaluate(unit=world.prepaid, reason="test", now=start)
+    supply_reconcile(now=start + timedelta(days=1))
+    assert _device(world).desired_relay == "off"
+    # given: the landlord turned the supply back on by hand for a while
+    supply_override_set(unit=world.prepaid, state="on", reason="promised to pay", actor_id=None)
+    _set_balance(world.prepaid_tenancy, -300)
+    # when: the override is released
+    supply_override_release(unit=world.prepaid, actor_id=None)
+    # then: no cut-off under the old notice; a new one for today's amount
+    assert _device(world).desired_relay == "on"
+    notice = CutoffNotice.objects.get(status=CutoffNotice.Status.SCHEDULED)
+    assert notice.balance_minor == -300 and notice.noticed_at > start + timedelta(days=2)
+    assert notice.earliest_at == notice.noticed_at + timedelta(hours=24)
+    supply_reconcile(now=notice.noticed_at + timedelta(hours=23, minutes=59))
+    assert _device(world).desired_relay == "on"
+    supply_reconcile(now=notice.noticed_at + timedelta(hours=24))
+    assert _device(world).desired_relay == "off"
