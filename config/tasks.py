@@ -28,14 +28,21 @@ def run_django_task(path: str, args: list[Any], kwargs: dict[str, Any]) -> None:
 
 
 class HueyTaskBackend(BaseTaskBackend):
-    supports_defer = False
+    # ``run_after`` becomes Huey's ``eta``: consumers move a task from the
+    # schedule to the queue within about a second of it.
+    supports_defer = True
     supports_async_task = False
     supports_get_result = False
     supports_priority = False
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
-        run_django_task(task.module_path, list(args), dict(kwargs))
+        if task.run_after is None:
+            run_django_task(task.module_path, list(args), dict(kwargs))
+        else:
+            run_django_task.schedule(
+                (task.module_path, list(args), dict(kwargs)), eta=task.run_after
+            )
         return TaskResult(
             task=task,
             id=get_random_string(32),

@@ -104,6 +104,17 @@ def earliest_cutoff(p: Protections, noticed_at: datetime) -> datetime | None:
     return next_window_start(p, noticed_at + p.notice)
 
 
+def cutoff_due_at(
+    p: Protections, *, noticed_at: datetime, told_at: datetime | None, now: datetime
+) -> datetime | None:
+    """When a cut-off noticed at ``noticed_at`` (and announced for ``told_at``)
+    may happen, seen from ``now``: never before either, and inside the window."""
+    earliest = earliest_cutoff(p, noticed_at)
+    if earliest is None:
+        return None
+    return next_window_start(p, max(earliest, told_at or earliest, now))
+
+
 def automatic_supply(
     *,
     wants_off: bool,
@@ -112,8 +123,14 @@ def automatic_supply(
     protections: Protections,
     noticed_at: datetime | None,
     now: datetime,
+    not_before: datetime | None = None,
 ) -> tuple[str, str]:
-    """Apply the protections to what billing alone would want (pure)."""
+    """Apply the protections to what billing alone would want (pure).
+
+    ``not_before`` is the moment the tenant was told (a notice's
+    ``earliest_at``): a notice period shortened since never brings a cut-off
+    forward.
+    """
     if not wants_off:
         # Reconnection (or staying on) is never delayed by any protection.
         return ON, on_reason
@@ -125,6 +142,8 @@ def automatic_supply(
     earliest = earliest_cutoff(protections, noticed_at)
     if earliest is None:
         return ON, f"no allowed disconnection time; {wants_off_reason}"
+    if not_before is not None and not_before > earliest:
+        earliest = not_before
     if now < earliest:
         return ON, f"cut-off scheduled for {earliest.isoformat()}; {wants_off_reason}"
     if not in_window(protections, now):

@@ -32,7 +32,13 @@ from .models import (
     RelayCommand,
     RelayState,
 )
-from .protections import Protections, automatic_supply, earliest_cutoff, next_window_start
+from .protections import (
+    Protections,
+    automatic_supply,
+    cutoff_due_at,
+    earliest_cutoff,
+    next_window_start,
+)
 from .simulator import SimDevice
 
 logger = logging.getLogger(__name__)
@@ -946,6 +952,7 @@ def desired_supply(
     noticed_at: datetime | None = None,
     now: datetime | None = None,
     override: str = "",
+    not_before: datetime | None = None,
 ) -> tuple[str, str]:
     """The supply a unit should have, from its state alone (pure).
 
@@ -979,6 +986,7 @@ def desired_supply(
         protections=protections,
         noticed_at=noticed_at,
         now=now or timezone.now(),
+        not_before=not_before,
     )
     return (RelayState.ON if state == "on" else RelayState.OFF), why
 
@@ -1096,6 +1104,7 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
     held_on = protections.blocking_reason() or (
         "manual override: on" if unit.override_state == RelayState.ON else ""
     )
+    noticed = False
     if notice is not None and (not wants_off or held_on):
         notice.status = CutoffNotice.Status.CANCELLED
         notice.closed_at = now
@@ -1103,13 +1112,7 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
         notice.close_reason = f"{why_closed} ({reason})"[:200]
         notice.save(update_fields=["status", "closed_at", "close_reason"])
         notice = None
-    if (
-        notice is None
-        and wants_off
-        and tenancy is not None
-        and balance is not None
-        and not held_on
-    ):
+    if notice is None and wants_off and tenancy is not None and balance is not None and not held_on:
         notice = CutoffNotice.objects.create(
             landlord_id=unit.landlord_id,
             unit=unit,
@@ -1118,6 +1121,7 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
             earliest_at=earliest_cutoff(protections, now),
             balance_minor=balance,
         )
+        noticed = True
         alerts.cutoff_warning_raise(notice=notice, protections=protections, now=now)
     state, why = desired_supply(
         billing_mode=unit.billing_mode,
@@ -1126,7 +1130,10 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
         noticed_at=notice.noticed_at if notice else None,
         now=now,
         override=unit.override_state,
+        not_before=notice.earliest_at if notice else None,
     )
+    if notice is not None and notice.cut_at is None and state == RelayState.ON:
+        _cutoff_schedule(notice=notice, protections=protections, now=now, new=noticed)
     issued = []
     for device in Device.objects.select_for_update().filter(unit=unit).order_by("pk"):
         if device.desired_relay != state:
@@ -1146,6 +1153,43 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
     if issued or notice is not None:
         _notify_unit(unit)
     return issued
+
+
+def _cutoff_schedule(
+    *, notice: CutoffNotice, protections: Protections, now: datetime, new: bool
+) -> None:
+    """Keep ``notice.earliest_at`` on the moment the cut-off falls due, and have a
+    task re-evaluate the unit at exactly that moment; the minute reconciliation
+    stays as the net under a lost task.
+
+    The moment only ever moves later (a longer notice period, a window that
+    closed before the cut-off was made): a task queued for an earlier moment
+    then finds nothing due and changes nothing.
+    """
+    from .tasks import supply_cutoff_due_task
+
+    due = cutoff_due_at(
+        protections, noticed_at=notice.noticed_at, told_at=notice.earliest_at, now=now
+    )
+    if due != notice.earliest_at:
+        notice.earliest_at = due
+        notice.save(update_fields=["earliest_at"])
+    elif not new:
+        return
+    if due is None or due <= now:
+        return
+    unit_id = notice.unit_id
+    transaction.on_commit(
+        lambda: supply_cutoff_due_task.using(run_after=due).enqueue(unit_id), robust=True
+    )
+
+
+def supply_cutoff_due(*, unit_id: int, now: datetime | None = None) -> list[RelayCommand]:
+    """A scheduled cut-off's moment has come: evaluate its unit (idempotent)."""
+    unit = Unit.objects.filter(pk=unit_id).first()
+    if unit is None:
+        return []
+    return supply_evaluate(unit=unit, reason="cut-off due", now=now)
 
 
 class OverrideRefused(Exception):

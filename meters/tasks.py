@@ -26,8 +26,14 @@ def readings_rate_periodic() -> int:
     return services.readings_rate_pending()
 
 
+@task()
+def supply_cutoff_due_task(unit_id: int) -> int:
+    """Queued for the moment a scheduled cut-off falls due (``run_after``)."""
+    return len(services.supply_cutoff_due(unit_id=unit_id))
+
+
 @db_periodic_task(crontab(minute="*"), name="supply_reconcile")
 def supply_reconcile_periodic() -> int:
-    """Every minute: scheduled cut-offs fall due without waiting for a reading;
-    silent devices raise an alert to the landlord."""
+    """Every minute: a scheduled cut-off whose queued task was lost still happens,
+    and silent devices raise an alert to the landlord."""
     return services.supply_reconcile()

@@ -497,3 +497,99 @@ def test_after_a_manual_on_is_released_a_cut_off_needs_a_new_notice(personas):
     assert _device(world).desired_relay == "on"
     supply_reconcile(now=notice.noticed_at + timedelta(hours=24))
     assert _device(world).desired_relay == "off"
+
+
+def _queued_cutoffs() -> list:
+    from huey.contrib.djhuey import HUEY
+
+    return [t for t in HUEY.scheduled() if t.args[0] == "meters.tasks.supply_cutoff_due_task"]
+
+
+@pytest.fixture
+def huey_schedule():
+    from huey.contrib.djhuey import HUEY
+
+    HUEY.flush()
+    yield HUEY
+    HUEY.flush()
+
+
+@pytest.mark.django_db
+def test_a_cut_off_is_queued_for_the_moment_it_falls_due(
+    personas, huey_schedule, django_capture_on_commit_callbacks
+):
+    from django.utils import timezone
+
+    from meters.services import supply_cutoff_due
+
+    world = personas.a
+    _protect(world, cutoff_days="1234567", cutoff_start=time(0), cutoff_end=time(0))
+    world.prop.cutoff_notice_minutes = 90
+    world.prop.save()
+    _set_balance(world.prepaid_tenancy, -5)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        supply_evaluate(unit=world.prepaid, reason="usage", now=now)
+        supply_evaluate(unit=world.prepaid, reason="usage", now=now + timedelta(minutes=1))
+    notice = CutoffNotice.objects.get(tenancy=world.prepaid_tenancy)
+    assert notice.earliest_at == now + timedelta(minutes=90)
+    # One task, queued for the notice's moment (Huey keeps its eta in naive UTC).
+    [queued] = _queued_cutoffs()
+    assert queued.eta.replace(tzinfo=UTC) == notice.earliest_at
+    assert queued.args[1] == [world.prepaid.pk]
+    # Run before its moment (as a consumer with a fast clock would), it changes nothing.
+    queued.eta = None
+    with django_capture_on_commit_callbacks(execute=True):
+        huey_schedule.execute(queued)
+    assert (
+        supply_cutoff_due(unit_id=world.prepaid.pk, now=notice.earliest_at - timedelta(seconds=1))
+        == []
+    )
+    assert _device(world).desired_relay == "on"
+    # At its moment the cut-off is made, without waiting for the minute reconciliation.
+    [command] = supply_cutoff_due(unit_id=world.prepaid.pk, now=notice.earliest_at)
+    assert command.state == "off" and _device(world).desired_relay == "off"
+
+
+@pytest.mark.django_db
+def test_a_cut_off_missed_by_its_window_is_queued_for_the_next_opening(
+    personas, huey_schedule, django_capture_on_commit_callbacks
+):
+    from django.utils import timezone
+
+    # A Tuesday ahead of the real clock: a task queued for a past moment would run at once.
+    today = timezone.now().astimezone(LONDON).date()
+    tuesday = today + timedelta(days=7 + (1 - today.weekday()) % 7)
+
+    def at(days: int, hh: int, mm: int = 0) -> datetime:
+        return datetime.combine(tuesday + timedelta(days=days), time(hh, mm), tzinfo=LONDON)
+
+    world = personas.a
+    _protect(world)
+    _set_balance(world.prepaid_tenancy, -5)
+    with django_capture_on_commit_callbacks(execute=True):
+        supply_evaluate(unit=world.prepaid, reason="usage", now=at(0, 10))
+    assert [t.eta.replace(tzinfo=UTC) for t in _queued_cutoffs()] == [at(1, 10)]
+    huey_schedule.flush()
+    # No consumer ran on Wednesday during the window; the first check after it closed.
+    with django_capture_on_commit_callbacks(execute=True):
+        supply_reconcile(now=at(1, 15, 30))
+    assert _device(world).desired_relay == "on"
+    notice = CutoffNotice.objects.get(tenancy=world.prepaid_tenancy)
+    assert notice.earliest_at == at(2, 9)
+    assert [t.eta.replace(tzinfo=UTC) for t in _queued_cutoffs()] == [notice.earliest_at]
+
+
+@pytest.mark.django_db
+def test_a_shorter_notice_period_does_not_bring_an_announced_cut_off_forward(personas):
+    world = personas.a
+    _protect(world)
+    _set_balance(world.prepaid_tenancy, -5)
+    supply_evaluate(unit=world.prepaid, reason="usage", now=local(2026, 11, 24, 10, 0))
+    _protect(world, cutoff_notice_minutes=60)
+    supply_evaluate(unit=world.prepaid, reason="protections changed", now=local(2026, 11, 24, 12))
+    assert _device(world).desired_relay == "on"
+    supply_reconcile(now=local(2026, 11, 25, 9, 59))
+    assert _device(world).desired_relay == "on"
+    supply_reconcile(now=local(2026, 11, 25, 10, 0))
+    assert _device(world).desired_relay == "off"
