@@ -1,4 +1,5 @@
-"""Alerts to tenants and landlords: low credit, runway, cut-off warning, restored, offline.
+"""Alerts to tenants and landlords: low credit, runway, cut-off warning, restored, offline,
+relay not switching.
 
 An alert is a row (``meters.models.Alert``). Condition alerts stay open
 until the condition clears past a margin (hysteresis), and a unique
@@ -30,7 +31,7 @@ from landlord.models import Membership, Tenancy, Unit
 from payments.billing import current_price_per_kwh
 from payments.templatetags.money import money
 
-from .models import Alert, CutoffNotice, Device, Meter, Reading
+from .models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from .protections import Protections, next_window_start
 
 logger = logging.getLogger(__name__)
@@ -308,6 +309,35 @@ def device_offline_check(*, now: datetime) -> int:
 
 def device_online(*, device: Device) -> None:
     if _clear(f"device:{device.pk}", Alert.Kind.DEVICE_OFFLINE, timezone.now()):
+        broadcast_on_commit(
+            landlord_group(device.landlord_id), {"type": "unit.changed", "unit_id": device.unit_id}
+        )
+
+
+def relay_not_switching_raise(
+    *, device: Device, command: RelayCommand, reported: str, now: datetime
+) -> Alert | None:
+    message = (
+        f"The relay of meter {device.ident} ({device.unit.name}) does not switch "
+        f"{command.state}: it still reports {reported} after {command.attempts} attempts. "
+        "Commands to it have stopped until it reconnects; check the relay and its wiring."
+    )
+    return _open(
+        Alert(
+            landlord_id=device.landlord_id,
+            unit_id=device.unit_id,
+            device=device,
+            kind=Alert.Kind.RELAY_NOT_SWITCHING,
+            audience=Alert.Audience.LANDLORD,
+            subject_key=f"device:{device.pk}",
+            created_at=now,
+            message=message[:300],
+        )
+    )
+
+
+def relay_switching_again(*, device: Device, now: datetime) -> None:
+    if _clear(f"device:{device.pk}", Alert.Kind.RELAY_NOT_SWITCHING, now):
         broadcast_on_commit(
             landlord_group(device.landlord_id), {"type": "unit.changed", "unit_id": device.unit_id}
         )

@@ -461,8 +461,8 @@ class ShellyConsumer(DeviceConsumer):
                 )
         if status.output is not None:
             state = "on" if status.output else "off"
-            if any(kind == "set" and s == state for kind, s, _g in self._rpc.values()):
-                return  # our own Switch.Set taking effect: its result will confirm it
+            if any(s == state for _kind, s, _g in self._rpc.values()):
+                return  # our own Switch.Set taking effect: Switch.GetStatus will confirm it
             await database_sync_to_async(services.relay_report_unversioned)(
                 device_id=self.device_id, state=state
             )
@@ -478,9 +478,8 @@ class ShellyConsumer(DeviceConsumer):
             logger.warning("shelly %s: %s failed: %s", self.device_ident, kind, frame["error"])
             return  # the outbox retries with backoff
         if kind == "set":
-            await database_sync_to_async(services.relay_report)(
-                device_id=self.device_id, state=state, generation=generation
-            )
+            # "ok" only says the Shelly took the call; where the relay is, and so
+            # whether the command is done, is what Switch.GetStatus reports.
             get_id = next(self._rpc_ids)
             self._rpc[get_id] = ("get", state, generation)
             await self.send(text_data=shelly.switch_get_status(get_id))

@@ -280,7 +280,7 @@ class RelayCommand(models.Model):
         SENT = "sent", "Sent, awaiting acknowledgement"
         ACKED = "acked", "Acknowledged"
         SUPERSEDED = "superseded", "Superseded by a newer command"
-        REJECTED = "rejected", "Rejected by the device"
+        REJECTED = "rejected", "Given up: the relay did not switch"
 
     class Source(models.TextChoices):
         AUTOMATIC = "auto", "Automatic"
@@ -362,7 +362,8 @@ class CutoffNotice(models.Model):
 class Alert(models.Model):
     """A message to a tenant or landlord, delivered live, by email and to the device.
 
-    A *condition* alert (low credit, low runway, device offline) stays open
+    A *condition* alert (low credit, low runway, device offline, relay not
+    switching) stays open
     until its condition clears past a hysteresis margin, and at most one is
     open per subject and kind, so it is never repeated while nothing changed.
     An *event* alert (disconnection warning, supply restored) is closed when
@@ -375,6 +376,7 @@ class Alert(models.Model):
         CUTOFF_WARNING = "cutoff_warning", "Disconnection warning"
         SUPPLY_RESTORED = "supply_restored", "Supply restored"
         DEVICE_OFFLINE = "device_offline", "Meter offline"
+        RELAY_NOT_SWITCHING = "relay_not_switching", "Relay not switching"
 
     class Audience(models.TextChoices):
         TENANT = "tenant", "Tenant"

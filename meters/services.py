@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -1277,8 +1277,14 @@ def relay_command_issue(
     reason: str,
     source: str = RelayCommand.Source.AUTOMATIC,
     actor_id: int | None = None,
+    attempts: int = 0,
+    next_attempt_at: datetime | None = None,
 ) -> RelayCommand:
-    """Issue an absolute command with the next generation. ``device`` must be locked."""
+    """Issue an absolute command with the next generation. ``device`` must be locked.
+
+    ``attempts`` and ``next_attempt_at`` continue the retry schedule of a
+    command the relay did not stay at (see ``relay_report``).
+    """
     now = timezone.now()
     RelayCommand.objects.filter(
         device=device, status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT]
@@ -1291,7 +1297,8 @@ def relay_command_issue(
         state=state,
         reason=reason[:200],
         source=source,
-        next_attempt_at=now,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at or now,
     )
     device.desired_relay, device.desired_generation = state, generation
     device.desired_reason = reason[:200]
@@ -1308,14 +1315,20 @@ def relay_command_issue(
     return command
 
 
+def _relay_sendable() -> Q:
+    """Outstanding commands with attempts left on this connection (``relay_resend_now``)."""
+    return Q(
+        status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+        attempts__lt=settings.SUBMETER["RELAY_MAX_ATTEMPTS"],
+    )
+
+
 def relay_command_due(*, device_id: int, now: datetime | None = None) -> RelayCommand | None:
     """The one outstanding command to (re)send now, if any."""
     now = now or timezone.now()
     return (
         RelayCommand.objects.filter(
-            device_id=device_id,
-            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
-            next_attempt_at__lte=now,
+            _relay_sendable(), device_id=device_id, next_attempt_at__lte=now
         )
         .order_by("-generation")
         .first()
@@ -1324,25 +1337,28 @@ def relay_command_due(*, device_id: int, now: datetime | None = None) -> RelayCo
 
 def relay_next_attempt_at(*, device_id: int) -> datetime | None:
     cmd = (
-        RelayCommand.objects.filter(
-            device_id=device_id,
-            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
-        )
+        RelayCommand.objects.filter(_relay_sendable(), device_id=device_id)
         .order_by("-generation")
         .first()
     )
     return cmd.next_attempt_at if cmd else None
 
 
-@transaction.atomic
-def relay_command_mark_sent(*, command_id: int) -> RelayCommand:
-    cmd = RelayCommand.objects.select_for_update().get(pk=command_id)
-    now = timezone.now()
+def _relay_retry_delay(attempts: int) -> timedelta:
     cfg = settings.SUBMETER
-    delay = min(cfg["RELAY_RETRY_SECONDS"] * (2**cmd.attempts), cfg["RELAY_RETRY_MAX_SECONDS"])
+    return timedelta(
+        seconds=min(cfg["RELAY_RETRY_SECONDS"] * (2**attempts), cfg["RELAY_RETRY_MAX_SECONDS"])
+    )
+
+
+@transaction.atomic
+def relay_command_mark_sent(*, command_id: int, now: datetime | None = None) -> RelayCommand:
+    cmd = RelayCommand.objects.select_for_update().get(pk=command_id)
+    now = now or timezone.now()
+    delay = _relay_retry_delay(min(cmd.attempts, 30))
     cmd.attempts += 1
     cmd.last_sent_at = now
-    cmd.next_attempt_at = now + timedelta(seconds=delay)
+    cmd.next_attempt_at = now + delay
     if cmd.status == RelayCommand.Status.PENDING:
         cmd.status = RelayCommand.Status.SENT
     cmd.save(update_fields=["attempts", "last_sent_at", "next_attempt_at", "status"])
@@ -1350,23 +1366,60 @@ def relay_command_mark_sent(*, command_id: int) -> RelayCommand:
 
 
 @transaction.atomic
-def relay_resend_now(*, device_id: int) -> int:
+def relay_resend_now(*, device_id: int, connected: bool = False) -> int:
     """After a (re)connect or boot: the outstanding command goes out at once.
-    Returns how many commands are outstanding."""
-    return RelayCommand.objects.filter(
-        device_id=device_id,
-        status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
-    ).update(next_attempt_at=timezone.now())
+    Returns how many commands are outstanding.
+
+    A new connection (``connected``; often a power cycle or a repair) also
+    gets the full number of attempts again, for a command given up on too.
+    """
+    now = timezone.now()
+    outstanding = [RelayCommand.Status.PENDING, RelayCommand.Status.SENT]
+    if not connected:
+        return RelayCommand.objects.filter(device_id=device_id, status__in=outstanding).update(
+            next_attempt_at=now
+        )
+    desired = Device.objects.filter(pk=device_id).values("desired_generation")[:1]
+    RelayCommand.objects.filter(
+        device_id=device_id, generation=desired, status=RelayCommand.Status.REJECTED
+    ).update(status=RelayCommand.Status.SENT)
+    return RelayCommand.objects.filter(device_id=device_id, status__in=outstanding).update(
+        next_attempt_at=now, attempts=0
+    )
+
+
+def _relay_give_up(*, device: Device, command: RelayCommand, reported: str, now: datetime) -> None:
+    """The relay answered every attempt without switching: stop sending and tell the landlord."""
+    from . import alerts
+
+    command.status = RelayCommand.Status.REJECTED
+    command.save(update_fields=["status"])
+    AuditEvent.objects.create(
+        landlord_id=device.landlord_id,
+        action="relay.not_switching",
+        subject=f"device {device.ident}",
+        reason=f"still {reported} after {command.attempts} attempts to switch {command.state}",
+        data={"generation": command.generation, "attempts": command.attempts},
+    )
+    alerts.relay_not_switching_raise(device=device, command=command, reported=reported, now=now)
 
 
 @transaction.atomic
-def relay_report(*, device_id: int, state: str, generation: int) -> Device:
-    """Record the relay state a device reports and reconcile it with the desired state."""
-    device = Device.objects.select_for_update().select_related("unit").get(pk=device_id)
-    now = timezone.now()
-    if device.reported_relay == RelayState.OFF and state == RelayState.ON:
-        from . import alerts
+def relay_report(
+    *, device_id: int, state: str, generation: int, now: datetime | None = None
+) -> Device:
+    """Record the relay state a device reports and reconcile it with the desired state.
 
+    A relay that does not switch must not make the server mint commands as
+    fast as it answers: a report that contradicts an outstanding command
+    leaves it on its retry schedule, and after ``RELAY_MAX_ATTEMPTS`` sends
+    the command is given up and the landlord alerted.
+    """
+    from . import alerts
+
+    device = Device.objects.select_for_update().select_related("unit").get(pk=device_id)
+    now = now or timezone.now()
+    if device.reported_relay == RelayState.OFF and state == RelayState.ON:
         alerts.supply_restored_raise(device=device, now=now)
     device.reported_relay = state
     device.reported_generation = generation
@@ -1377,29 +1430,69 @@ def relay_report(*, device_id: int, state: str, generation: int) -> Device:
     )
     if device.desired_generation == 0:
         # Nothing was ever commanded: derive the first command from the unit's state.
-        supply_evaluate(unit=device.unit, reason="device first seen")
+        supply_evaluate(unit=device.unit, reason="device first seen", now=now)
         device.refresh_from_db()
+    newest = (
+        RelayCommand.objects.select_for_update()
+        .filter(device=device, generation=device.desired_generation)
+        .first()
+    )
+    outstanding = [RelayCommand.Status.PENDING, RelayCommand.Status.SENT]
+    max_attempts = int(settings.SUBMETER["RELAY_MAX_ATTEMPTS"])
     if state == device.desired_relay and generation >= device.desired_generation:
         RelayCommand.objects.filter(
             device=device,
             generation__lte=device.desired_generation,
-            status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
+            status__in=[*outstanding, RelayCommand.Status.REJECTED],
         ).update(status=RelayCommand.Status.ACKED, acked_at=now)
+        alerts.relay_switching_again(device=device, now=now)
+    elif newest is not None and newest.status == RelayCommand.Status.REJECTED:
+        pass  # given up; the landlord was told, a reconnection tries again
+    elif (
+        generation == device.desired_generation
+        and newest is not None
+        and newest.status in outstanding
+    ):
+        # It has the newest command and answers that the relay did not move: the
+        # command stays on its retry schedule, up to the limit.
+        if newest.attempts >= max_attempts:
+            _relay_give_up(device=device, command=newest, reported=state, now=now)
     elif generation >= device.desired_generation:
-        # The device is not where it should be although it has seen the newest
-        # generation (rebooted, switched by hand, or never commanded): a new
-        # command with a higher generation, which it cannot ignore as stale.
-        relay_command_issue(
-            device=device,
-            state=device.desired_relay,
-            reason=f"device reported {state}; restoring {device.desired_relay}",
-        )
-    else:
-        # The device has not applied the newest command yet: send it again now.
-        RelayCommand.objects.filter(device=device, generation=device.desired_generation).update(
-            status=RelayCommand.Status.PENDING, next_attempt_at=now, acked_at=None
-        )
-        broadcast_on_commit(device_group(device.pk), {"type": "relay.wake"})
+        # The relay left the state it confirmed (switched by hand, rebooted), is
+        # ahead of the server, or was never commanded: a new command with a higher
+        # generation, which it cannot ignore as stale. If that follows the
+        # previous command within its retry interval, the new one continues the
+        # previous one's schedule and limit, so a relay that will not stay put
+        # is not answered with a new command per report either.
+        attempts, due = 0, now
+        if newest is not None and (
+            newest.status in outstanding
+            or (newest.status == RelayCommand.Status.ACKED and newest.next_attempt_at > now)
+        ):
+            attempts = newest.attempts
+            due = now if attempts <= 1 else max(now, newest.next_attempt_at)
+        if newest is not None and attempts >= max_attempts:
+            _relay_give_up(device=device, command=newest, reported=state, now=now)
+        else:
+            relay_command_issue(
+                device=device,
+                state=device.desired_relay,
+                reason=f"device reported {state}; restoring {device.desired_relay}",
+                attempts=attempts,
+                next_attempt_at=due,
+            )
+    elif newest is not None:
+        # The device has not applied the newest command yet: send it again now,
+        # each time counting towards the limit.
+        if newest.attempts >= max_attempts:
+            _relay_give_up(device=device, command=newest, reported=state, now=now)
+        else:
+            newest.status = (
+                RelayCommand.Status.SENT if newest.last_sent_at else RelayCommand.Status.PENDING
+            )
+            newest.next_attempt_at, newest.acked_at = now, None
+            newest.save(update_fields=["status", "next_attempt_at", "acked_at"])
+            broadcast_on_commit(device_group(device.pk), {"type": "relay.wake"})
     _notify_unit(device.unit)
     return device
 
@@ -1440,7 +1533,7 @@ def device_attach(*, device_id: int) -> bool:
     from .alerts import alerts_for_device
 
     device_presence(device_id=device_id, connected=True)
-    if relay_resend_now(device_id=device_id):
+    if relay_resend_now(device_id=device_id, connected=True):
         return True
     return bool(alerts_for_device(device_id=device_id, now=timezone.now()))
 
@@ -1455,9 +1548,7 @@ def devices_with_work(*, device_ids: list[int]) -> set[int]:
         chunk = device_ids[start : start + 5000]
         due.update(
             RelayCommand.objects.filter(
-                device_id__in=chunk,
-                status__in=[RelayCommand.Status.PENDING, RelayCommand.Status.SENT],
-                next_attempt_at__lte=now,
+                _relay_sendable(), device_id__in=chunk, next_attempt_at__lte=now
             ).values_list("device_id", flat=True)
         )
         by_unit: dict[int, list[int]] = {}

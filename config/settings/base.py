@@ -241,6 +241,9 @@ SUBMETER: dict[str, Any] = {
     # Relay command retry: first re-send after this many seconds, doubling.
     "RELAY_RETRY_SECONDS": float(os.environ.get("RELAY_RETRY_SECONDS", "5")),
     "RELAY_RETRY_MAX_SECONDS": float(os.environ.get("RELAY_RETRY_MAX_SECONDS", "60")),
+    # Sends of one command a relay may answer without switching before the
+    # server stops and alerts the landlord (10: about six minutes at the above).
+    "RELAY_MAX_ATTEMPTS": int(os.environ.get("RELAY_MAX_ATTEMPTS", "10")),
     "DEVICE_HEARTBEAT_SECONDS": int(os.environ.get("DEVICE_HEARTBEAT_SECONDS", "30")),
     # A device socket looks at the command outbox at least this often, in case
     # a channel-layer wake-up was lost.

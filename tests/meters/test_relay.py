@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -231,3 +232,91 @@ async def test_a_command_whose_wake_up_was_lost_is_found_by_the_sweep(tpersonas,
     await dev.wait_for_relay("off", timeout=5)
     assert dev.generation == cmd.generation
     await dev.comm.disconnect()
+
+
+@pytest.fixture
+def stuck_relay_limits(settings):
+    settings.SUBMETER = {
+        **settings.SUBMETER,
+        "RELAY_RETRY_SECONDS": 0.01,
+        "RELAY_RETRY_MAX_SECONDS": 0.05,
+        "RELAY_MAX_ATTEMPTS": 4,
+    }
+
+
+@database_sync_to_async
+def _relay_history(device_id):
+    from landlord.models import AuditEvent
+    from meters.models import Alert
+
+    return (
+        list(RelayCommand.objects.filter(device_id=device_id).values_list("generation", "status")),
+        AuditEvent.objects.filter(action__startswith="relay.").count(),
+        list(
+            Alert.objects.filter(
+                device_id=device_id, kind=Alert.Kind.RELAY_NOT_SWITCHING, cleared_at=None
+            ).values_list("message", flat=True)
+        ),
+    )
+
+
+async def _answer_still_on(dev, pk, sends=4):
+    """Answer the first ``sends`` SetRelay calls "still on", as a relay that cannot switch."""
+    calls = []
+    for _ in range(sends):
+        call = await dev.next_call(timeout=5)
+        calls.append(call)
+        payload = {"state": "on", "generation": call[3]["generation"]}
+        await dev.comm.send_to(text_data=json.dumps([3, call[1], payload]))
+    for _ in range(200):  # until the server has read the last answer
+        if (await _relay_history(pk))[0][0][1] == RelayCommand.Status.REJECTED:
+            break
+        await asyncio.sleep(0.02)
+    return calls
+
+
+async def test_a_relay_that_cannot_switch_is_not_sent_a_storm_of_commands(
+    tpersonas, stuck_relay_limits
+):
+    world = tpersonas.a
+    pk = world.prepaid_device.device.pk
+    dev = await _connect(world.prepaid_device)
+    dev.auto_ack = False
+    await dev.boot()
+    await dev.readings((1, 0), (2, 1000))  # no credit: off
+    # given: a relay that takes every command and stays on
+    calls = await _answer_still_on(dev, pk)
+    # then: the same command four times (the limit), then nothing more
+    assert [c[2] for c in calls] == ["SetRelay"] * 4
+    assert [c[1] for c in calls] == ["relay-1-1", "relay-1-2", "relay-1-3", "relay-1-4"]
+    with pytest.raises(TimeoutError):
+        await dev.next_call(timeout=0.3)
+    commands, audits, alerts = await _relay_history(pk)
+    assert commands == [(1, RelayCommand.Status.REJECTED)] and audits == 2
+    assert len(alerts) == 1 and "does not switch off" in alerts[0]
+    # when: the relay reports off at last (repaired), the alert clears
+    await dev.call("RelayStatus", {"state": "off", "generation": 1})
+    commands, _audits, alerts = await _relay_history(pk)
+    assert commands == [(1, RelayCommand.Status.ACKED)] and alerts == []
+    await dev.comm.disconnect()
+
+
+async def test_a_command_given_up_on_is_tried_again_when_the_device_reconnects(
+    tpersonas, stuck_relay_limits
+):
+    world = tpersonas.a
+    pk = world.prepaid_device.device.pk
+    dev = await _connect(world.prepaid_device)
+    dev.auto_ack = False
+    await dev.boot()
+    await dev.readings((1, 0), (2, 1000))
+    await _answer_still_on(dev, pk)
+    await dev.comm.disconnect()
+    # After a power cycle the relay works again.
+    dev2 = await _connect(world.prepaid_device, relay="on", generation=1)
+    await dev2.boot()
+    await dev2.wait_for_relay("off")
+    await _converged(pk, "off")
+    commands, _audits, alerts = await _relay_history(pk)
+    assert commands == [(1, RelayCommand.Status.ACKED)] and alerts == []
+    await dev2.comm.disconnect()

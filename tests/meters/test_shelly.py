@@ -221,3 +221,74 @@ def test_switch_status_and_reading_time_parse_documented_shapes():
     future = (now + timedelta(hours=2)).timestamp()
     assert reading_time(future, now, 300) == now  # a device clock ahead is not trusted
     assert reading_time(now.timestamp() - 10, now, 300) == now - timedelta(seconds=10)
+
+
+class StuckShelly(FakeShelly):
+    """Answers Switch.Set "ok", but its relay stays where it is (Switch.GetStatus says so)."""
+
+    async def answer(self, request: dict) -> None:
+        if request["method"] == "Switch.Set":
+            result: dict = {"was_on": self.output}
+        else:
+            result = _switch(self.output, self.total, time.time())
+        await self.send(
+            json.dumps({"id": request["id"], "src": IDENT, "dst": "submeter", "result": result})
+        )
+
+
+@database_sync_to_async
+def _relay_history(device_id):
+    from landlord.models import AuditEvent
+    from meters.models import Alert, RelayCommand
+
+    return (
+        list(RelayCommand.objects.filter(device_id=device_id).values_list("generation", "status")),
+        AuditEvent.objects.filter(action__startswith="relay.", subject=f"device {IDENT}").count(),
+        list(
+            Alert.objects.filter(
+                device_id=device_id, kind=Alert.Kind.RELAY_NOT_SWITCHING, cleared_at=None
+            ).values_list("message", flat=True)
+        ),
+    )
+
+
+async def test_a_shelly_that_says_ok_but_does_not_switch_is_not_sent_a_storm(tpersonas, settings):
+    from meters.models import RelayCommand
+
+    settings.SUBMETER = {
+        **settings.SUBMETER,
+        "RELAY_RETRY_SECONDS": 0.01,
+        "RELAY_RETRY_MAX_SECONDS": 0.05,
+        "RELAY_MAX_ATTEMPTS": 4,
+    }
+    world = tpersonas.a
+    creds = await _shelly_device(world)
+    comm = _comm(IDENT, creds.secret)
+    assert (await comm.connect())[0]
+    dev = StuckShelly(comm)
+    # given: relay on, no credit; every Switch.Set is "ok" and the output stays on
+    await dev.send(full_status(True, 1000.0, time.time() - 120))
+    while [r["method"] for r in dev.requests].count("Switch.Set") < 4 or (
+        dev.requests[-1]["method"] != "Switch.GetStatus"
+    ):
+        await dev.answer(await dev.next_request())
+    for _ in range(200):  # until the server has read the last answer
+        if (await _relay_history(creds.device.pk))[0][0][1] == RelayCommand.Status.REJECTED:
+            break
+        await asyncio.sleep(0.02)
+    # then: the one command four times (the limit), each verified, then nothing more
+    assert [r["method"] for r in dev.requests] == ["Switch.Set", "Switch.GetStatus"] * 4
+    with pytest.raises(TimeoutError):
+        await dev.next_request(timeout=0.3)
+    commands, audits, alerts = await _relay_history(creds.device.pk)
+    assert commands == [(1, RelayCommand.Status.REJECTED)] and audits == 2
+    assert len(alerts) == 1 and "does not switch off" in alerts[0]
+    # when: the output finally goes off (repaired), its notification clears the alert
+    await dev.send(notify_status(time.time(), output=False, source="button"))
+    for _ in range(200):
+        commands, _audits, alerts = await _relay_history(creds.device.pk)
+        if not alerts:
+            break
+        await asyncio.sleep(0.02)
+    assert commands == [(1, RelayCommand.Status.ACKED)] and alerts == []
+    await comm.disconnect()
