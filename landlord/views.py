@@ -23,6 +23,7 @@ from payments.forms import TopUpForm
 from payments.models import Posting
 
 from . import access, selectors
+from .forms import IntervalDayForm, ReasonForm
 from .models import AuditEvent, Unit
 
 
@@ -64,7 +65,7 @@ def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
-def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, object]:
+def _unit_detail_context(unit: Unit, day_form: IntervalDayForm | None = None) -> dict[str, object]:
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
@@ -101,7 +102,8 @@ def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, objec
         "protections": protections,
         "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
         "notice_text": notice_text,
-        **selectors.unit_billing(unit=unit, day=day),
+        **selectors.unit_billing(unit=unit, day=_day(day_form)),
+        "day_form": day_form,
     }
 
 
@@ -109,8 +111,15 @@ def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, objec
 @require_GET
 def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id)
-    context = _unit_detail_context(unit, day=_day(request.GET.get("day")))
+    context = _unit_detail_context(unit, IntervalDayForm(request.GET))
     return render(request, "landlord/unit_detail.html", context)
+
+
+def _override_refused(request: HttpRequest, unit: Unit, error: str) -> HttpResponse:
+    context = _unit_detail_context(unit)
+    context["override_error"] = error
+    context["override_reason"] = request.POST.get("reason", "").replace("\x00", "")
+    return render(request, "landlord/unit_detail.html", context, status=400)
 
 
 @login_required
@@ -118,18 +127,18 @@ def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
 def landlord_unit_override(request: HttpRequest, unit_id: int) -> HttpResponse:
     """Force the supply on or off with a reason (audit-logged)."""
     unit = access.access_unit(user=request.user, unit_id=unit_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _override_refused(request, unit, str(form.errors["reason"][0]))
     try:
         supply_override_set(
             unit=unit,
             state=request.POST.get("state", ""),
-            reason=request.POST.get("reason", ""),
+            reason=form.cleaned_data["reason"],
             actor_id=request.user.pk,
         )
     except OverrideRefused as exc:
-        context = _unit_detail_context(unit)
-        context["override_error"] = str(exc)
-        context["override_reason"] = request.POST.get("reason", "")
-        return render(request, "landlord/unit_detail.html", context, status=400)
+        return _override_refused(request, unit, str(exc))
     return redirect("landlord:unit", unit_id=unit.pk)
 
 
@@ -137,18 +146,19 @@ def landlord_unit_override(request: HttpRequest, unit_id: int) -> HttpResponse:
 @require_POST
 def landlord_unit_override_release(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id)
-    supply_override_release(
-        unit=unit, actor_id=request.user.pk, reason=request.POST.get("reason", "")
-    )
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _override_refused(request, unit, str(form.errors["reason"][0]))
+    supply_override_release(unit=unit, actor_id=request.user.pk, reason=form.cleaned_data["reason"])
     return redirect("landlord:unit", unit_id=unit.pk)
 
 
-def _day(value: str | None) -> date | None:
-    """A ``YYYY-MM-DD`` query value; anything else shows the latest intervals."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+def _day(form: IntervalDayForm | None) -> date | None:
+    """The day asked for; none (the latest intervals) when none or a bad one was asked for."""
+    if form is None or not form.is_valid():
         return None
+    day: date | None = form.cleaned_data["day"]
+    return day
 
 
 @login_required
@@ -169,11 +179,14 @@ def landlord_held_release(request: HttpRequest, interval_id: int) -> HttpRespons
     """Bill held energy after review (spread evenly over the time it covers)."""
     landlord = access.landlord_for_user(user=request.user)
     interval = access.access_held_interval(landlord=landlord, interval_id=interval_id)
+    form = ReasonForm(request.POST)
     try:
+        if not form.is_valid():
+            raise HeldReleaseError(str(form.errors["reason"][0]))
         held_interval_release(
             interval_id=interval.pk,
             actor_id=request.user.pk,
-            reason=request.POST.get("reason", ""),
+            reason=form.cleaned_data["reason"],
         )
     except HeldReleaseError as exc:
         messages.error(request, str(exc))
