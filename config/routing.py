@@ -2,22 +2,24 @@
 
 Device sockets carry no browser Origin and authenticate with their own
 credential; browser sockets use the session and must come from an allowed
-Origin.
+Origin (config/origin.py).
 """
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
+from channels.security.websocket import WebsocketDenier
 from django.urls import path, re_path
 
 from landlord.consumers import LiveConsumer
 from meters.consumers import DeviceConsumer, ShellyConsumer
 
+from .origin import SameOriginValidator
+
 device_routes = URLRouter([path("v1", DeviceConsumer.as_asgi())])
 # A Shelly cannot send headers: its secret is part of the address it is given.
 shelly_routes = URLRouter([path("<str:ident>/<str:secret>", ShellyConsumer.as_asgi())])
 
-browser_routes = AllowedHostsOriginValidator(
+browser_routes = SameOriginValidator(
     AuthMiddlewareStack(
         URLRouter(
             [

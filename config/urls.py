@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from landlord import views as landlord_views
-from landlord.auth_views import RateLimitedLoginView
+from landlord.auth_views import RateLimitedAdminLoginView, RateLimitedLoginView
 
 from . import views
 
@@ -18,5 +18,7 @@ urlpatterns = [
     path("payments/", include("payments.urls")),
     path("api/v1/", include("landlord.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Before the admin's own URLs: its sign-in page shares the failure limit.
+    path("admin/login/", RateLimitedAdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
 ]

@@ -1,14 +1,24 @@
-"""May this person see this object? Each helper returns it or raises 404.
+"""May this person see this object, and may they do this with it?
 
-Another landlord's or tenant's object is indistinguishable from a missing
-one: never a 403 that reveals it exists.
+Each helper returns the object or raises: 404 for an object that is not the
+person's (another landlord's or tenant's object is indistinguishable from a
+missing one: never a 403 that reveals it exists), then 403 when the person
+is a member of the object's landlord whose role does not allow the action
+(``Membership.may``; docs/roles.md).
+
+A tenant keeps their tenancy after it ends, but only its history: their
+bills, payments and what they owe. The unit's live data, top-ups, emergency
+credit and automatic payments are for the tenancy running today
+(``Tenancy.is_current``).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 
@@ -16,13 +26,36 @@ from .models import Landlord, Membership, Tenancy, Unit
 
 if TYPE_CHECKING:
     from meters.models import Interval
-    from payments.models import Invoice
+    from payments.models import Invoice, Payment
 
 User = AbstractBaseUser | AnonymousUser
+Action = Membership.Action
+# The reference of a payment towards one of the tenancy's bills.
+BILL = "invoice:"
 
 
-def landlord_for_user(*, user: User) -> Landlord:
-    """The landlord organisation a staff user works for (their first membership)."""
+def _require(*, membership: Membership, action: str) -> None:
+    if not membership.may(action):
+        raise PermissionDenied(
+            f"Only an owner of {membership.landlord.name} may do this. Ask an owner."
+        )
+
+
+def _membership(*, user: User, landlord_id: int) -> Membership:
+    if not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("landlord")
+        .filter(user_id=user.pk, landlord_id=landlord_id)
+        .first()
+    )
+    if membership is None:
+        raise Http404
+    return membership
+
+
+def landlord_for_user(*, user: User, action: str = Action.VIEW) -> Landlord:
+    """The landlord organisation a member works for (their first membership)."""
     if not user.is_authenticated:
         raise Http404
     membership = (
@@ -31,10 +64,19 @@ def landlord_for_user(*, user: User) -> Landlord:
     first = membership.first()
     if first is None:
         raise Http404
+    _require(membership=first, action=action)
     return first.landlord
 
 
-def access_unit(*, user: User, unit_id: int) -> Unit:
+def may(*, user: User, landlord_id: int, action: str) -> bool:
+    """For templates: offer only what the member's role allows."""
+    if not user.is_authenticated:
+        return False
+    membership = Membership.objects.filter(user_id=user.pk, landlord_id=landlord_id).first()
+    return membership is not None and membership.may(action)
+
+
+def access_unit(*, user: User, unit_id: int, action: str = Action.VIEW) -> Unit:
     if not user.is_authenticated:
         raise Http404
     unit = (
@@ -44,10 +86,31 @@ def access_unit(*, user: User, unit_id: int) -> Unit:
     )
     if unit is None:
         raise Http404
+    _require(membership=_membership(user=user, landlord_id=unit.landlord_id), action=action)
     return unit
 
 
+def access_landlord_payment(
+    *, user: User, payment_uuid: uuid.UUID, action: str = Action.VIEW
+) -> Payment:
+    """A payment to the member's landlord."""
+    from payments.models import Payment
+
+    if not user.is_authenticated:
+        raise Http404
+    payment = (
+        Payment.objects.select_related("tenancy__unit")
+        .filter(uuid=payment_uuid, landlord__memberships__user_id=user.pk)
+        .first()
+    )
+    if payment is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=payment.landlord_id), action=action)
+    return payment
+
+
 def access_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
+    """One of the user's own tenancies, running or ended: its history and bills."""
     if not user.is_authenticated:
         raise Http404
     tenancy = (
@@ -58,6 +121,47 @@ def access_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
     if tenancy is None:
         raise Http404
     return tenancy
+
+
+def access_current_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
+    """One of the user's own tenancies that runs today: the unit live, top-ups,
+    emergency credit, automatic payments and saved cards."""
+    tenancy = access_tenancy(user=user, tenancy_id=tenancy_id)
+    if not tenancy.is_current():
+        raise Http404
+    return tenancy
+
+
+def access_tenancy_to_pay(
+    *, user: User, tenancy_id: int, invoice_id: str
+) -> tuple[Tenancy, Invoice | None]:
+    """Where a tenant's payment goes: one of the tenancy's bills, or (while the
+    tenancy runs) its balance. After a tenancy ends only its bills can be paid."""
+    tenancy = access_tenancy(user=user, tenancy_id=tenancy_id)
+    if invoice_id:
+        return tenancy, access_tenancy_invoice(tenancy=tenancy, invoice_id=invoice_id)
+    if not tenancy.is_current():
+        raise Http404
+    return tenancy, None
+
+
+def access_payment(*, user: User, payment_uuid: uuid.UUID, to_pay: bool = False) -> Payment:
+    """One of the tenant's own payments; ``to_pay``: one they may still go on to pay
+    (after the tenancy ends, only a bill's)."""
+    from payments.models import Payment
+
+    if not user.is_authenticated:
+        raise Http404
+    payment = (
+        Payment.objects.select_related("tenancy__unit__property", "tenancy__tenant")
+        .filter(uuid=payment_uuid, tenancy__tenant_id=user.pk)
+        .first()
+    )
+    if payment is None:
+        raise Http404
+    if to_pay and not payment.tenancy.is_current() and not payment.reference.startswith(BILL):
+        raise Http404
+    return payment
 
 
 def tenancies_for_user(*, user: User) -> list[Tenancy]:
@@ -71,12 +175,23 @@ def tenancies_for_user(*, user: User) -> list[Tenancy]:
     )
 
 
+def ended_tenancies_for_user(*, user: User) -> list[Tenancy]:
+    if not user.is_authenticated:
+        return []
+    return list(
+        Tenancy.objects.ended()
+        .filter(tenant_id=user.pk)
+        .select_related("unit__property")
+        .order_by("-end_date", "-pk")
+    )
+
+
 def is_landlord_staff(*, user: User) -> bool:
     return user.is_authenticated and Membership.objects.filter(user_id=user.pk).exists()
 
 
 def access_invoice(*, user: User, invoice_id: int) -> Invoice:
-    """An invoice: its tenant, or staff of its landlord."""
+    """An invoice: its tenant (also after the tenancy ended), or members of its landlord."""
     from payments.models import Invoice
 
     if not user.is_authenticated:

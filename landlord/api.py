@@ -37,5 +37,5 @@ def unit_list(request: Request) -> Response:
 @extend_schema(responses=UnitStateSerializer)
 @api_view(["GET"])
 def tenancy_state(request: Request, tenancy_id: int) -> Response:
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     return Response(UnitStateSerializer(selectors.tenancy_view(tenancy=tenancy)).data)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.urls import reverse
 
 from config import ratelimit
 
@@ -46,3 +49,31 @@ class RateLimitedLoginView(auth_views.LoginView):
     def form_valid(self, form: Any) -> HttpResponse:
         ratelimit.reset(scope=SCOPE, ident=_idents(self.request)[0])
         return super().form_valid(form)
+
+
+class RateLimitedAdminLoginView(RateLimitedLoginView):
+    """The admin's sign-in page (as ``AdminSite.login`` builds it), under the same
+    failure counters: failures on either page count towards one limit."""
+
+    template_name = "admin/login.html"
+    authentication_form = AdminAuthenticationForm
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method == "GET" and admin.site.has_permission(request):
+            return HttpResponseRedirect(self.get_success_url())
+        request.current_app = admin.site.name
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_default_redirect_url(self) -> str:
+        return reverse("admin:index", current_app=admin.site.name)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            admin.site.each_context(self.request),
+            title="Log in",
+            subtitle=None,
+            app_path=self.request.get_full_path(),
+            username=self.request.user.get_username(),
+        )
+        return context

@@ -29,7 +29,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.kind = kwargs["scope_kind"]
         try:
             if self.kind == "tenancy":
-                tenancy = await database_sync_to_async(access.access_tenancy)(
+                tenancy = await database_sync_to_async(access.access_current_tenancy)(
                     user=user, tenancy_id=int(kwargs["tenancy_id"])
                 )
                 self.tenancy_id = tenancy.pk
@@ -54,24 +54,35 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return
 
     async def unit_changed(self, event: dict[str, Any]) -> None:
-        html = await database_sync_to_async(self._render_unit)(int(event["unit_id"]))
-        if html:
+        unit_id = event.get("unit_id")
+        html = await database_sync_to_async(self._render_unit)(
+            int(unit_id) if unit_id is not None else None
+        )
+        if html is None:
+            # The tenancy ended while its page was open: the unit is someone else's now.
+            await self.close(code=CLOSE_NOT_FOUND)
+        elif html:
             await self.send(text_data=html)
 
     def _snapshot(self) -> str:
         if self.kind == "tenancy":
-            return self._render_tenancy()
+            return self._render_tenancy() or ""
         rows = selectors.landlord_unit_views(landlord_id=self.landlord_id)
         return render_to_string("landlord/units.html#rows", {"rows": rows})
 
-    def _render_tenancy(self) -> str:
+    def _render_tenancy(self) -> str | None:
         tenancy = access.Tenancy.objects.select_related("unit__property").get(pk=self.tenancy_id)
+        if not tenancy.is_current():
+            return None
         view = selectors.tenancy_view(tenancy=tenancy)
         return render_to_string("tenant/home.html#panel", {"v": view, "tenancy": tenancy})
 
-    def _render_unit(self, unit_id: int) -> str:
+    def _render_unit(self, unit_id: int | None) -> str | None:
         if self.kind == "tenancy":
             return self._render_tenancy()
+        if unit_id is None:
+            # Something landlord-wide changed (e.g. the payment account): every row.
+            return self._snapshot()
         row = selectors.landlord_unit_view(landlord_id=self.landlord_id, unit_id=unit_id)
         if row is None:
             return ""

@@ -50,6 +50,21 @@ class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
+
+    class Action(models.TextChoices):
+        """What a member may do (docs/roles.md): staff run the day-to-day work; money
+        going out, the payment account, roles and cutting a supply are for owners."""
+
+        VIEW = "view", "See units, readings, payments and bills"
+        SUPPLY_ON = "supply_on", "Force a supply on, or release a manual override"
+        REVIEW = "review", "Bill held energy after review"
+        SUPPLY_OFF = "supply_off", "Force a supply off"
+        REFUND = "refund", "Refund a payment"
+        CONNECT = "connect", "Set up the payment account"
+        ROLES = "roles", "Give and take roles"
+
+    STAFF_ACTIONS = frozenset({Action.VIEW, Action.SUPPLY_ON, Action.REVIEW})
+
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.STAFF)
 
     class Meta:
@@ -59,6 +74,14 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.landlord}"
+
+    def may(self, action: str) -> bool:
+        """Owners may do everything; staff only the day-to-day; any other role nothing."""
+        if self.role == self.Role.OWNER:
+            return True
+        if self.role == self.Role.STAFF:
+            return action in self.STAFF_ACTIONS
+        return False
 
 
 class Property(models.Model):
@@ -177,6 +200,9 @@ class TenancyQuerySet(models.QuerySet["Tenancy"]):
             Q(end_date__isnull=True) | Q(end_date__gte=day)
         )
 
+    def ended(self, on: date | None = None) -> TenancyQuerySet:
+        return self.filter(end_date__lt=on or timezone.localdate())
+
 
 class Tenancy(models.Model):
     landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="tenancies")
@@ -209,6 +235,11 @@ class Tenancy(models.Model):
 
     def is_active_on(self, day: date) -> bool:
         return self.start_date <= day and (self.end_date is None or self.end_date >= day)
+
+    def is_current(self) -> bool:
+        """Running today: its tenant may see the unit live and top up. Before it starts
+        and after it ends, the unit's live data belong to someone else."""
+        return self.is_active_on(timezone.localdate())
 
 
 class AuditEvent(models.Model):

@@ -20,10 +20,13 @@ from meters.services import (
     supply_override_set,
 )
 from payments.forms import TopUpForm
-from payments.models import Posting
+from payments.ledger import tenant_account
+from payments.models import Invoice, Payment, Posting
 
 from . import access, selectors
-from .models import AuditEvent, Unit
+from .access import Action
+from .forms import IntervalDayForm, ReasonForm
+from .models import AuditEvent, Tenancy, Unit
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -37,19 +40,44 @@ def home(request: HttpRequest) -> HttpResponse:
     if access.is_landlord_staff(user=request.user):
         return redirect("landlord:units")
     tenancies = access.tenancies_for_user(user=request.user)
-    if len(tenancies) == 1:
-        return redirect("tenant:home", tenancy_id=tenancies[0].pk)
-    return render(request, "tenant/choose.html", {"tenancies": tenancies})
+    ended = access.ended_tenancies_for_user(user=request.user)
+    if len(tenancies) == 1 or (not tenancies and len(ended) == 1):
+        return redirect("tenant:home", tenancy_id=(tenancies or ended)[0].pk)
+    return render(request, "tenant/choose.html", {"tenancies": tenancies, "ended": ended})
 
 
 @login_required
 @require_GET
 def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    if not tenancy.is_current():
+        return tenancy_history(request, tenancy)
     view = selectors.tenancy_view(tenancy=tenancy)
     context = {"v": view, "tenancy": tenancy, "form": TopUpForm(currency=view.currency)}
     template = "tenant/home.html#panel" if request.htmx else "tenant/home.html"
     return render(request, template, context)
+
+
+def tenancy_history(
+    request: HttpRequest, tenancy: Tenancy, form: TopUpForm | None = None, status: int = 200
+) -> HttpResponse:
+    """A tenancy that ended (or has not started): its own balance, bills and payments,
+    nothing of the unit as it is now; ``form``: a refused bill payment."""
+    balance = tenant_account(tenancy=tenancy).balance_minor
+    context = {
+        "tenancy": tenancy,
+        "balance_minor": balance,
+        "owed_minor": max(-balance, 0),
+        "currency": tenancy.unit.property.currency,
+        "invoices": list(Invoice.objects.filter(tenancy=tenancy).order_by("-period_start")),
+        "payments": list(
+            Payment.objects.filter(tenancy=tenancy)
+            .exclude(status=Payment.Status.CANCELED)
+            .order_by("-created_at")[:20]
+        ),
+        "form": form,
+    }
+    return render(request, "tenant/history.html", context, status=status)
 
 
 @login_required
@@ -58,13 +86,18 @@ def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
     landlord = access.landlord_for_user(user=request.user)
     rows = selectors.landlord_unit_views(landlord_id=landlord.pk)
     template = "landlord/units.html#table" if request.htmx else "landlord/units.html"
-    return render(request, template, {"rows": rows, "landlord": landlord})
+    may_connect = access.may(user=request.user, landlord_id=landlord.pk, action=Action.CONNECT)
+    return render(
+        request, template, {"rows": rows, "landlord": landlord, "may_connect": may_connect}
+    )
 
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
-def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, object]:
+def _unit_detail_context(
+    request: HttpRequest, unit: Unit, day_form: IntervalDayForm | None = None
+) -> dict[str, object]:
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
@@ -101,7 +134,11 @@ def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, objec
         "protections": protections,
         "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
         "notice_text": notice_text,
-        **selectors.unit_billing(unit=unit, day=day),
+        **selectors.unit_billing(unit=unit, day=_day(day_form)),
+        "day_form": day_form,
+        "may_force_off": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.SUPPLY_OFF
+        ),
     }
 
 
@@ -109,46 +146,56 @@ def _unit_detail_context(unit: Unit, day: date | None = None) -> dict[str, objec
 @require_GET
 def landlord_unit_detail(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id)
-    context = _unit_detail_context(unit, day=_day(request.GET.get("day")))
+    context = _unit_detail_context(request, unit, IntervalDayForm(request.GET))
     return render(request, "landlord/unit_detail.html", context)
+
+
+def _override_refused(request: HttpRequest, unit: Unit, error: str) -> HttpResponse:
+    context = _unit_detail_context(request, unit)
+    context["override_error"] = error
+    context["override_reason"] = request.POST.get("reason", "").replace("\x00", "")
+    return render(request, "landlord/unit_detail.html", context, status=400)
 
 
 @login_required
 @require_POST
 def landlord_unit_override(request: HttpRequest, unit_id: int) -> HttpResponse:
     """Force the supply on or off with a reason (audit-logged)."""
-    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    state = request.POST.get("state", "")
+    action = Action.SUPPLY_OFF if state == "off" else Action.SUPPLY_ON
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _override_refused(request, unit, str(form.errors["reason"][0]))
     try:
         supply_override_set(
             unit=unit,
-            state=request.POST.get("state", ""),
-            reason=request.POST.get("reason", ""),
+            state=state,
+            reason=form.cleaned_data["reason"],
             actor_id=request.user.pk,
         )
     except OverrideRefused as exc:
-        context = _unit_detail_context(unit)
-        context["override_error"] = str(exc)
-        context["override_reason"] = request.POST.get("reason", "")
-        return render(request, "landlord/unit_detail.html", context, status=400)
+        return _override_refused(request, unit, str(exc))
     return redirect("landlord:unit", unit_id=unit.pk)
 
 
 @login_required
 @require_POST
 def landlord_unit_override_release(request: HttpRequest, unit_id: int) -> HttpResponse:
-    unit = access.access_unit(user=request.user, unit_id=unit_id)
-    supply_override_release(
-        unit=unit, actor_id=request.user.pk, reason=request.POST.get("reason", "")
-    )
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.SUPPLY_ON)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _override_refused(request, unit, str(form.errors["reason"][0]))
+    supply_override_release(unit=unit, actor_id=request.user.pk, reason=form.cleaned_data["reason"])
     return redirect("landlord:unit", unit_id=unit.pk)
 
 
-def _day(value: str | None) -> date | None:
-    """A ``YYYY-MM-DD`` query value; anything else shows the latest intervals."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+def _day(form: IntervalDayForm | None) -> date | None:
+    """The day asked for; none (the latest intervals) when none or a bad one was asked for."""
+    if form is None or not form.is_valid():
         return None
+    day: date | None = form.cleaned_data["day"]
+    return day
 
 
 @login_required
@@ -167,13 +214,16 @@ def landlord_flagged(request: HttpRequest) -> HttpResponse:
 @require_POST
 def landlord_held_release(request: HttpRequest, interval_id: int) -> HttpResponse:
     """Bill held energy after review (spread evenly over the time it covers)."""
-    landlord = access.landlord_for_user(user=request.user)
+    landlord = access.landlord_for_user(user=request.user, action=Action.REVIEW)
     interval = access.access_held_interval(landlord=landlord, interval_id=interval_id)
+    form = ReasonForm(request.POST)
     try:
+        if not form.is_valid():
+            raise HeldReleaseError(str(form.errors["reason"][0]))
         held_interval_release(
             interval_id=interval.pk,
             actor_id=request.user.pk,
-            reason=request.POST.get("reason", ""),
+            reason=form.cleaned_data["reason"],
         )
     except HeldReleaseError as exc:
         messages.error(request, str(exc))

@@ -134,6 +134,8 @@ def auto_topup_due(*, tenancy: Tenancy, now: datetime | None = None) -> int:
     cfg = PaymentSettings.objects.filter(tenancy=tenancy, auto_topup_enabled=True).first()
     if cfg is None or not tenancy.unit.is_prepaid:
         return 0
+    if not tenancy.is_current():
+        return 0  # an ended tenancy's card is never topped up from
     if tenant_account(tenancy=tenancy).balance_minor >= cfg.auto_topup_threshold_minor:
         return 0
     if cfg.last_auto_topup_at and now - cfg.last_auto_topup_at < timedelta(
@@ -172,11 +174,12 @@ def auto_topup_check(*, tenancy: Tenancy) -> Payment | None:
 
 
 def auto_topups_run() -> int:
-    """Check every prepaid tenancy with auto top-up on; returns how many were charged."""
+    """Check every running prepaid tenancy with auto top-up on; returns how many were charged."""
     charged = 0
-    for cfg in PaymentSettings.objects.filter(auto_topup_enabled=True).select_related(
-        "tenancy__unit__property", "tenancy__landlord"
-    ):
+    wanted = PaymentSettings.objects.filter(
+        auto_topup_enabled=True, tenancy__in=Tenancy.objects.active()
+    )
+    for cfg in wanted.select_related("tenancy__unit__property", "tenancy__landlord"):
         if auto_topup_check(tenancy=cfg.tenancy) is not None:
             charged += 1
     return charged

@@ -750,6 +750,8 @@ def emergency_credit_take(*, tenancy: Tenancy, actor_id: int | None) -> LedgerTr
     from meters.services import _notify_unit, supply_evaluate
 
     tenancy = Tenancy.objects.select_related("unit__property", "landlord").get(pk=tenancy.pk)
+    if not tenancy.is_current():
+        raise BillingError("This tenancy has ended.")
     unit = tenancy.unit
     tenant = tenant_account(tenancy=tenancy)
     # The tenant account's row lock serialises two presses of the button.

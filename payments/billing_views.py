@@ -34,7 +34,7 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def emergency_credit(request: HttpRequest, tenancy_id: int) -> HttpResponse:
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     try:
         billing.emergency_credit_take(tenancy=tenancy, actor_id=request.user.pk)
     except billing.BillingError as exc:

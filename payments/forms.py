@@ -11,6 +11,25 @@ from .services import PaymentError, topup_limits
 PRESETS_MINOR = (500, 1000, 2000)
 
 
+# Far above any amount a form accepts; checked before any arithmetic, because
+# quantizing a value like 1e30 to cents exceeds Decimal's precision and raises.
+AMOUNT_BOUND = Decimal(10**15)
+
+
+def _minor(raw: str) -> int:
+    """A typed amount (``12.50``, ``£1,000``) in minor units, or a form error."""
+    value_raw = raw.strip().replace(",", "").lstrip("£$€")
+    try:
+        value = Decimal(value_raw)
+    except InvalidOperation as exc:
+        raise forms.ValidationError("Enter an amount such as 10 or 12.50.") from exc
+    if value.is_finite() and abs(value) >= AMOUNT_BOUND:
+        raise forms.ValidationError("Enter an amount such as 10 or 12.50.")
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        raise forms.ValidationError("Use at most two decimal places.")
+    return int(value * 100)
+
+
 class TopUpForm(forms.Form):
     amount = forms.CharField(
         label="Amount",
@@ -24,31 +43,13 @@ class TopUpForm(forms.Form):
         self.presets = PRESETS_MINOR
 
     def clean_amount(self) -> int:
-        raw = self.cleaned_data["amount"].strip().replace(",", "").lstrip("£$€")
-        try:
-            value = Decimal(raw)
-        except InvalidOperation as exc:
-            raise forms.ValidationError("Enter an amount such as 10 or 12.50.") from exc
-        if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-            raise forms.ValidationError("Use at most two decimal places.")
-        minor = int(value * 100)
+        minor = _minor(self.cleaned_data["amount"])
         low, high = topup_limits()
         if minor < low or minor > high:
             raise forms.ValidationError(
                 f"Choose an amount between {low / 100:.2f} and {high / 100:.2f}."
             )
         return minor
-
-
-def _minor(raw: str) -> int:
-    value_raw = raw.strip().replace(",", "").lstrip("£$€")
-    try:
-        value = Decimal(value_raw)
-    except InvalidOperation as exc:
-        raise forms.ValidationError("Enter an amount such as 10 or 12.50.") from exc
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise forms.ValidationError("Use at most two decimal places.")
-    return int(value * 100)
 
 
 class RefundForm(forms.Form):

@@ -13,8 +13,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from landlord import access, selectors
 from landlord.models import Tenancy
+from landlord.views import tenancy_history
 
 from . import automatic
+from .automatic import invoice_amount_due
 from .forms import AutomaticPaymentsForm, RefundForm, TopUpForm
 from .models import ConnectAccount, Dispute, Payment, Refund, SavedPaymentMethod
 from .providers import DevelopmentProvider, PaymentGateway, get_provider
@@ -31,17 +33,6 @@ from .webhooks import WebhookRejected, webhook_event_verify
 logger = logging.getLogger(__name__)
 
 
-def _own_payment(request: HttpRequest, payment_uuid: uuid.UUID) -> Payment:
-    payment = (
-        Payment.objects.select_related("tenancy__unit__property", "tenancy__tenant")
-        .filter(uuid=payment_uuid, tenancy__tenant_id=request.user.pk)
-        .first()
-    )
-    if payment is None:
-        raise Http404
-    return payment
-
-
 def _site_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/")
 
@@ -49,6 +40,9 @@ def _site_url(request: HttpRequest) -> str:
 def _home_with_error(
     request: HttpRequest, tenancy: Tenancy, form: TopUpForm, status: int
 ) -> HttpResponse:
+    if not tenancy.is_current():
+        # One of its bills was being paid: the unit as it is now is someone else's.
+        return tenancy_history(request, tenancy, form=form, status=status)
     view = selectors.tenancy_view(tenancy=tenancy)
     context = {"v": view, "tenancy": tenancy, "form": form}
     context.update(tenant_payment_context(tenancy=tenancy))
@@ -90,13 +84,19 @@ def _checkout_redirect(
 @login_required
 @require_POST
 def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy, invoice = access.access_tenancy_to_pay(
+        user=request.user, tenancy_id=tenancy_id, invoice_id=request.POST.get("invoice", "")
+    )
     currency = tenancy.unit.property.currency
     data = request.POST.copy()
     preset = request.POST.get("preset", "")
     if preset:
         data["amount"] = preset
     form = TopUpForm(data, currency=currency)
+    if form.is_valid() and invoice is not None and not tenancy.is_current():
+        due = invoice_amount_due(invoice=invoice)
+        if form.cleaned_data["amount"] > due:
+            form.add_error("amount", f"This tenancy has ended: at most {due / 100:.2f} is owed.")
     if not form.is_valid():
         return _home_with_error(request, tenancy, form, 400)
     provider = get_provider()
@@ -107,13 +107,8 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     if not payee.ready:
         form.add_error(None, payee.message)
         return _home_with_error(request, tenancy, form, 409)
-    reference = ""
-    if request.POST.get("invoice"):
-        # Paying a bill (in full or in part): it must be one of this tenancy's.
-        invoice = access.access_tenancy_invoice(
-            tenancy=tenancy, invoice_id=request.POST.get("invoice", "")
-        )
-        reference = f"invoice:{invoice.number}"
+    # Paying a bill (in full or in part): access checked it is one of this tenancy's.
+    reference = f"{access.BILL}{invoice.number}" if invoice is not None else ""
     payment = payment_create(
         tenancy=tenancy,
         amount_minor=form.cleaned_data["amount"],
@@ -138,7 +133,7 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 @require_POST
 def payment_resume(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     """Pay on-session a payment the bank wanted confirmed (autopay, auto top-up)."""
-    payment = _own_payment(request, payment_uuid)
+    payment = access.access_payment(user=request.user, payment_uuid=payment_uuid, to_pay=True)
     provider = get_provider()
     if (
         provider is None
@@ -155,7 +150,7 @@ def payment_resume(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpRespons
 @require_http_methods(["GET", "POST"])
 def dev_checkout(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     """The development provider's stand-in for a hosted checkout page."""
-    payment = _own_payment(request, payment_uuid)
+    payment = access.access_payment(user=request.user, payment_uuid=payment_uuid, to_pay=True)
     provider = get_provider()
     if not isinstance(provider, DevelopmentProvider) or payment.provider != provider.name:
         raise Http404
@@ -182,7 +177,7 @@ def payment_status(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpRespons
     Query parameters on the return from checkout are never trusted: the
     ``cancelled`` flag only changes the wording while the payment is pending.
     """
-    payment = _own_payment(request, payment_uuid)
+    payment = access.access_payment(user=request.user, payment_uuid=payment_uuid)
     template = (
         "payments/status.html#state" if getattr(request, "htmx", False) else "payments/status.html"
     )
@@ -198,7 +193,7 @@ def payment_status(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpRespons
 @require_http_methods(["GET", "POST"])
 def automatic_payments(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     """The tenant's saved card, auto top-up (prepaid) and autopay (postpaid)."""
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     cfg = automatic.payment_settings_for(tenancy=tenancy)
     method = automatic.saved_method_for(tenancy=tenancy)
     status = 200
@@ -224,7 +219,7 @@ def automatic_payments(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def saved_method_remove(request: HttpRequest, tenancy_id: int, method_id: int) -> HttpResponse:
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     method = SavedPaymentMethod.objects.filter(pk=method_id, tenancy=tenancy).first()
     if method is None:
         raise Http404
@@ -242,7 +237,7 @@ def saved_method_remove(request: HttpRequest, tenancy_id: int, method_id: int) -
 @require_GET
 def connect(request: HttpRequest) -> HttpResponse:
     """The landlord's payment account: onboarding status, and what Stripe still needs."""
-    landlord = access.landlord_for_user(user=request.user)
+    landlord = access.landlord_for_user(user=request.user, action=access.Action.CONNECT)
     provider = get_provider()
     if provider is not None and request.GET.get("returned") == "1":
         try:
@@ -262,7 +257,7 @@ def connect(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def connect_start(request: HttpRequest) -> HttpResponse:
     """Send the landlord to Stripe's hosted onboarding (GET too: Stripe's refresh_url)."""
-    landlord = access.landlord_for_user(user=request.user)
+    landlord = access.landlord_for_user(user=request.user, action=access.Action.CONNECT)
     provider = get_provider()
     if provider is None:
         return redirect("payments:connect")
@@ -307,21 +302,26 @@ def landlord_payments(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "payments/landlord_payments.html",
-        {"payments": payments, "refunds": refunds, "disputes": disputes},
+        {
+            "payments": payments,
+            "refunds": refunds,
+            "disputes": disputes,
+            "may_refund": access.may(
+                user=request.user, landlord_id=landlord.pk, action=access.Action.REFUND
+            ),
+            "may_connect": access.may(
+                user=request.user, landlord_id=landlord.pk, action=access.Action.CONNECT
+            ),
+        },
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
-    landlord = access.landlord_for_user(user=request.user)
-    payment = (
-        Payment.objects.select_related("tenancy__unit")
-        .filter(uuid=payment_uuid, landlord=landlord)
-        .first()
+    payment = access.access_landlord_payment(
+        user=request.user, payment_uuid=payment_uuid, action=access.Action.REFUND
     )
-    if payment is None:
-        raise Http404
     available = refundable_minor(payment=payment)
     form = RefundForm(request.POST or None, available_minor=available)
     status = 200

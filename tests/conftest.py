@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
 
+from landlord.models import Tenancy
 from payments.ledger import ledger_verify
 
-from .factories import LandlordWorld, make_landlord_world
+from .factories import LandlordWorld, make_former_tenancy, make_landlord_world, make_staff_member
 
 
 def _uses_db(request: pytest.FixtureRequest) -> str | None:
@@ -65,6 +68,61 @@ def tpersonas(transactional_db: None) -> Personas:
     User = get_user_model()
     admin = User.objects.create_superuser("admin", password="pw", email="admin@example.com")
     return Personas(a=make_landlord_world("a"), b=make_landlord_world("b"), admin=admin)
+
+
+PERSONA_NAMES = (
+    "anonymous",
+    "landlord_a",
+    "landlord_a_staff",
+    "landlord_b",
+    "tenant_a1",
+    "former_tenant_a",
+    "tenant_b1",
+    "admin",
+)
+
+
+@dataclass
+class Everyone(Personas):
+    """The personas plus a staff member of A (landlord_a is an owner) and a tenant
+    whose tenancy of A's prepaid unit ended yesterday."""
+
+    a_staff: AbstractBaseUser
+    former_tenancy: Tenancy
+
+    def user(self, name: str) -> Any:
+        """The user behind a name of ``PERSONA_NAMES`` (None: anonymous)."""
+        users: dict[str, Any] = {
+            "anonymous": None,
+            "landlord_a": self.a.staff,
+            "landlord_a_staff": self.a_staff,
+            "landlord_b": self.b.staff,
+            "tenant_a1": self.a.prepaid_tenant,
+            "former_tenant_a": self.former_tenancy.tenant,
+            "tenant_b1": self.b.prepaid_tenant,
+            "admin": self.admin,
+        }
+        return users[name]
+
+
+def _everyone(personas: Personas) -> Everyone:
+    return Everyone(
+        a=personas.a,
+        b=personas.b,
+        admin=personas.admin,
+        a_staff=make_staff_member(personas.a),
+        former_tenancy=make_former_tenancy(personas.a),
+    )
+
+
+@pytest.fixture
+def everyone(personas: Personas) -> Everyone:
+    return _everyone(personas)
+
+
+@pytest.fixture
+def teveryone(tpersonas: Personas) -> Everyone:
+    return _everyone(tpersonas)
 
 
 @pytest.fixture(autouse=True)

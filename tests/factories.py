@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils import timezone
 
 from landlord.models import Landlord, Membership, Property, Tenancy, Unit
 from meters.models import Device, Meter
@@ -105,4 +106,27 @@ def make_landlord_world(tag: str, *, price: str = "30") -> LandlordWorld:
         postpaid_tenancy=ten2,
         prepaid_device=make_device(prepaid, f"dev-{tag}-pre"),
         postpaid_device=make_device(postpaid, f"dev-{tag}-post"),
+    )
+
+
+def make_staff_member(world: LandlordWorld) -> AbstractBaseUser:
+    """A member of the world's landlord with the staff role (the world's own user is an owner)."""
+    user = User.objects.create_user(f"{world.staff.get_username()}_staff", password="pw")
+    Membership.objects.create(landlord=world.landlord, user=user, role=Membership.Role.STAFF)
+    return user
+
+
+def make_former_tenancy(world: LandlordWorld, *, unit: Unit | None = None) -> Tenancy:
+    """A tenancy of the world's prepaid unit (or ``unit``) that ended yesterday, with its own tenant."""
+    unit = unit or world.prepaid
+    today = timezone.localdate()
+    tenant = User.objects.create_user(
+        f"former_{unit.pk}_{world.staff.get_username()}", password="pw"
+    )
+    return Tenancy.objects.create(
+        landlord=world.landlord,
+        unit=unit,
+        tenant=tenant,
+        start_date=today - timedelta(days=90),
+        end_date=today - timedelta(days=1),
     )

@@ -1,196 +1,448 @@
-"""Every page, API route and browser socket denies the wrong persona with a 404.
+"""Every route and every socket, for every persona: generated from the URL resolver and
+the WebSocket router, so a new route without a line in the tables below fails the suite.
 
-Persona names: landlord_a / landlord_b (staff of two landlords), tenant_a1
-(prepaid tenant of A), tenant_a2 (postpaid tenant of A), tenant_b1, admin,
-anonymous.
+Personas (tests/conftest.py ``PERSONA_NAMES``): anonymous; landlord_a (an owner of A);
+landlord_a_staff (staff of A); landlord_b (an owner of B); tenant_a1 (A's prepaid
+unit, running); former_tenant_a (A's prepaid unit, ended yesterday); tenant_b1;
+admin (a superuser, not a member of any landlord).
+
+The URLs carry landlord A's objects. A tenancy's objects are the persona's own
+when the persona is former_tenant_a (their ended tenancy), else tenant_a1's.
+Another landlord's or tenant's object is a 404, never a 403; a 403 is only for a
+member of A whose role does not allow the action (docs/roles.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth import get_user_model
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
 from django.test import Client
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from payments.models import Payment
+from config import asgi
+from landlord.models import Tenancy
+from meters.models import Interval
+from meters.services import ReadingInput, readings_record
+from payments.models import Invoice, Payment, SavedPaymentMethod
+from payments.providers import DevelopmentProvider, get_provider
 from payments.services import payment_create
-from tests.wsutil import browser_communicator
+from tests.conftest import PERSONA_NAMES, Everyone
+
+ANON, OWNER, STAFF, OTHER = "anonymous", "landlord_a", "landlord_a_staff", "landlord_b"
+TENANT, FORMER, OTHER_TENANT, ADMIN = "tenant_a1", "former_tenant_a", "tenant_b1", "admin"
+LOGIN = "login"  # a redirect to the sign-in page
 
 
-def _user(personas, name):
-    if name == "anonymous":
-        return None
-    if name == "admin":
-        return personas.admin
-    return {
-        "landlord_a": personas.a.staff,
-        "landlord_b": personas.b.staff,
-        "tenant_a1": personas.a.prepaid_tenant,
-        "tenant_a2": personas.a.postpaid_tenant,
-        "tenant_b1": personas.b.prepaid_tenant,
-    }[name]
+def only(allowed: dict[str, int | str], rest: int | str = 404, anonymous: int | str = LOGIN):
+    """The expected outcome for every persona: ``allowed`` as given, the others ``rest``."""
+    table = {name: rest for name in PERSONA_NAMES}
+    table[ANON] = anonymous
+    table.update(allowed)
+    return table
 
 
-def _client(personas, name) -> Client:
+def everyone_gets(outcome: int | str) -> dict[str, int | str]:
+    return dict.fromkeys(PERSONA_NAMES, outcome)
+
+
+@dataclass
+class Case:
+    method: str
+    expected: dict[str, int | str]
+    data: dict[str, str] = field(default_factory=dict)
+
+
+# --- the objects in the URLs ------------------------------------------------
+
+
+@dataclass
+class World:
+    people: Everyone
+    persona: str
+    tenancy: Tenancy  # the tenancy whose objects this persona's URLs carry
+    objects: dict[str, Any]
+
+
+def _paid(tenancy: Tenancy, *, reference: str = "") -> Payment:
+    provider = get_provider()
+    assert isinstance(provider, DevelopmentProvider)
+    payment = payment_create(
+        tenancy=tenancy,
+        amount_minor=1000,
+        provider=provider.name,
+        created_by_id=None,
+        purpose=Payment.Purpose.BILL if reference else Payment.Purpose.TOPUP,
+        reference=reference,
+    )
+    return payment
+
+
+def _invoice(tenancy: Tenancy) -> Invoice:
+    return Invoice.objects.create(
+        landlord=tenancy.landlord,
+        tenancy=tenancy,
+        period_start=date(2026, 1, 1),
+        period_end=date(2026, 2, 1),
+        currency="GBP",
+        total_minor=1000,
+    )
+
+
+def _method(tenancy: Tenancy) -> SavedPaymentMethod:
+    return SavedPaymentMethod.objects.create(
+        landlord=tenancy.landlord,
+        tenancy=tenancy,
+        provider="dev",
+        provider_ref=f"pm_dev_{tenancy.pk}",
+        last4="4242",
+    )
+
+
+def _held_interval(people: Everyone) -> Interval:
+    base = datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
+    readings_record(
+        device_id=people.a.prepaid_device.device.pk,
+        readings=[
+            ReadingInput(seq=1, taken_at=base, register_wh=0),
+            ReadingInput(seq=2, taken_at=base + timedelta(hours=7), register_wh=3000),
+        ],
+    )
+    return Interval.objects.get(kind=Interval.Kind.GAP)
+
+
+def build_world(people: Everyone, persona: str) -> World:
+    tenancy = people.former_tenancy if persona == FORMER else people.a.prepaid_tenancy
+    invoice = _invoice(tenancy)
+    reference = f"invoice:{invoice.number}" if persona == FORMER else ""
+    return World(
+        people=people,
+        persona=persona,
+        tenancy=tenancy,
+        objects={
+            "invoice": invoice,
+            "payment": _paid(tenancy, reference=reference),
+            "method": _method(tenancy),
+        },
+    )
+
+
+def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
+    """Each URL keyword filled with landlord A's object of that kind."""
+    makers: dict[str, Callable[[], Any]] = {
+        "tenancy_id": lambda: world.tenancy.pk,
+        "unit_id": lambda: world.people.a.prepaid.pk,
+        "invoice_id": lambda: world.objects["invoice"].pk,
+        "payment_uuid": lambda: world.objects["payment"].uuid,
+        "method_id": lambda: world.objects["method"].pk,
+        "interval_id": lambda: _held_interval(world.people).pk,
+    }
+    return {name: makers[name]() for name in pattern.pattern.converters}
+
+
+# --- the tables ---------------------------------------------------------------
+
+LANDLORD_PAGE = only({OWNER: 200, STAFF: 200, OTHER: 200})  # each landlord sees their own
+A_OBJECT_PAGE = only({OWNER: 200, STAFF: 200})
+
+HTTP: dict[str, list[Case]] = {
+    "home": [Case("get", {**everyone_gets(302), ANON: LOGIN, ADMIN: 200})],  # admin: no home
+    "healthz": [Case("get", everyone_gets(200))],
+    "login": [Case("get", everyone_gets(200))],
+    "logout": [Case("post", everyone_gets(LOGIN))],
+    "admin-login": [Case("get", {**everyone_gets(200), ADMIN: 302})],
+    "api-schema": [Case("get", everyone_gets(200))],
+    # Live pages and the money a tenant moves: the running tenancy only.
+    "tenant:home": [Case("get", only({TENANT: 200, FORMER: 200}))],  # former: history only
+    "api-tenancy": [Case("get", only({TENANT: 200}, anonymous=403))],
+    "payments:topup": [Case("post", only({TENANT: 302}), {"amount": "10"})],
+    "payments:emergency_credit": [Case("post", only({TENANT: 302}))],
+    "payments:automatic": [
+        Case("get", only({TENANT: 200})),
+        Case("post", only({TENANT: 302}), {"threshold": "2", "amount": "10", "monthly_cap": "50"}),
+    ],
+    "payments:method_remove": [Case("post", only({TENANT: 302}))],
+    # A tenant's own payments and bills, also after the tenancy ended.
+    "payments:status": [Case("get", only({TENANT: 200, FORMER: 200}))],
+    "payments:dev_checkout": [Case("get", only({TENANT: 200, FORMER: 200}))],
+    "payments:resume": [Case("post", only({TENANT: 302, FORMER: 302}))],
+    "payments:invoice": [Case("get", only({TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200}))],
+    # Landlord pages: members of A; the owner-only actions are 403 for staff.
+    "landlord:units": [Case("get", LANDLORD_PAGE)],
+    "landlord:flagged": [Case("get", LANDLORD_PAGE)],
+    "landlord:unit": [Case("get", A_OBJECT_PAGE)],
+    "landlord:override": [
+        Case("post", only({OWNER: 302, STAFF: 302}), {"state": "on", "reason": "repair"}),
+        Case("post", only({OWNER: 302, STAFF: 403}), {"state": "off", "reason": "unsafe"}),
+    ],
+    "landlord:override_release": [Case("post", only({OWNER: 302, STAFF: 302}))],
+    "landlord:held_release": [
+        Case("post", only({OWNER: 302, STAFF: 302}), {"reason": "meter was offline"})
+    ],
+    "api-units": [Case("get", only({OWNER: 200, STAFF: 200, OTHER: 200}, anonymous=403))],
+    "payments:landlord_payments": [Case("get", LANDLORD_PAGE)],
+    "payments:refund": [
+        Case("get", only({OWNER: 200, STAFF: 403})),
+        Case("post", only({OWNER: 302, STAFF: 403}), {"amount": "1", "reason": "misread"}),
+    ],
+    "payments:connect": [Case("get", only({OWNER: 200, STAFF: 403, OTHER: 200}))],
+    "payments:connect_start": [Case("post", only({OWNER: 302, STAFF: 403, OTHER: 302}))],
+    # Signed by Stripe, not by a session: the same for everyone (no secret set: 404).
+    "payments:stripe_webhook": [Case("post", everyone_gets(404))],
+    "payments:stripe_connect_webhook": [Case("post", everyone_gets(404))],
+}
+
+OPEN, REFUSED = "open", "refused"
+ANY_OTHER = "(any other path)"  # the router's catch-all, an empty pattern
+WS: dict[str, dict[str, str]] = {
+    "ws/live/tenancy/<int:tenancy_id>/": {
+        **dict.fromkeys(PERSONA_NAMES, REFUSED),
+        TENANT: OPEN,  # the former tenant's own ended tenancy is refused too
+    },
+    "ws/live/landlord/": {
+        **dict.fromkeys(PERSONA_NAMES, REFUSED),
+        OWNER: OPEN,
+        STAFF: OPEN,
+        OTHER: OPEN,
+    },
+    # Devices authenticate with their own credential; a browser session is nothing.
+    "ws/device/v1": dict.fromkeys(PERSONA_NAMES, REFUSED),
+    "ws/shelly/<str:ident>/<str:secret>": dict.fromkeys(PERSONA_NAMES, REFUSED),
+    ANY_OTHER: dict.fromkeys(PERSONA_NAMES, REFUSED),
+}
+
+
+# --- discovery ------------------------------------------------------------------
+
+
+def http_routes() -> dict[str, URLPattern]:
+    """Every URL pattern by its (namespaced) name, the admin's own pages aside:
+    they are the Django admin's, behind its staff check (test_admin_is_for_staff_only);
+    its sign-in page is ours and listed."""
+    found: dict[str, URLPattern] = {}
+
+    def walk(patterns: list[Any], namespaces: list[str]) -> None:
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                if entry.app_name == "admin":
+                    continue
+                walk(
+                    entry.url_patterns, namespaces + ([entry.namespace] if entry.namespace else [])
+                )
+                continue
+            name = ":".join([*namespaces, entry.name or str(entry.pattern)])
+            assert name not in found, f"two routes named {name}"
+            found[name] = entry
+
+    walk(get_resolver().url_patterns, [])
+    return found
+
+
+def _unwrap(app: Any) -> Any:
+    """Through the middleware (Origin check, session, auth) to the router or consumer."""
+    while not isinstance(app, URLRouter):
+        inner = getattr(app, "inner", None) or getattr(app, "application", None)
+        if inner is None:
+            return app
+        app = inner
+    return app
+
+
+def ws_routes() -> list[str]:
+    """Every WebSocket route of config/asgi.py's router, as one pattern string."""
+    found: list[str] = []
+
+    def walk(router: URLRouter, prefix: str) -> None:
+        for route in router.routes:
+            pattern = prefix + str(route.pattern).lstrip("^").rstrip("$")
+            app = _unwrap(route.callback)
+            if isinstance(app, URLRouter):
+                walk(app, pattern)
+            else:
+                found.append(pattern or ANY_OTHER)
+
+    walk(_unwrap(asgi._router.application_mapping["websocket"]), "")
+    return found
+
+
+def test_every_route_is_in_the_table():
+    missing = sorted(set(http_routes()) - set(HTTP))
+    assert not missing, f"routes without a line in the access table: {missing}"
+    stale = sorted(set(HTTP) - set(http_routes()))
+    assert not stale, f"the access table lists routes that do not exist: {stale}"
+
+
+def test_every_socket_is_in_the_table():
+    missing = sorted(set(ws_routes()) - set(WS))
+    assert not missing, f"sockets without a line in the access table: {missing}"
+    stale = sorted(set(WS) - set(ws_routes()))
+    assert not stale, f"the access table lists sockets that do not exist: {stale}"
+
+
+def test_every_persona_is_in_every_line():
+    for name, cases in HTTP.items():
+        for case in cases:
+            assert set(case.expected) == set(PERSONA_NAMES), name
+    for name, expected in WS.items():
+        assert set(expected) == set(PERSONA_NAMES), name
+
+
+# --- the checks -------------------------------------------------------------------
+
+
+def _client(people: Everyone, persona: str) -> Client:
     client = Client()
-    user = _user(personas, name)
+    user = people.user(persona)
     if user is not None:
         client.force_login(user)
     return client
 
 
-ALL = ["anonymous", "admin", "landlord_a", "landlord_b", "tenant_a1", "tenant_a2", "tenant_b1"]
+def _http_cases() -> Iterator[Any]:
+    for name, cases in sorted(HTTP.items()):
+        for index, case in enumerate(cases):
+            yield pytest.param(name, index, id=f"{name}-{case.method}{index}")
 
 
-def _expect(allowed: set[str], persona: str, ok: int = 200) -> int:
-    if persona in allowed:
-        return ok
-    return 302 if persona == "anonymous" else 404
+def _outcome_http(resp: Any) -> int | str:
+    login = reverse("login")
+    if resp.status_code == 302 and resp["Location"].startswith(login):
+        return LOGIN
+    return int(resp.status_code)
 
 
-@pytest.mark.parametrize("persona", ALL)
-def test_tenant_home(personas, persona):
-    url = reverse("tenant:home", args=[personas.a.prepaid_tenancy.pk])
-    resp = _client(personas, persona).get(url)
-    assert resp.status_code == _expect({"tenant_a1"}, persona)
-    if resp.status_code == 302:
-        assert resp["Location"].startswith(reverse("login"))
-
-
-@pytest.mark.parametrize("persona", ALL)
-def test_landlord_unit_detail(personas, persona):
-    url = reverse("landlord:unit", args=[personas.a.prepaid.pk])
-    resp = _client(personas, persona).get(url)
-    assert resp.status_code == _expect({"landlord_a"}, persona)
-
-
-@pytest.mark.parametrize("persona", ALL)
-def test_landlord_unit_list_shows_only_own_units(personas, persona):
-    resp = _client(personas, persona).get(reverse("landlord:units"))
-    assert resp.status_code == _expect({"landlord_a", "landlord_b"}, persona)
-    if persona == "landlord_a":
-        body = resp.content.decode()
-        assert "House a" in body and "House b" not in body
-
-
-@pytest.mark.parametrize("persona", ALL)
-def test_topup_post(personas, persona):
-    url = reverse("payments:topup", args=[personas.a.prepaid_tenancy.pk])
-    resp = _client(personas, persona).post(url, {"amount": "10"})
-    assert resp.status_code == _expect({"tenant_a1"}, persona, ok=302)
-    expected_payments = 1 if persona == "tenant_a1" else 0
-    assert Payment.objects.count() == expected_payments
-
-
-@pytest.mark.parametrize("persona", ALL)
-def test_payment_pages(personas, persona, django_capture_on_commit_callbacks):
-    payment = payment_create(
-        tenancy=personas.a.prepaid_tenancy, amount_minor=1000, provider="dev", created_by_id=None
-    )
-    client = _client(personas, persona)
-    for name in ("payments:status", "payments:dev_checkout"):
-        resp = client.get(reverse(name, args=[payment.uuid]))
-        assert resp.status_code == _expect({"tenant_a1"}, persona), name
+@pytest.mark.parametrize(("name", "index"), list(_http_cases()))
+def test_route(everyone, django_capture_on_commit_callbacks, name, index):
+    """Each persona in turn (in PERSONA_NAMES order) on the same objects."""
+    case = HTTP[name][index]
+    pattern = http_routes()[name]
+    # given landlord A's objects, a running and an ended tenancy's (payments succeeded)
     with django_capture_on_commit_callbacks(execute=True):
-        resp = client.post(
-            reverse("payments:dev_checkout", args=[payment.uuid]), {"outcome": "succeeded"}
-        )
-    assert resp.status_code == _expect({"tenant_a1"}, persona, ok=302)
-    payment.refresh_from_db()
-    assert (payment.status == "succeeded") == (persona == "tenant_a1")
+        worlds = {FORMER: build_world(everyone, FORMER), TENANT: build_world(everyone, TENANT)}
+        provider = get_provider()
+        assert isinstance(provider, DevelopmentProvider)
+        for world in worlds.values():
+            provider.complete(payment=world.objects["payment"], outcome="succeeded")
+        urls = {key: reverse(name, kwargs=_kwargs(w, pattern)) for key, w in worlds.items()}
+    # when each persona asks
+    got = {}
+    for persona in PERSONA_NAMES:
+        url = urls[FORMER if persona == FORMER else TENANT]
+        with django_capture_on_commit_callbacks(execute=True):
+            resp = getattr(_client(everyone, persona), case.method)(url, case.data)
+        got[persona] = _outcome_http(resp)
+    # then
+    assert got == case.expected
 
 
-@pytest.mark.parametrize("persona", ALL)
-def test_api_tenancy(personas, persona):
-    url = reverse("api-tenancy", args=[personas.a.prepaid_tenancy.pk])
-    resp = _client(personas, persona).get(url)
-    expected = 200 if persona == "tenant_a1" else (403 if persona == "anonymous" else 404)
-    assert resp.status_code == expected
+@database_sync_to_async
+def _socket_setup(people: Everyone, persona: str, pattern: str) -> tuple[str, str | None]:
+    tenancy = people.former_tenancy if persona == FORMER else people.a.prepaid_tenancy
+    path = "/" + (
+        pattern.replace(ANY_OTHER, "ws/no-such-socket/")
+        .replace("<int:tenancy_id>", str(tenancy.pk))
+        .replace("<str:ident>", people.a.prepaid_device.device.ident)
+        .replace("<str:secret>", "not-the-secret")
+    )
+    client = _client(people, persona)
+    sid = client.cookies["sessionid"].value if "sessionid" in client.cookies else None
+    return path, sid
 
 
-@pytest.mark.parametrize("persona", ALL)
-def test_api_units(personas, persona):
-    resp = _client(personas, persona).get(reverse("api-units"))
-    allowed = {"landlord_a", "landlord_b"}
-    expected = 200 if persona in allowed else (403 if persona == "anonymous" else 404)
-    assert resp.status_code == expected
-    if persona == "landlord_b":
-        assert {u["property"] for u in resp.json()} == {"House b"}
+def _communicator(path: str, sid: str | None) -> WebsocketCommunicator:
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if sid:
+        headers.append((b"cookie", f"sessionid={sid}".encode()))
+    return WebsocketCommunicator(asgi.application, path, headers=headers)
 
 
-def test_admin_is_for_staff_only(personas):
-    assert _client(personas, "admin").get("/admin/").status_code == 200
-    assert _client(personas, "landlord_a").get("/admin/").status_code == 302
-    assert _client(personas, "tenant_a1").get("/admin/").status_code == 302
+async def _outcome_ws(path: str, sid: str | None) -> str:
+    comm = _communicator(path, sid)
+    connected, _ = await comm.connect()
+    if not connected:
+        return REFUSED
+    first = await comm.receive_output(timeout=5)
+    await comm.disconnect()
+    # A device socket accepts only to close with a code the device can read.
+    return OPEN if first["type"] == "websocket.send" else REFUSED
 
 
-def test_home_routes_each_persona(personas):
-    assert _client(personas, "anonymous").get("/")["Location"] == reverse("login")
-    assert _client(personas, "landlord_a").get("/")["Location"] == reverse("landlord:units")
-    assert _client(personas, "tenant_a1").get("/")["Location"] == reverse(
-        "tenant:home", args=[personas.a.prepaid_tenancy.pk]
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("pattern", sorted(WS))
+async def test_socket(teveryone, pattern):
+    got = {}
+    for persona in PERSONA_NAMES:
+        path, sid = await _socket_setup(teveryone, persona, pattern)
+        got[persona] = await _outcome_ws(path, sid)
+    assert got == WS[pattern]
+
+
+# --- what the statuses do not show ----------------------------------------------------------
+
+
+def test_landlord_unit_list_shows_only_own_units(everyone):
+    body = _client(everyone, OWNER).get(reverse("landlord:units")).content.decode()
+    assert "House a" in body and "House b" not in body
+
+
+def test_api_units_are_the_landlords_own(everyone):
+    resp = _client(everyone, OTHER).get(reverse("api-units"))
+    assert {u["property"] for u in resp.json()} == {"House b"}
+
+
+def test_admin_is_for_staff_only(everyone):
+    assert _client(everyone, ADMIN).get("/admin/").status_code == 200
+    for persona in (OWNER, STAFF, TENANT, FORMER):
+        resp = _client(everyone, persona).get("/admin/")
+        assert resp.status_code == 302 and resp["Location"].startswith("/admin/login/")
+
+
+def test_home_routes_each_persona(everyone):
+    assert _client(everyone, ANON).get("/")["Location"] == reverse("login")
+    assert _client(everyone, OWNER).get("/")["Location"] == reverse("landlord:units")
+    assert _client(everyone, STAFF).get("/")["Location"] == reverse("landlord:units")
+    assert _client(everyone, TENANT).get("/")["Location"] == reverse(
+        "tenant:home", args=[everyone.a.prepaid_tenancy.pk]
+    )
+    assert _client(everyone, FORMER).get("/")["Location"] == reverse(
+        "tenant:home", args=[everyone.former_tenancy.pk]
     )
 
 
-def test_login_form_errors_are_clear(personas):
+def test_login_form_errors_are_clear(everyone):
     resp = Client().post(reverse("login"), {"username": "tenant_a1", "password": "nope"})
     assert resp.status_code == 200
     assert "did not match" in resp.content.decode()
 
 
-# --- browser sockets ---------------------------------------------------------
-
-
-@database_sync_to_async
-def _session(personas, name):
-    client = _client(personas, name)
-    return client.cookies["sessionid"].value if "sessionid" in client.cookies else None
-
-
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("persona", ALL)
-async def test_tenancy_socket(tpersonas, persona):
-    sid = await _session(tpersonas, persona)
-    comm = browser_communicator(f"/ws/live/tenancy/{tpersonas.a.prepaid_tenancy.pk}/", sid)
-    connected, code = await comm.connect()
-    if persona == "tenant_a1":
-        assert connected
+async def test_socket_snapshots_are_the_personas_own(teveryone):
+    comm = _communicator(
+        *await _socket_setup(teveryone, TENANT, "ws/live/tenancy/<int:tenancy_id>/")
+    )
+    assert (await comm.connect())[0]
+    assert 'id="tenancy-panel"' in await comm.receive_from(timeout=5)
+    await comm.disconnect()
+    for persona, own, other in (
+        (OWNER, teveryone.a, teveryone.b),
+        (OTHER, teveryone.b, teveryone.a),
+    ):
+        comm = _communicator(*await _socket_setup(teveryone, persona, "ws/live/landlord/"))
+        assert (await comm.connect())[0]
         snapshot = await comm.receive_from(timeout=5)
-        assert 'id="tenancy-panel"' in snapshot
-        await comm.disconnect()
-    else:
-        assert (connected, code) == (False, 4404)
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("persona", ALL)
-async def test_landlord_socket(tpersonas, persona):
-    sid = await _session(tpersonas, persona)
-    comm = browser_communicator("/ws/live/landlord/", sid)
-    connected, code = await comm.connect()
-    if persona in ("landlord_a", "landlord_b"):
-        assert connected
-        snapshot = await comm.receive_from(timeout=5)
-        own = tpersonas.a if persona == "landlord_a" else tpersonas.b
-        other = tpersonas.b if persona == "landlord_a" else tpersonas.a
         assert f'id="unit-{own.prepaid.pk}"' in snapshot
         assert f'id="unit-{other.prepaid.pk}"' not in snapshot
         await comm.disconnect()
-    else:
-        assert (connected, code) == (False, 4404)
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_socket_from_a_foreign_origin_is_refused(tpersonas):
-    sid = await _session(tpersonas, "tenant_a1")
-    comm = browser_communicator(
-        f"/ws/live/tenancy/{tpersonas.a.prepaid_tenancy.pk}/", sid, origin="https://evil.example"
-    )
-    connected, _ = await comm.connect()
-    assert not connected
 
 
 def test_user_model_is_default():
+    from django.contrib.auth import get_user_model
+
     # Personas rely on the stock user model; a change here needs new personas.
     assert get_user_model()._meta.label == "auth.User"
