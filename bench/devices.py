@@ -769,7 +769,7 @@ def drain_line(r: Drain, workers: int, deadline_s: float) -> str:
         f" {r.seconds:.1f} s, 1 consumer with {workers} threads, including its start)"
     )
     if r.reruns:
-        line += f"; {r.reruns} periodic rating run(s) queued for skipped devices"
+        line += f"; queued the periodic rating run {r.reruns} time(s) while readings were left"
     if r.rated < r.backlog:
         line += (
             f" [stopped at the {deadline_s:.0f} s deadline: {r.backlog - r.rated:,} readings"
