@@ -442,7 +442,10 @@ class ShellyConsumer(DeviceConsumer):
         if status.energy_wh is not None:
             now = timezone.now()
             taken_at = shelly.reading_time(
-                status.ts, now, settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"]
+                status.ts,
+                now,
+                settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"],
+                oldest=services.readings_oldest(now=now),
             )
             reading = services.ReadingInput(
                 seq=int(taken_at.timestamp() * 1000),

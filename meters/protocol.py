@@ -8,8 +8,9 @@ Frames are JSON arrays in the OCPP-J style:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .services import ReadingInput
@@ -18,6 +19,10 @@ CALL, RESULT, ERROR = 2, 3, 4
 SUBPROTOCOL = "submeter.v1"
 MAX_FRAME_BYTES = 256 * 1024
 MAX_ID_LEN = 64
+# No frame needs more than a few levels; deeper ones only cost recursion.
+MAX_JSON_DEPTH = 32
+# A device's generation leaves the server room to count on within BIGINT.
+MAX_GENERATION = 2**62
 
 # Close codes the server ends a device socket with (docs/device-protocol.md).
 CLOSE_PROTOCOL = 4400
@@ -44,13 +49,60 @@ class Frame:
     error_code: str = ""
 
 
-def parse_frame(text: str) -> Frame:
-    if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
-        raise ProtocolError("FormatViolation", "Frame too large.")
+class JSONRefused(ValueError):
+    """Text that is not one frame's worth of JSON (the message says why)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONRefused("A number in the frame is out of range.")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONRefused(f"{name} is not a JSON value.")
+
+
+# One decoder for every frame: json.loads with hooks would build one per call.
+_decoder = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Without recursion: the point is not to recurse on a device's say-so.
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def load_json(text: str, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+    """A device frame's JSON, within the limits in docs/device-protocol.md:
+    its size, its nesting, and numbers that fit a double (no NaN/Infinity)."""
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+        raise JSONRefused("Frame too large.")
     try:
-        data = json.loads(text)
+        data = _decoder.decode(text)
+    except JSONRefused:
+        raise
+    except RecursionError as exc:
+        raise JSONRefused("Frame is nested too deeply.") from exc
     except ValueError as exc:
-        raise ProtocolError("FormatViolation", "Frame is not valid JSON.") from exc
+        raise JSONRefused("Frame is not valid JSON.") from exc
+    if _deeper_than(data, MAX_JSON_DEPTH):
+        raise JSONRefused("Frame is nested too deeply.")
+    return data
+
+
+def parse_frame(text: str) -> Frame:
+    try:
+        data = load_json(text)
+    except JSONRefused as exc:
+        raise ProtocolError("FormatViolation", str(exc)) from exc
     if not isinstance(data, list) or len(data) < 3 or data[0] not in (CALL, RESULT, ERROR):
         raise ProtocolError("FormatViolation", "Frame must be [2|3|4, id, ...].")
     msg_id = data[1]
@@ -76,7 +128,7 @@ def _int(payload: dict[str, Any], key: str, msg_id: str) -> int:
     return value
 
 
-def parse_time(value: Any, msg_id: str) -> datetime:
+def parse_time(value: Any, msg_id: str, seq: int | None = None) -> datetime:
     if not isinstance(value, str):
         raise ProtocolError(
             "TypeConstraintViolation", "taken_at must be an ISO 8601 string.", msg_id
@@ -87,7 +139,14 @@ def parse_time(value: Any, msg_id: str) -> datetime:
         raise ProtocolError("FormatViolation", "taken_at is not ISO 8601.", msg_id) from exc
     if when.tzinfo is None:
         raise ProtocolError("FormatViolation", "taken_at needs a UTC offset.", msg_id)
-    return when
+    try:
+        return when.astimezone(UTC)
+    except OverflowError as exc:
+        # 0001-01-01T00:00+14:00 is a valid string but no time in UTC.
+        details = {"seq": seq} if seq is not None else {}
+        raise ProtocolError(
+            "PropertyConstraintViolation", "taken_at is out of range.", msg_id, details
+        ) from exc
 
 
 def parse_readings(payload: dict[str, Any], msg_id: str) -> list[ReadingInput]:
@@ -98,10 +157,11 @@ def parse_readings(payload: dict[str, Any], msg_id: str) -> list[ReadingInput]:
     for item in items:
         if not isinstance(item, dict):
             raise ProtocolError("FormatViolation", "Each reading must be an object.", msg_id)
+        seq = _int(item, "seq", msg_id)
         out.append(
             ReadingInput(
-                seq=_int(item, "seq", msg_id),
-                taken_at=parse_time(item.get("taken_at"), msg_id),
+                seq=seq,
+                taken_at=parse_time(item.get("taken_at"), msg_id, seq),
                 register_wh=_int(item, "register_wh", msg_id),
             )
         )
@@ -113,8 +173,10 @@ def parse_relay(payload: dict[str, Any], msg_id: str) -> tuple[str, int]:
     if state not in ("on", "off"):
         raise ProtocolError("PropertyConstraintViolation", "state must be 'on' or 'off'.", msg_id)
     generation = _int(payload, "generation", msg_id)
-    if generation < 0:
-        raise ProtocolError("PropertyConstraintViolation", "generation must be >= 0.", msg_id)
+    if not 0 <= generation <= MAX_GENERATION:
+        raise ProtocolError(
+            "PropertyConstraintViolation", "generation must be between 0 and 2^62.", msg_id
+        )
     return state, generation
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # Registers beyond this (10 TWh) are not a real submeter: a corrupt frame.
 MAX_REGISTER_WH = 10**13
 MAX_SEQ = 2**62
+# No real reading is taken outside these times; outside them a time may not
+# even convert to UTC, and a stored one could not be read back.
+EARLIEST_TAKEN_AT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TAKEN_AT = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class ReadingRejected(Exception):
@@ -118,8 +122,15 @@ def _notify_unit(unit: Unit) -> None:
         broadcast_on_commit(tenancy_group(tenancy_id), msg)
 
 
+def readings_oldest(*, now: datetime) -> datetime:
+    """The earliest time a reading arriving now may have been taken."""
+    max_age = timedelta(days=settings.SUBMETER["READING_MAX_AGE_DAYS"])
+    return max(EARLIEST_TAKEN_AT, now - max_age)
+
+
 def readings_validate(*, readings: list[ReadingInput], now: datetime) -> None:
     tolerance = timedelta(seconds=settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"])
+    oldest = readings_oldest(now=now)
     if not readings:
         raise ReadingRejected("FormatViolation", "No readings in the frame.")
     if len(readings) > settings.SUBMETER["MAX_READINGS_PER_FRAME"]:
@@ -131,9 +142,19 @@ def readings_validate(*, readings: list[ReadingInput], now: datetime) -> None:
             raise ReadingRejected("PropertyConstraintViolation", "register_wh out of range.", r.seq)
         if timezone.is_naive(r.taken_at):
             raise ReadingRejected("FormatViolation", "taken_at needs a UTC offset.", r.seq)
-        if r.taken_at > now + tolerance:
+        try:
+            taken_at = r.taken_at.astimezone(UTC)
+        except OverflowError:
+            raise ReadingRejected(
+                "PropertyConstraintViolation", "taken_at is out of range.", r.seq
+            ) from None
+        if taken_at > now + tolerance:
             raise ReadingRejected(
                 "PropertyConstraintViolation", "taken_at is in the future.", r.seq
+            )
+        if taken_at < oldest:
+            raise ReadingRejected(
+                "PropertyConstraintViolation", "taken_at is too far in the past.", r.seq
             )
 
 
@@ -655,6 +676,7 @@ def readings_rate_pending(*, device_ids: list[int] | None = None) -> int:
     """
     if device_ids is None:
         shared_cache().delete(RATE_QUEUED_KEY)
+        _staged_out_of_range_drop()
         device_ids = list(IncomingReading.objects.values_list("device_id", flat=True).distinct())
         if len(device_ids) > RATE_CHUNK_DEVICES:
             from .tasks import readings_rate_task
@@ -671,6 +693,27 @@ def readings_rate_pending(*, device_ids: list[int] | None = None) -> int:
             continue
         rated += len(result.accepted)
     return rated
+
+
+def _staged_out_of_range_drop() -> None:
+    """Drop staged readings taken outside any real time, with an error each.
+
+    Intake refuses them; one staged before it did cannot be read back as a
+    datetime, so ``readings_rate`` leaves it out, and it is dropped here.
+    """
+    bad = IncomingReading.objects.exclude(
+        taken_at__gte=EARLIEST_TAKEN_AT, taken_at__lt=LATEST_TAKEN_AT
+    )
+    rows = list(bad.values_list("pk", "device_id", "seq", "register_wh"))
+    for _pk, device_id, seq, register_wh in rows:
+        logger.error(
+            "dropped staged reading of device %s seq %s (%s Wh): taken_at out of range",
+            device_id,
+            seq,
+            register_wh,
+        )
+    if rows:
+        IncomingReading.objects.filter(pk__in=[row[0] for row in rows]).delete()
 
 
 @transaction.atomic
@@ -693,7 +736,11 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     if device is None:
         return result
     staged = list(
-        IncomingReading.objects.filter(device_id=device_id)
+        # A time outside these could not be loaded and would fail every run
+        # of this device: _staged_out_of_range_drop removes it.
+        IncomingReading.objects.filter(
+            device_id=device_id, taken_at__gte=EARLIEST_TAKEN_AT, taken_at__lt=LATEST_TAKEN_AT
+        )
         .order_by("taken_at", "seq")
         .values_list("pk", "seq", "taken_at", "register_wh", "received_at")
     )

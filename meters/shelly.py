@@ -23,9 +23,12 @@ This module is pure (parse and build frames); the socket is
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from .protocol import MAX_FRAME_BYTES, JSONRefused, load_json
 
 SERVER_SRC = "submeter"
 SWITCH_ID = 0
@@ -44,16 +47,26 @@ class SwitchStatus:
     ts: float | None
 
 
-def parse(text: str, max_bytes: int = 256 * 1024) -> dict[str, Any]:
-    if len(text) > max_bytes:
-        raise ShellyFrameError("frame too large")
+def parse(text: str, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """A frame within the native protocol's limits (size, nesting, finite numbers)."""
     try:
-        frame = json.loads(text)
-    except ValueError as exc:
-        raise ShellyFrameError("not JSON") from exc
+        frame = load_json(text, max_bytes)
+    except JSONRefused as exc:
+        raise ShellyFrameError(str(exc)) from exc
     if not isinstance(frame, dict):
         raise ShellyFrameError("a JSON-RPC frame is an object")
     return frame
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as a float (an integer literal can exceed any double)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def switch_status(status: Any, ts: Any = None) -> SwitchStatus | None:
@@ -63,13 +76,11 @@ def switch_status(status: Any, ts: Any = None) -> SwitchStatus | None:
     output = status.get("output")
     energy = status.get("aenergy")
     total = energy.get("total") if isinstance(energy, dict) else None
-    energy_wh = None
-    if isinstance(total, int | float) and not isinstance(total, bool) and total >= 0:
-        energy_wh = float(total)
+    energy_wh = _number(total)
     return SwitchStatus(
         output=output if isinstance(output, bool) else None,
-        energy_wh=energy_wh,
-        ts=float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
+        energy_wh=energy_wh if energy_wh is not None and energy_wh >= 0 else None,
+        ts=_number(ts),
     )
 
 
@@ -81,8 +92,14 @@ def notification_switch(frame: dict[str, Any], switch_id: int = SWITCH_ID) -> Sw
     return switch_status(params.get(f"switch:{switch_id}"), params.get("ts"))
 
 
-def reading_time(ts: float | None, now: datetime, tolerance_s: float) -> datetime:
-    """The device's timestamp when it is plausible, else the time we received it."""
+def reading_time(
+    ts: float | None, now: datetime, tolerance_s: float, oldest: datetime | None = None
+) -> datetime:
+    """The device's timestamp when it is plausible, else the time we received it.
+
+    Implausible: more than ``tolerance_s`` ahead, or before ``oldest`` (a clock
+    never set, or reset to an epoch, after a power cut).
+    """
     if ts is None:
         return now
     try:
@@ -90,6 +107,8 @@ def reading_time(ts: float | None, now: datetime, tolerance_s: float) -> datetim
     except (OverflowError, OSError, ValueError):
         return now
     if (when - now).total_seconds() > tolerance_s:
+        return now
+    if oldest is not None and when < oldest:
         return now
     return when
 

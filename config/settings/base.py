@@ -236,6 +236,9 @@ SUBMETER: dict[str, Any] = {
     "LIVE_STALE_SECONDS": int(os.environ.get("LIVE_STALE_SECONDS", "120")),
     # Readings further in the future than this are rejected.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("FUTURE_TOLERANCE_SECONDS", "300")),
+    # Readings taken longer ago than this (or before 2000) are rejected: a
+    # clock reset to an epoch, not a meter's buffer.
+    "READING_MAX_AGE_DAYS": int(os.environ.get("READING_MAX_AGE_DAYS", "3650")),
     # Above this average power between two readings a delta is implausible.
     "MAX_PLAUSIBLE_POWER_W": int(os.environ.get("MAX_PLAUSIBLE_POWER_W", "100000")),
     # Relay command retry: first re-send after this many seconds, doubling.

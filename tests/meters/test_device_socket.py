@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 
 from meters.models import Device, Reading
 from payments.ledger import tenant_account
-from tests.wsutil import FakeDevice, device_communicator
+from tests.wsutil import FakeDevice, device_communicator, iso
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,7 +124,7 @@ async def test_readings_land_only_on_the_authenticated_devices_meter(tpersonas):
         "MeterValues",
         {
             "device": other.ident,
-            "readings": [{"seq": 1, "taken_at": "2026-01-01T00:00:00+00:00", "register_wh": 5}],
+            "readings": [{"seq": 1, "taken_at": iso(hours=-1), "register_wh": 5}],
         },
     )
     assert res[0] == 3
@@ -241,13 +241,95 @@ async def test_a_bad_reading_rejects_the_whole_frame(tpersonas):
         "MeterValues",
         {
             "readings": [
-                {"seq": 1, "taken_at": "2026-01-01T00:00:00Z", "register_wh": 10},
-                {"seq": 2, "taken_at": "2026-01-01T00:01:00Z", "register_wh": -10},
+                {"seq": 1, "taken_at": iso(hours=-1), "register_wh": 10},
+                {"seq": 2, "taken_at": iso(minutes=-59), "register_wh": -10},
             ]
         },
     )
     assert res[0] == 4 and res[4] == {"seq": 2}
     assert await _count_readings() == 0
+    await dev.comm.disconnect()
+
+
+def _values(taken_at: str, register_wh: object = 100, seq: object = 1) -> str:
+    reading = f'{{"seq": {seq}, "taken_at": "{taken_at}", "register_wh": {register_wh}}}'
+    return f'[2, "x", "MeterValues", {{"readings": [{reading}]}}]'
+
+
+_NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "details"),
+    [
+        # A time whose conversion to UTC overflows.
+        (_values("0001-01-01T00:00+14:00"), "PropertyConstraintViolation", {"seq": 1}),
+        (_values("9999-12-31T23:59:59-14:00"), "PropertyConstraintViolation", {"seq": 1}),
+        # Before any real reading, or older than READING_MAX_AGE_DAYS.
+        (_values("1999-12-31T23:59:59Z"), "PropertyConstraintViolation", {"seq": 1}),
+        (_values(iso(days=-3651)), "PropertyConstraintViolation", {"seq": 1}),
+        # Beyond the database's BIGINT.
+        (_values(iso(hours=-1), register_wh=2**63), "PropertyConstraintViolation", {"seq": 1}),
+        (_values(iso(hours=-1), seq=2**63), "PropertyConstraintViolation", {"seq": 2**63}),
+        (
+            '[2, "x", "RelayStatus", {"state": "on", "generation": 9223372036854775808}]',
+            "PropertyConstraintViolation",
+            {},
+        ),
+        (
+            '[2, "x", "RelayStatus", {"state": "on", "generation": 4611686018427387905}]',
+            "PropertyConstraintViolation",
+            {},
+        ),
+        (
+            '[2, "x", "BootNotification", {"relay": {"state": "on", "generation": 1e400}}]',
+            "FormatViolation",
+            {},
+        ),
+        # Numbers JSON cannot hold as they are.
+        (_values(iso(hours=-1), register_wh="1e400"), "FormatViolation", {}),
+        (_values(iso(hours=-1), register_wh="NaN"), "FormatViolation", {}),
+        (_values(iso(hours=-1), register_wh="-Infinity"), "FormatViolation", {}),
+        # Nesting: deep enough to exhaust the parser, and merely absurd.
+        (f'[2, "x", "Heartbeat", {{"a": {_NESTED}}}]', "FormatViolation", {}),
+        (
+            '[2, "x", "BootNotification", {"firmware": ' + "[" * 40 + "]" * 40 + "}]",
+            "FormatViolation",
+            {},
+        ),
+    ],
+    ids=[
+        "taken_at-year-1",
+        "taken_at-year-9999",
+        "taken_at-before-2000",
+        "taken_at-too-old",
+        "register-2^63",
+        "seq-2^63",
+        "generation-2^63",
+        "generation-above-2^62",
+        "generation-1e400",
+        "register-1e400",
+        "register-nan",
+        "register-infinity",
+        "nested-100000",
+        "nested-40",
+    ],
+)
+async def test_out_of_range_input_is_refused_and_the_socket_takes_the_next_reading(
+    tpersonas, frame, code, details
+):
+    creds = tpersonas.a.prepaid_device
+    dev = await _connect(creds)
+    await dev.send_raw(frame)
+    reply = json.loads(await dev.comm.receive_from(timeout=5))
+    assert reply[0] == 4 and reply[2] == code and reply[4] == details, reply
+    assert await _count_readings() == 0
+    device = await database_sync_to_async(Device.objects.get)(pk=creds.device.pk)
+    assert device.reported_generation == 0
+    # The socket still serves the next, good reading.
+    res = await dev.readings((5, 1000))
+    assert res[:3] == [3, res[1], {"accepted": 1, "duplicates": []}]
+    assert await _count_readings() == 1
     await dev.comm.disconnect()
 
 

@@ -288,3 +288,39 @@ def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
     assert IncomingReading.objects.count() == 400
     services.readings_rate_pending()
     assert Reading.objects.count() == 400
+
+
+def _stage_unreadable(device: Device, seq: int) -> None:
+    """A staged reading taken in 1 BC, as intake stored it before it checked
+    the range: PostgreSQL keeps it, but it cannot be read back as a datetime."""
+    table = IncomingReading._meta.db_table
+    taken_at = (
+        "'0001-01-01 00:00:00+14'::timestamptz"
+        if connection.vendor == "postgresql"
+        else "'0000-12-31 10:00:00'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (landlord_id, device_id, seq, taken_at, register_wh, received_at)"
+            f" VALUES (%s, %s, %s, {taken_at}, %s, %s)",
+            [device.landlord_id, device.pk, seq, 5, timezone.now()],
+        )
+
+
+@pytest.mark.django_db
+def test_an_unreadable_staged_reading_does_not_stop_its_meter_being_rated(personas, caplog):
+    device = personas.a.prepaid_device.device
+    _stage_unreadable(device, seq=1)
+    services.readings_stage(requests=[_request(device, (2, 0, 100), (3, 1, 110))])
+    services.readings_rate_pending()
+    assert list(Reading.objects.filter(device=device).values_list("seq", flat=True)) == [2, 3]
+    # The unreadable one is dropped, with an error naming it.
+    assert not IncomingReading.objects.filter(device=device).exists()
+    assert any(
+        r.levelname == "ERROR" and f"device {device.pk} seq 1" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+    # Later frames are rated as usual.
+    services.readings_stage(requests=[_request(device, (4, 2, 120))])
+    services.readings_rate_pending()
+    assert Reading.objects.filter(device=device).count() == 3

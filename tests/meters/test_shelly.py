@@ -209,6 +209,85 @@ async def test_shelly_with_a_wrong_secret_or_as_another_device_is_refused(tperso
     assert count == 0
 
 
+async def _registers(device_id: int) -> list[int]:
+    return await database_sync_to_async(
+        lambda: list(
+            Reading.objects.filter(device_id=device_id)
+            .order_by("seq")
+            .values_list("register_wh", flat=True)
+        )
+    )()
+
+
+def _energy_frame(ts: float | str, total: str) -> str:
+    # Written out by hand: json.dumps cannot produce a literal like 1e400.
+    return (
+        f'{{"src": "{IDENT}", "dst": "submeter", "method": "NotifyStatus", "params": '
+        f'{{"ts": {ts}, "switch:0": {{"id": 0, "aenergy": {{"total": {total}}}}}}}}}'
+    )
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _energy_frame(time.time() - 60, "1e400"),
+        _energy_frame(time.time() - 60, "NaN"),
+        _energy_frame(time.time() - 60, "1e300"),
+        _energy_frame(time.time() - 60, "9223372036854775808"),
+        _energy_frame(time.time() - 60, "-5"),
+        _energy_frame("1" + "0" * 400, "-5"),  # ts: an integer beyond any double
+        '{"src": "'
+        + IDENT
+        + '", "method": "NotifyStatus", "params": '
+        + "[" * 100_000
+        + "]" * 100_000
+        + "}",
+        '{"src": "' + IDENT + '", "method": "NotifyEvent", "params": ' + "[" * 40 + "]" * 40 + "}",
+    ],
+    ids=[
+        "total-1e400",
+        "total-nan",
+        "total-1e300",
+        "total-2^63",
+        "total-negative",
+        "ts-10^400",
+        "nested-100000",
+        "nested-40",
+    ],
+)
+async def test_shelly_bad_input_is_ignored_and_the_socket_takes_the_next_reading(tpersonas, frame):
+    creds = await _shelly_device(tpersonas.a)
+    comm = _comm(IDENT, creds.secret)
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data=frame)
+    # Nothing of it is stored, and the socket still serves: the next energy
+    # report becomes the only reading.
+    await comm.send_to(text_data=notify_status(time.time() - 30, aenergy={"total": 1234.5}))
+    for _ in range(200):
+        if await _registers(creds.device.pk):
+            break
+        await asyncio.sleep(0.05)
+    assert await _registers(creds.device.pk) == [1234]
+    await comm.disconnect()
+
+
+async def test_a_shelly_whose_clock_is_not_set_reads_at_the_servers_time(tpersonas):
+    from django.utils import timezone
+
+    creds = await _shelly_device(tpersonas.a)
+    comm = _comm(IDENT, creds.secret)
+    assert (await comm.connect())[0]
+    before = timezone.now()
+    await comm.send_to(text_data=notify_status(0, aenergy={"total": 42.0}))
+    for _ in range(200):
+        if await _registers(creds.device.pk):
+            break
+        await asyncio.sleep(0.05)
+    reading = await database_sync_to_async(Reading.objects.get)(device_id=creds.device.pk)
+    assert reading.register_wh == 42 and reading.taken_at >= before
+    await comm.disconnect()
+
+
 def test_switch_status_and_reading_time_parse_documented_shapes():
     from datetime import UTC, datetime, timedelta
 
@@ -221,3 +300,11 @@ def test_switch_status_and_reading_time_parse_documented_shapes():
     future = (now + timedelta(hours=2)).timestamp()
     assert reading_time(future, now, 300) == now  # a device clock ahead is not trusted
     assert reading_time(now.timestamp() - 10, now, 300) == now - timedelta(seconds=10)
+    # A clock that is not set (or reset to an epoch) is not trusted either.
+    oldest = datetime(2000, 1, 1, tzinfo=UTC)
+    assert reading_time(0, now, 300, oldest) == now
+    assert reading_time(946684799, now, 300, oldest) == now  # 1999-12-31T23:59:59Z
+    assert reading_time(946684800, now, 300, oldest) == oldest
+    assert reading_time(1e300, now, 300, oldest) == now
+    assert reading_time(float("nan"), now, 300, oldest) == now
+    assert switch_status({"aenergy": {"total": float("inf")}}) == switch_status({})
