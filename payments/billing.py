@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group
@@ -128,14 +128,25 @@ def tariff_version_create(
     from meters.models import Interval
 
     Tariff.objects.select_for_update().filter(pk=tariff.pk).first()
-    priced = Interval.objects.filter(
-        tariff_version_id__in=list(tariff.versions.values_list("pk", flat=True)),
-        start__gte=datetime.combine(valid_from, time(0), UTC) - timedelta(days=1),
+    # A slot belongs to the local day of its start, in its own property's zone.
+    latest = (
+        Interval.objects.filter(
+            tariff_version_id__in=list(tariff.versions.values_list("pk", flat=True))
+        )
+        .values("meter__unit__property__timezone")
+        .annotate(last=Max("start"))
     )
-    if priced.exists():
+    last_day = max(
+        (
+            row["last"].astimezone(zoneinfo.ZoneInfo(row["meter__unit__property__timezone"])).date()
+            for row in latest
+        ),
+        default=None,
+    )
+    if last_day is not None and valid_from <= last_day:
         raise BillingError(
-            f"Consumption from {valid_from:%d %b %Y} was already priced with this tariff; "
-            "a new version must start after it."
+            f"Consumption up to {last_day:%d %b %Y} was already priced with this tariff; "
+            f"a new version must start on {last_day + timedelta(days=1):%d %b %Y} or later."
         )
     version = TariffVersion.objects.create(
         tariff=tariff,
@@ -437,12 +448,11 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
             acc[key].net_sub += priced.net_sub
     currency = unit.property.currency
     lines: list[InvoiceLine] = []
-    net_total = tax_total = gross_total = 0
+    tax_total = gross_total = 0
     energy_total = 0
     for (vid, band, tier, price), a in sorted(acc.items()):
         version = versions[vid]
         gross, tax = version.gross(a.net_sub)
-        net_total += a.net_sub
         tax_total += tax
         gross_total += gross
         energy_total += a.energy_wh
@@ -477,7 +487,6 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         if not version.standing_per_day_minor:
             continue
         net = gross - tax
-        net_total += net
         tax_total += tax
         gross_total += gross
         lines.append(
@@ -523,7 +532,7 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         currency=currency,
         issued_at=now,
         energy_wh=energy_total,
-        net_minor=rating.round_half_up(net_total),
+        net_minor=total_minor - tax_minor,
         tax_minor=tax_minor,
         total_minor=total_minor,
         tax_inclusive=inclusive,

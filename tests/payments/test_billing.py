@@ -495,3 +495,69 @@ def test_back_filled_usage_is_charged_to_the_tenant_of_that_day(personas):
     # the meter was offline; its January readings arrive in the new tenancy
     _record(world.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
     assert _balance(old) == -30 and _balance(new) == 0
+
+
+def _zone(world, name: str) -> None:
+    world.prop.timezone = name
+    world.prop.save(update_fields=["timezone"])
+
+
+def test_a_version_may_start_the_day_after_the_last_priced_local_day(personas):
+    world = personas.a
+    _zone(world, "America/New_York")
+    _credit(world, 10_000)
+    dev = world.prepaid_device.device
+    # 14 Jan 20:00-20:01 in New York is already 15 Jan (01:00) in UTC
+    _record(dev, (1, 0, 0), (2, 1, 1000), base=datetime(2026, 1, 15, 1, tzinfo=UTC))
+    with pytest.raises(BillingError, match=r"up to 14 Jan 2026 .* on 15 Jan 2026 or later"):
+        billing.tariff_version_create(
+            tariff=world.tariff, valid_from=date(2026, 1, 14), rates=[("", 0, Decimal("50"))]
+        )
+    billing.tariff_version_create(
+        tariff=world.tariff, valid_from=date(2026, 1, 15), rates=[("", 0, Decimal("50"))]
+    )
+    # 15 Jan 09:00 in New York: the new prices
+    _record(
+        dev, (3, 13 * 60, 1000), (4, 13 * 60 + 1, 2000), base=datetime(2026, 1, 15, 1, tzinfo=UTC)
+    )
+    assert Meter.objects.get(device=dev).posted_minor == 30 + 50
+
+
+def test_a_version_may_not_start_on_a_local_day_already_priced(personas):
+    world = personas.a
+    _zone(world, "Pacific/Auckland")
+    _credit(world, 10_000)
+    # 14 Jan 21:00 in UTC is already 15 Jan (10:00) in Auckland
+    _record(
+        world.prepaid_device.device,
+        (1, 0, 0),
+        (2, 1, 1000),
+        base=datetime(2026, 1, 14, 21, tzinfo=UTC),
+    )
+    with pytest.raises(BillingError, match=r"up to 15 Jan 2026 .* on 16 Jan 2026 or later"):
+        billing.tariff_version_create(
+            tariff=world.tariff, valid_from=date(2026, 1, 15), rates=[("", 0, Decimal("50"))]
+        )
+    billing.tariff_version_create(
+        tariff=world.tariff, valid_from=date(2026, 1, 16), rates=[("", 0, Decimal("50"))]
+    )
+
+
+def test_a_tax_inclusive_bill_shows_net_plus_tax_equal_to_the_total(personas):
+    world = personas.a
+    tariff = Tariff.objects.create(landlord=world.landlord, name="Inclusive", currency="GBP")
+    billing.tariff_version_create(
+        tariff=tariff,
+        valid_from=date(2020, 1, 1),
+        rates=[("", 0, Decimal("24"))],
+        tax_percent=Decimal("20"),
+        tax_inclusive=True,
+    )
+    world.postpaid.tariff = tariff
+    world.postpaid.save()
+    world.postpaid_tenancy.start_date = date(2025, 12, 1)
+    world.postpaid_tenancy.save()
+    _record(world.postpaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
+    invoice = billing.invoice_issue(tenancy=world.postpaid_tenancy, period_start=date(2026, 1, 1))
+    # 1 kWh at 24p including 20% tax: 20p net and 4p tax
+    assert (invoice.total_minor, invoice.tax_minor, invoice.net_minor) == (24, 4, 20)
