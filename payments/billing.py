@@ -199,12 +199,18 @@ def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
 
 
 def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
-    """Who pays: the tenancy on the (local) day of the newest rated reading, so a
+    """Who pays: the tenancy on the (local) day of the newest rated usage, so a
     back-fill after a move-out is charged to the tenant who used it; failing
-    that, the current tenancy."""
+    that, the current tenancy.
+
+    The day is that of the slot the newest energy lies in, not of the reading
+    that ends it: a slot [start, end) belongs to the day of its start, so a
+    reading at local midnight closes the day before and that day's tenant pays.
+    """
     if meter.rated_at is None:
         return _active_tenancy(unit)
-    day = meter.rated_at.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
+    covered = rating.slot_start(meter.rated_at - timedelta(microseconds=1))
+    day = covered.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
     # No tenancy that day (readings from before the first move-in): the
     # current tenant, as before. See docs/billing.md for this limit.
     return _active_tenancy(unit, on=day) or _active_tenancy(unit)
@@ -227,7 +233,7 @@ def usage_settle(
       threshold, so alerts and cut-off never wait for a window;
     - the amount is negative (a correction after re-derivation).
 
-    The payer is the tenancy on the local day of the newest rated reading;
+    The payer is the tenancy on the local day of the newest rated slot;
     usage of a vacant unit is the landlord's own and is posted to their
     vacant-units account, never to the next tenant.
     """

@@ -561,3 +561,42 @@ def test_a_tax_inclusive_bill_shows_net_plus_tax_equal_to_the_total(personas):
     invoice = billing.invoice_issue(tenancy=world.postpaid_tenancy, period_start=date(2026, 1, 1))
     # 1 kWh at 24p including 20% tax: 20p net and 4p tax
     assert (invoice.total_minor, invoice.tax_minor, invoice.net_minor) == (24, 4, 20)
+
+
+# --- who pays at a tenancy boundary ---------------------------------------------------
+
+BERLIN_FEB_1 = datetime(2026, 1, 31, 23, tzinfo=UTC)  # local midnight starting 1 Feb in Berlin
+
+
+def _tenancy_ending_31_jan_in_berlin(world):
+    _zone(world, "Europe/Berlin")
+    old = world.prepaid_tenancy
+    old.start_date, old.end_date = date(2026, 1, 1), date(2026, 1, 31)
+    old.save()
+    return old
+
+
+def test_a_reading_at_local_midnight_is_charged_to_the_tenancy_whose_last_day_it_ends(personas):
+    world = personas.a
+    old = _tenancy_ending_31_jan_in_berlin(world)
+    # 23:00 to 00:00 on 31 Jan, Berlin time; then the unit stays empty
+    _record(world.prepaid_device.device, (1, -60, 0), (2, 0, 1000), base=BERLIN_FEB_1)
+    assert _balance(old) == -30
+    assert not Account.objects.filter(landlord=world.landlord, kind=Account.Kind.VACANT).exists()
+
+
+def test_the_next_tenancy_pays_from_its_first_local_midnight(personas):
+    from landlord.models import Tenancy
+
+    world = personas.a
+    old = _tenancy_ending_31_jan_in_berlin(world)
+    new = Tenancy.objects.create(
+        landlord=world.landlord,
+        unit=world.prepaid,
+        tenant=world.postpaid_tenant,
+        start_date=date(2026, 2, 1),
+    )
+    dev = world.prepaid_device.device
+    _record(dev, (1, -60, 0), (2, 0, 1000), base=BERLIN_FEB_1)  # 31 Jan 23:00-00:00
+    _record(dev, (3, 30, 3000), base=BERLIN_FEB_1)  # 1 Feb 00:00-00:30
+    assert (_balance(old), _balance(new)) == (-30, -60)
