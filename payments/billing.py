@@ -395,16 +395,84 @@ class _LineAcc:
     net_sub: int = 0
 
 
-def _money(sub: int, currency: str) -> str:
-    from .templatetags.money import money
+@dataclass
+class _Priced:
+    """A meter's priced slots before an instant: exact amounts (sub-units) and energy."""
 
-    return money(rating.round_half_up(sub), currency)
+    gross_sub: int = 0
+    net_sub: int = 0
+    wh: int = 0
+
+    @property
+    def minor(self) -> int:
+        # The ledger's rule: whole minor units, rounded down, the fraction carried.
+        return self.gross_sub // rating.SCALE
+
+    def minus(self, other: _Priced) -> _Priced:
+        return _Priced(
+            self.gross_sub - other.gross_sub, self.net_sub - other.net_sub, self.wh - other.wh
+        )
+
+
+def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, _Priced]:
+    from meters.models import Interval
+
+    rows = (
+        Interval.objects.filter(
+            meter_id__in=meter_ids,
+            kind=Interval.Kind.SLOT,
+            gross_sub__isnull=False,
+            start__lt=at,
+        )
+        .values("meter_id")
+        .annotate(g=Sum("gross_sub"), n=Sum("net_sub"), w=Sum("energy_wh"))
+    )
+    return {row["meter_id"]: _Priced(row["g"], row["n"], row["w"]) for row in rows}
+
+
+def _standing_posted(*, tenancy: Tenancy, start: date, end: date) -> int:
+    """Standing charges posted for the local days [start, end) (one key per day)."""
+    keys = []
+    day = start
+    while day < end:
+        keys.append(f"standing:{tenancy.pk}:{day.isoformat()}")
+        day += timedelta(days=1)
+    return (
+        Posting.objects.filter(
+            landlord_id=tenancy.landlord_id,
+            transaction__kind=LedgerTransaction.Kind.STANDING,
+            transaction__idempotency_key__in=keys,
+        ).aggregate(s=Sum("amount_minor"))["s"]
+        or 0
+    )
+
+
+def _kwh(wh: int) -> str:
+    return f"{wh / 1000:,.3f} kWh"
+
+
+ROUNDING_LINE = (
+    "Rounding (fractions of a penny left out of the lines above, "
+    "and carried from or to the neighbouring bills)"
+)
 
 
 @transaction.atomic
 def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None = None) -> Invoice:
     """The bill for a closed local calendar month: energy lines per tariff version,
-    time-of-use band and tier, standing charges, tax. Issued once per period."""
+    time-of-use band and tier, energy of earlier periods priced since the last
+    bill, standing charges, tax, and the energy that could not be priced.
+    Issued once per period.
+
+    The total is what the ledger posts for the period, by the ledger's own rule:
+    per meter, the whole minor units its exact priced total (in slot order)
+    reached by the period's end, less what earlier bills of the tenancy took
+    (or, on its first bill, less what it had reached by the period's start);
+    standing charges as posted for the period's days. The fraction of a minor
+    unit is carried to the next bill exactly as the ledger carries it to the
+    next posting, so a tenancy's bills add up to its postings. Lines show
+    exact amounts rounded down; a rounding line holds what that leaves out.
+    """
     from meters.models import Interval
     from meters.services import usage_settle_meter
 
@@ -424,23 +492,30 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         end = min(end, tenancy.end_date + timedelta(days=1))
     start_at = datetime.combine(start, time(0), tz).astimezone(UTC)
     end_at = datetime.combine(end, time(0), tz).astimezone(UTC)
-    # Everything in the period reaches the ledger before it is itemised.
-    for meter in unit.meters.all():
-        usage_settle_meter(meter_id=meter.pk, now=now, force=True)
+    # Everything in the period reaches the ledger before it is itemised (held
+    # energy that can be priced by now is priced on the way).
+    meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))
+    for meter_id in meter_ids:
+        usage_settle_meter(meter_id=meter_id, now=now, force=True)
     standing_charges_post(tenancy=tenancy, through=end - timedelta(days=1))
 
     schedule = unit_schedule(unit=unit)
     versions = {v.id: v for v in schedule.versions}
     acc: dict[tuple[int, str, int, str], _LineAcc] = defaultdict(_LineAcc)
     held_wh = 0
+    held_reasons: list[str] = []
     intervals = Interval.objects.filter(
-        meter__unit=unit, start__gte=start_at, start__lt=end_at
+        meter_id__in=meter_ids, start__gte=start_at, start__lt=end_at
     ).order_by("start")
     for interval in intervals:
         if interval.gross_sub is None:
-            # A released gap's energy is billed through the slots it was spread over.
-            if interval.quality == Interval.Quality.HELD:
+            # Unpriced: a slot (whatever its quality) or a gap still held. A
+            # released gap's energy is billed through the slots it was spread over.
+            if interval.kind == Interval.Kind.SLOT or interval.quality == Interval.Quality.HELD:
                 held_wh += interval.energy_wh
+                reason = interval.held_reason or interval.note or "cannot be priced"
+                if interval.energy_wh and reason not in held_reasons:
+                    held_reasons.append(reason)
             continue
         for raw in interval.lines:
             priced = rating.Line.from_json(raw)
@@ -452,15 +527,43 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
             )
             acc[key].energy_wh += priced.energy_wh
             acc[key].net_sub += priced.net_sub
+
+    # What the ledger posts for the energy: per meter, up to the period's end,
+    # less what was billed before (or stood before the period on a first bill).
+    before = _priced_before(meter_ids=meter_ids, at=start_at)
+    through = _priced_before(meter_ids=meter_ids, at=end_at)
+    previous = Invoice.objects.filter(tenancy=tenancy, period_end=start).first()
+    billed = {
+        int(meter_id): _Priced(*values)
+        for meter_id, values in (previous.billed_through if previous else {}).items()
+    }
+    energy_minor = 0
+    adjustment = _Priced()
+    for meter_id in meter_ids:
+        upto = through.get(meter_id, _Priced())
+        base = billed.get(meter_id) or before.get(meter_id, _Priced())
+        energy_minor += upto.minor - base.minor
+        late = before.get(meter_id, _Priced()).minus(base)
+        adjustment = _Priced(
+            adjustment.gross_sub + late.gross_sub,
+            adjustment.net_sub + late.net_sub,
+            adjustment.wh + late.wh,
+        )
+    billed_through = {
+        str(meter_id): [p.gross_sub, p.net_sub, p.wh]
+        for meter_id in meter_ids
+        for p in [through.get(meter_id, _Priced())]
+    }
+
     currency = unit.property.currency
     lines: list[InvoiceLine] = []
-    tax_total = gross_total = 0
+    tax_sub = gross_sub = 0
     energy_total = 0
     for (vid, band, tier, price), a in sorted(acc.items()):
         version = versions[vid]
         gross, tax = version.gross(a.net_sub)
-        tax_total += tax
-        gross_total += gross
+        tax_sub += tax
+        gross_sub += gross
         energy_total += a.energy_wh
         label = band.capitalize() if band else "Energy"
         if tier:
@@ -471,9 +574,24 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
             InvoiceLine(
                 kind=InvoiceLine.Kind.ENERGY,
                 description=label,
-                quantity=f"{a.energy_wh / 1000:,.3f} kWh",
+                quantity=_kwh(a.energy_wh),
                 unit_price=f"{Decimal(price).normalize():f} per kWh",
-                amount_minor=rating.round_half_up(a.net_sub),
+                amount_minor=a.net_sub // rating.SCALE,
+            )
+        )
+    if adjustment.wh or adjustment.gross_sub:
+        tax_sub += adjustment.gross_sub - adjustment.net_sub
+        gross_sub += adjustment.gross_sub
+        lines.append(
+            InvoiceLine(
+                kind=InvoiceLine.Kind.ADJUSTMENT,
+                description=(
+                    "Energy of earlier periods priced since the last bill"
+                    if adjustment.wh >= 0 and adjustment.gross_sub >= 0
+                    else "Correction of energy on earlier bills"
+                ),
+                quantity=_kwh(adjustment.wh),
+                amount_minor=adjustment.net_sub // rating.SCALE,
             )
         )
     standing: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # days, gross, tax
@@ -492,9 +610,8 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         version = versions[vid]
         if not version.standing_per_day_minor:
             continue
-        net = gross - tax
-        tax_total += tax
-        gross_total += gross
+        tax_sub += tax
+        gross_sub += gross
         lines.append(
             InvoiceLine(
                 kind=InvoiceLine.Kind.STANDING,
@@ -502,18 +619,17 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
                 + (f" (prices {version.label})" if len(versions) > 1 else ""),
                 quantity=f"{days} days",
                 unit_price=f"{version.standing_per_day_minor.normalize():f} per day",
-                amount_minor=rating.round_half_up(net),
+                amount_minor=(gross - tax) // rating.SCALE,
             )
         )
     inclusive = all(v.tax_inclusive for v in versions.values())
     rates = sorted({v.tax_percent for v in versions.values() if v.tax_percent})
-    tax_minor = rating.round_half_up(tax_total)
-    total_minor = rating.round_half_up(gross_total)
     if inclusive and rates:
         # Prices include tax: show the tax they contain.
-        rate = rates[-1]
-        tax_minor = rating.round_half_up(gross_total * int(rate * 100) // (10000 + int(rate * 100)))
-    elif tax_total:
+        bp = rating.tax_bp(rates[-1])
+        tax_sub = gross_sub * bp // (10000 + bp)
+    tax_minor = tax_sub // rating.SCALE
+    if not inclusive and tax_sub:
         lines.append(
             InvoiceLine(
                 kind=InvoiceLine.Kind.TAX,
@@ -521,12 +637,13 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
                 amount_minor=tax_minor,
             )
         )
+    total_minor = energy_minor + _standing_posted(tenancy=tenancy, start=start, end=end)
     shown = sum(line.amount_minor for line in lines)
     if shown != total_minor:
         lines.append(
             InvoiceLine(
                 kind=InvoiceLine.Kind.ROUNDING,
-                description="Rounding (amounts are exact to a fraction of a penny until the total)",
+                description=ROUNDING_LINE,
                 amount_minor=total_minor - shown,
             )
         )
@@ -543,6 +660,8 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         total_minor=total_minor,
         tax_inclusive=inclusive,
         held_wh=held_wh,
+        held_reason="; ".join(held_reasons)[:300],
+        billed_through=billed_through,
     )
     for i, item in enumerate(lines):
         item.invoice = invoice
@@ -587,7 +706,7 @@ def open_period_accrued(*, unit: Unit, now: datetime | None = None) -> tuple[int
     agg = Interval.objects.filter(meter__unit=unit, start__gte=start_at).aggregate(
         g=Sum("gross_sub", filter=Q(gross_sub__isnull=False)), e=Sum("energy_wh")
     )
-    return rating.round_half_up(agg["g"] or 0), agg["e"] or 0
+    return (agg["g"] or 0) // rating.SCALE, agg["e"] or 0
 
 
 # --- Emergency credit and debt recovery ----------------------------------------

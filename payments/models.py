@@ -431,6 +431,11 @@ class Invoice(models.Model):
     held_wh = models.BigIntegerField(
         default=0, help_text="Energy in the period that could not be priced (not billed)."
     )
+    held_reason = models.CharField(max_length=300, blank=True)
+    # Per meter, its priced slots before the period's end when the bill was
+    # issued: {meter id: [gross sub-units, net sub-units, Wh]}. The next bill
+    # charges from here, so energy priced later reaches it as an adjustment.
+    billed_through = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-period_start"]
@@ -450,6 +455,7 @@ class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
         ENERGY = "energy", "Energy"
         STANDING = "standing", "Standing charge"
+        ADJUSTMENT = "adjustment", "Energy of earlier periods"
         TAX = "tax", "Tax"
         ROUNDING = "rounding", "Rounding"
 
