@@ -406,8 +406,7 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
         if price is None:
             new_gross, lines, vid, net = None, [], None, None
             held_from = held_from or row.start
-            if row.quality != Interval.Quality.ESTIMATED:
-                row.quality = Interval.Quality.HELD
+            row.quality = Interval.Quality.HELD
         else:
             new_gross, lines, vid, net = (
                 price.gross_sub,
@@ -416,7 +415,9 @@ def _slots_apply(meter: Meter, unit: Unit, d: _Derivation) -> int:
                 price.net_sub,
             )
             if row.quality == Interval.Quality.HELD:
-                row.quality = Interval.Quality.ACTUAL
+                # Once priced, the slot says again how its energy is known.
+                estimated = row.rule == vee.Rule.GAP_ESTIMATED.value
+                row.quality = Interval.Quality.ESTIMATED if estimated else Interval.Quality.ACTUAL
             reason = ""
         if (
             row.pk is None

@@ -166,6 +166,29 @@ def test_a_bill_says_how_much_energy_it_could_not_price_and_why(personas):
     page = client.get(reverse("payments:invoice", args=[invoice.pk])).content.decode()
     assert "1.000 kWh" in page and "could not be priced" in page
     assert "no tariff version in force on 14 Jan 2026" in page
+    # the landlord sees it among the held energy, not as ordinary estimated energy
+    held = Interval.objects.filter(meter__device=dev, start__date=date(2026, 1, 14))
+    assert {i.quality for i in held} == {"held"}
+    client.force_login(world.staff)
+    flagged = client.get(reverse("landlord:flagged")).content.decode()
+    assert flagged.count('<tr data-rule="gap-estimated">') == 2
+
+
+def test_estimated_energy_once_priced_is_estimated_again(personas):
+    world = personas.a
+    tariff = _flat(world, "30", valid_from=date(2026, 1, 20))
+    _postpaid_on(world, tariff)
+    dev = world.postpaid_device.device
+    _record(dev, (1, 0, 0), (2, 60, 1000), base=JAN)  # estimated, and no prices yet
+    billing.tariff_version_create(
+        tariff=tariff, valid_from=date(2026, 1, 1), rates=[("", 0, Decimal("30"))]
+    )
+    usage_settle_meter(meter_id=Meter.objects.get(device=dev).pk)
+    slots = Interval.objects.filter(meter__device=dev)
+    assert [(i.quality, i.gross_sub) for i in slots.order_by("start")] == [
+        ("estimated", 15 * 10**11),
+        ("estimated", 15 * 10**11),
+    ]
 
 
 def _held_gap_in_january(world):
