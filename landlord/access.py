@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 User = AbstractBaseUser | AnonymousUser
 Action = Membership.Action
-# The reference of a payment towards one of the tenancy's bills.
-BILL = "invoice:"
 
 
 def _require(*, membership: Membership, action: str) -> None:
@@ -159,7 +157,7 @@ def access_payment(*, user: User, payment_uuid: uuid.UUID, to_pay: bool = False)
     )
     if payment is None:
         raise Http404
-    if to_pay and not payment.tenancy.is_current() and not payment.reference.startswith(BILL):
+    if to_pay and not payment.tenancy.is_current() and not payment.is_bill_payment():
         raise Http404
     return payment
 

@@ -257,5 +257,5 @@ def autopay_for_invoice(*, invoice_id: int) -> Payment | None:
     return autopay_charge(
         tenancy=invoice.tenancy,
         amount_minor=min(amount, high),
-        reference=f"invoice:{invoice.number}",
+        reference=Payment.bill_reference(invoice),
     )

@@ -364,6 +364,16 @@ class Payment(models.Model):
     def __str__(self) -> str:
         return f"Payment {self.uuid} {self.amount_minor} {self.currency} {self.status}"
 
+    # The reference of a payment towards one of the tenancy's bills.
+    BILL_REFERENCE = "invoice:"
+
+    @classmethod
+    def bill_reference(cls, invoice: Invoice) -> str:
+        return f"{cls.BILL_REFERENCE}{invoice.number}"
+
+    def is_bill_payment(self) -> bool:
+        return self.reference.startswith(self.BILL_REFERENCE)
+
 
 class PaymentEvent(models.Model):
     """A provider event (a Stripe webhook, or the development provider's equivalent).

@@ -54,7 +54,7 @@ def payment_create(
     low, high = topup_limits()
     if amount_minor < low or amount_minor > high:
         raise PaymentError(f"Choose an amount between {low / 100:.2f} and {high / 100:.2f}.")
-    if not tenancy.is_current() and not reference.startswith("invoice:"):
+    if not tenancy.is_current() and not reference.startswith(Payment.BILL_REFERENCE):
         raise PaymentError("This tenancy has ended: only its bills can be paid.")
     return Payment.objects.create(
         landlord_id=tenancy.landlord_id,

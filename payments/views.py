@@ -108,7 +108,7 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         form.add_error(None, payee.message)
         return _home_with_error(request, tenancy, form, 409)
     # Paying a bill (in full or in part): access checked it is one of this tenancy's.
-    reference = f"{access.BILL}{invoice.number}" if invoice is not None else ""
+    reference = Payment.bill_reference(invoice) if invoice is not None else ""
     payment = payment_create(
         tenancy=tenancy,
         amount_minor=form.cleaned_data["amount"],
