@@ -26,7 +26,13 @@ from landlord.models import AuditEvent, Tenancy
 from .ledger import tenant_account
 from .models import Invoice, Payment, PaymentSettings, SavedPaymentMethod
 from .providers import get_provider
-from .services import PaymentError, payment_abandon, payment_create, topup_limits
+from .services import (
+    PaymentError,
+    invoice_amount_due,
+    payment_abandon,
+    payment_create,
+    topup_limits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -233,12 +239,6 @@ def saved_method_describe(*, method_id: int) -> None:
             exp_month=card.get("exp_month"),
             exp_year=card.get("exp_year"),
         )
-
-
-def invoice_amount_due(*, invoice: Invoice) -> int:
-    """What is still owed on a bill: the tenant's debt, at most the bill's total."""
-    owed = max(-tenant_account(tenancy=invoice.tenancy).balance_minor, 0)
-    return min(owed, max(invoice.total_minor, 0))
 
 
 def autopay_for_invoice(*, invoice_id: int) -> Payment | None:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from landlord import access
 
 from . import billing
-from .automatic import invoice_amount_due
+from .services import invoice_amount_due
 
 
 @login_required

@@ -20,6 +20,7 @@ from .models import (
     Account,
     ConnectAccount,
     Dispute,
+    Invoice,
     LedgerTransaction,
     Payment,
     PaymentEvent,
@@ -39,6 +40,12 @@ def topup_limits() -> tuple[int, int]:
     return int(cfg["TOPUP_MIN_MINOR"]), int(cfg["TOPUP_MAX_MINOR"])
 
 
+def invoice_amount_due(*, invoice: Invoice) -> int:
+    """What is still owed on a bill: the tenant's debt, at most the bill's total."""
+    owed = max(-tenant_account(tenancy=invoice.tenancy).balance_minor, 0)
+    return min(owed, max(invoice.total_minor, 0))
+
+
 @transaction.atomic
 def payment_create(
     *,
@@ -48,14 +55,27 @@ def payment_create(
     created_by_id: int | None,
     purpose: str = Payment.Purpose.TOPUP,
     reference: str = "",
+    invoice: Invoice | None = None,
     off_session: bool = False,
     save_method: bool = False,
 ) -> Payment:
+    """A payment to be made; ``invoice``: towards that bill of the tenancy.
+
+    After a tenancy ends only its bills can be paid, and a bill no more than is
+    still owed on it.
+    """
     low, high = topup_limits()
     if amount_minor < low or amount_minor > high:
         raise PaymentError(f"Choose an amount between {low / 100:.2f} and {high / 100:.2f}.")
-    if not tenancy.is_current() and not reference.startswith(Payment.BILL_REFERENCE):
-        raise PaymentError("This tenancy has ended: only its bills can be paid.")
+    if invoice is not None:
+        reference = Payment.bill_reference(invoice)
+    if not tenancy.is_current():
+        if not reference.startswith(Payment.BILL_REFERENCE):
+            raise PaymentError("This tenancy has ended: only its bills can be paid.")
+        # A reference alone comes from autopay, which charges what is owed.
+        due = invoice_amount_due(invoice=invoice) if invoice is not None else amount_minor
+        if amount_minor > due:
+            raise PaymentError(f"This tenancy has ended: at most {due / 100:.2f} is owed.")
     return Payment.objects.create(
         landlord_id=tenancy.landlord_id,
         tenancy=tenancy,

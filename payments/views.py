@@ -16,7 +16,6 @@ from landlord.models import Tenancy
 from landlord.views import tenancy_history
 
 from . import automatic
-from .automatic import invoice_amount_due
 from .forms import AutomaticPaymentsForm, RefundForm, TopUpForm
 from .models import ConnectAccount, Dispute, Payment, Refund, SavedPaymentMethod
 from .providers import DevelopmentProvider, PaymentGateway, get_provider
@@ -93,10 +92,6 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     if preset:
         data["amount"] = preset
     form = TopUpForm(data, currency=currency)
-    if form.is_valid() and invoice is not None and not tenancy.is_current():
-        due = invoice_amount_due(invoice=invoice)
-        if form.cleaned_data["amount"] > due:
-            form.add_error("amount", f"This tenancy has ended: at most {due / 100:.2f} is owed.")
     if not form.is_valid():
         return _home_with_error(request, tenancy, form, 400)
     provider = get_provider()
@@ -107,19 +102,22 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     if not payee.ready:
         form.add_error(None, payee.message)
         return _home_with_error(request, tenancy, form, 409)
-    # Paying a bill (in full or in part): access checked it is one of this tenancy's.
-    reference = Payment.bill_reference(invoice) if invoice is not None else ""
-    payment = payment_create(
-        tenancy=tenancy,
-        amount_minor=form.cleaned_data["amount"],
-        provider=provider.name,
-        created_by_id=request.user.pk,
-        purpose=Payment.Purpose.BILL
-        if reference or not tenancy.unit.is_prepaid
-        else Payment.Purpose.TOPUP,
-        reference=reference,
-        save_method=request.POST.get("save_card") == "on",
-    )
+    try:
+        # Paying a bill (in full or in part): access checked it is one of this tenancy's.
+        payment = payment_create(
+            tenancy=tenancy,
+            amount_minor=form.cleaned_data["amount"],
+            provider=provider.name,
+            created_by_id=request.user.pk,
+            purpose=Payment.Purpose.BILL
+            if invoice is not None or not tenancy.unit.is_prepaid
+            else Payment.Purpose.TOPUP,
+            invoice=invoice,
+            save_method=request.POST.get("save_card") == "on",
+        )
+    except PaymentError as exc:
+        form.add_error("amount", str(exc))
+        return _home_with_error(request, tenancy, form, 400)
     response = _checkout_redirect(request, provider, payment)
     if response is None:
         form.add_error(

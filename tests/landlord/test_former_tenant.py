@@ -105,6 +105,19 @@ def test_a_former_tenant_cannot_top_up(everyone):
         payment_create(tenancy=former, amount_minor=1000, provider="dev", created_by_id=None)
 
 
+def test_the_service_holds_a_former_tenants_bill_payment_to_what_is_owed(everyone):
+    former = everyone.former_tenancy
+    invoice = _owe(former, 1234)
+    with pytest.raises(PaymentError, match=r"at most 12\.34"):
+        payment_create(
+            tenancy=former, amount_minor=1235, provider="dev", created_by_id=None, invoice=invoice
+        )
+    payment = payment_create(
+        tenancy=former, amount_minor=1234, provider="dev", created_by_id=None, invoice=invoice
+    )
+    assert payment.reference == f"invoice:{invoice.number}" and payment.is_bill_payment()
+
+
 def test_a_former_tenant_pays_what_they_owe_on_a_bill_and_no_more(everyone):
     former = everyone.former_tenancy
     invoice = _owe(former, 1234)
