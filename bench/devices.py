@@ -348,7 +348,7 @@ def django_setup() -> None:
     from huey.contrib.djhuey import HUEY
 
     from config.cache import shared
-    from meters.services import RATE_QUEUED_KEY
+    from meters.readings import RATE_QUEUED_KEY
 
     HUEY.flush()  # tasks left queued by an earlier run
     # ... and the flag that stands for one of them: left set, no rating task

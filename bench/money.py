@@ -8,7 +8,7 @@ For each backend it builds a fresh database (a temporary SQLite file; on
 PostgreSQL a database named after DATABASE_URL's with ``_bench`` appended,
 dropped afterwards), a landlord with prepaid units on a time-of-use tariff
 with tiers and tax, and feeds every device frames of 500 readings one
-minute apart through ``meters.services.readings_record`` -- the same call
+minute apart through ``meters.readings.readings_record`` -- the same call
 the device socket makes: duplicate check, validation, slot derivation,
 rating, the aggregated ledger debit, supply evaluation and the live
 notification, first in one server process, then in two (each with its own
@@ -127,7 +127,7 @@ def in_workers[J, R](
 
 def feed(frames: list, *, deadline: float) -> int:
     """Record frames in order until done or past ``deadline`` (monotonic); returns readings done."""
-    from meters.services import readings_record
+    from meters.readings import readings_record
 
     done = 0
     for device_id, batch in frames:
@@ -153,14 +153,14 @@ def fleet(tag: str, devices: int) -> list[Any]:
 
     from landlord.models import Landlord, Property, Tenancy, Unit
     from meters.models import Device, Meter
-    from payments import billing
+    from payments import tariffs
     from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
     from payments.models import Account, Tariff
 
     landlord = Landlord.objects.create(name=f"Bench {tag}")
     prop = Property.objects.create(landlord=landlord, name="Bench House", timezone="Europe/London")
     tariff = Tariff.objects.create(landlord=landlord, name="TOU tiers", currency="GBP")
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=tariff,
         valid_from=date(2020, 1, 1),
         rates=[
@@ -207,7 +207,7 @@ def frames_for(device_ids: list[int], readings: int) -> list[tuple[int, list[Any
     """Each device's readings one minute apart, in frames, interleaved as on a live server."""
     from datetime import UTC, datetime, timedelta
 
-    from meters.services import ReadingInput
+    from meters.readings import ReadingInput
 
     per_device = readings // len(device_ids)
     start = datetime(2026, 3, 1, tzinfo=UTC)  # includes the DST change on 29 March

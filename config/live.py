@@ -24,6 +24,8 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from django.db import transaction
 
+from landlord.models import Tenancy, Unit
+
 logger = logging.getLogger(__name__)
 
 _server_loop: asyncio.AbstractEventLoop | None = None
@@ -112,3 +114,11 @@ def landlord_group(landlord_id: int) -> str:
 
 def device_group(device_id: int) -> str:
     return f"device.{device_id}"
+
+
+def unit_changed(unit: Unit) -> None:
+    """Tell the landlord's and the current tenants' screens that a unit changed, on commit."""
+    msg = {"type": "unit.changed", "unit_id": unit.pk}
+    broadcast_on_commit(landlord_group(unit.landlord_id), msg)
+    for tenancy_id in Tenancy.objects.active().filter(unit=unit).values_list("pk", flat=True):
+        broadcast_on_commit(tenancy_group(tenancy_id), msg)

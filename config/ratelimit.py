@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from django.conf import settings
+
 from config.cache import shared
 
 
@@ -43,8 +45,6 @@ def client_address(meta: Mapping[str, object]) -> str:
     With N trusted proxies in front, the client is the Nth address from the
     right of X-Forwarded-For (each proxy appends the address it saw).
     """
-    from django.conf import settings
-
     proxies = int(settings.SUBMETER.get("TRUSTED_PROXIES", 0))
     remote = str(meta.get("REMOTE_ADDR", ""))
     if proxies <= 0:

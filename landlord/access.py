@@ -15,18 +15,16 @@ credit and automatic payments are for the tenancy running today
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 
-from .models import Landlord, Membership, Tenancy, Unit
+from meters.models import Interval
+from payments.models import Invoice, Payment
 
-if TYPE_CHECKING:
-    from meters.models import Interval
-    from payments.models import Invoice, Payment
+from .models import Landlord, Membership, Tenancy, Unit
 
 User = AbstractBaseUser | AnonymousUser
 Action = Membership.Action
@@ -92,8 +90,6 @@ def access_landlord_payment(
     *, user: User, payment_uuid: uuid.UUID, action: str = Action.VIEW
 ) -> Payment:
     """A payment to the member's landlord."""
-    from payments.models import Payment
-
     if not user.is_authenticated:
         raise Http404
     payment = (
@@ -146,8 +142,6 @@ def access_tenancy_to_pay(
 def access_payment(*, user: User, payment_uuid: uuid.UUID, to_pay: bool = False) -> Payment:
     """One of the tenant's own payments; ``to_pay``: one they may still go on to pay
     (after the tenancy ends, only a bill's)."""
-    from payments.models import Payment
-
     if not user.is_authenticated:
         raise Http404
     payment = (
@@ -190,8 +184,6 @@ def is_landlord_staff(*, user: User) -> bool:
 
 def access_invoice(*, user: User, invoice_id: int) -> Invoice:
     """An invoice: its tenant (also after the tenancy ended), or members of its landlord."""
-    from payments.models import Invoice
-
     if not user.is_authenticated:
         raise Http404
     invoice = (
@@ -207,8 +199,6 @@ def access_invoice(*, user: User, invoice_id: int) -> Invoice:
 
 def access_tenancy_invoice(*, tenancy: Tenancy, invoice_id: str | int) -> Invoice:
     """One of this tenancy's own bills (the tenancy was already checked)."""
-    from payments.models import Invoice
-
     try:
         pk = int(invoice_id)
     except (TypeError, ValueError):
@@ -221,8 +211,6 @@ def access_tenancy_invoice(*, tenancy: Tenancy, invoice_id: str | int) -> Invoic
 
 def access_held_interval(*, landlord: Landlord, interval_id: int) -> Interval:
     """Held energy on one of the landlord's meters."""
-    from meters.models import Interval
-
     interval = Interval.objects.filter(pk=interval_id, landlord_id=landlord.pk).first()
     if interval is None:
         raise Http404

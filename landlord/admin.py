@@ -3,6 +3,8 @@ from typing import Any
 
 from django.contrib import admin
 
+from supply.decision import supply_evaluate
+
 from .models import AuditEvent, Landlord, Membership, Property, Tenancy, Unit
 
 
@@ -19,8 +21,6 @@ class LandlordAdmin(admin.ModelAdmin):
 
 def _reevaluate(units: Iterable[Unit]) -> None:
     # Protections changed: apply them now rather than at the next reading.
-    from meters.services import supply_evaluate
-
     for unit in units:
         supply_evaluate(unit=unit, reason="protections changed")
 

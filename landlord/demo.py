@@ -12,13 +12,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from meters.devices import simulated_device_prepare
 from meters.models import Device, Meter, Protocol
-from meters.services import simulated_device_prepare
 from meters.simulator import SimDevice
-from payments.billing import tariff_version_create
 from payments.models import Payment, PaymentEvent, Tariff
 from payments.providers import DevelopmentProvider
 from payments.services import payment_event_process
+from payments.tariffs import tariff_version_create
 
 from .models import Landlord, Membership, Property, Tenancy, Unit
 

@@ -92,7 +92,7 @@ class Property(models.Model):
         max_length=64, default="Europe/London", validators=[validate_timezone]
     )
     currency = models.CharField(max_length=3, default="GBP")
-    # Protections (meters/protections.py): automatic disconnection happens only
+    # Protections (supply/protections.py): automatic disconnection happens only
     # inside this window, in the property's local time, never on a holiday.
     cutoff_days = models.CharField(
         "disconnection days",
@@ -155,7 +155,7 @@ class Unit(models.Model):
         default=0,
         help_text="Prepaid: emergency credit a tenant may take once when low (0: not offered).",
     )
-    # A landlord's manual relay override (meters.services.supply_override_set);
+    # A landlord's manual relay override (supply.overrides.supply_override_set);
     # empty when the supply follows the automatic rules.
     override_state = models.CharField(
         max_length=3, choices=[("on", "On"), ("off", "Off")], blank=True, editable=False

@@ -11,17 +11,17 @@ from django.db.models import Max, Prefetch
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from meters.alerts import open_alerts
+from config.formats import format_money
 from meters.models import Alert, Device, Interval, Meter, Reading
-from meters.services import ScheduledCutoff, cutoff_schedule
 from payments.billing import (
-    current_price_per_kwh,
-    emergency_credit_available,
-    emergency_debt,
     open_period_accrued,
 )
+from payments.emergency import emergency_credit_available, emergency_debt
 from payments.models import Account, Invoice
 from payments.rating import SCALE, Line, round_half_up
+from payments.tariffs import current_price_per_kwh
+from supply.alerts import open_alerts
+from supply.cutoff import ScheduledCutoff, cutoff_schedule
 
 from .models import Tenancy, Unit
 
@@ -56,7 +56,7 @@ class UnitView:
     accrued_wh: int = 0
     emergency_available: bool = False
     emergency_debt_minor: int = 0
-    # Supply safety (meters.services / meters.alerts), filled for single-unit pages.
+    # Supply safety (supply.cutoff / supply.alerts), filled for single-unit pages.
     cutoff: ScheduledCutoff | None = None
     alerts: list[Alert] = field(default_factory=list)
 
@@ -300,8 +300,6 @@ class PricedInterval:
 def unit_billing(*, unit: Unit, day: date | None = None, limit: int = 48) -> dict[str, object]:
     """Intervals with the tariff lines that priced them (the latest, or one local
     day's), and the unit's invoices."""
-    from payments.templatetags.money import money
-
     rows = []
     intervals = Interval.objects.filter(meter__unit=unit)
     if day is not None:
@@ -315,7 +313,7 @@ def unit_billing(*, unit: Unit, day: date | None = None, limit: int = 48) -> dic
     for interval in intervals[:limit]:
         lines = [Line.from_json(raw) for raw in interval.lines]
         amount = (
-            money(round_half_up(interval.gross_sub), unit.property.currency)
+            format_money(round_half_up(interval.gross_sub), unit.property.currency)
             if interval.gross_sub is not None
             else "held"
         )

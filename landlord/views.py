@@ -10,18 +10,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from meters.meter_events import HeldReleaseError, held_interval_release
 from meters.models import Reading, RelayCommand
-from meters.services import (
-    HeldReleaseError,
-    OverrideRefused,
-    held_interval_release,
-    protections_for,
-    supply_override_release,
-    supply_override_set,
-)
 from payments.forms import TopUpForm
 from payments.ledger import tenant_account
 from payments.models import Invoice, Payment, Posting
+from supply.cutoff import protections_for
+from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
 
 from . import access, selectors
 from .access import Action

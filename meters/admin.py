@@ -106,7 +106,7 @@ class CutoffNoticeAdmin(admin.ModelAdmin):
 
 @admin.register(MeterEvent)
 class MeterEventAdmin(admin.ModelAdmin):
-    """Recorded through ``meters.services.meter_event_record`` (it bills the old register)."""
+    """Recorded through ``meters.meter_events.meter_event_record`` (it bills the old register)."""
 
     list_display = ["meter", "kind", "at", "old_last_wh", "new_first_wh", "new_meter"]
 

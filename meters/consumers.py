@@ -28,9 +28,27 @@ from django.utils import timezone
 from config import ratelimit
 from config.db import off_thread
 from config.live import device_group
+from supply.relay import (
+    relay_command_due,
+    relay_command_mark_sent,
+    relay_next_attempt_at,
+    relay_resend_now,
+)
+from supply.reports import relay_report, relay_report_unversioned
 
-from . import intake, protocol, services, shelly
+from . import intake, protocol, shelly
+from .devices import (
+    DeviceLoginLimited,
+    device_attach,
+    device_login,
+    device_login_failed,
+    device_notification_acked,
+    device_notifications_due,
+    device_presence,
+    devices_with_work,
+)
 from .models import Device, Protocol
+from .readings import ReadingInput, ReadingRejected, readings_oldest
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +93,7 @@ async def _sweep_forever() -> None:
         if not _sockets:
             continue
         try:
-            due = await database_sync_to_async(services.devices_with_work)(
-                device_ids=list(_sockets)
-            )
+            due = await database_sync_to_async(devices_with_work)(device_ids=list(_sockets))
         except Exception:
             logger.exception("device sweep failed")
             continue
@@ -110,12 +126,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         subprotocol = protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None
         creds = basic_credentials(self.scope)
         try:
-            device = await off_thread(services.device_login)(
+            device = await off_thread(device_login)(
                 address=_client_address(self.scope),
                 ident=creds[0] if creds else "",
                 secret=creds[1] if creds else None,
             )
-        except services.DeviceLoginLimited:
+        except DeviceLoginLimited:
             await self.accept(subprotocol)
             await self.close(
                 code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
@@ -155,7 +171,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol)
         # On the shared database thread, like disconnect(): presence changes of
         # one device then apply in the order its sockets came and went.
-        has_work = await database_sync_to_async(services.device_attach)(device_id=self.device_id)
+        has_work = await database_sync_to_async(device_attach)(device_id=self.device_id)
         self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
         _sockets[self.device_id] = self
         _ensure_sweeper()
@@ -171,9 +187,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 await self._loop_task
         await self.channel_layer.group_discard(device_group(self.device_id), self.channel_name)
         if not getattr(self, "_replaced", False):
-            await database_sync_to_async(services.device_presence)(
-                device_id=self.device_id, connected=False
-            )
+            await database_sync_to_async(device_presence)(device_id=self.device_id, connected=False)
 
     # --- channel-layer events --------------------------------------------
     async def relay_wake(self, event: dict[str, Any]) -> None:
@@ -194,7 +208,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             try:
                 await self._send_due_command()
                 await self._send_due_notifications()
-                next_at = await database_sync_to_async(services.relay_next_attempt_at)(
+                next_at = await database_sync_to_async(relay_next_attempt_at)(
                     device_id=self.device_id
                 )
                 # An idle socket waits for a wake-up only (no polling); a lost
@@ -214,10 +228,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 await asyncio.sleep(1)
 
     async def _send_due_command(self) -> None:
-        cmd = await database_sync_to_async(services.relay_command_due)(device_id=self.device_id)
+        cmd = await database_sync_to_async(relay_command_due)(device_id=self.device_id)
         if cmd is None:
             return
-        cmd = await database_sync_to_async(services.relay_command_mark_sent)(command_id=cmd.pk)
+        cmd = await database_sync_to_async(relay_command_mark_sent)(command_id=cmd.pk)
         msg_id = f"relay-{cmd.generation}-{cmd.attempts}"
         await self.send(
             text_data=protocol.call(
@@ -226,9 +240,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         )
 
     async def _send_due_notifications(self) -> None:
-        alerts = await database_sync_to_async(services.device_notifications_due)(
-            device_id=self.device_id
-        )
+        alerts = await database_sync_to_async(device_notifications_due)(device_id=self.device_id)
         for alert in alerts:
             msg_id = f"notify-{alert['id']}"
             if msg_id in self._notify_in_flight:
@@ -270,7 +282,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.send(
                 text_data=protocol.error(exc.msg_id, exc.code, exc.message, exc.details)
             )
-        except services.ReadingRejected as exc:
+        except ReadingRejected as exc:
             details = {"seq": exc.seq} if exc.seq is not None else {}
             await self.send(text_data=protocol.error(self._last_id, exc.code, exc.message, details))
 
@@ -298,7 +310,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 "NotSupported", "This server speaks protocol version 1.", frame.msg_id
             )
         firmware = frame.payload.get("firmware")
-        await database_sync_to_async(services.device_presence)(
+        await database_sync_to_async(device_presence)(
             device_id=self.device_id,
             connected=True,
             firmware=str(firmware) if firmware is not None else None,
@@ -306,10 +318,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         relay = frame.payload.get("relay")
         if isinstance(relay, dict):
             state, generation = protocol.parse_relay(relay, frame.msg_id)
-            await database_sync_to_async(services.relay_report)(
+            await database_sync_to_async(relay_report)(
                 device_id=self.device_id, state=state, generation=generation
             )
-        await database_sync_to_async(services.relay_resend_now)(device_id=self.device_id)
+        await database_sync_to_async(relay_resend_now)(device_id=self.device_id)
         self._wake.set()
         return {
             "status": "Accepted",
@@ -338,7 +350,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def _on_relay_status(self, frame: protocol.Frame) -> dict[str, Any]:
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
-        await database_sync_to_async(services.relay_report)(
+        await database_sync_to_async(relay_report)(
             device_id=self.device_id, state=state, generation=generation
         )
         self._wake.set()
@@ -348,7 +360,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self._notify_in_flight.discard(msg_id)
         alert_id = msg_id.removeprefix("notify-")
         if alert_id.isdigit():
-            await database_sync_to_async(services.device_notification_acked)(
+            await database_sync_to_async(device_notification_acked)(
                 device_id=self.device_id, alert_id=int(alert_id)
             )
 
@@ -358,7 +370,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             return
         # Any answer, even to a call of an earlier connection, says where the relay is.
         state, generation = protocol.parse_relay(frame.payload, frame.msg_id)
-        await database_sync_to_async(services.relay_report)(
+        await database_sync_to_async(relay_report)(
             device_id=self.device_id, state=state, generation=generation
         )
         self._wake.set()
@@ -385,10 +397,10 @@ class ShellyConsumer(DeviceConsumer):
         ident = str(kwargs.get("ident", ""))
         address = _client_address(self.scope)
         try:
-            device = await off_thread(services.device_login)(
+            device = await off_thread(device_login)(
                 address=address, ident=ident, secret=str(kwargs.get("secret", ""))
             )
-        except services.DeviceLoginLimited:
+        except DeviceLoginLimited:
             await self.accept()
             await self.close(
                 code=protocol.CLOSE_RATE_LIMITED, reason="too many failed attempts; retry later"
@@ -397,9 +409,7 @@ class ShellyConsumer(DeviceConsumer):
         if device is None or device.protocol != Protocol.SHELLY:
             logger.info("shelly connect refused: bad credentials or not a Shelly device")
             if device is not None:
-                await database_sync_to_async(services.device_login_failed)(
-                    address=address, ident=ident
-                )
+                await database_sync_to_async(device_login_failed)(address=address, ident=ident)
             await self.accept()
             await self.close(
                 code=protocol.CLOSE_UNAUTHORIZED, reason="unknown device or wrong secret"
@@ -430,9 +440,7 @@ class ShellyConsumer(DeviceConsumer):
     async def _on_status(self, frame: dict[str, Any], *, full: bool) -> None:
         status = shelly.notification_switch(frame)
         if full:
-            await database_sync_to_async(services.device_presence)(
-                device_id=self.device_id, connected=True
-            )
+            await database_sync_to_async(device_presence)(device_id=self.device_id, connected=True)
         else:
             await database_sync_to_async(Device.objects.filter(pk=self.device_id).update)(
                 last_seen_at=timezone.now()
@@ -445,9 +453,9 @@ class ShellyConsumer(DeviceConsumer):
                 status.ts,
                 now,
                 settings.SUBMETER["FUTURE_TOLERANCE_SECONDS"],
-                oldest=services.readings_oldest(now=now),
+                oldest=readings_oldest(now=now),
             )
-            reading = services.ReadingInput(
+            reading = ReadingInput(
                 seq=int(taken_at.timestamp() * 1000),
                 taken_at=taken_at,
                 register_wh=int(status.energy_wh),
@@ -456,7 +464,7 @@ class ShellyConsumer(DeviceConsumer):
                 await intake.submit(
                     device_id=self.device_id, landlord_id=self.landlord_id, readings=[reading]
                 )
-            except services.ReadingRejected as exc:
+            except ReadingRejected as exc:
                 logger.warning("shelly %s: reading refused: %s", self.device_ident, exc.message)
             except intake.IntakeUnavailable:
                 logger.warning(
@@ -466,7 +474,7 @@ class ShellyConsumer(DeviceConsumer):
             state = "on" if status.output else "off"
             if any(s == state for _kind, s, _g in self._rpc.values()):
                 return  # our own Switch.Set taking effect: Switch.GetStatus will confirm it
-            await database_sync_to_async(services.relay_report_unversioned)(
+            await database_sync_to_async(relay_report_unversioned)(
                 device_id=self.device_id, state=state
             )
             self._wake.set()
@@ -489,7 +497,7 @@ class ShellyConsumer(DeviceConsumer):
         else:
             status = shelly.switch_status(frame.get("result"))
             if status is not None and status.output is not None:
-                await database_sync_to_async(services.relay_report)(
+                await database_sync_to_async(relay_report)(
                     device_id=self.device_id,
                     state="on" if status.output else "off",
                     generation=generation,
@@ -497,10 +505,10 @@ class ShellyConsumer(DeviceConsumer):
         self._wake.set()
 
     async def _send_due_command(self) -> None:
-        cmd = await database_sync_to_async(services.relay_command_due)(device_id=self.device_id)
+        cmd = await database_sync_to_async(relay_command_due)(device_id=self.device_id)
         if cmd is None:
             return
-        cmd = await database_sync_to_async(services.relay_command_mark_sent)(command_id=cmd.pk)
+        cmd = await database_sync_to_async(relay_command_mark_sent)(command_id=cmd.pk)
         # Only the newest command is worth an answer.
         self._rpc = {k: v for k, v in self._rpc.items() if v[0] != "set"}
         rpc_id = next(self._rpc_ids)

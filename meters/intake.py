@@ -1,7 +1,7 @@
 """Group commit of device readings: many sockets' frames, one transaction.
 
 A socket hands its frame's readings to ``submit`` and waits. One task per
-event loop writes everything waiting in one ``services.readings_stage``
+event loop writes everything waiting in one ``readings.readings_stage``
 call (one statement on PostgreSQL), answers every frame once the batch is
 committed, and asks a background worker to rate it. While a batch is being
 written, the next one gathers, so a busy process writes big batches and a
@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from config.db import off_thread
 
-from . import services
+from . import readings as readings_svc
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ class IntakeUnavailable(Exception):
 
 @dataclass
 class _Waiting:
-    request: services.StageRequest
-    answer: asyncio.Future[services.ReadingsResult]
+    request: readings_svc.StageRequest
+    answer: asyncio.Future[readings_svc.ReadingsResult]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class _Batcher:
                 for w, answer in zip(batch, answers, strict=True):
                     if w.answer.done():
                         continue  # the socket went away
-                    if isinstance(answer, services.ReadingRejected):
+                    if isinstance(answer, readings_svc.ReadingRejected):
                         w.answer.set_exception(answer)
                     else:
                         w.answer.set_result(answer)
@@ -77,13 +77,13 @@ class _Batcher:
 
 
 def _write(
-    requests: list[services.StageRequest],
-) -> list[services.ReadingsResult | services.ReadingRejected]:
-    answers = services.readings_stage(requests=requests)
-    if any(isinstance(a, services.ReadingsResult) and a.accepted for a in answers):
+    requests: list[readings_svc.StageRequest],
+) -> list[readings_svc.ReadingsResult | readings_svc.ReadingRejected]:
+    answers = readings_svc.readings_stage(requests=requests)
+    if any(isinstance(a, readings_svc.ReadingsResult) and a.accepted for a in answers):
         # Committed by now; with an immediate queue (tests) this rates at once.
         try:
-            services.readings_rate_soon()
+            readings_svc.readings_rate_soon()
         except Exception:
             # The readings are stored: the device must not be told otherwise.
             logger.exception("could not queue rating; the periodic run will rate them")
@@ -106,19 +106,19 @@ def _batcher() -> _Batcher:
 
 
 async def submit(
-    *, device_id: int, landlord_id: int, readings: list[services.ReadingInput]
-) -> services.ReadingsResult:
+    *, device_id: int, landlord_id: int, readings: list[readings_svc.ReadingInput]
+) -> readings_svc.ReadingsResult:
     """Validate and store one frame's readings; returns once they are committed.
 
-    Raises ``services.ReadingRejected`` for a frame that cannot be stored
+    Raises ``readings_svc.ReadingRejected`` for a frame that cannot be stored
     (an invalid reading, no meter installed) and ``IntakeUnavailable`` when
     the database failed.
     """
-    services.readings_validate(readings=readings, now=timezone.now())
+    readings_svc.readings_validate(readings=readings, now=timezone.now())
     batcher = _batcher()
-    answer: asyncio.Future[services.ReadingsResult] = batcher.loop.create_future()
+    answer: asyncio.Future[readings_svc.ReadingsResult] = batcher.loop.create_future()
     batcher.waiting.append(
-        _Waiting(services.StageRequest(device_id, landlord_id, readings), answer)
+        _Waiting(readings_svc.StageRequest(device_id, landlord_id, readings), answer)
     )
     batcher.wake.set()
     return await answer

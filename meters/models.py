@@ -182,7 +182,7 @@ class IncomingReading(models.Model):
 
     Device sockets append readings here in batches (one statement for many
     frames) and answer the device once the batch is committed;
-    ``meters.services.readings_rate`` moves them into ``Reading`` under the
+    ``meters.readings.readings_rate`` moves them into ``Reading`` under the
     device lock, deriving intervals and posting usage, in the background.
     The table stays small: rows live only until they are rated.
     """

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .services import ReadingInput
+from .readings import ReadingInput
 
 CALL, RESULT, ERROR = 2, 3, 4
 SUBPROTOCOL = "submeter.v1"

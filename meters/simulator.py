@@ -23,6 +23,8 @@ from typing import Any
 
 import websockets
 
+from .protocol import CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED
+
 logger = logging.getLogger(__name__)
 
 
@@ -115,8 +117,6 @@ REFUSED_BACKOFF_SECONDS = 60.0
 
 def _refused(exc: Exception) -> int | None:
     """The close code if the server refused these credentials, else None."""
-    from .protocol import CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED  # protocol imports services
-
     refused = (CLOSE_UNAUTHORIZED, CLOSE_RATE_LIMITED)
     if isinstance(exc, websockets.ConnectionClosed) and exc.rcvd and exc.rcvd.code in refused:
         return exc.rcvd.code

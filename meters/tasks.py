@@ -1,39 +1,26 @@
-"""Background work for devices: rating staged readings, alert emails, supply reconciliation."""
+"""Periodic work for readings and devices.
+
+Tasks queued by the code are defined next to the function they run
+(``meters.readings.readings_rate_task``, ``supply.decision.supply_cutoff_due_task``,
+``supply.alerts.alert_email_task``); periodic ones are registered here and in
+``supply/tasks.py``, where the task consumer finds them. The names below keep
+tasks queued before those moved runnable.
+"""
 
 from __future__ import annotations
 
-from django.tasks import task
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from . import alerts, services
+from supply.alerts import alert_email_task
+from supply.decision import supply_cutoff_due_task
 
+from .readings import readings_rate_pending, readings_rate_task
 
-@task()
-def alert_email_task(alert_id: int) -> bool:
-    return alerts.alert_email_send(alert_id=alert_id)
-
-
-@task()
-def readings_rate_task(device_ids: list[int] | None = None) -> int:
-    """Rate what device sockets staged (queued by ``services.readings_rate_soon``)."""
-    return services.readings_rate_pending(device_ids=device_ids)
+__all__ = ["alert_email_task", "readings_rate_task", "supply_cutoff_due_task"]
 
 
 @db_periodic_task(crontab(minute="*"), name="readings_rate")
 def readings_rate_periodic() -> int:
     """Every minute: rate anything staged whose queued task was lost."""
-    return services.readings_rate_pending()
-
-
-@task()
-def supply_cutoff_due_task(unit_id: int) -> int:
-    """Queued for the moment a scheduled cut-off falls due (``run_after``)."""
-    return len(services.supply_cutoff_due(unit_id=unit_id))
-
-
-@db_periodic_task(crontab(minute="*"), name="supply_reconcile")
-def supply_reconcile_periodic() -> int:
-    """Every minute: a scheduled cut-off whose queued task was lost still happens,
-    and silent devices raise an alert to the landlord."""
-    return services.supply_reconcile()
+    return readings_rate_pending()

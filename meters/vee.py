@@ -2,7 +2,7 @@
 
 Pure rules: given the previous reading in the chain and a new one, what
 energy (if any) lies between them, how it is known and which rule said so.
-``meters.services.readings_rate`` applies them; tests call them directly.
+``meters.readings.readings_rate`` applies them; tests call them directly.
 
 The chain is the readings of one meter in time order, from its baseline.
 Every reading in the chain becomes the next baseline, including flagged

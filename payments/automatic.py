@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Sum
+from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
 
@@ -225,22 +226,6 @@ def saved_method_remove(*, method: SavedPaymentMethod) -> None:
             )
 
 
-def saved_method_describe(*, method_id: int) -> None:
-    """Fill in a saved card's brand, last four digits and expiry from the provider."""
-    method = SavedPaymentMethod.objects.filter(pk=method_id).first()
-    provider = get_provider()
-    if method is None or provider is None or provider.name != method.provider:
-        return
-    card = provider.saved_method_card(method=method)
-    if card:
-        SavedPaymentMethod.objects.filter(pk=method.pk).update(
-            brand=str(card.get("brand") or "")[:30],
-            last4=str(card.get("last4") or "")[:4],
-            exp_month=card.get("exp_month"),
-            exp_year=card.get("exp_year"),
-        )
-
-
 def autopay_for_invoice(*, invoice_id: int) -> Payment | None:
     """Postpaid autopay: charge what is owed on a newly issued bill to the saved card.
 
@@ -259,3 +244,8 @@ def autopay_for_invoice(*, invoice_id: int) -> Payment | None:
         amount_minor=min(amount, high),
         reference=Payment.bill_reference(invoice),
     )
+
+
+@task()
+def autopay_invoice_task(invoice_id: int) -> None:
+    autopay_for_invoice(invoice_id=invoice_id)

@@ -1,7 +1,7 @@
 """Billing services: tariffs into schedules, usage postings, standing charges,
 postpaid invoices, emergency credit and its recovery.
 
-Usage is rated per slot by ``meters.services.readings_rate``; the exact
+Usage is rated per slot by ``meters.readings.readings_rate``; the exact
 amounts (sub-units) accumulate on the meter and are posted in aggregated
 debits by :func:`usage_settle` (see its docstring for when).
 """
@@ -13,17 +13,21 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
-from config.live import broadcast_on_commit, landlord_group, tenancy_group
+from config.live import broadcast_on_commit, landlord_group, tenancy_group, unit_changed
 from landlord.models import AuditEvent, Tenancy, Unit
+from meters.derivation import Derivation, slots_apply
+from meters.models import Interval, Meter
+from supply.decision import supply_evaluate
 
 from . import rating
+from .automatic import autopay_invoice_task
+from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
 from .models import (
     Account,
@@ -32,164 +36,8 @@ from .models import (
     InvoiceLine,
     LedgerTransaction,
     Posting,
-    Tariff,
-    TariffVersion,
 )
-
-if TYPE_CHECKING:
-    from meters.models import Meter
-
-
-class BillingError(Exception):
-    """A billing request that cannot be done; the message is for the person who asked."""
-
-
-# --- Tariffs -------------------------------------------------------------------
-
-
-def tariff_versions(*, tariff_id: int) -> tuple[rating.Version, ...]:
-    versions = TariffVersion.objects.filter(tariff_id=tariff_id).prefetch_related(
-        "rates", "windows"
-    )
-    return tuple(
-        rating.Version(
-            id=v.pk,
-            valid_from=v.valid_from,
-            rates=tuple(
-                rating.Rate(
-                    band=r.band,
-                    tier_from_wh=r.tier_from_wh,
-                    price_per_kwh_minor=r.price_per_kwh_minor,
-                )
-                for r in v.rates.all()
-            ),
-            windows=tuple(
-                rating.Window(
-                    band=w.band, days=w.days, start_hour=w.start_hour, end_hour=w.end_hour
-                )
-                for w in v.windows.all()
-            ),
-            standing_per_day_minor=v.standing_charge_per_day_minor,
-            tax_percent=v.tax_percent,
-            tax_inclusive=v.tax_inclusive,
-        )
-        for v in versions
-    )
-
-
-# tariff id -> (revision, versions). Versions change only through
-# tariff_version_create or the admin, which bump the tariff's revision; the
-# unit's row (read anyway) carries the revision, so a cache hit costs no query.
-_VERSIONS: dict[int, tuple[int, tuple[rating.Version, ...]]] = {}
-
-
-def _cached_versions(tariff: Tariff) -> tuple[rating.Version, ...]:
-    hit = _VERSIONS.get(tariff.pk)
-    if hit is not None and hit[0] == tariff.revision:
-        return hit[1]
-    versions = tariff_versions(tariff_id=tariff.pk)
-    if len(_VERSIONS) > 10_000:
-        _VERSIONS.clear()
-    _VERSIONS[tariff.pk] = (tariff.revision, versions)
-    return versions
-
-
-def unit_schedule(*, unit: Unit) -> rating.Schedule:
-    """The unit's tariff as the rating engine sees it; raises Unpriceable with the reason."""
-    tariff: Tariff | None = unit.tariff
-    if tariff is None:
-        raise rating.Unpriceable("the unit has no tariff")
-    return rating.Schedule(
-        versions=_cached_versions(tariff),
-        tz=zoneinfo.ZoneInfo(unit.property.timezone),
-        currency=unit.property.currency,
-        tariff_currency=tariff.currency,
-        tariff_name=tariff.name,
-    )
-
-
-@transaction.atomic
-def tariff_version_create(
-    *,
-    tariff: Tariff,
-    valid_from: date,
-    rates: list[tuple[str, int, Decimal]],
-    windows: tuple[tuple[str, str, int, int], ...] = (),
-    standing_charge_per_day_minor: Decimal = Decimal(0),
-    tax_percent: Decimal = Decimal(0),
-    tax_inclusive: bool = True,
-) -> TariffVersion:
-    """A new version from ``valid_from``; consumption before it keeps its old prices.
-
-    A version may not start on or before a day whose consumption was already
-    priced with this tariff: that would re-price only the slots touched
-    again. Corrections of past prices are adjustments, not new versions.
-    """
-    from meters.models import Interval
-
-    Tariff.objects.select_for_update().filter(pk=tariff.pk).first()
-    # A slot belongs to the local day of its start, in its own property's zone.
-    latest = (
-        Interval.objects.filter(
-            tariff_version_id__in=list(tariff.versions.values_list("pk", flat=True))
-        )
-        .values("meter__unit__property__timezone")
-        .annotate(last=Max("start"))
-    )
-    last_day = max(
-        (
-            row["last"].astimezone(zoneinfo.ZoneInfo(row["meter__unit__property__timezone"])).date()
-            for row in latest
-        ),
-        default=None,
-    )
-    if last_day is not None and valid_from <= last_day:
-        raise BillingError(
-            f"Consumption up to {last_day:%d %b %Y} was already priced with this tariff; "
-            f"a new version must start on {last_day + timedelta(days=1):%d %b %Y} or later."
-        )
-    version = TariffVersion.objects.create(
-        tariff=tariff,
-        landlord_id=tariff.landlord_id,
-        valid_from=valid_from,
-        standing_charge_per_day_minor=standing_charge_per_day_minor,
-        tax_percent=tax_percent,
-        tax_inclusive=tax_inclusive,
-    )
-    for band, tier_from_wh, price in rates:
-        version.rates.create(band=band, tier_from_wh=tier_from_wh, price_per_kwh_minor=price)
-    for band, days, start_hour, end_hour in windows:
-        version.windows.create(band=band, days=days, start_hour=start_hour, end_hour=end_hour)
-    tariff.bump_revision()
-    # Validate what was built; a version that cannot price any hour is refused.
-    built = next(v for v in tariff_versions(tariff_id=tariff.pk) if v.id == version.pk)
-    bands = {w.band for w in built.windows} | {rating.ANY_BAND}
-    for band in bands:
-        if band == rating.ANY_BAND and len(bands) > 1 and _windows_cover_week(built):
-            continue
-        built.rates_for(band)
-    return version
-
-
-def _windows_cover_week(version: rating.Version) -> bool:
-    monday = datetime(2024, 1, 1)
-    return all(
-        any(w.covers(monday + timedelta(days=d, hours=h)) for w in version.windows)
-        for d in range(7)
-        for h in range(24)
-    )
-
-
-def current_price_per_kwh(*, unit: Unit, now: datetime | None = None) -> Decimal | None:
-    """The energy price in force now (lowest tier of the current band), for estimates."""
-    try:
-        schedule = unit_schedule(unit=unit)
-        version = schedule.version_at(now or timezone.now())
-        band = version.band_at(schedule.local(now or timezone.now()))
-        return version.rates_for(band)[0].price_per_kwh_minor
-    except rating.Unpriceable:
-        return None
-
+from .tariffs import unit_schedule
 
 # --- Usage postings --------------------------------------------------------------
 
@@ -285,6 +133,22 @@ def usage_settle(
     return txn
 
 
+@transaction.atomic
+def usage_settle_meter(*, meter_id: int, now: datetime | None = None, force: bool = False) -> bool:
+    """Post a meter's due usage outside intake (periodic sweep, closing a period)."""
+    now = now or timezone.now()
+    meter = Meter.objects.select_for_update().get(pk=meter_id)
+    unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=meter.unit_id)
+    if meter.held_from is not None:
+        meter.pending_sub += slots_apply(meter, unit, Derivation())
+    posted = usage_settle(meter=meter, unit=unit, now=now, force=force)
+    meter.save()
+    if posted is not None:
+        supply_evaluate(unit=unit, reason="usage")
+        unit_changed(unit)
+    return posted is not None
+
+
 # --- Standing charges ----------------------------------------------------------
 
 
@@ -355,9 +219,6 @@ def standing_charges_post(*, tenancy: Tenancy, through: date) -> int:
 
 def billing_sweep(*, now: datetime | None = None) -> int:
     """Post due usage windows and today's standing charges for every unit. Idempotent."""
-    from meters.models import Meter
-    from meters.services import usage_settle_meter
-
     now = now or timezone.now()
     count = 0
     due = Meter.objects.installed().filter(
@@ -415,8 +276,6 @@ class _Priced:
 
 
 def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, _Priced]:
-    from meters.models import Interval
-
     rows = (
         Interval.objects.filter(
             meter_id__in=meter_ids,
@@ -473,9 +332,6 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
     next posting, so a tenancy's bills add up to its postings. Lines show
     exact amounts rounded down; a rounding line holds what that leaves out.
     """
-    from meters.models import Interval
-    from meters.services import usage_settle_meter
-
     now = now or timezone.now()
     existing = Invoice.objects.filter(tenancy=tenancy, period_start=period_start).first()
     if existing is not None:
@@ -669,8 +525,6 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
     InvoiceLine.objects.bulk_create(lines)
     _notify(tenancy)
     # Postpaid autopay charges the saved card once the bill is committed.
-    from .tasks import autopay_invoice_task
-
     transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)
     return invoice
 
@@ -697,8 +551,6 @@ def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
 
 def open_period_accrued(*, unit: Unit, now: datetime | None = None) -> tuple[int, int]:
     """(minor units, Wh) rated so far in the open month, for the tenant's page."""
-    from meters.models import Interval
-
     now = now or timezone.now()
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
     start, _ = month_bounds(timezone.localtime(now, tz).date())
@@ -707,113 +559,6 @@ def open_period_accrued(*, unit: Unit, now: datetime | None = None) -> tuple[int
         g=Sum("gross_sub", filter=Q(gross_sub__isnull=False)), e=Sum("energy_wh")
     )
     return (agg["g"] or 0) // rating.SCALE, agg["e"] or 0
-
-
-# --- Emergency credit and debt recovery ----------------------------------------
-
-
-def emergency_debt(*, tenancy: Tenancy) -> int:
-    """Emergency credit advanced to the tenancy and not yet repaid, in minor units."""
-    account = Account.objects.filter(tenancy_id=tenancy.pk).first()
-    if account is None:
-        return 0
-    advance = Account.objects.filter(
-        landlord_id=tenancy.landlord_id, kind=Account.Kind.ADVANCE, currency=account.currency
-    ).first()
-    if advance is None:
-        return 0
-    lent = Posting.objects.filter(debit=advance, credit=account).aggregate(s=Sum("amount_minor"))
-    repaid = Posting.objects.filter(debit=account, credit=advance).aggregate(s=Sum("amount_minor"))
-    return (lent["s"] or 0) - (repaid["s"] or 0)
-
-
-def emergency_credit_available(*, tenancy: Tenancy, balance_minor: int | None = None) -> bool:
-    unit = tenancy.unit
-    if not unit.is_prepaid or unit.emergency_credit_minor <= 0:
-        return False
-    if emergency_debt(tenancy=tenancy) > 0:
-        return False
-    if balance_minor is None:
-        balance_minor = tenant_account(tenancy=tenancy).balance_minor
-    return balance_minor < unit.low_credit_threshold_minor
-
-
-@transaction.atomic
-def emergency_credit_take(*, tenancy: Tenancy, actor_id: int | None) -> LedgerTransaction:
-    """Advance the unit's emergency credit once; it is repaid from later top-ups.
-
-    The tenant may then use energy until the advance is spent, i.e. go
-    negative by the allowance in terms of their own money. Allowed only on a
-    prepaid unit that offers it, below the low-credit threshold, and when no
-    earlier advance is still owed.
-    """
-    from meters.services import _notify_unit, supply_evaluate
-
-    tenancy = Tenancy.objects.select_related("unit__property", "landlord").get(pk=tenancy.pk)
-    if not tenancy.is_current():
-        raise BillingError("This tenancy has ended.")
-    unit = tenancy.unit
-    tenant = tenant_account(tenancy=tenancy)
-    # The tenant account's row lock serialises two presses of the button.
-    Account.objects.select_for_update().filter(pk=tenant.pk).first()
-    if not unit.is_prepaid or unit.emergency_credit_minor <= 0:
-        raise BillingError("Emergency credit is not offered for this unit.")
-    if emergency_debt(tenancy=tenancy) > 0:
-        raise BillingError(
-            "Emergency credit was already taken; it is repaid from your next top-ups."
-        )
-    balance = Account.objects.get(pk=tenant.pk).balance_minor
-    if balance >= unit.low_credit_threshold_minor:
-        raise BillingError("Emergency credit is available once your credit is low.")
-    advance = landlord_account(
-        landlord=tenancy.landlord, kind=Account.Kind.ADVANCE, currency=tenant.currency
-    )
-    taken = LedgerTransaction.objects.filter(
-        landlord_id=tenancy.landlord_id,
-        kind=LedgerTransaction.Kind.EMERGENCY,
-        postings__credit=tenant,
-    ).count()
-    txn, _ = ledger_post(
-        landlord_id=tenancy.landlord_id,
-        kind=LedgerTransaction.Kind.EMERGENCY,
-        idempotency_key=f"emergency:{tenancy.pk}:{taken + 1}",
-        legs=[Leg(debit=advance, credit=tenant, amount_minor=unit.emergency_credit_minor)],
-        memo="Emergency credit",
-        created_by_id=actor_id,
-    )
-    AuditEvent.objects.create(
-        landlord_id=tenancy.landlord_id,
-        actor_id=actor_id,
-        action="emergency_credit.taken",
-        subject=f"tenancy {tenancy.pk}",
-        data={"amount_minor": unit.emergency_credit_minor},
-    )
-    supply_evaluate(unit=unit, reason="emergency credit")
-    _notify_unit(unit)
-    return txn
-
-
-def debt_recover(*, tenancy: Tenancy, topup_minor: int, idempotency_key: str) -> int:
-    """Repay emergency credit from a top-up: at most DEBT_RECOVERY_PERCENT of it."""
-    debt = emergency_debt(tenancy=tenancy)
-    if debt <= 0:
-        return 0
-    share = int(settings.SUBMETER["DEBT_RECOVERY_PERCENT"])
-    amount = min(debt, topup_minor * share // 100)
-    if amount <= 0:
-        return 0
-    tenant = tenant_account(tenancy=tenancy)
-    advance = landlord_account(
-        landlord=tenancy.landlord, kind=Account.Kind.ADVANCE, currency=tenant.currency
-    )
-    _, created = ledger_post(
-        landlord_id=tenancy.landlord_id,
-        kind=LedgerTransaction.Kind.RECOVERY,
-        idempotency_key=idempotency_key,
-        legs=[Leg(debit=tenant, credit=advance, amount_minor=amount)],
-        memo=f"Emergency credit repaid ({share}% of the top-up)",
-    )
-    return amount if created else 0
 
 
 # --- Reversals --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from landlord import access
 
-from . import billing
+from . import billing, emergency
 from .services import invoice_amount_due
 
 
@@ -36,7 +36,7 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
 def emergency_credit(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     try:
-        billing.emergency_credit_take(tenancy=tenancy, actor_id=request.user.pk)
+        emergency.emergency_credit_take(tenancy=tenancy, actor_id=request.user.pk)
     except billing.BillingError as exc:
         messages.error(request, str(exc))
     else:

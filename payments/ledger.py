@@ -11,8 +11,10 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from landlord.models import Landlord, Tenancy
+from meters.models import Interval, Meter
 
 from .models import Account, LedgerTransaction, Posting
+from .rating import SCALE
 
 
 @dataclass(frozen=True)
@@ -224,10 +226,6 @@ def _verify_emergency_credit() -> list[str]:
 def _verify_usage() -> list[str]:
     """Every meter's priced slots equal what was posted plus what is pending, exactly,
     and usage postings only ever move money between a payer and revenue."""
-    from meters.models import Interval, Meter
-
-    from .rating import SCALE
-
     problems = []
     wrong = (
         Posting.objects.filter(

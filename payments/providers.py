@@ -25,7 +25,6 @@ from django.urls import reverse
 from landlord.models import Landlord
 
 from .models import Payment, Refund, SavedPaymentMethod
-from .services import payment_event_receive
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,17 @@ class DevelopmentProvider:
     name = "dev"
     is_dev = True
 
+    def _deliver(self, event: dict[str, Any]) -> None:
+        """Hand an event to the webhook path, as Stripe's call to our endpoint would.
+
+        Imported at call time on purpose: this provider stands in for an outside
+        system calling in, so the gateway layer stays below the services that
+        use it (services -> providers, never the reverse at import time).
+        """
+        from .services import payment_event_receive  # late-bound: see the docstring
+
+        payment_event_receive(provider=self.name, event=event)
+
     def payee_status(self, *, landlord: Landlord) -> PayeeStatus:
         return PayeeStatus(ready=True)
 
@@ -122,9 +132,7 @@ class DevelopmentProvider:
             "failed": "payment_intent.payment_failed",
             "canceled": "payment_intent.canceled",
         }[outcome]
-        payment_event_receive(
-            provider=self.name, event=dev_event(type_=event_type, obj=self._intent(payment))
-        )
+        self._deliver(dev_event(type_=event_type, obj=self._intent(payment)))
 
     def refund_start(self, *, refund: Refund) -> None:
         obj = {
@@ -136,7 +144,7 @@ class DevelopmentProvider:
             "payment_intent": refund.payment.provider_ref,
             "metadata": {"refund_uuid": str(refund.uuid)},
         }
-        payment_event_receive(provider=self.name, event=dev_event(type_="refund.created", obj=obj))
+        self._deliver(dev_event(type_="refund.created", obj=obj))
 
     def off_session_charge(
         self, *, payment: Payment, method: SavedPaymentMethod
@@ -148,10 +156,7 @@ class DevelopmentProvider:
                 provider_ref=f"pi_dev_{payment.uuid.hex}",
                 message="Your bank asks you to confirm this payment.",
             )
-        payment_event_receive(
-            provider=self.name,
-            event=dev_event(type_="payment_intent.succeeded", obj=self._intent(payment)),
-        )
+        self._deliver(dev_event(type_="payment_intent.succeeded", obj=self._intent(payment)))
         return OffSessionResult(status="succeeded", provider_ref=f"pi_dev_{payment.uuid.hex}")
 
     def saved_method_remove(self, *, method: SavedPaymentMethod) -> None:
@@ -167,7 +172,8 @@ _dev = DevelopmentProvider()
 def get_provider() -> PaymentGateway | None:
     """The configured provider: Stripe when keys are set, else the development one, else None."""
     if settings.STRIPE_SECRET_KEY:
-        from .stripe_gateway import StripeGateway
+        # Start-up cost: the stripe library is loaded only where keys are set.
+        from .stripe_gateway import StripeGateway  # start-up cost, see above
 
         return StripeGateway()
     if settings.DEVELOPMENT_PAYMENTS:

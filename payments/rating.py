@@ -1,7 +1,7 @@
 """The rating engine: pure functions from energy and tariffs to exact amounts.
 
 Nothing here touches the database; ``payments.services`` and
-``meters.services`` load tariffs into these value objects and store results.
+``meters.derivation`` and ``payments.tariffs`` load tariffs into these value objects and store results.
 
 Exactness. Prices have at most 4 decimals of a minor unit per kWh, standing
 charges at most 4 decimals of a minor unit per day and tax rates at most 2

@@ -10,11 +10,14 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, Sum
+from django.tasks import task
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy
+from supply.decision import supply_evaluate
 
+from .emergency import debt_recover
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import (
     Account,
@@ -27,6 +30,7 @@ from .models import (
     Refund,
     SavedPaymentMethod,
 )
+from .providers import get_provider
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +185,6 @@ def payment_event_receive(*, provider: str, event: dict[str, Any]) -> tuple[Paym
     Stripe's verified webhooks and the development provider both enter here.
     Returns ``(event, created)``; a duplicate delivery returns the stored one.
     """
-    from .tasks import payment_event_process_task
-
     event_id = str(event.get("id") or "")
     if not event_id or len(event_id) > 200:
         raise EventRejected("event has no usable id")
@@ -375,9 +377,28 @@ def _saved_method_record(event: PaymentEvent, payment: Payment, obj: dict[str, A
     if created and not saved.last4:
         # Stripe's event names the card only by id: ask for its brand and last
         # four digits in the background, outside this transaction.
-        from .tasks import saved_method_describe_task
-
         transaction.on_commit(lambda: saved_method_describe_task.enqueue(saved.pk), robust=True)
+
+
+def saved_method_describe(*, method_id: int) -> None:
+    """Fill in a saved card's brand, last four digits and expiry from the provider."""
+    method = SavedPaymentMethod.objects.filter(pk=method_id).first()
+    provider = get_provider()
+    if method is None or provider is None or provider.name != method.provider:
+        return
+    card = provider.saved_method_card(method=method)
+    if card:
+        SavedPaymentMethod.objects.filter(pk=method.pk).update(
+            brand=str(card.get("brand") or "")[:30],
+            last4=str(card.get("last4") or "")[:4],
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+        )
+
+
+@task()
+def saved_method_describe_task(method_id: int) -> None:
+    saved_method_describe(method_id=method_id)
 
 
 def _event_created(event: PaymentEvent) -> datetime | None:
@@ -645,6 +666,11 @@ def payment_event_process(*, event_id: int) -> str:
     return outcome
 
 
+@task()
+def payment_event_process_task(event_id: int) -> str:
+    return payment_event_process(event_id=event_id)
+
+
 def _reversals_settle(*, payment: Payment) -> None:
     """Post what refunds and chargebacks take back, once each and only after the credit.
 
@@ -730,8 +756,6 @@ def _reversals_settle(*, payment: Payment) -> None:
             )
             changed = changed or created
     if changed:
-        from meters.services import supply_evaluate
-
         supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
         msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
         broadcast_on_commit(tenancy_group(tenancy.pk), msg)
@@ -767,8 +791,6 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         payment.ledger_transaction = txn
         fields.append("ledger_transaction")
         # Emergency credit is repaid from top-ups, a capped share of each.
-        from .billing import debt_recover
-
         debt_recover(
             tenancy=tenancy,
             topup_minor=payment.amount_minor,
@@ -783,8 +805,6 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         )
     payment.save(update_fields=fields)
     if status == Payment.Status.SUCCEEDED:
-        from meters.services import supply_evaluate
-
         supply_evaluate(unit=tenancy.unit, reason="payment received")
     if newly_linked:
         # Refund or chargeback events that arrived before we knew this intent.

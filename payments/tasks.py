@@ -1,28 +1,31 @@
-from django.tasks import task
+"""Periodic payment and billing work, found by the task consumer.
+
+Tasks queued by the code are defined next to the function they run
+(``payments.services.payment_event_process_task``,
+``payments.services.saved_method_describe_task``,
+``payments.automatic.autopay_invoice_task``); the names below keep tasks
+queued before those moved runnable.
+"""
+
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from . import services
+from . import automatic, billing, services
+from .automatic import autopay_invoice_task
+from .services import payment_event_process_task, saved_method_describe_task
 
-
-@task()
-def payment_event_process_task(event_id: int) -> str:
-    return services.payment_event_process(event_id=event_id)
+__all__ = ["autopay_invoice_task", "payment_event_process_task", "saved_method_describe_task"]
 
 
 # Periodic billing: debit windows that closed without a new reading, daily
 # standing charges, and last month's postpaid bills. All idempotent.
 @db_periodic_task(crontab(minute="*"))
 def billing_sweep_periodic() -> int:
-    from . import billing
-
     return billing.billing_sweep()
 
 
 @db_periodic_task(crontab(minute="7"))
 def invoices_issue_periodic() -> int:
-    from . import billing
-
     return len(billing.invoices_issue_due())
 
 
@@ -33,23 +36,7 @@ def payment_events_redrive_periodic() -> int:
     return services.payment_events_redrive()
 
 
-@task()
-def saved_method_describe_task(method_id: int) -> None:
-    from .automatic import saved_method_describe
-
-    saved_method_describe(method_id=method_id)
-
-
 @db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")
 def auto_topups_periodic() -> int:
     """Prepaid auto top-ups: every five minutes, each tenancy at most once per its period."""
-    from .automatic import auto_topups_run
-
-    return auto_topups_run()
-
-
-@task()
-def autopay_invoice_task(invoice_id: int) -> None:
-    from .automatic import autopay_for_invoice
-
-    autopay_for_invoice(invoice_id=invoice_id)
+    return automatic.auto_topups_run()

@@ -19,6 +19,7 @@ from . import automatic
 from .forms import AutomaticPaymentsForm, RefundForm, TopUpForm
 from .models import ConnectAccount, Dispute, Payment, Refund, SavedPaymentMethod
 from .providers import DevelopmentProvider, PaymentGateway, get_provider
+from .selectors import tenant_payment_context
 from .services import (
     EventRejected,
     PaymentError,
@@ -46,27 +47,6 @@ def _home_with_error(
     context = {"v": view, "tenancy": tenancy, "form": form}
     context.update(tenant_payment_context(tenancy=tenancy))
     return render(request, "tenant/home.html", context, status=status)
-
-
-def tenant_payment_context(*, tenancy: Tenancy) -> dict[str, object]:
-    """What the tenant's page shows about paying: can they, saved card, payments to confirm."""
-    provider = get_provider()
-    payee = provider.payee_status(landlord=tenancy.landlord) if provider else None
-    return {
-        "payee_ready": bool(payee and payee.ready),
-        "payee_message": (payee.message if payee else "Payments are not available yet."),
-        "saved_method": automatic.saved_method_for(tenancy=tenancy),
-        "recent_payments": list(
-            Payment.objects.filter(tenancy=tenancy)
-            .exclude(status=Payment.Status.CANCELED)
-            .order_by("-created_at")[:5]
-        ),
-        "payments_to_confirm": list(
-            Payment.objects.filter(
-                tenancy=tenancy, status=Payment.Status.PENDING, off_session=True
-            ).exclude(action_url="")[:3]
-        ),
-    }
 
 
 def _checkout_redirect(

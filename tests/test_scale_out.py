@@ -245,8 +245,8 @@ def one_worker() -> Iterator[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_shelly_simulator_is_cut_off_over_a_real_server(tpersonas, one_worker):
+    from meters.devices import simulated_device_prepare
     from meters.models import Device, Protocol
-    from meters.services import simulated_device_prepare
     from meters.simulator import run_any
 
     world = tpersonas.a

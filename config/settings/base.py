@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "huey.contrib.djhuey",
     "landlord",
     "meters",
+    "supply",
     "payments",
     "config",
 ]

@@ -1,21 +1,25 @@
+from datetime import datetime
+
 from django import template
 
-register = template.Library()
+from config.formats import clock as clock_format
+from config.formats import format_money
 
-SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
+register = template.Library()
 
 
 @register.filter
 def money(minor: int | None, currency: str = "GBP") -> str:
     """Integer minor units as a display amount: 1234, 'GBP' -> '£12.34'."""
-    if minor is None:
+    return format_money(minor, currency)
+
+
+@register.filter
+def clock(when: datetime | None, tz: str) -> str:
+    """A time in the property's time zone: 'Mon 11:00'."""
+    if when is None:
         return "—"
-    sign = "\u2212" if minor < 0 else ""  # a typographic minus
-    whole, cents = divmod(abs(int(minor)), 100)
-    symbol = SYMBOLS.get(currency.upper())
-    if symbol:
-        return f"{sign}{symbol}{whole:,}.{cents:02d}"
-    return f"{sign}{whole:,}.{cents:02d} {currency.upper()}"
+    return clock_format(when, tz)
 
 
 @register.filter

@@ -29,7 +29,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from config import asgi
 from landlord.models import Tenancy
 from meters.models import Interval
-from meters.services import ReadingInput, readings_record
+from meters.readings import ReadingInput, readings_record
 from payments.models import Invoice, Payment, SavedPaymentMethod
 from payments.providers import DevelopmentProvider, get_provider
 from payments.services import payment_create

@@ -60,7 +60,7 @@ def test_a_nul_byte_in_a_held_release_reason_is_a_form_error(personas):
     from datetime import UTC, datetime, timedelta
 
     from meters.models import Interval
-    from meters.services import ReadingInput, readings_record
+    from meters.readings import ReadingInput, readings_record
 
     base = datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
     readings_record(

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from config.live import tenancy_group
 from landlord.models import Tenancy
-from payments import billing
+from payments import billing, emergency
 from payments.automatic import auto_topups_run, payment_settings_update
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import (
@@ -146,10 +146,10 @@ def test_a_former_tenant_cannot_take_emergency_credit(everyone):
     resp = _client(former.tenant).post(reverse("payments:emergency_credit", args=[former.pk]))
     assert resp.status_code == 404
     with pytest.raises(billing.BillingError, match="ended"):
-        billing.emergency_credit_take(tenancy=former, actor_id=None)
+        emergency.emergency_credit_take(tenancy=former, actor_id=None)
     assert not LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.EMERGENCY).exists()
     # the tenant living there now still can
-    billing.emergency_credit_take(tenancy=everyone.a.prepaid_tenancy, actor_id=None)
+    emergency.emergency_credit_take(tenancy=everyone.a.prepaid_tenancy, actor_id=None)
 
 
 def test_auto_top_up_skips_an_ended_tenancy(everyone, django_capture_on_commit_callbacks):

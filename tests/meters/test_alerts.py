@@ -12,10 +12,13 @@ from channels.db import database_sync_to_async
 from django.core import mail
 from django.utils import timezone
 
-from meters import services
-from meters.alerts import clock, runway_forecast, runway_message
+from meters.devices import device_presence
 from meters.models import Alert, Device
-from meters.protections import Protections
+from meters.readings import ReadingInput, readings_record
+from supply.alerts import clock, runway_forecast, runway_message
+from supply.decision import supply_evaluate, supply_reconcile
+from supply.protections import Protections
+from supply.reports import relay_report
 from tests.wsutil import FakeDevice, browser_communicator, device_communicator
 
 from .test_protections import _protect, _set_balance
@@ -38,12 +41,12 @@ def test_low_credit_alert_has_hysteresis_and_never_repeats(
     with django_capture_on_commit_callbacks(execute=True):
         for balance in (1000, 150, 100, 150, 220, 150, 299):
             _set_balance(tenancy, balance)
-            services.supply_evaluate(unit=world.prepaid, reason="test")
+            supply_evaluate(unit=world.prepaid, reason="test")
     assert _low_credit_alerts(tenancy).count() == 1
     with django_capture_on_commit_callbacks(execute=True):
         for balance in (300, 150):  # cleared past the margin, then low again
             _set_balance(tenancy, balance)
-            services.supply_evaluate(unit=world.prepaid, reason="test")
+            supply_evaluate(unit=world.prepaid, reason="test")
     alerts = list(_low_credit_alerts(tenancy).order_by("pk"))
     assert len(alerts) == 2 and alerts[0].cleared_at is not None and alerts[1].cleared_at is None
     assert "£1.50 left" in alerts[1].message
@@ -78,19 +81,19 @@ def test_low_runway_alert_from_recent_usage(personas):
     _protect(world)  # the default window and a day's notice
     _set_balance(world.prepaid_tenancy, 5000)
     base = timezone.now() - timedelta(minutes=30)
-    services.readings_record(
+    readings_record(
         device_id=world.prepaid_device.device.pk,
         readings=[
-            services.ReadingInput(seq=1, taken_at=base, register_wh=0),
-            services.ReadingInput(seq=2, taken_at=base + timedelta(minutes=30), register_wh=1000),
+            ReadingInput(seq=1, taken_at=base, register_wh=0),
+            ReadingInput(seq=2, taken_at=base + timedelta(minutes=30), register_wh=1000),
         ],
     )  # 2 kW at 30p/kWh = 60p/h; about £49.70 left lasts ~83 h: no alert yet
     assert not Alert.objects.filter(kind="low_runway").exists()
     _set_balance(world.prepaid_tenancy, 1200)  # 20 h
-    services.supply_evaluate(unit=world.prepaid, reason="test")
+    supply_evaluate(unit=world.prepaid, reason="test")
     alert = Alert.objects.get(kind="low_runway")
     assert "credit lasts until" in alert.message and "switched off from" in alert.message
-    services.supply_evaluate(unit=world.prepaid, reason="test")
+    supply_evaluate(unit=world.prepaid, reason="test")
     assert Alert.objects.filter(kind="low_runway").count() == 1
 
 
@@ -105,12 +108,12 @@ def test_device_offline_alert_to_the_landlord_once_then_cleared(
     Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(minutes=5))
     Device.objects.exclude(pk=device.pk).update(last_seen_at=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
-        services.supply_reconcile()
-        services.supply_reconcile()
+        supply_reconcile()
+        supply_reconcile()
     alert = Alert.objects.get(kind="device_offline")
     assert alert.audience == "landlord" and device.ident in alert.message
     assert [m.to for m in mail.outbox] == [["owner@example.com"]]
-    services.device_presence(device_id=device.pk, connected=True)
+    device_presence(device_id=device.pk, connected=True)
     assert Alert.objects.get(pk=alert.pk).cleared_at is not None
 
 
@@ -119,7 +122,7 @@ def test_offline_check_does_not_revisit_devices_already_alerted(personas):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from meters.alerts import device_offline_check
+    from supply.alerts import device_offline_check
 
     now = timezone.now()
     Device.objects.update(last_seen_at=now - timedelta(minutes=5))
@@ -133,10 +136,10 @@ def test_offline_check_does_not_revisit_devices_already_alerted(personas):
 def test_supply_restored_alert_when_the_relay_reports_on_again(personas):
     world = personas.a
     device = world.prepaid_device.device
-    services.relay_report(device_id=device.pk, state="off", generation=0)
+    relay_report(device_id=device.pk, state="off", generation=0)
     assert not Alert.objects.filter(kind="supply_restored").exists()
     _set_balance(world.prepaid_tenancy, 1000)
-    services.relay_report(device_id=device.pk, state="on", generation=5)
+    relay_report(device_id=device.pk, state="on", generation=5)
     assert Alert.objects.get(kind="supply_restored").message == "Your supply is back on."
 
 
@@ -271,9 +274,9 @@ async def test_a_shelly_device_cannot_use_the_native_endpoint(tpersonas):
 def test_no_runway_forecast_once_the_credit_has_run_out(personas):
     from django.utils import timezone
 
-    from meters.alerts import tenancy_alerts_evaluate
     from meters.models import Alert
-    from meters.services import protections_for
+    from supply.alerts import tenancy_alerts_evaluate
+    from supply.cutoff import protections_for
 
     world = personas.a
     now = timezone.now()

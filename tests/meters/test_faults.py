@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meters.models import Device, RelayCommand
-from meters.services import desired_supply, relay_report, supply_evaluate
 from payments.ledger import tenant_account
+from supply.decision import desired_supply, supply_evaluate
+from supply.reports import relay_report
 from tests.factories import make_landlord_world
 from tests.wsutil import FakeDevice, device_communicator
 

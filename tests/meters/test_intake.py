@@ -20,9 +20,21 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meters import services
+from meters import readings
+from meters.meter_events import meter_event_record
 from meters.models import Device, IncomingReading, Interval, Meter, Reading
-from meters.services import ReadingInput, ReadingRejected, ReadingsResult, StageRequest
+from meters.readings import (
+    RATE_QUEUED_KEY,
+    ReadingInput,
+    ReadingRejected,
+    ReadingsResult,
+    StageRequest,
+    readings_rate,
+    readings_rate_pending,
+    readings_rate_soon,
+    readings_record,
+    readings_stage,
+)
 from tests.wsutil import FakeDevice, device_communicator
 
 BASE = datetime(2026, 1, 14, 10, 0, tzinfo=UTC)
@@ -50,7 +62,7 @@ def test_one_batch_answers_each_frame_on_its_own(personas):
     b = personas.b.postpaid_device.device
     bare = personas.a.postpaid_device.device
     Meter.objects.filter(device=bare).update(removed_at=timezone.now())
-    answers = services.readings_stage(
+    answers = readings_stage(
         requests=[
             _request(a, (1, 0, 0), (2, 1, 10)),
             _request(bare, (1, 0, 0)),
@@ -67,18 +79,18 @@ def test_one_batch_answers_each_frame_on_its_own(personas):
     assert not IncomingReading.objects.filter(device=bare).exists()
     # Staged, not yet rated: nothing priced, nothing in the readings table.
     assert Reading.objects.count() == 0 and Interval.objects.count() == 0
-    assert services.readings_rate_pending() == 4
+    assert readings_rate_pending() == 4
     assert IncomingReading.objects.count() == 0
     assert Reading.objects.filter(device=a).count() == 3
     # Already rated readings sent again are duplicates at staging.
-    [again] = services.readings_stage(requests=[_request(a, (1, 0, 0), (4, 3, 30))])
+    [again] = readings_stage(requests=[_request(a, (1, 0, 0), (4, 3, 30))])
     assert (_ok(again).accepted, _ok(again).duplicates) == ([4], [1])
 
 
 @pytest.mark.django_db
 def test_a_resend_that_raced_rating_is_dropped_as_a_duplicate(personas):
     device = personas.a.prepaid_device.device
-    services.readings_record(device_id=device.pk, readings=_inputs((1, 0, 0), (2, 1, 100)))
+    readings_record(device_id=device.pk, readings=_inputs((1, 0, 0), (2, 1, 100)))
     # As if the staging check ran before the first copy was rated.
     IncomingReading.objects.create(
         landlord_id=device.landlord_id,
@@ -88,7 +100,7 @@ def test_a_resend_that_raced_rating_is_dropped_as_a_duplicate(personas):
         register_wh=100,
         received_at=timezone.now(),
     )
-    result = services.readings_rate(device_id=device.pk)
+    result = readings_rate(device_id=device.pk)
     assert (result.accepted, result.duplicates) == ([], [2])
     assert Reading.objects.filter(device=device).count() == 2
     assert not IncomingReading.objects.exists()
@@ -99,28 +111,28 @@ def test_a_lost_rating_task_is_covered_by_the_periodic_run(personas):
     from meters.tasks import readings_rate_periodic
 
     device = personas.a.prepaid_device.device
-    cache.set(services.RATE_QUEUED_KEY, 1)  # a task is "queued" but never runs
-    services.readings_stage(requests=[_request(device, (1, 0, 0), (2, 1, 100))])
-    services.readings_rate_soon()
+    cache.set(RATE_QUEUED_KEY, 1)  # a task is "queued" but never runs
+    readings_stage(requests=[_request(device, (1, 0, 0), (2, 1, 100))])
+    readings_rate_soon()
     assert IncomingReading.objects.count() == 2
     readings_rate_periodic.call_local()
     assert not IncomingReading.objects.exists()
     assert Reading.objects.filter(device=device).count() == 2
-    assert cache.get(services.RATE_QUEUED_KEY) is None
+    assert cache.get(RATE_QUEUED_KEY) is None
 
 
 @pytest.mark.django_db
 def test_a_big_backlog_is_shared_out_in_tasks(personas, monkeypatch):
-    monkeypatch.setattr(services, "RATE_CHUNK_DEVICES", 1)
+    monkeypatch.setattr(readings, "RATE_CHUNK_DEVICES", 1)
     devices = [
         personas.a.prepaid_device.device,
         personas.a.postpaid_device.device,
         personas.b.prepaid_device.device,
     ]
-    services.readings_stage(requests=[_request(d, (1, 0, 0), (2, 1, 50)) for d in devices])
+    readings_stage(requests=[_request(d, (1, 0, 0), (2, 1, 50)) for d in devices])
     # It rates its own share (one device) and queues a task per further device;
     # the test queue runs those at once.
-    assert services.readings_rate_pending() == 2
+    assert readings_rate_pending() == 2
     assert not IncomingReading.objects.exists()
     assert Reading.objects.count() == 6
 
@@ -131,8 +143,8 @@ def test_a_meter_event_rates_what_the_device_sent_before_it(personas):
 
     device = personas.a.prepaid_device.device
     meter = Meter.objects.get(device=device)
-    services.readings_stage(requests=[_request(device, (1, 0, 1000), (2, 10, 1100))])
-    services.meter_event_record(
+    readings_stage(requests=[_request(device, (1, 0, 1000), (2, 10, 1100))])
+    meter_event_record(
         meter=meter,
         kind=MeterEvent.Kind.RESET,
         at=BASE + timedelta(minutes=11),
@@ -186,17 +198,17 @@ def test_batching_and_rating_later_equal_rating_each_frame_at_once(personas, fra
     try:
         with transaction.atomic():
             for frame in frames:  # a: each frame rated on arrival
-                services.readings_record(device_id=a.pk, readings=frame_inputs(frame))
+                readings_record(device_id=a.pk, readings=frame_inputs(frame))
             pending: list[StageRequest] = []
             for i, frame in enumerate(frames):  # b: batched, rated at the cuts
                 pending.append(StageRequest(b.pk, b.landlord_id, frame_inputs(frame)))
                 if i in cuts:
-                    services.readings_stage(requests=pending)
+                    readings_stage(requests=pending)
                     pending = []
-                    services.readings_rate_pending()
+                    readings_rate_pending()
             if pending:
-                services.readings_stage(requests=pending)
-            services.readings_rate_pending()
+                readings_stage(requests=pending)
+            readings_rate_pending()
             assert not IncomingReading.objects.exists()
             assert snapshot(a) == snapshot(b)
             raise _Rollback
@@ -244,7 +256,7 @@ async def test_a_database_failure_answers_internal_error_and_stores_nothing(tper
         raise OperationalError("database unavailable")
 
     dev = await _connect(tpersonas.a.prepaid_device)
-    monkeypatch.setattr(services, "readings_stage", broken)
+    monkeypatch.setattr(readings, "readings_stage", broken)
     res = await dev.readings((1, 100))
     assert res[0] == 4 and res[2] == "InternalError"
     monkeypatch.undo()
@@ -270,7 +282,7 @@ def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
         try:
             barrier.wait()
             # Opposite orders in half the threads: rows are locked in one order.
-            answers.append(services.readings_stage(requests=requests[:: 1 if i % 2 else -1]))
+            answers.append(readings_stage(requests=requests[:: 1 if i % 2 else -1]))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -286,7 +298,7 @@ def test_concurrent_batches_with_the_same_readings_store_each_once(tpersonas):
     duplicates = sum(len(_ok(a).duplicates) for batch in answers for a in batch)
     assert (accepted, duplicates) == (400, 1200)
     assert IncomingReading.objects.count() == 400
-    services.readings_rate_pending()
+    readings_rate_pending()
     assert Reading.objects.count() == 400
 
 
@@ -311,8 +323,8 @@ def _stage_unreadable(device: Device, seq: int) -> None:
 def test_an_unreadable_staged_reading_does_not_stop_its_meter_being_rated(personas, caplog):
     device = personas.a.prepaid_device.device
     _stage_unreadable(device, seq=1)
-    services.readings_stage(requests=[_request(device, (2, 0, 100), (3, 1, 110))])
-    services.readings_rate_pending()
+    readings_stage(requests=[_request(device, (2, 0, 100), (3, 1, 110))])
+    readings_rate_pending()
     assert list(Reading.objects.filter(device=device).values_list("seq", flat=True)) == [2, 3]
     # The unreadable one is dropped, with an error naming it.
     assert not IncomingReading.objects.filter(device=device).exists()
@@ -321,6 +333,6 @@ def test_an_unreadable_staged_reading_does_not_stop_its_meter_being_rated(person
         for r in caplog.records
     ), caplog.text
     # Later frames are rated as usual.
-    services.readings_stage(requests=[_request(device, (4, 2, 120))])
-    services.readings_rate_pending()
+    readings_stage(requests=[_request(device, (4, 2, 120))])
+    readings_rate_pending()
     assert Reading.objects.filter(device=device).count() == 3

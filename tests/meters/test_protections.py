@@ -11,19 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from landlord.models import AuditEvent, Unit
-from meters import protections as prot
 from meters.models import Alert, CutoffNotice, Device, RelayCommand
-from meters.protections import Protections
-from meters.services import (
-    OverrideRefused,
-    desired_supply,
-    supply_evaluate,
-    supply_override_release,
-    supply_override_set,
-    supply_reconcile,
-)
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import Account
+from supply import protections as prot
+from supply.decision import desired_supply, supply_evaluate, supply_reconcile
+from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
+from supply.protections import Protections
 
 LONDON = zoneinfo.ZoneInfo("Europe/London")
 
@@ -369,7 +363,7 @@ def test_tenant_sees_the_scheduled_cut_off_and_a_top_up_removes_it(
     _set_balance(world.prepaid_tenancy, -250)
     from django.utils import timezone
 
-    from meters.alerts import clock
+    from supply.alerts import clock
 
     now = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
@@ -502,7 +496,7 @@ def test_after_a_manual_on_is_released_a_cut_off_needs_a_new_notice(personas):
 def _queued_cutoffs() -> list:
     from huey.contrib.djhuey import HUEY
 
-    return [t for t in HUEY.scheduled() if t.args[0] == "meters.tasks.supply_cutoff_due_task"]
+    return [t for t in HUEY.scheduled() if t.args[0] == "supply.decision.supply_cutoff_due_task"]
 
 
 @pytest.fixture
@@ -520,7 +514,7 @@ def test_a_cut_off_is_queued_for_the_moment_it_falls_due(
 ):
     from django.utils import timezone
 
-    from meters.services import supply_cutoff_due
+    from supply.decision import supply_cutoff_due
 
     world = personas.a
     _protect(world, cutoff_days="1234567", cutoff_start=time(0), cutoff_end=time(0))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from landlord.models import Unit
 from meters.models import Device, RelayCommand
-from meters.services import desired_supply
+from supply.decision import desired_supply
 from tests.wsutil import FakeDevice, device_communicator
 
 from .test_device_socket import _balance, _credit
@@ -220,7 +220,7 @@ async def test_a_command_whose_wake_up_was_lost_is_found_by_the_sweep(tpersonas,
         # As if the channel-layer message were dropped: the outbox row only.
         from django.db import transaction
 
-        from meters.services import relay_command_issue
+        from supply.relay import relay_command_issue
 
         with transaction.atomic():
             device = Device.objects.select_for_update().get(pk=world.prepaid_device.device.pk)

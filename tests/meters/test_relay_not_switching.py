@@ -15,13 +15,9 @@ from django.utils import timezone
 
 from landlord.models import AuditEvent
 from meters.models import Alert, Device, RelayCommand
-from meters.services import (
-    relay_command_due,
-    relay_command_mark_sent,
-    relay_next_attempt_at,
-    relay_report,
-    supply_evaluate,
-)
+from supply.decision import supply_evaluate
+from supply.relay import relay_command_due, relay_command_mark_sent, relay_next_attempt_at
+from supply.reports import relay_report
 
 from .test_protections import _set_balance
 

@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meters import vee
+from meters.meter_events import meter_event_record
 from meters.models import Interval, Meter, MeterEvent, Reading
-from meters.services import ReadingInput, ReadingRejected, meter_event_record, readings_record
-from payments import billing, rating
+from meters.readings import ReadingInput, ReadingRejected, readings_record
+from payments import billing, rating, tariffs
 from payments.ledger import tenant_account
 from payments.models import Tariff
 
@@ -123,7 +124,7 @@ def test_out_of_order_reading_is_re_derived(personas):
     # given a TOU tariff where 10:00-10:30 and 10:30-11:00 cost differently
     world = personas.a
     tariff = Tariff.objects.create(landlord=world.landlord, name="TOU", currency="GBP")
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=tariff,
         valid_from=date(2020, 1, 1),
         rates=[("", 0, Decimal("10")), ("peak", 0, Decimal("50"))],
@@ -293,7 +294,7 @@ class _Rollback(Exception):
 
 def _run(world, frames) -> tuple[int, int, list]:
     """Feed frames; return (exact rated sub-units, minor units posted, held gaps)."""
-    from meters.services import usage_settle_meter
+    from payments.billing import usage_settle_meter
 
     dev = world.prepaid_device.device
     try:
@@ -327,7 +328,7 @@ def test_property_splitting_reordering_duplicating_never_changes_the_total(
     tariff = Tariff.objects.filter(name="TOU tiers").first()
     if tariff is None:
         tariff = Tariff.objects.create(landlord=world.landlord, name="TOU tiers", currency="GBP")
-        billing.tariff_version_create(
+        tariffs.tariff_version_create(
             tariff=tariff,
             valid_from=date(2020, 1, 1),
             rates=[

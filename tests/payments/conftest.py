@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from payments import billing
+from payments import tariffs
 from payments.models import ConnectAccount, Tariff
 
 from .stripe_fake import CONNECT_SECRET, PLATFORM_SECRET, FakeStripeHTTP
@@ -52,7 +52,7 @@ def connected(personas, fake_stripe) -> dict[str, ConnectAccount]:
 def postpaid_tou(personas):
     world = personas.a
     tariff = Tariff.objects.create(landlord=world.landlord, name="Night saver", currency="GBP")
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=tariff,
         valid_from=date(2020, 1, 1),
         rates=[("", 0, Decimal("20")), ("", 2000, Decimal("30")), ("night", 0, Decimal("10"))],

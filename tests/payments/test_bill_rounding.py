@@ -12,9 +12,11 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meters.meter_events import held_interval_release
 from meters.models import Interval, Meter
-from meters.services import held_interval_release, usage_settle_meter
 from payments import billing
+from payments import tariffs as tariff_services
+from payments.billing import usage_settle_meter
 from payments.ledger import tenant_account
 from payments.models import LedgerTransaction, Posting, Tariff
 
@@ -30,7 +32,7 @@ def _postpaid_on(world, tariff: Tariff, *, since: date = date(2025, 12, 1)) -> N
 
 def _flat(world, price: str, *, valid_from: date = date(2020, 1, 1), **kw) -> Tariff:
     tariff = Tariff.objects.create(landlord=world.landlord, name="T", currency="GBP")
-    billing.tariff_version_create(
+    tariff_services.tariff_version_create(
         tariff=tariff, valid_from=valid_from, rates=[("", 0, Decimal(price))], **kw
     )
     return tariff
@@ -127,7 +129,7 @@ def test_property_a_bill_equals_the_postings_it_covers(personas, tariff, decembe
     try:
         with transaction.atomic():
             t = Tariff.objects.create(landlord=world.landlord, name="P", currency="GBP")
-            billing.tariff_version_create(tariff=t, valid_from=date(2020, 1, 1), **tariff)
+            tariff_services.tariff_version_create(tariff=t, valid_from=date(2020, 1, 1), **tariff)
             _postpaid_on(world, t, since=date(2025, 12, 30))
             register = _use(dev, december, base=datetime(2025, 12, 30, 20, tzinfo=UTC))
             # December is posted before January is used, as the debit window would
@@ -182,7 +184,7 @@ def test_estimated_energy_once_priced_is_estimated_again(personas):
     _postpaid_on(world, tariff)
     dev = world.postpaid_device.device
     _record(dev, (1, 0, 0), (2, 60, 1000), base=JAN)  # estimated, and no prices yet
-    billing.tariff_version_create(
+    tariff_services.tariff_version_create(
         tariff=tariff, valid_from=date(2026, 1, 1), rates=[("", 0, Decimal("30"))]
     )
     usage_settle_meter(meter_id=Meter.objects.get(device=dev).pk)

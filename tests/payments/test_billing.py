@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meters.models import Device, Meter
-from meters.services import ReadingInput, readings_record, usage_settle_meter
-from payments import billing
-from payments.billing import BillingError
+from meters.readings import ReadingInput, readings_record
+from payments import billing, emergency, tariffs
+from payments.billing import BillingError, usage_settle_meter
 from payments.ledger import Leg, landlord_account, ledger_post, ledger_verify, tenant_account
 from payments.models import Account, Invoice, LedgerTransaction, Payment, Tariff
 from payments.services import payment_create, payment_transition
@@ -252,25 +252,25 @@ def test_emergency_credit_once_then_recovered_from_top_ups(personas, settings):
     world = personas.a
     tenancy = world.prepaid_tenancy
     with pytest.raises(BillingError, match="not offered"):
-        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+        emergency.emergency_credit_take(tenancy=tenancy, actor_id=None)
     world.prepaid.emergency_credit_minor = 500
     world.prepaid.save()
-    billing.emergency_credit_take(tenancy=tenancy, actor_id=world.prepaid_tenant.pk)
+    emergency.emergency_credit_take(tenancy=tenancy, actor_id=world.prepaid_tenant.pk)
     assert _balance(tenancy) == 500
-    assert billing.emergency_debt(tenancy=tenancy) == 500
+    assert emergency.emergency_debt(tenancy=tenancy) == 500
     with pytest.raises(BillingError, match="already taken"):
-        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+        emergency.emergency_credit_take(tenancy=tenancy, actor_id=None)
     # a £10 top-up repays 25% of it: £2.50
     _pay(tenancy, 1000)
     assert _balance(tenancy) == 500 + 1000 - 250
-    assert billing.emergency_debt(tenancy=tenancy) == 250
+    assert emergency.emergency_debt(tenancy=tenancy) == 250
     # a £20 top-up could repay £5, but only £2.50 is owed
     _pay(tenancy, 2000)
     assert _balance(tenancy) == 1250 + 2000 - 250
-    assert billing.emergency_debt(tenancy=tenancy) == 0
+    assert emergency.emergency_debt(tenancy=tenancy) == 0
     # repaid: it is offered again only once credit is low
     with pytest.raises(BillingError, match="once your credit is low"):
-        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+        emergency.emergency_credit_take(tenancy=tenancy, actor_id=None)
 
 
 def test_emergency_credit_keeps_the_supply_on(personas):
@@ -281,7 +281,7 @@ def test_emergency_credit_keeps_the_supply_on(personas):
     _record(world.prepaid_device.device, (1, 0, 0), (2, 2, 2000), base=JAN)  # 60p: -30p
     device = Device.objects.get(pk=world.prepaid_device.device.pk)
     assert device.desired_relay == "off"
-    billing.emergency_credit_take(tenancy=world.prepaid_tenancy, actor_id=None)
+    emergency.emergency_credit_take(tenancy=world.prepaid_tenancy, actor_id=None)
     device.refresh_from_db()
     assert device.desired_relay == "on" and _balance(world.prepaid_tenancy) == 270
 
@@ -424,7 +424,7 @@ def test_property_any_mix_of_operations_keeps_the_ledger_exact(personas, ops):
                     _record(dev, (seq, minute, register), base=JAN)
                 elif kind == "emergency":
                     with contextlib.suppress(BillingError):
-                        billing.emergency_credit_take(tenancy=tenancy, actor_id=None)
+                        emergency.emergency_credit_take(tenancy=tenancy, actor_id=None)
                 elif kind == "reverse":
                     txn = LedgerTransaction.objects.filter(kind="payment").order_by("-pk").first()
                     if txn is not None:
@@ -432,7 +432,7 @@ def test_property_any_mix_of_operations_keeps_the_ledger_exact(personas, ops):
                 else:
                     billing.billing_sweep(now=timezone.now() + timedelta(minutes=value))
                 assert ledger_verify() == []
-                assert billing.emergency_debt(tenancy=tenancy) >= 0
+                assert emergency.emergency_debt(tenancy=tenancy) >= 0
             raise _Rollback
     except _Rollback:
         pass
@@ -446,10 +446,10 @@ def test_a_new_tariff_version_is_seen_by_rating_at_once(personas):
     _record(dev, (1, 0, 0), (2, 1, 1000), base=JAN)  # 30p
     # a version that would re-price consumption already priced is refused
     with pytest.raises(BillingError, match="already priced"):
-        billing.tariff_version_create(
+        tariffs.tariff_version_create(
             tariff=world.tariff, valid_from=date(2026, 1, 14), rates=[("", 0, Decimal("50"))]
         )
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=world.tariff, valid_from=date(2026, 1, 16), rates=[("", 0, Decimal("50"))]
     )
     _record(dev, (3, 2 * 24 * 60, 2000), base=JAN)  # 16 Jan: 1 kWh, spread over two days
@@ -513,10 +513,10 @@ def test_a_version_may_start_the_day_after_the_last_priced_local_day(personas):
     # 14 Jan 20:00-20:01 in New York is already 15 Jan (01:00) in UTC
     _record(dev, (1, 0, 0), (2, 1, 1000), base=datetime(2026, 1, 15, 1, tzinfo=UTC))
     with pytest.raises(BillingError, match=r"up to 14 Jan 2026 .* on 15 Jan 2026 or later"):
-        billing.tariff_version_create(
+        tariffs.tariff_version_create(
             tariff=world.tariff, valid_from=date(2026, 1, 14), rates=[("", 0, Decimal("50"))]
         )
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=world.tariff, valid_from=date(2026, 1, 15), rates=[("", 0, Decimal("50"))]
     )
     # 15 Jan 09:00 in New York: the new prices
@@ -538,10 +538,10 @@ def test_a_version_may_not_start_on_a_local_day_already_priced(personas):
         base=datetime(2026, 1, 14, 21, tzinfo=UTC),
     )
     with pytest.raises(BillingError, match=r"up to 15 Jan 2026 .* on 16 Jan 2026 or later"):
-        billing.tariff_version_create(
+        tariffs.tariff_version_create(
             tariff=world.tariff, valid_from=date(2026, 1, 15), rates=[("", 0, Decimal("50"))]
         )
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=world.tariff, valid_from=date(2026, 1, 16), rates=[("", 0, Decimal("50"))]
     )
 
@@ -549,7 +549,7 @@ def test_a_version_may_not_start_on_a_local_day_already_priced(personas):
 def test_a_tax_inclusive_bill_shows_net_plus_tax_equal_to_the_total(personas):
     world = personas.a
     tariff = Tariff.objects.create(landlord=world.landlord, name="Inclusive", currency="GBP")
-    billing.tariff_version_create(
+    tariffs.tariff_version_create(
         tariff=tariff,
         valid_from=date(2020, 1, 1),
         rates=[("", 0, Decimal("24"))],

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections
 
 from meters.models import Meter
-from meters.services import ReadingInput, readings_record
+from meters.readings import ReadingInput, readings_record
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import Account, LedgerTransaction, Posting
 

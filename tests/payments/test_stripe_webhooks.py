@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meters.models import Device
-from meters.services import supply_evaluate
 from payments.ledger import tenant_account
 from payments.models import (
     Account,
@@ -24,6 +23,7 @@ from payments.models import (
     Posting,
 )
 from payments.services import payment_create, payment_event_process, payment_event_receive
+from supply.decision import supply_evaluate
 
 from .conftest import ACCT_A, ACCT_B
 from .stripe_fake import deliver, event, intent_obj, session_obj

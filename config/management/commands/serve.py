@@ -18,8 +18,11 @@ from typing import Any
 import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 from huey.consumer import Consumer
+from huey.contrib.djhuey import HUEY
 
 from config.live import register_server_loop
+from landlord.demo import demo_sim_devices
+from meters.simulator import run_any
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +35,6 @@ class InProcessConsumer(Consumer):
 
 
 def start_consumer(workers: int = 2) -> InProcessConsumer:
-    from huey.contrib.djhuey import HUEY
-
     # Polls the queue at least twice a second when idle (the default backs off to
     # 10 s), so staged readings are rated and payments credited promptly.
     consumer = InProcessConsumer(
@@ -61,8 +62,6 @@ class Command(BaseCommand):
                 )
         sims = []
         if not opts["no_simulator"]:
-            from landlord.demo import demo_sim_devices
-
             sims = demo_sim_devices()
         consumer = None if opts["no_consumer"] else start_consumer()
         try:
@@ -76,8 +75,6 @@ class Command(BaseCommand):
             self.stdout.write("stopped")
 
     async def _serve(self, host: str, port: int, sims: list[Any]) -> None:
-        from meters.simulator import run_any
-
         register_server_loop(asyncio.get_running_loop())
         config = uvicorn.Config(
             "config.asgi:application",

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from meters.meter_events import meter_event_record
 from meters.models import Meter, MeterEvent
-from meters.services import ReadingRejected, meter_event_record
+from meters.readings import ReadingRejected
 
 
 class Command(BaseCommand):

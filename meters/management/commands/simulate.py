@@ -18,8 +18,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from meters.devices import simulated_device_prepare
 from meters.models import Device
-from meters.services import simulated_device_prepare
 from meters.simulator import run_any
 
 

@@ -8,7 +8,7 @@ property's allowed window (working days and hours in the property's local
 time, never on a listed holiday). Reconnection is decided before any of
 this is consulted, so no protection can ever delay it.
 
-``meters.services.desired_supply`` feeds these functions with what it read
+``supply.decision.desired_supply`` feeds these functions with what it read
 from the database; hypothesis tests in tests/meters/test_protections.py
 check the two promises above over arbitrary inputs.
 """

@@ -15,7 +15,6 @@ call to the unit's meter (the device socket sends alerts whose
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,14 +23,17 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
+from django.tasks import task
 from django.utils import timezone
 
+from config.formats import clock
+from config.formats import format_money as money
 from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
 from landlord.models import Membership, Tenancy, Unit
-from payments.billing import current_price_per_kwh
-from payments.templatetags.money import money
+from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
+from payments.tariffs import current_price_per_kwh
 
-from .models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
+from .cutoff import cutoff_amount_to_cancel
 from .protections import Protections, next_window_start
 
 logger = logging.getLogger(__name__)
@@ -39,16 +41,6 @@ logger = logging.getLogger(__name__)
 
 def _cfg(name: str) -> float:
     return float(settings.SUBMETER[name])
-
-
-def clock(when: datetime, tz: str, *, approx: bool = False) -> str:
-    """'Mon 11:00' in the property's time; '~' and a quarter hour when it is an estimate."""
-    local = when.astimezone(zoneinfo.ZoneInfo(tz))
-    if approx:
-        local += timedelta(minutes=7, seconds=30)
-        local = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
-        return f"{local:%a} ~{local:%H:%M}"
-    return f"{local:%a %H:%M}"
 
 
 def _open(alert: Alert) -> Alert | None:
@@ -83,8 +75,6 @@ def _deliver(alert: Alert) -> None:
     if alert.audience == Alert.Audience.TENANT:
         for device_id in Device.objects.filter(unit_id=alert.unit_id).values_list("pk", flat=True):
             broadcast_on_commit(device_group(device_id), {"type": "relay.wake"})
-    from .tasks import alert_email_task
-
     alert_id = alert.pk
     transaction.on_commit(lambda: alert_email_task.enqueue(alert_id), robust=True)
 
@@ -227,8 +217,6 @@ def runway_message(*, runs_out: datetime, protections: Protections) -> str:
 def cutoff_warning_raise(
     *, notice: CutoffNotice, protections: Protections, now: datetime
 ) -> Alert | None:
-    from .services import cutoff_amount_to_cancel
-
     unit = notice.unit
     when = notice.earliest_at
     amount = money(cutoff_amount_to_cancel(notice.balance_minor), unit.property.currency)
@@ -380,6 +368,11 @@ def alert_email_send(*, alert_id: int) -> bool:
         alert.emailed_at = timezone.now()
         alert.save(update_fields=["emailed_at"])
         return True
+
+
+@task()
+def alert_email_task(alert_id: int) -> bool:
+    return alert_email_send(alert_id=alert_id)
 
 
 def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:

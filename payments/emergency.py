@@ -1,0 +1,118 @@
+"""Emergency credit on prepaid units: advanced once when credit is low, repaid
+from later top-ups (at most ``DEBT_RECOVERY_PERCENT`` of each)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+
+from config.live import unit_changed
+from landlord.models import AuditEvent, Tenancy
+from supply.decision import supply_evaluate
+
+from .errors import BillingError
+from .ledger import Leg, landlord_account, ledger_post, tenant_account
+from .models import Account, LedgerTransaction, Posting
+
+
+def emergency_debt(*, tenancy: Tenancy) -> int:
+    """Emergency credit advanced to the tenancy and not yet repaid, in minor units."""
+    account = Account.objects.filter(tenancy_id=tenancy.pk).first()
+    if account is None:
+        return 0
+    advance = Account.objects.filter(
+        landlord_id=tenancy.landlord_id, kind=Account.Kind.ADVANCE, currency=account.currency
+    ).first()
+    if advance is None:
+        return 0
+    lent = Posting.objects.filter(debit=advance, credit=account).aggregate(s=Sum("amount_minor"))
+    repaid = Posting.objects.filter(debit=account, credit=advance).aggregate(s=Sum("amount_minor"))
+    return (lent["s"] or 0) - (repaid["s"] or 0)
+
+
+def emergency_credit_available(*, tenancy: Tenancy, balance_minor: int | None = None) -> bool:
+    unit = tenancy.unit
+    if not unit.is_prepaid or unit.emergency_credit_minor <= 0:
+        return False
+    if emergency_debt(tenancy=tenancy) > 0:
+        return False
+    if balance_minor is None:
+        balance_minor = tenant_account(tenancy=tenancy).balance_minor
+    return balance_minor < unit.low_credit_threshold_minor
+
+
+@transaction.atomic
+def emergency_credit_take(*, tenancy: Tenancy, actor_id: int | None) -> LedgerTransaction:
+    """Advance the unit's emergency credit once; it is repaid from later top-ups.
+
+    The tenant may then use energy until the advance is spent, i.e. go
+    negative by the allowance in terms of their own money. Allowed only on a
+    prepaid unit that offers it, below the low-credit threshold, and when no
+    earlier advance is still owed.
+    """
+    tenancy = Tenancy.objects.select_related("unit__property", "landlord").get(pk=tenancy.pk)
+    if not tenancy.is_current():
+        raise BillingError("This tenancy has ended.")
+    unit = tenancy.unit
+    tenant = tenant_account(tenancy=tenancy)
+    # The tenant account's row lock serialises two presses of the button.
+    Account.objects.select_for_update().filter(pk=tenant.pk).first()
+    if not unit.is_prepaid or unit.emergency_credit_minor <= 0:
+        raise BillingError("Emergency credit is not offered for this unit.")
+    if emergency_debt(tenancy=tenancy) > 0:
+        raise BillingError(
+            "Emergency credit was already taken; it is repaid from your next top-ups."
+        )
+    balance = Account.objects.get(pk=tenant.pk).balance_minor
+    if balance >= unit.low_credit_threshold_minor:
+        raise BillingError("Emergency credit is available once your credit is low.")
+    advance = landlord_account(
+        landlord=tenancy.landlord, kind=Account.Kind.ADVANCE, currency=tenant.currency
+    )
+    taken = LedgerTransaction.objects.filter(
+        landlord_id=tenancy.landlord_id,
+        kind=LedgerTransaction.Kind.EMERGENCY,
+        postings__credit=tenant,
+    ).count()
+    txn, _ = ledger_post(
+        landlord_id=tenancy.landlord_id,
+        kind=LedgerTransaction.Kind.EMERGENCY,
+        idempotency_key=f"emergency:{tenancy.pk}:{taken + 1}",
+        legs=[Leg(debit=advance, credit=tenant, amount_minor=unit.emergency_credit_minor)],
+        memo="Emergency credit",
+        created_by_id=actor_id,
+    )
+    AuditEvent.objects.create(
+        landlord_id=tenancy.landlord_id,
+        actor_id=actor_id,
+        action="emergency_credit.taken",
+        subject=f"tenancy {tenancy.pk}",
+        data={"amount_minor": unit.emergency_credit_minor},
+    )
+    supply_evaluate(unit=unit, reason="emergency credit")
+    unit_changed(unit)
+    return txn
+
+
+def debt_recover(*, tenancy: Tenancy, topup_minor: int, idempotency_key: str) -> int:
+    """Repay emergency credit from a top-up: at most DEBT_RECOVERY_PERCENT of it."""
+    debt = emergency_debt(tenancy=tenancy)
+    if debt <= 0:
+        return 0
+    share = int(settings.SUBMETER["DEBT_RECOVERY_PERCENT"])
+    amount = min(debt, topup_minor * share // 100)
+    if amount <= 0:
+        return 0
+    tenant = tenant_account(tenancy=tenancy)
+    advance = landlord_account(
+        landlord=tenancy.landlord, kind=Account.Kind.ADVANCE, currency=tenant.currency
+    )
+    _, created = ledger_post(
+        landlord_id=tenancy.landlord_id,
+        kind=LedgerTransaction.Kind.RECOVERY,
+        idempotency_key=idempotency_key,
+        legs=[Leg(debit=tenant, credit=advance, amount_minor=amount)],
+        memo=f"Emergency credit repaid ({share}% of the top-up)",
+    )
+    return amount if created else 0
