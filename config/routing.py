@@ -11,13 +11,18 @@ from channels.security.websocket import WebsocketDenier
 from django.urls import path, re_path
 
 from landlord.consumers import LiveConsumer
-from meters.consumers import DeviceConsumer, ShellyConsumer
+from meters.sockets.base import DeviceSocket
+from meters.sockets.native import NativeAdapter
+from meters.sockets.shelly import ShellyAdapter
 
 from .origin import SameOriginValidator
 
-device_routes = URLRouter([path("v1", DeviceConsumer.as_asgi())])
+# One socket class for every device protocol; the adapter speaks the wire format.
+device_routes = URLRouter([path("v1", DeviceSocket.as_asgi(adapter=NativeAdapter))])
 # A Shelly cannot send headers: its secret is part of the address it is given.
-shelly_routes = URLRouter([path("<str:ident>/<str:secret>", ShellyConsumer.as_asgi())])
+shelly_routes = URLRouter(
+    [path("<str:ident>/<str:secret>", DeviceSocket.as_asgi(adapter=ShellyAdapter))]
+)
 
 browser_routes = SameOriginValidator(
     AuthMiddlewareStack(

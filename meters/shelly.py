@@ -16,8 +16,8 @@ Mapping onto the native model:
   unsolicited output change is a report at the last confirmed generation, so
   a button press against the desired state is corrected with a new command.
 
-This module is pure (parse and build frames); the socket is
-``meters.consumers.ShellyConsumer``.
+This module is pure (parse and build frames); the socket's adapter is
+``meters.sockets.shelly.ShellyAdapter``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,35 @@
+"""The device socket's command loop, on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from uvicorn.protocols.utils import ClientDisconnected
+
+from meters import services
+from meters.sockets.base import DeviceSocket, ProtocolAdapter
+
+
+class _GoneAdapter(ProtocolAdapter):
+    """A device whose socket the server finds closed when it sends."""
+
+    sent = 0
+
+    async def send_relay(self, command: object) -> None:
+        type(self).sent += 1
+        raise ClientDisconnected
+
+
+async def test_the_command_loop_ends_quietly_when_the_device_has_gone(monkeypatch, caplog):
+    command = SimpleNamespace(pk=1, state="off", generation=3, attempts=1)
+    monkeypatch.setattr(services, "relay_command_due", lambda *, device_id: command)
+    monkeypatch.setattr(services, "relay_command_mark_sent", lambda *, command_id: command)
+    socket = DeviceSocket(adapter=_GoneAdapter)
+    socket.device_id = 7
+
+    # Ends at once: no error logged, no retry a second later.
+    await asyncio.wait_for(socket._command_loop(), timeout=0.5)
+
+    assert _GoneAdapter.sent == 1
+    assert "relay command loop error" not in caplog.text
