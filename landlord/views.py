@@ -54,8 +54,12 @@ def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
         return tenancy_history(request, tenancy)
     view = selectors.tenancy_view(tenancy=tenancy)
     context = {"v": view, "tenancy": tenancy, "form": TopUpForm(currency=view.currency)}
-    template = "tenant/home.html#panel" if request.htmx else "tenant/home.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "tenant/home.html#panel", context)
+    from payments.views import tenant_payment_context  # payments.views imports this module
+
+    context["pay"] = tenant_payment_context(tenancy=tenancy)
+    return render(request, "tenant/home.html", context)
 
 
 def tenancy_history(
@@ -101,8 +105,8 @@ def _unit_detail_context(
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
-    readings = Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50]
-    commands = RelayCommand.objects.filter(device__unit=unit).order_by("-created_at")[:20]
+    readings = list(Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50])
+    commands = list(RelayCommand.objects.filter(device__unit=unit).order_by("-created_at")[:20])
     postings = (
         Posting.objects.filter(landlord_id=unit.landlord_id)
         .filter(Q(debit__tenancy__unit=unit) | Q(credit__tenancy__unit=unit))
@@ -110,7 +114,7 @@ def _unit_detail_context(
         .order_by("-id")[:30]
     )
     subjects = [f"unit {unit.pk} {unit.name}"] + [
-        f"device {ident}" for ident in unit.devices.values_list("ident", flat=True)
+        f"device {device.ident}" for device in view.unit.devices.all()
     ]
     audit = AuditEvent.objects.filter(
         landlord_id=unit.landlord_id, subject__in=subjects
