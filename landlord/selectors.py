@@ -5,9 +5,10 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Max, Prefetch
+from django.db.models import Max, Prefetch, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from payments.rating import SCALE, Line, round_half_up
 from payments.tariffs import current_price_per_kwh
 from supply.alerts import open_alerts
 from supply.cutoff import ScheduledCutoff, cutoff_schedule
+from supply.runway import mean_power_w, runway_hours, runway_text
 
 from .models import Tenancy, Unit
 
@@ -50,6 +52,8 @@ class UnitView:
     tz: zoneinfo.ZoneInfo
     usage: list[UsageBar] = field(default_factory=list)
     avg_power_w: int | None = None
+    # 'about N days left' at current usage, for a prepaid balance.
+    runway: str = ""
     # Bills and emergency credit (tenant page only).
     invoices: list[Invoice] = field(default_factory=list)
     accrued_minor: int = 0
@@ -103,29 +107,6 @@ class UnitView:
         return self.last_reading_at.isoformat() if self.last_reading_at else ""
 
     @property
-    def runway(self) -> str:
-        """'about N days left' at current usage, for a prepaid balance."""
-        tariff = self.unit.tariff
-        if not self.is_prepaid or self.balance_minor is None or tariff is None:
-            return ""
-        if self.balance_minor <= 0:
-            return "no credit left"
-        if not self.avg_power_w:
-            return "no recent usage to estimate from"
-        price = current_price_per_kwh(unit=self.unit)
-        if price is None:
-            return ""
-        cost_per_hour = self.avg_power_w * float(price) / 1000
-        if cost_per_hour <= 0:
-            return ""
-        hours = self.balance_minor / cost_per_hour
-        if hours < 1:
-            return f"about {max(int(hours * 60), 1)} minutes left at current usage"
-        if hours < 48:
-            return f"about {int(hours)} hours left at current usage"
-        return f"about {int(hours // 24)} days left at current usage"
-
-    @property
     def relay_label(self) -> str:
         if self.relay_reported == "unknown":
             return "supply state unknown"
@@ -137,7 +118,7 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
     meters: list[Meter] = [m for m in unit.meters.all() if m.removed_at is None]
     device = devices[0] if devices else None
     meter = meters[0] if meters else None
-    return UnitView(
+    view = UnitView(
         unit=unit,
         tenancy=tenancy,
         currency=unit.property.currency,
@@ -153,6 +134,27 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         hold_reason=meter.hold_reason if meter else "",
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
     )
+    view.runway = _runway(view)
+    return view
+
+
+def _runway(view: UnitView) -> str:
+    """The runway line; it reads the price only when there is usage to estimate from."""
+    if not view.is_prepaid or view.balance_minor is None or view.unit.tariff is None:
+        return ""
+    if view.balance_minor <= 0:
+        return "no credit left"
+    if not view.avg_power_w:
+        return "no recent usage to estimate from"
+    price = current_price_per_kwh(unit=view.unit)
+    if price is None:
+        return ""
+    hours = runway_hours(
+        balance_minor=view.balance_minor,
+        power_w=view.avg_power_w,
+        price_per_kwh_minor=float(price),
+    )
+    return "" if hours is None else runway_text(hours)
 
 
 def _pending_minor(meters: list[Meter]) -> int:
@@ -191,7 +193,11 @@ def landlord_unit_views(*, landlord_id: int) -> list[UnitView]:
 
 
 def landlord_unit_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
-    unit = _units_queryset().filter(landlord_id=landlord_id, pk=unit_id).first()
+    return _landlord_unit_view(_units_queryset(), landlord_id=landlord_id, unit_id=unit_id)
+
+
+def _landlord_unit_view(units: QuerySet[Any], *, landlord_id: int, unit_id: int) -> UnitView | None:
+    unit = units.filter(landlord_id=landlord_id, pk=unit_id).first()
     if unit is None:
         return None
     tenancy = unit.active_tenancies[0] if unit.active_tenancies else None
@@ -206,7 +212,9 @@ def _add_safety(view: UnitView) -> None:
 
 
 def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | None:
-    view = landlord_unit_view(landlord_id=landlord_id, unit_id=unit_id)
+    # The unit page names who set a manual override.
+    units = _units_queryset().select_related("override_by")
+    view = _landlord_unit_view(units, landlord_id=landlord_id, unit_id=unit_id)
     if view is not None:
         _add_safety(view)
         view.alerts += list(
@@ -218,9 +226,12 @@ def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | N
 
 
 def tenancy_view(*, tenancy: Tenancy) -> UnitView:
-    unit = _units_queryset().get(pk=tenancy.unit_id)
-    fresh = Tenancy.objects.select_related("account").get(pk=tenancy.pk)
-    view = _unit_view(unit, fresh, _balance(fresh))
+    fresh = (
+        Tenancy.objects.select_related("account", "unit__property", "unit__tariff")
+        .prefetch_related("unit__devices", "unit__meters")
+        .get(pk=tenancy.pk)
+    )
+    view = _unit_view(fresh.unit, fresh, _balance(fresh))
     _add_usage(view)
     _add_billing(view, fresh)
     _add_safety(view)
@@ -249,9 +260,10 @@ def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
     now = timezone.now()
     start = now - timedelta(minutes=minutes)
     actual = Reading.objects.filter(meter=meter, quality=Reading.Quality.ACTUAL)
-    before = actual.filter(taken_at__lt=start).order_by("-taken_at").first()
-    first_inside = actual.filter(taken_at__gte=start).order_by("taken_at").first()
-    origin = before or first_inside
+    origin = (
+        actual.filter(taken_at__lt=start).order_by("-taken_at").first()
+        or actual.filter(taken_at__gte=start).order_by("taken_at").first()
+    )
     if origin is None:
         return
     per_minute = (
@@ -282,9 +294,12 @@ def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
         )
         for edge, wh in zip(edges, usage, strict=True)
     ]
-    hours = (last_at - origin.taken_at).total_seconds() / 3600
-    if hours > 0 and last_top >= origin.register_wh:
-        view.avg_power_w = round((last_top - origin.register_wh) / hours)
+    power = mean_power_w(
+        start_at=origin.taken_at, start_wh=origin.register_wh, end_at=last_at, end_wh=last_top
+    )
+    if power is not None:
+        view.avg_power_w = round(power)
+        view.runway = _runway(view)
 
 
 # --- Billing views for landlords -----------------------------------------------

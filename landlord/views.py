@@ -15,6 +15,7 @@ from meters.models import Reading, RelayCommand
 from payments.forms import TopUpForm
 from payments.ledger import tenant_account
 from payments.models import Invoice, Payment, Posting
+from payments.selectors import tenant_payment_context
 from supply.cutoff import protections_for
 from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
 
@@ -49,8 +50,10 @@ def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
         return tenancy_history(request, tenancy)
     view = selectors.tenancy_view(tenancy=tenancy)
     context = {"v": view, "tenancy": tenancy, "form": TopUpForm(currency=view.currency)}
-    template = "tenant/home.html#panel" if request.htmx else "tenant/home.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "tenant/home.html#panel", context)
+    context["pay"] = tenant_payment_context(tenancy=tenancy)
+    return render(request, "tenant/home.html", context)
 
 
 def tenancy_history(
@@ -96,8 +99,8 @@ def _unit_detail_context(
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
-    readings = Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50]
-    commands = RelayCommand.objects.filter(device__unit=unit).order_by("-created_at")[:20]
+    readings = list(Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50])
+    commands = list(RelayCommand.objects.filter(device__unit=unit).order_by("-created_at")[:20])
     postings = (
         Posting.objects.filter(landlord_id=unit.landlord_id)
         .filter(Q(debit__tenancy__unit=unit) | Q(credit__tenancy__unit=unit))
@@ -105,7 +108,7 @@ def _unit_detail_context(
         .order_by("-id")[:30]
     )
     subjects = [f"unit {unit.pk} {unit.name}"] + [
-        f"device {ident}" for ident in unit.devices.values_list("ident", flat=True)
+        f"device {device.ident}" for device in view.unit.devices.all()
     ]
     audit = AuditEvent.objects.filter(
         landlord_id=unit.landlord_id, subject__in=subjects

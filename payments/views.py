@@ -45,7 +45,7 @@ def _home_with_error(
         return tenancy_history(request, tenancy, form=form, status=status)
     view = selectors.tenancy_view(tenancy=tenancy)
     context = {"v": view, "tenancy": tenancy, "form": form}
-    context.update(tenant_payment_context(tenancy=tenancy))
+    context["pay"] = tenant_payment_context(tenancy=tenancy)
     return render(request, "tenant/home.html", context, status=status)
 
 

@@ -35,6 +35,7 @@ from payments.tariffs import current_price_per_kwh
 
 from .cutoff import cutoff_amount_to_cancel
 from .protections import Protections, next_window_start
+from .runway import mean_power_w, runway_forecast
 
 logger = logging.getLogger(__name__)
 
@@ -107,22 +108,12 @@ def average_power_w(*, unit: Unit) -> float | None:
     )
     if first is None:
         return None
-    hours = (meter.last_reading_at - first[0]).total_seconds() / 3600
-    if hours <= 0 or meter.last_register_wh < first[1]:
-        return None
-    return (meter.last_register_wh - first[1]) / hours
-
-
-def runway_forecast(
-    *, balance_minor: int, power_w: float | None, price_per_kwh_minor: float, now: datetime
-) -> datetime | None:
-    """When the credit runs out at the current power (pure); None if it never does."""
-    if balance_minor <= 0:
-        return now
-    if not power_w or power_w <= 0 or price_per_kwh_minor <= 0:
-        return None
-    cost_per_hour = power_w / 1000 * price_per_kwh_minor
-    return now + timedelta(hours=balance_minor / cost_per_hour)
+    return mean_power_w(
+        start_at=first[0],
+        start_wh=first[1],
+        end_at=meter.last_reading_at,
+        end_wh=meter.last_register_wh,
+    )
 
 
 def tenancy_alerts_evaluate(
