@@ -9,10 +9,8 @@ debits by :func:`usage_settle` (see its docstring for when).
 from __future__ import annotations
 
 import zoneinfo
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -25,7 +23,7 @@ from meters.derivation import Derivation, slots_apply
 from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
 
-from . import rating
+from . import invoicing, rating
 from .automatic import autopay_invoice_task
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
@@ -250,32 +248,7 @@ def month_bounds(day: date) -> tuple[date, date]:
     return start, end
 
 
-@dataclass
-class _LineAcc:
-    energy_wh: int = 0
-    net_sub: int = 0
-
-
-@dataclass
-class _Priced:
-    """A meter's priced slots before an instant: exact amounts (sub-units) and energy."""
-
-    gross_sub: int = 0
-    net_sub: int = 0
-    wh: int = 0
-
-    @property
-    def minor(self) -> int:
-        # The ledger's rule: whole minor units, rounded down, the fraction carried.
-        return self.gross_sub // rating.SCALE
-
-    def minus(self, other: _Priced) -> _Priced:
-        return _Priced(
-            self.gross_sub - other.gross_sub, self.net_sub - other.net_sub, self.wh - other.wh
-        )
-
-
-def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, _Priced]:
+def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, invoicing.Priced]:
     rows = (
         Interval.objects.filter(
             meter_id__in=meter_ids,
@@ -286,7 +259,7 @@ def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, _Priced]:
         .values("meter_id")
         .annotate(g=Sum("gross_sub"), n=Sum("net_sub"), w=Sum("energy_wh"))
     )
-    return {row["meter_id"]: _Priced(row["g"], row["n"], row["w"]) for row in rows}
+    return {row["meter_id"]: invoicing.Priced(row["g"], row["n"], row["w"]) for row in rows}
 
 
 def _standing_posted(*, tenancy: Tenancy, start: date, end: date) -> int:
@@ -306,38 +279,23 @@ def _standing_posted(*, tenancy: Tenancy, start: date, end: date) -> int:
     )
 
 
-def _kwh(wh: int) -> str:
-    return f"{wh / 1000:,.3f} kWh"
+ROUNDING_LINE = invoicing.ROUNDING_LINE
 
 
-ROUNDING_LINE = (
-    "Rounding (fractions of a penny left out of the lines above, "
-    "and carried from or to the neighbouring bills)"
-)
+@dataclass(frozen=True)
+class _BillPeriod:
+    """The local days [start, end) a bill covers, and the instants they start and end."""
+
+    start: date
+    end: date
+    start_at: datetime
+    end_at: datetime
 
 
-@transaction.atomic
-def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None = None) -> Invoice:
-    """The bill for a closed local calendar month: energy lines per tariff version,
-    time-of-use band and tier, energy of earlier periods priced since the last
-    bill, standing charges, tax, and the energy that could not be priced.
-    Issued once per period.
-
-    The total is what the ledger posts for the period, by the ledger's own rule:
-    per meter, the whole minor units its exact priced total (in slot order)
-    reached by the period's end, less what earlier bills of the tenancy took
-    (or, on its first bill, less what it had reached by the period's start);
-    standing charges as posted for the period's days. The fraction of a minor
-    unit is carried to the next bill exactly as the ledger carries it to the
-    next posting, so a tenancy's bills add up to its postings. Lines show
-    exact amounts rounded down; a rounding line holds what that leaves out.
-    """
-    now = now or timezone.now()
-    existing = Invoice.objects.filter(tenancy=tenancy, period_start=period_start).first()
-    if existing is not None:
-        return existing
-    unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
-    tz = zoneinfo.ZoneInfo(unit.property.timezone)
+def _bill_period(
+    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime
+) -> _BillPeriod:
+    """A closed local calendar month, or the tenancy's part of it."""
     start, end = month_bounds(period_start)
     if period_start != start:
         raise BillingError("A billing period starts on the first of a month.")
@@ -348,181 +306,137 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         end = min(end, tenancy.end_date + timedelta(days=1))
     start_at = datetime.combine(start, time(0), tz).astimezone(UTC)
     end_at = datetime.combine(end, time(0), tz).astimezone(UTC)
+    return _BillPeriod(start, end, start_at, end_at)
+
+
+def _meter_totals(
+    *, tenancy: Tenancy, meter_ids: list[int], period: _BillPeriod
+) -> dict[int, invoicing.MeterTotals]:
+    """Per meter: priced before the period, before its end, and through the previous bill."""
+    before = _priced_before(meter_ids=meter_ids, at=period.start_at)
+    through = _priced_before(meter_ids=meter_ids, at=period.end_at)
+    previous = Invoice.objects.filter(tenancy=tenancy, period_end=period.start).first()
+    billed = {
+        int(meter_id): invoicing.Priced.from_json(values)
+        for meter_id, values in (previous.billed_through if previous else {}).items()
+    }
+    return {
+        meter_id: invoicing.MeterTotals(
+            before=before.get(meter_id, invoicing.Priced()),
+            through=through.get(meter_id, invoicing.Priced()),
+            billed=billed.get(meter_id),
+        )
+        for meter_id in meter_ids
+    }
+
+
+def _bill(
+    *,
+    tenancy: Tenancy,
+    schedule: rating.Schedule,
+    meter_ids: list[int],
+    period: _BillPeriod,
+    usage: list[invoicing.Usage],
+) -> invoicing.Bill:
+    """Fetch what the ledger posted for the period and compose the bill."""
+    return invoicing.bill_compose(
+        schedule=schedule,
+        start=period.start,
+        end=period.end,
+        usage=usage,
+        meters=_meter_totals(tenancy=tenancy, meter_ids=meter_ids, period=period),
+        standing_posted_minor=_standing_posted(tenancy=tenancy, start=period.start, end=period.end),
+    )
+
+
+def _invoice_create(
+    *,
+    tenancy: Tenancy,
+    period_start: date,
+    period_end: date,
+    currency: str,
+    now: datetime,
+    bill: invoicing.Bill,
+) -> Invoice:
+    invoice = Invoice.objects.create(
+        landlord_id=tenancy.landlord_id,
+        tenancy=tenancy,
+        period_start=period_start,
+        period_end=period_end,
+        currency=currency,
+        issued_at=now,
+        energy_wh=bill.energy_wh,
+        net_minor=bill.net_minor,
+        tax_minor=bill.tax_minor,
+        total_minor=bill.total_minor,
+        tax_inclusive=bill.tax_inclusive,
+        held_wh=bill.held_wh,
+        held_reason=bill.held_reason[:300],
+        billed_through=bill.billed_through,
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice,
+            position=i,
+            kind=InvoiceLine.Kind(line.kind),
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount_minor=line.amount_minor,
+        )
+        for i, line in enumerate(bill.lines)
+    )
+    return invoice
+
+
+@transaction.atomic
+def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None = None) -> Invoice:
+    """The bill for a closed local calendar month: energy lines per tariff version,
+    time-of-use band and tier, energy of earlier periods priced since the last
+    bill, standing charges, tax, and the energy that could not be priced.
+    Issued once per period.
+
+    The total is what the ledger posts for the period, by the ledger's own rule
+    (``payments.invoicing`` itemises the bill and states the rule), the fraction
+    of a minor unit carried to the next bill, so a tenancy's bills add up to its
+    postings. Lines show
+    exact amounts rounded down; a rounding line holds what that leaves out.
+    """
+    now = now or timezone.now()
+    existing = Invoice.objects.filter(tenancy=tenancy, period_start=period_start).first()
+    if existing is not None:
+        return existing
+    unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
+    tz = zoneinfo.ZoneInfo(unit.property.timezone)
+    period = _bill_period(tenancy=tenancy, period_start=period_start, tz=tz, now=now)
     # Everything in the period reaches the ledger before it is itemised (held
     # energy that can be priced by now is priced on the way).
     meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))
     for meter_id in meter_ids:
         usage_settle_meter(meter_id=meter_id, now=now, force=True)
-    standing_charges_post(tenancy=tenancy, through=end - timedelta(days=1))
+    standing_charges_post(tenancy=tenancy, through=period.end - timedelta(days=1))
 
     schedule = unit_schedule(unit=unit)
-    versions = {v.id: v for v in schedule.versions}
-    acc: dict[tuple[int, str, int, str], _LineAcc] = defaultdict(_LineAcc)
-    held_wh = 0
-    held_reasons: list[str] = []
+    # The bill shows unpriced slots (whatever their quality) and gaps still
+    # held; a released gap is billed through the slots it was spread over.
     intervals = Interval.objects.filter(
-        meter_id__in=meter_ids, start__gte=start_at, start__lt=end_at
+        Q(gross_sub__isnull=False) | Q(kind=Interval.Kind.SLOT) | Q(quality=Interval.Quality.HELD),
+        meter_id__in=meter_ids,
+        start__gte=period.start_at,
+        start__lt=period.end_at,
     ).order_by("start")
-    for interval in intervals:
-        if interval.gross_sub is None:
-            # Unpriced: a slot (whatever its quality) or a gap still held. A
-            # released gap's energy is billed through the slots it was spread over.
-            if interval.kind == Interval.Kind.SLOT or interval.quality == Interval.Quality.HELD:
-                held_wh += interval.energy_wh
-                reason = interval.held_reason or interval.note or "cannot be priced"
-                if interval.energy_wh and reason not in held_reasons:
-                    held_reasons.append(reason)
-            continue
-        for raw in interval.lines:
-            priced = rating.Line.from_json(raw)
-            key = (
-                priced.version_id,
-                priced.band,
-                priced.tier_from_wh,
-                str(priced.price_per_kwh_minor),
-            )
-            acc[key].energy_wh += priced.energy_wh
-            acc[key].net_sub += priced.net_sub
-
-    # What the ledger posts for the energy: per meter, up to the period's end,
-    # less what was billed before (or stood before the period on a first bill).
-    before = _priced_before(meter_ids=meter_ids, at=start_at)
-    through = _priced_before(meter_ids=meter_ids, at=end_at)
-    previous = Invoice.objects.filter(tenancy=tenancy, period_end=start).first()
-    billed = {
-        int(meter_id): _Priced(*values)
-        for meter_id, values in (previous.billed_through if previous else {}).items()
-    }
-    energy_minor = 0
-    adjustment = _Priced()
-    for meter_id in meter_ids:
-        upto = through.get(meter_id, _Priced())
-        base = billed.get(meter_id) or before.get(meter_id, _Priced())
-        energy_minor += upto.minor - base.minor
-        late = before.get(meter_id, _Priced()).minus(base)
-        adjustment = _Priced(
-            adjustment.gross_sub + late.gross_sub,
-            adjustment.net_sub + late.net_sub,
-            adjustment.wh + late.wh,
-        )
-    billed_through = {
-        str(meter_id): [p.gross_sub, p.net_sub, p.wh]
-        for meter_id in meter_ids
-        for p in [through.get(meter_id, _Priced())]
-    }
-
-    currency = unit.property.currency
-    lines: list[InvoiceLine] = []
-    tax_sub = gross_sub = 0
-    energy_total = 0
-    for (vid, band, tier, price), a in sorted(acc.items()):
-        version = versions[vid]
-        gross, tax = version.gross(a.net_sub)
-        tax_sub += tax
-        gross_sub += gross
-        energy_total += a.energy_wh
-        label = band.capitalize() if band else "Energy"
-        if tier:
-            label += f", above {tier / 1000:g} kWh this month"
-        if len(versions) > 1:
-            label += f" (prices {version.label})"
-        lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.ENERGY,
-                description=label,
-                quantity=_kwh(a.energy_wh),
-                unit_price=f"{Decimal(price).normalize():f} per kWh",
-                amount_minor=a.net_sub // rating.SCALE,
-            )
-        )
-    if adjustment.wh or adjustment.gross_sub:
-        tax_sub += adjustment.gross_sub - adjustment.net_sub
-        gross_sub += adjustment.gross_sub
-        lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.ADJUSTMENT,
-                description=(
-                    "Energy of earlier periods priced since the last bill"
-                    if adjustment.wh >= 0 and adjustment.gross_sub >= 0
-                    else "Correction of energy on earlier bills"
-                ),
-                quantity=_kwh(adjustment.wh),
-                amount_minor=adjustment.net_sub // rating.SCALE,
-            )
-        )
-    standing: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # days, gross, tax
-    day = start
-    while day < end:
-        try:
-            vid, gross, tax = rating.standing_charge_sub(schedule=schedule, day=day)
-        except rating.Unpriceable:
-            day += timedelta(days=1)
-            continue
-        standing[vid][0] += 1
-        standing[vid][1] += gross
-        standing[vid][2] += tax
-        day += timedelta(days=1)
-    for vid, (days, gross, tax) in sorted(standing.items()):
-        version = versions[vid]
-        if not version.standing_per_day_minor:
-            continue
-        tax_sub += tax
-        gross_sub += gross
-        lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.STANDING,
-                description="Standing charge"
-                + (f" (prices {version.label})" if len(versions) > 1 else ""),
-                quantity=f"{days} days",
-                unit_price=f"{version.standing_per_day_minor.normalize():f} per day",
-                amount_minor=(gross - tax) // rating.SCALE,
-            )
-        )
-    inclusive = all(v.tax_inclusive for v in versions.values())
-    rates = sorted({v.tax_percent for v in versions.values() if v.tax_percent})
-    if inclusive and rates:
-        # Prices include tax: show the tax they contain.
-        bp = rating.tax_bp(rates[-1])
-        tax_sub = gross_sub * bp // (10000 + bp)
-    tax_minor = tax_sub // rating.SCALE
-    if not inclusive and tax_sub:
-        lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.TAX,
-                description="Tax " + ", ".join(f"{r.normalize():f}%" for r in rates),
-                amount_minor=tax_minor,
-            )
-        )
-    total_minor = energy_minor + _standing_posted(tenancy=tenancy, start=start, end=end)
-    shown = sum(line.amount_minor for line in lines)
-    if shown != total_minor:
-        lines.append(
-            InvoiceLine(
-                kind=InvoiceLine.Kind.ROUNDING,
-                description=ROUNDING_LINE,
-                amount_minor=total_minor - shown,
-            )
-        )
-    invoice = Invoice.objects.create(
-        landlord_id=tenancy.landlord_id,
+    usage = [invoicing.Usage.stored(**row) for row in intervals.values(*invoicing.Usage.STORED)]
+    bill = _bill(
+        tenancy=tenancy, schedule=schedule, meter_ids=meter_ids, period=period, usage=usage
+    )
+    invoice = _invoice_create(
         tenancy=tenancy,
         period_start=period_start,
-        period_end=end,
-        currency=currency,
-        issued_at=now,
-        energy_wh=energy_total,
-        net_minor=total_minor - tax_minor,
-        tax_minor=tax_minor,
-        total_minor=total_minor,
-        tax_inclusive=inclusive,
-        held_wh=held_wh,
-        held_reason="; ".join(held_reasons)[:300],
-        billed_through=billed_through,
+        period_end=period.end,
+        currency=unit.property.currency,
+        now=now,
+        bill=bill,
     )
-    for i, item in enumerate(lines):
-        item.invoice = invoice
-        item.position = i
-    InvoiceLine.objects.bulk_create(lines)
     _notify(tenancy)
     # Postpaid autopay charges the saved card once the bill is committed.
     transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from uvicorn.protocols.utils import ClientDisconnected
 
-from meters import services
+from meters.sockets import base as socket_base
 from meters.sockets.base import DeviceSocket, ProtocolAdapter
 
 
@@ -23,8 +23,8 @@ class _GoneAdapter(ProtocolAdapter):
 
 async def test_the_command_loop_ends_quietly_when_the_device_has_gone(monkeypatch, caplog):
     command = SimpleNamespace(pk=1, state="off", generation=3, attempts=1)
-    monkeypatch.setattr(services, "relay_command_due", lambda *, device_id: command)
-    monkeypatch.setattr(services, "relay_command_mark_sent", lambda *, command_id: command)
+    monkeypatch.setattr(socket_base, "relay_command_due", lambda *, device_id: command)
+    monkeypatch.setattr(socket_base, "relay_command_mark_sent", lambda *, command_id: command)
     socket = DeviceSocket(adapter=_GoneAdapter)
     socket.device_id = 7
 
