@@ -10,6 +10,7 @@ on its line why it is there (start-up cost, or a late-bound call from outside).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,3 +162,39 @@ def _in_type_checking_block(tree: ast.Module, target: ast.AST) -> bool:
         ):
             return True
     return False
+
+
+def _layers() -> list[list[str]]:
+    """The rows of the layer table in docs/architecture.md, top row first."""
+    rows = []
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        cells = line.split("|")
+        if line.startswith("| ") and len(cells) > 3 and not line.startswith("| Layer"):
+            rows.append(re.findall(r"`([a-z_/]+(?:\.py|/))`", cells[2]))
+    return rows
+
+
+def _row_of(module: str, rows: list[list[str]]) -> int | None:
+    path = module.replace(".", "/")
+    for i, paths in enumerate(rows):
+        for item in paths:
+            if item == f"{path}.py" or (item.endswith("/") and f"{path}/".startswith(item)):
+                return i
+    return None
+
+
+def test_modules_depend_only_on_their_layer_or_the_layers_above():
+    """docs/architecture.md's table of layers is true: no module it lists imports
+    a module from a lower row."""
+    rows = _layers()
+    assert len(rows) >= 8
+    graph = _graph()
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if (mine := _row_of(module, rows)) is not None
+        and (theirs := _row_of(target, rows)) is not None
+        and theirs > mine
+    ]
+    assert upward == []
