@@ -1,4 +1,5 @@
-"""Readings to half-hour slots: the validation steps applied, intervals and held energy stored, slots priced."""
+"""Readings into half-hour slots: the validation steps applied, intervals and
+held energy stored, slots priced."""
 
 from __future__ import annotations
 

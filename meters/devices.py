@@ -1,4 +1,5 @@
-"""Device login, presence and what a connected device has waiting (commands, display notices)."""
+"""Device login, presence, and what a connected device has waiting (commands,
+display notices)."""
 
 from __future__ import annotations
 

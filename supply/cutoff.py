@@ -1,4 +1,5 @@
-"""A unit's protections and its scheduled cut-off, read-only (for evaluation and for screens)."""
+"""A unit's protections and its scheduled cut-off, read-only (for evaluation
+and for screens)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class ScheduledCutoff:
     """A scheduled cut-off as it stands: off ``at`` unless ``amount_minor`` is added.
 
     Pages say it in the property's time zone and currency
-    (``templates/includes/cutoff.html``).
+    (the tenant home and the landlord unit page).
     """
 
     at: datetime

@@ -1,4 +1,8 @@
-"""What a unit's supply should be, and bringing it there: the one place that runs after a balance changes."""
+"""What a unit's supply should be, and bringing it there.
+
+``supply_evaluate`` is the one place that runs after a balance changes: it
+brings the relay, the cut-off notice and the alerts up to date.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The relay command outbox: absolute commands with generations, sent and retried until acknowledged."""
+"""The relay command outbox: absolute commands with generations, sent and
+retried until the device acknowledges them."""
 
 from __future__ import annotations
 
