@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/", include("landlord.urls_tenant")),
+    path("invite/", include("landlord.urls_invite")),
     path("landlord/", include("landlord.urls")),
     path("payments/", include("payments.urls")),
     path("api/v1/", include("landlord.api_urls")),

@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 
-from meters.models import Interval
+from meters.models import Device, Interval, Meter
 from payments.models import Invoice, Payment
 
 from .models import Landlord, Membership, Tenancy, Unit
@@ -215,3 +215,34 @@ def access_held_interval(*, landlord: Landlord, interval_id: int) -> Interval:
     if interval is None:
         raise Http404
     return interval
+
+
+def access_landlord_tenancy(*, user: User, tenancy_id: int, action: str = Action.VIEW) -> Tenancy:
+    """A tenancy of one of the member's landlord's units (running, future or ended)."""
+    if not user.is_authenticated:
+        raise Http404
+    tenancy = (
+        Tenancy.objects.select_related("unit__property", "tenant")
+        .filter(pk=tenancy_id, landlord__memberships__user_id=user.pk)
+        .first()
+    )
+    if tenancy is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=tenancy.landlord_id), action=action)
+    return tenancy
+
+
+def access_unit_device(*, unit: Unit, device_id: int) -> Device:
+    """One of this unit's devices (the unit was already checked)."""
+    device = Device.objects.filter(pk=device_id, unit_id=unit.pk).first()
+    if device is None:
+        raise Http404
+    return device
+
+
+def access_unit_meter(*, unit: Unit, meter_id: int) -> Meter:
+    """This unit's installed meter (the unit was already checked)."""
+    meter = Meter.objects.installed().filter(pk=meter_id, unit_id=unit.pk).first()
+    if meter is None:
+        raise Http404
+    return meter

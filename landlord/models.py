@@ -62,8 +62,13 @@ class Membership(models.Model):
         REFUND = "refund", "Refund a payment"
         CONNECT = "connect", "Set up the payment account"
         ROLES = "roles", "Give and take roles"
+        DEVICES = "devices", "Register devices, rotate their secrets, replace meters"
+        TENANTS = "tenants", "Invite tenants, record move-ins and move-outs"
+        BILLING_MODE = "billing_mode", "Switch a unit between prepaid and postpaid"
 
-    STAFF_ACTIONS = frozenset({Action.VIEW, Action.SUPPLY_ON, Action.REVIEW})
+    STAFF_ACTIONS = frozenset(
+        {Action.VIEW, Action.SUPPLY_ON, Action.REVIEW, Action.DEVICES, Action.TENANTS}
+    )
 
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.STAFF)
 
@@ -218,6 +223,10 @@ class Tenancy(models.Model):
         help_text="Never disconnect this household automatically (medical equipment, "
         "vulnerability).",
     )
+    # The unit's meter register when the tenant moved in and out, as the landlord
+    # read it (landlord.people): a record for the final statement.
+    opening_wh = models.BigIntegerField(null=True, blank=True)
+    closing_wh = models.BigIntegerField(null=True, blank=True)
 
     objects = TenancyQuerySet.as_manager()
 
@@ -240,6 +249,30 @@ class Tenancy(models.Model):
         """Running today: its tenant may see the unit live and top up. Before it starts
         and after it ends, the unit's live data belong to someone else."""
         return self.is_active_on(timezone.localdate())
+
+
+class Invitation(models.Model):
+    """A tenant invited by email to a unit. The link carries a signed, expiring
+    token naming this row; accepting it once sets ``used_at`` and ``tenancy``."""
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="invitations")
+    unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="invitations")
+    email = models.EmailField()
+    move_in = models.DateField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+    tenancy = models.OneToOneField(
+        Tenancy, on_delete=models.PROTECT, null=True, blank=True, related_name="invitation"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.unit_id} from {self.move_in}"
 
 
 class AuditEvent(models.Model):

@@ -63,6 +63,19 @@ class UnitView:
     # Supply safety (supply.cutoff / supply.alerts), filled for single-unit pages.
     cutoff: ScheduledCutoff | None = None
     alerts: list[Alert] = field(default_factory=list)
+    # The unit's device: none registered, or registered but never connected yet.
+    has_device: bool = False
+    device_seen: bool = False
+
+    @property
+    def device_status(self) -> str:
+        if not self.has_device:
+            return "no meter registered"
+        if self.device_connected:
+            return "connected"
+        if not self.device_seen:
+            return "waiting for first connection"
+        return "offline"
 
     @property
     def is_prepaid(self) -> bool:
@@ -133,6 +146,8 @@ def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> Unit
         last_register_wh=meter.last_register_wh if meter else None,
         hold_reason=meter.hold_reason if meter else "",
         tz=zoneinfo.ZoneInfo(unit.property.timezone),
+        has_device=device is not None,
+        device_seen=bool(device and device.last_seen_at),
     )
     view.runway = _runway(view)
     return view

@@ -1,18 +1,21 @@
 """Device login, presence, and what a connected device has waiting (commands,
-display notices)."""
+display notices); registering a device to a unit and giving it a new secret,
+from the landlord's pages."""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import ratelimit
 from config.live import unit_changed
+from landlord.models import AuditEvent, Unit
 from supply import alerts
 from supply.alerts import alert_device_notified, alerts_for_device
 from supply.relay import relay_resend_now, relay_sendable
@@ -21,9 +24,11 @@ from .models import (
     Alert,
     Device,
     Meter,
+    Protocol,
     RelayCommand,
     RelayState,
 )
+from .readings import readings_rate
 from .simulator import SimDevice
 
 logger = logging.getLogger(__name__)
@@ -173,3 +178,124 @@ def simulated_device_prepare(
         generation=device.reported_generation,
         protocol=device.protocol,
     )
+
+
+# --- Registering devices (landlord pages) -----------------------------------------
+
+
+class DeviceRegistrationError(Exception):
+    """The device cannot be registered or changed; the message is for the landlord."""
+
+
+# What a device can send as its name: in a Basic credential (no ':') and in a
+# Shelly's address (no '/'); Shelly ids are letters, digits and dashes.
+IDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _audit(
+    *, landlord_id: int, actor_id: int | None, action: str, subject: str, data: dict[str, object]
+) -> None:
+    AuditEvent.objects.create(
+        landlord_id=landlord_id, actor_id=actor_id, action=action, subject=subject, data=data
+    )
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@transaction.atomic
+def device_register(
+    *, unit: Unit, ident: str, protocol: str, serial: str = "", actor_id: int | None
+) -> tuple[Device, str]:
+    """A new device and its meter at ``unit``; returns the device and its secret,
+    which is stored only hashed (the caller shows it once)."""
+    ident = ident.strip()
+    if not IDENT_RE.match(ident):
+        raise DeviceRegistrationError(
+            "The device id may have up to 64 letters, digits, dots, dashes and underscores, "
+            "starting with a letter or digit."
+        )
+    if protocol not in Protocol.values:
+        raise DeviceRegistrationError("Choose the device's protocol.")
+    serial = serial.strip() or f"M-{ident}"
+    if len(serial) > 64:
+        raise DeviceRegistrationError("The meter serial may have up to 64 characters.")
+    # One registration per unit at a time: the unit's row is the lock.
+    unit = Unit.objects.select_for_update().get(pk=unit.pk)
+    installed = Meter.objects.installed().filter(unit_id=unit.pk).select_related("device").first()
+    if installed is not None:
+        raise DeviceRegistrationError(
+            f"This unit already has meter {installed.serial} on device {installed.device.ident}. "
+            "Replace that meter instead, or use another unit."
+        )
+    if Device.objects.filter(ident=ident).exists():
+        raise DeviceRegistrationError(
+            f"A device with the id {ident} is already registered. Each device is registered once; "
+            "check the id on the device's label."
+        )
+    secret = _new_secret()
+    device = Device(landlord_id=unit.landlord_id, unit=unit, ident=ident, protocol=protocol)
+    device.set_secret(secret)
+    try:
+        with transaction.atomic():
+            device.save()
+    except IntegrityError:
+        raise DeviceRegistrationError(
+            f"A device with the id {ident} is already registered."
+        ) from None
+    Meter.objects.create(landlord_id=unit.landlord_id, unit=unit, device=device, serial=serial)
+    _audit(
+        landlord_id=unit.landlord_id,
+        actor_id=actor_id,
+        action="device.registered",
+        subject=f"device {ident}",
+        data={"unit": unit.pk, "protocol": protocol, "serial": serial},
+    )
+    unit_changed(unit)
+    return device, secret
+
+
+@transaction.atomic
+def device_secret_rotate(*, device: Device, actor_id: int | None) -> str:
+    """A new secret for the device; the old one is refused from its next connect on."""
+    device = Device.objects.select_for_update().get(pk=device.pk)
+    secret = _new_secret()
+    device.set_secret(secret)
+    device.save(update_fields=["secret_hash"])
+    _audit(
+        landlord_id=device.landlord_id,
+        actor_id=actor_id,
+        action="device.secret_rotated",
+        subject=f"device {device.ident}",
+        data={},
+    )
+    return secret
+
+
+@transaction.atomic
+def meter_baseline_record(
+    *, meter: Meter, register_wh: int, at: datetime, actor_id: int | None
+) -> bool:
+    """Take a register value read by hand as a meter's first reading (its billing
+    baseline), when the meter has none yet; returns whether it was recorded."""
+    if register_wh < 0:
+        raise DeviceRegistrationError("A register reading cannot be negative.")
+    # Readings the device already sent count first.
+    readings_rate(device_id=meter.device_id)
+    meter = Meter.objects.select_for_update().get(pk=meter.pk)
+    if meter.rated_at is not None or meter.last_reading_at is not None:
+        return False
+    meter.rated_at, meter.rated_register_wh = at, register_wh
+    meter.last_reading_at, meter.last_register_wh = at, register_wh
+    meter.save(
+        update_fields=["rated_at", "rated_register_wh", "last_reading_at", "last_register_wh"]
+    )
+    _audit(
+        landlord_id=meter.landlord_id,
+        actor_id=actor_id,
+        action="meter.baseline",
+        subject=f"meter {meter.serial}",
+        data={"register_wh": register_wh, "at": at.isoformat()},
+    )
+    return True

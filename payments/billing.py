@@ -293,13 +293,19 @@ class _BillPeriod:
 
 
 def _bill_period(
-    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime
+    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime, final: bool
 ) -> _BillPeriod:
-    """A closed local calendar month, or the tenancy's part of it."""
+    """A closed local calendar month, or the tenancy's part of it; ``final``: the
+    month so far, through today (a closing bill at a move-out or a switch to prepaid)."""
     start, end = month_bounds(period_start)
     if period_start != start:
         raise BillingError("A billing period starts on the first of a month.")
-    if timezone.localtime(now, tz).date() < end:
+    today = timezone.localtime(now, tz).date()
+    if final:
+        end = min(end, today + timedelta(days=1))
+        if end <= start or tenancy.start_date >= end:
+            raise BillingError("A closing bill covers days of this month up to today.")
+    elif today < end:
         raise BillingError("This period is still open.")
     start = max(start, tenancy.start_date)
     if tenancy.end_date is not None:
@@ -390,11 +396,14 @@ def _invoice_create(
 
 
 @transaction.atomic
-def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None = None) -> Invoice:
+def invoice_issue(
+    *, tenancy: Tenancy, period_start: date, now: datetime | None = None, final: bool = False
+) -> Invoice:
     """The bill for a closed local calendar month: energy lines per tariff version,
     time-of-use band and tier, energy of earlier periods priced since the last
     bill, standing charges, tax, and the energy that could not be priced.
-    Issued once per period.
+    Issued once per period. ``final`` issues it for the month so far, through
+    today: the closing bill when a tenancy ends or its unit turns prepaid.
 
     The total is what the ledger posts for the period, by the ledger's own rule
     (``payments.invoicing`` itemises the bill and states the rule), the fraction
@@ -408,7 +417,7 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         return existing
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    period = _bill_period(tenancy=tenancy, period_start=period_start, tz=tz, now=now)
+    period = _bill_period(tenancy=tenancy, period_start=period_start, tz=tz, now=now, final=final)
     # Everything in the period reaches the ledger before it is itemised (held
     # energy that can be priced by now is priced on the way).
     meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))

@@ -23,3 +23,19 @@
   function markAllStale() { document.querySelectorAll("[data-fresh]").forEach(function (el) { refresh(el, true); }); }
   setInterval(function () { document.querySelectorAll("[data-fresh]").forEach(function (el) { refresh(el, false); }); }, 10000);
 })();
+// Copy buttons next to selectable text (a device's secret): hidden until this
+// script runs, so without JavaScript the text is still there to select.
+(function () {
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    if (!navigator.clipboard) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var target = document.querySelector(button.getAttribute("data-copy"));
+      if (!target) { return; }
+      navigator.clipboard.writeText(target.textContent.trim()).then(function () {
+        button.textContent = "Copied";
+        setTimeout(function () { button.textContent = "Copy"; }, 2000);
+      });
+    });
+  });
+})();

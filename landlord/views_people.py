@@ -1,0 +1,372 @@
+"""Landlord pages for a unit's meter and device, its tenants, and its billing mode;
+the invited tenant's page that accepts an invitation.
+
+Each view parses, authorises (``access``), calls one service and renders.
+A device secret exists in clear only in the response that shows it: the page
+is not cached and the secret is never stored or logged.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from meters.devices import DeviceRegistrationError, device_register, device_secret_rotate
+from meters.meter_events import meter_event_record
+from meters.models import Device, Meter, MeterEvent, Protocol
+from meters.readings import ReadingRejected
+
+from . import access, people, selectors
+from .access import Action
+from .forms_people import (
+    DeviceRegisterForm,
+    InviteAcceptForm,
+    InviteForm,
+    MeterEventForm,
+    ModeSwitchForm,
+    MoveInForm,
+    MoveOutForm,
+    to_wh,
+)
+from .models import Invitation, Tenancy, Unit
+
+
+def _tz(unit: Unit) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(unit.property.timezone)
+
+
+# --- Meter and device -----------------------------------------------------------------
+
+
+def _devices_page(
+    request: HttpRequest, unit: Unit, form: DeviceRegisterForm | None = None, status: int = 200
+) -> HttpResponse:
+    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
+    devices = list(Device.objects.filter(unit_id=unit.pk).order_by("pk"))
+    meters = list(Meter.objects.filter(unit_id=unit.pk).select_related("device").order_by("-pk"))
+    installed = [m for m in meters if m.removed_at is None]
+    events = list(
+        MeterEvent.objects.filter(meter__unit_id=unit.pk)
+        .select_related("meter")
+        .order_by("-at")[:10]
+    )
+    context = {
+        "unit": unit,
+        "row": row,
+        "devices": devices,
+        "meters": meters,
+        "installed": installed,
+        "events": events,
+        "form": form if form is not None else (None if installed else DeviceRegisterForm()),
+        "may_manage": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.DEVICES
+        ),
+    }
+    return render(request, "landlord/people/devices.html", context, status=status)
+
+
+@login_required
+@require_GET
+def unit_devices(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    return _devices_page(request, unit)
+
+
+def _socket_base(request: HttpRequest) -> str:
+    return f"{'wss' if request.is_secure() else 'ws'}://{request.get_host()}"
+
+
+def _secret_page(
+    request: HttpRequest, unit: Unit, device: Device, secret: str, *, rotated: bool
+) -> HttpResponse:
+    base = _socket_base(request)
+    context = {
+        "unit": unit,
+        "device": device,
+        "secret": secret,
+        "rotated": rotated,
+        "is_shelly": device.protocol == Protocol.SHELLY,
+        "device_url": f"{base}/ws/device/v1",
+        "shelly_url": f"{base}/ws/shelly/{device.ident}/{secret}",
+        "insecure": not request.is_secure(),
+    }
+    response = render(request, "landlord/people/device_secret.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+@never_cache
+def unit_device_register(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.DEVICES)
+    form = DeviceRegisterForm(request.POST)
+    if not form.is_valid():
+        return _devices_page(request, unit, form, status=400)
+    try:
+        device, secret = device_register(
+            unit=unit,
+            ident=form.cleaned_data["ident"],
+            protocol=form.cleaned_data["protocol"],
+            serial=form.cleaned_data["serial"],
+            actor_id=request.user.pk,
+        )
+    except DeviceRegistrationError as exc:
+        form.add_error(None, str(exc))
+        return _devices_page(request, unit, form, status=400)
+    return _secret_page(request, unit, device, secret, rotated=False)
+
+
+@login_required
+@require_POST
+@never_cache
+def unit_device_rotate(request: HttpRequest, unit_id: int, device_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.DEVICES)
+    device = access.access_unit_device(unit=unit, device_id=device_id)
+    secret = device_secret_rotate(device=device, actor_id=request.user.pk)
+    return _secret_page(request, unit, device, secret, rotated=True)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def unit_meter_event(request: HttpRequest, unit_id: int, meter_id: int) -> HttpResponse:
+    """Replace a meter, or record a reset of its register."""
+    action = Action.DEVICES if request.method == "POST" else Action.VIEW
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
+    meter = access.access_unit_meter(unit=unit, meter_id=meter_id)
+    form = MeterEventForm(request.POST or None, tz=_tz(unit))
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                meter_event_record(
+                    meter=meter,
+                    kind=data["kind"],
+                    at=data["at"],
+                    old_last_wh=to_wh(data["old_last"]),
+                    new_first_wh=to_wh(data["new_first"]),
+                    new_serial=data["new_serial"],
+                    actor_id=request.user.pk,
+                    reason=data["reason"],
+                )
+            except ReadingRejected as exc:
+                form.add_error("at", exc.message)
+            else:
+                messages.success(request, "Recorded. Billing continues from the new value.")
+                return redirect("landlord:people:devices", unit_id=unit.pk)
+    context = {"unit": unit, "meter": meter, "form": form}
+    return render(request, "landlord/people/meter_event.html", context, status=status)
+
+
+# --- Tenants ---------------------------------------------------------------------------
+
+
+def _tenants_page(
+    request: HttpRequest, unit: Unit, form: InviteForm | None = None, status: int = 200
+) -> HttpResponse:
+    today = timezone.localdate()
+    tenancies = list(
+        Tenancy.objects.filter(unit_id=unit.pk).select_related("tenant").order_by("-start_date")
+    )
+    invitations = list(Invitation.objects.filter(unit_id=unit.pk, used_at__isnull=True)[:20])
+    expiry = timezone.now() - people.INVITATION_MAX_AGE
+    context = {
+        "unit": unit,
+        "today": today,
+        "current": [t for t in tenancies if t.is_active_on(today)],
+        "upcoming": [t for t in tenancies if t.start_date > today],
+        "past": [t for t in tenancies if t.end_date is not None and t.end_date < today],
+        "pending": [i for i in invitations if i.created_at >= expiry],
+        "expired": [i for i in invitations if i.created_at < expiry],
+        "form": form or InviteForm(),
+        "invite_days": people.INVITATION_MAX_AGE.days,
+        "may_manage": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.TENANTS
+        ),
+    }
+    return render(request, "landlord/people/tenants.html", context, status=status)
+
+
+@login_required
+@require_GET
+def unit_tenants(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id)
+    return _tenants_page(request, unit)
+
+
+@login_required
+@require_POST
+def unit_tenant_invite(request: HttpRequest, unit_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.TENANTS)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        return _tenants_page(request, unit, form, status=400)
+    try:
+        invitation = people.invitation_create(
+            unit=unit,
+            email=form.cleaned_data["email"],
+            move_in=form.cleaned_data["move_in"],
+            site_url=request.build_absolute_uri("/"),
+            actor_id=request.user.pk,
+        )
+    except people.PeopleError as exc:
+        form.add_error(None, str(exc))
+        return _tenants_page(request, unit, form, status=400)
+    messages.success(request, f"Invitation sent to {invitation.email}.")
+    return redirect("landlord:people:tenants", unit_id=unit.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tenancy_move_in(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    action = Action.TENANTS if request.method == "POST" else Action.VIEW
+    tenancy = access.access_landlord_tenancy(
+        user=request.user, tenancy_id=tenancy_id, action=action
+    )
+    unit = tenancy.unit
+    meter = Meter.objects.installed().filter(unit_id=unit.pk).first()
+    form = MoveInForm(request.POST or None)
+    context: dict[str, Any] = {"tenancy": tenancy, "unit": unit, "meter": meter, "form": form}
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                context["done"] = people.tenancy_move_in(
+                    tenancy=tenancy,
+                    opening_wh=to_wh(form.cleaned_data["opening"]),
+                    actor_id=request.user.pk,
+                )
+            except people.PeopleError as exc:
+                form.add_error(None, str(exc))
+        if "done" not in context:
+            return render(request, "landlord/people/move_in.html", context, status=400)
+    return render(request, "landlord/people/move_in.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tenancy_move_out(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    action = Action.TENANTS if request.method == "POST" else Action.VIEW
+    tenancy = access.access_landlord_tenancy(
+        user=request.user, tenancy_id=tenancy_id, action=action
+    )
+    unit = tenancy.unit
+    meter = Meter.objects.installed().filter(unit_id=unit.pk).first()
+    form = MoveOutForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                people.tenancy_move_out(
+                    tenancy=tenancy,
+                    end_date=form.cleaned_data["end_date"],
+                    closing_wh=to_wh(form.cleaned_data["closing"]),
+                    actor_id=request.user.pk,
+                )
+            except people.PeopleError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("landlord:people:statement", tenancy_id=tenancy.pk)
+        status = 400
+    else:
+        status = 200
+    context = {"tenancy": tenancy, "unit": unit, "meter": meter, "form": form}
+    return render(request, "landlord/people/move_out.html", context, status=status)
+
+
+@login_required
+@require_GET
+def tenancy_statement(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    tenancy = access.access_landlord_tenancy(user=request.user, tenancy_id=tenancy_id)
+    statement = people.final_statement(tenancy=tenancy)
+    return render(
+        request,
+        "landlord/people/statement.html",
+        {"s": statement, "tenancy": tenancy, "unit": tenancy.unit},
+    )
+
+
+# --- Billing mode ---------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def unit_billing_mode(request: HttpRequest, unit_id: int) -> HttpResponse:
+    """Switch prepaid ↔ postpaid now; to prepaid only after confirming what it means."""
+    action = Action.BILLING_MODE if request.method == "POST" else Action.VIEW
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
+    target = (
+        Unit.BillingMode.POSTPAID
+        if unit.billing_mode == Unit.BillingMode.PREPAID
+        else Unit.BillingMode.PREPAID
+    )
+    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
+    form = ModeSwitchForm(request.POST or None, initial={"mode": target})
+    error = ""
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                people.unit_billing_mode_switch(
+                    unit=unit,
+                    mode=form.cleaned_data["mode"],
+                    confirmed=form.cleaned_data["confirm"],
+                    actor_id=request.user.pk,
+                )
+            except people.PeopleError as exc:
+                error = str(exc)
+            else:
+                messages.success(request, f"{unit.name} is now {form.cleaned_data['mode']}.")
+                return redirect("landlord:unit", unit_id=unit.pk)
+        else:
+            error = "Choose prepaid or postpaid."
+    context = {
+        "unit": unit,
+        "row": row,
+        "target": target,
+        "form": form,
+        "error": error,
+        "may_switch": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
+        ),
+    }
+    return render(
+        request, "landlord/people/billing_mode.html", context, status=400 if error else 200
+    )
+
+
+# --- The invited tenant ---------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """No sign-in: the signed link is the invitation. Refused links show why."""
+    try:
+        invitation = people.invitation_check(token=token)
+    except people.InvitationInvalid as exc:
+        return render(request, "registration/invite_invalid.html", {"error": str(exc)}, status=400)
+    form = InviteAcceptForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenancy = people.invitation_accept(token=token, password=form.cleaned_data["password1"])
+        except people.InvitationInvalid as exc:
+            return render(
+                request, "registration/invite_invalid.html", {"error": str(exc)}, status=400
+            )
+        except people.PeopleError as exc:
+            form.add_error("password1", str(exc))
+        else:
+            login(request, tenancy.tenant)
+            return redirect("home")
+    status = 400 if request.method == "POST" else 200
+    context = {"invitation": invitation, "form": form}
+    return render(request, "registration/invite_accept.html", context, status=status)
