@@ -81,9 +81,7 @@ def test_register_creates_device_and_meter_and_shows_a_working_secret(personas):
 
 def test_a_unit_with_a_meter_is_refused(personas):
     with pytest.raises(DeviceRegistrationError, match="already has meter"):
-        device_register(
-            unit=personas.a.prepaid, ident="fresh-1", protocol="native", actor_id=None
-        )
+        device_register(unit=personas.a.prepaid, ident="fresh-1", protocol="native", actor_id=None)
     assert not Device.objects.filter(ident="fresh-1").exists()
 
 
@@ -309,7 +307,8 @@ def test_postpaid_to_prepaid_bills_the_open_period_and_keeps_the_debt(personas):
     switch = people.unit_billing_mode_switch(
         unit=personas.a.postpaid, mode="prepaid", confirmed=True, actor_id=None
     )
-    assert switch.invoice is not None and switch.invoice.total_minor == 60
+    assert switch.invoice == Invoice.objects.get(tenancy=tenancy)
+    assert switch.invoice.total_minor == 60
     assert switch.balance_minor == -60
     unit = Unit.objects.get(pk=personas.a.postpaid.pk)
     assert unit.billing_mode == "prepaid"
