@@ -28,7 +28,13 @@ def _client(user) -> Client:
 @pytest.mark.parametrize("action", list(Action))
 def test_owners_may_everything_staff_the_day_to_day_and_other_roles_nothing(action):
     assert Membership(role=Membership.Role.OWNER).may(action)
-    staff_may = action in {Action.VIEW, Action.SUPPLY_ON, Action.REVIEW}
+    staff_may = action in {
+        Action.VIEW,
+        Action.SUPPLY_ON,
+        Action.REVIEW,
+        Action.DEVICES,
+        Action.TENANTS,
+    }
     assert Membership(role=Membership.Role.STAFF).may(action) is staff_may
     assert not Membership(role="guest").may(action)
 
