@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import ratelimit
-from config.live import unit_changed
+from config.live import broadcast_on_commit, device_group, unit_changed
 from landlord.models import AuditEvent, Unit
 from supply import alerts
 from supply.alerts import alert_device_notified, alerts_for_device
@@ -258,11 +258,14 @@ def device_register(
 
 @transaction.atomic
 def device_secret_rotate(*, device: Device, actor_id: int | None) -> str:
-    """A new secret for the device; the old one is refused from its next connect on."""
+    """A new secret for the device; the old one stops working at once: its open
+    socket is closed and a connect with it is refused."""
     device = Device.objects.select_for_update().get(pk=device.pk)
     secret = _new_secret()
     device.set_secret(secret)
     device.save(update_fields=["secret_hash"])
+    # A socket still open with the old secret is closed (4401) once this commits.
+    broadcast_on_commit(device_group(device.pk), {"type": "device.secret_changed"})
     _audit(
         landlord_id=device.landlord_id,
         actor_id=actor_id,

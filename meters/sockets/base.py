@@ -239,6 +239,11 @@ class DeviceSocket(AsyncWebsocketConsumer):
             self._replaced = True
             await self.close(code=CLOSE_REPLACED)
 
+    async def device_secret_changed(self, event: dict[str, Any]) -> None:
+        # The landlord gave the device a new secret: a socket opened with the old
+        # one ends now; the device must come back with the new one.
+        await self.close(code=CLOSE_UNAUTHORIZED, reason="the device's secret was changed")
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every message, a
         # thread hop per frame. Every database call here goes through

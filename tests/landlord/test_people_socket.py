@@ -76,3 +76,19 @@ async def test_the_live_page_turns_connected_when_the_device_connects(tpersonas)
             break
     await device.disconnect()
     await page.disconnect()
+
+
+async def test_rotating_closes_a_socket_opened_with_the_old_secret(tpersonas):
+    creds = tpersonas.a.prepaid_device
+    comm = device_communicator(creds.headers)
+    assert (await comm.connect())[0]
+    await FakeDevice(comm).call("Heartbeat", {})
+
+    await database_sync_to_async(device_secret_rotate)(device=creds.device, actor_id=None)
+
+    while True:
+        out = await comm.receive_output(timeout=5)
+        if out["type"] == "websocket.close":
+            break
+    assert out["code"] == 4401
+    await _closed_with(device_communicator(creds.headers), 4401)
