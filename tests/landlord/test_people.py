@@ -153,9 +153,9 @@ def test_an_expired_invitation_creates_nothing(
 ):
     invitation = _invite(personas, django_capture_on_commit_callbacks)
     real = time.time
-    monkeypatch.setattr(signing.time, "time", lambda: real() - 8 * 86400)
+    monkeypatch.setattr(time, "time", lambda: real() - 8 * 86400)
     token = people.invitation_token(invitation)
-    monkeypatch.setattr(signing.time, "time", real)
+    monkeypatch.setattr(time, "time", real)
     users = User.objects.count()
     with pytest.raises(people.InvitationInvalid, match="expired"):
         people.invitation_accept(token=token, password="a-long-pass-phrase-9")
