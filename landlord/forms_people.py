@@ -7,7 +7,7 @@ whole Wh.
 from __future__ import annotations
 
 import zoneinfo
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -98,7 +98,9 @@ class MeterEventForm(forms.Form):
 class InviteForm(forms.Form):
     email = forms.EmailField(label="Tenant's email")
     move_in = forms.DateField(
-        label="Move-in date", widget=forms.DateInput(attrs={"type": "date"}), initial=date.today
+        label="Move-in date",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        initial=timezone.localdate,
     )
 
 
@@ -109,7 +111,7 @@ class MoveInForm(forms.Form):
 class MoveOutForm(forms.Form):
     end_date = forms.DateField(
         label="Last day of the tenancy",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         initial=timezone.localdate,
     )
     closing = kwh_field("Meter register at move-out (kWh)")
