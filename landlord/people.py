@@ -105,7 +105,7 @@ def invitation_create(
 ) -> Invitation:
     """Invite a tenant by email to ``unit`` from ``move_in``; the link goes out on commit."""
     email = email.strip().lower()
-    unit = Unit.objects.select_for_update().select_related("property").get(pk=unit.pk)
+    unit = Unit.objects.select_for_update(of=("self",)).select_related("property").get(pk=unit.pk)
     if move_in < timezone.localdate() - timedelta(days=31):
         raise PeopleError("The move-in date is more than a month ago.")
     other = _overlapping(unit_id=unit.pk, start=move_in)
