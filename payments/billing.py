@@ -18,7 +18,8 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group, unit_changed
-from landlord.models import AuditEvent, Tenancy, Unit
+from landlord.audit import audit_record
+from landlord.models import Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
 from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
@@ -498,7 +499,7 @@ def ledger_reverse(
         created_by_id=actor_id,
         reverses=txn,
     )
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=txn.landlord_id,
         actor_id=actor_id,
         action="ledger.reversed",

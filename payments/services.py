@@ -14,7 +14,8 @@ from django.tasks import task
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, landlord_group, tenancy_group
-from landlord.models import AuditEvent, Tenancy
+from landlord.audit import audit_record
+from landlord.models import Tenancy
 from supply.decision import supply_evaluate
 
 from .emergency import debt_recover
@@ -141,11 +142,11 @@ def refund_create(
         reason=reason[:300],
         created_by_id=created_by_id,
     )
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=locked.landlord_id,
         actor_id=created_by_id,
         action="payment.refund_requested",
-        subject=f"tenancy {locked.tenancy_id}",
+        tenancy=locked.tenancy,
         reason=reason[:300],
         data={
             "payment": str(locked.uuid),
@@ -602,10 +603,10 @@ def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
     dispute.updated_at = timezone.now()
     dispute.save()
     if created:
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             action="payment.disputed",
-            subject=f"tenancy {payment.tenancy_id}",
+            tenancy=payment.tenancy,
             data={"payment": str(payment.uuid), "dispute": dispute.provider_ref, "amount": amount},
         )
     _reversals_settle(payment=payment)
@@ -700,11 +701,11 @@ def _reversals_settle(*, payment: Payment) -> None:
         )
         refund.ledger_transaction = txn
         refund.save(update_fields=["ledger_transaction"])
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             actor_id=refund.created_by_id,
             action="payment.refunded",
-            subject=f"tenancy {payment.tenancy_id}",
+            tenancy=tenancy,
             reason=refund.reason,
             data={
                 "payment": str(payment.uuid),
@@ -725,10 +726,10 @@ def _reversals_settle(*, payment: Payment) -> None:
             memo=f"Refund failed: {refund.reason}",
         )
         if created:
-            AuditEvent.objects.create(
+            audit_record(
                 landlord_id=payment.landlord_id,
                 action="payment.refund_failed",
-                subject=f"tenancy {payment.tenancy_id}",
+                tenancy=tenancy,
                 reason=refund.reason,
                 data={
                     "payment": str(payment.uuid),
@@ -796,11 +797,11 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
             topup_minor=payment.amount_minor,
             idempotency_key=f"recovery:{payment.uuid}",
         )
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             actor_id=payment.created_by_id,
             action="payment.credited",
-            subject=f"tenancy {tenancy.pk}",
+            tenancy=tenancy,
             data={"payment": str(payment.uuid), "amount_minor": payment.amount_minor},
         )
     payment.save(update_fields=fields)
