@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from config.live import broadcast_on_commit, landlord_group, tenancy_group, unit_changed
+from config.live import unit_changed, unit_changed_notify
 from landlord.audit import audit_record
 from landlord.models import Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
@@ -510,6 +510,6 @@ def ledger_reverse(
 
 
 def _notify(tenancy: Tenancy) -> None:
-    msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-    broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-    broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+    unit_changed_notify(
+        landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+    )

@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Q, Sum
 from django.tasks import task
 from django.utils import timezone
 
-from config.live import broadcast_on_commit, landlord_group, tenancy_group
+from config.live import unit_changed_notify
 from landlord.audit import audit_record
 from landlord.models import Tenancy
 from supply.decision import supply_evaluate
@@ -461,9 +461,7 @@ def connect_account_apply(*, obj: dict[str, Any], event_created: datetime | None
     account.disabled_reason = str(requirements.get("disabled_reason") or "")[:200]
     account.updated_at = timezone.now()
     account.save()
-    broadcast_on_commit(
-        landlord_group(account.landlord_id), {"type": "unit.changed", "unit_id": None}
-    )
+    unit_changed_notify(landlord_id=account.landlord_id, unit_id=None)
     return f"account updated: charges {'on' if account.charges_enabled else 'off'}"
 
 
@@ -758,9 +756,9 @@ def _reversals_settle(*, payment: Payment) -> None:
             changed = changed or created
     if changed:
         supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
-        msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-        broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-        broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+        unit_changed_notify(
+            landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+        )
 
 
 def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> str:
@@ -823,9 +821,9 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
     if status == Payment.Status.SUCCEEDED:
         # Refunds or chargebacks recorded before this payment succeeded.
         _reversals_settle(payment=payment)
-    msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-    broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-    broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+    unit_changed_notify(
+        landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+    )
     return f"payment {status}"
 
 
