@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -118,7 +119,21 @@ def device_group(device_id: int) -> str:
 
 def unit_changed(unit: Unit) -> None:
     """Tell the landlord's and the current tenants' screens that a unit changed, on commit."""
-    msg = {"type": "unit.changed", "unit_id": unit.pk}
-    broadcast_on_commit(landlord_group(unit.landlord_id), msg)
-    for tenancy_id in Tenancy.objects.active().filter(unit=unit).values_list("pk", flat=True):
+    unit_changed_notify(
+        landlord_id=unit.landlord_id,
+        unit_id=unit.pk,
+        tenancy_ids=Tenancy.objects.active().filter(unit=unit).values_list("pk", flat=True),
+    )
+
+
+def unit_changed_notify(
+    *, landlord_id: int, unit_id: int | None, tenancy_ids: Iterable[int] = ()
+) -> None:
+    """The one shape of a "unit changed" wake-up, sent on commit to the landlord's
+    screens and to the named tenancies' screens (nobody else: a caller that knows
+    the tenancy concerned, an ended one included, names it). ``unit_id`` None
+    means a landlord-wide change (e.g. the payment account): every row refreshes."""
+    msg = {"type": "unit.changed", "unit_id": unit_id}
+    broadcast_on_commit(landlord_group(landlord_id), msg)
+    for tenancy_id in tenancy_ids:
         broadcast_on_commit(tenancy_group(tenancy_id), msg)

@@ -276,7 +276,14 @@ class Invitation(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what to money or supply, and why. Append-only."""
+    """Who did what to money or supply, and why. Append-only.
+
+    ``subject`` is the human text; the keys say what the row is about. At most
+    one of ``device``, ``tenancy`` and ``meter`` is set (the row's own
+    subject); ``unit`` is the unit it concerns, the subject itself or the
+    unit of the device, tenancy or meter when the row was written. Rows are
+    written through ``landlord.audit.audit_record``, which fills both.
+    """
 
     landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="audit_events")
     actor = models.ForeignKey(
@@ -284,12 +291,56 @@ class AuditEvent(models.Model):
     )
     action = models.CharField(max_length=60)
     subject = models.CharField(max_length=200)
+    # The log is append-only (a database trigger refuses UPDATE and DELETE),
+    # so a key can be neither cleared nor made to block a deletion: these are
+    # plain keys without a database constraint, and a row may outlive what it
+    # names. The subject text still says what that was. The composite indexes
+    # below serve the unit and device lookups too.
+    unit = models.ForeignKey(
+        Unit,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
+    device = models.ForeignKey(
+        "meters.Device",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
+    tenancy = models.ForeignKey(
+        Tenancy,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
+    meter = models.ForeignKey(
+        "meters.Meter",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
     reason = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-at"]
+        indexes = [
+            # "audit rows of this unit (or device), newest first"
+            models.Index(fields=["unit", "-at"], name="auditevent_unit_at"),
+            models.Index(fields=["device", "-at"], name="auditevent_device_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"

@@ -107,12 +107,15 @@ def _unit_detail_context(
         .select_related("transaction", "debit", "credit")
         .order_by("-id")[:30]
     )
-    subjects = [f"unit {unit.pk} {unit.name}"] + [
-        f"device {device.ident}" for device in view.unit.devices.all()
-    ]
-    audit = AuditEvent.objects.filter(
-        landlord_id=unit.landlord_id, subject__in=subjects
-    ).select_related("actor")[:20]
+    # The unit's own rows (overrides) and those of its devices (relay commands).
+    audit = (
+        AuditEvent.objects.filter(landlord_id=unit.landlord_id)
+        .filter(
+            Q(unit=unit, device=None, tenancy=None, meter=None)
+            | Q(device__in=[device.pk for device in view.unit.devices.all()])
+        )
+        .select_related("actor")[:20]
+    )
     protections = protections_for(unit=unit, tenancy=view.tenancy)
     minutes = int(protections.notice.total_seconds() // 60)
     notice_text = (

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.live import unit_changed
-from landlord.models import AuditEvent
+from landlord.audit import audit_record
 from payments import billing, rating
 from supply.decision import supply_evaluate
 
@@ -58,11 +58,11 @@ def held_interval_release(*, interval_id: int, actor_id: int | None, reason: str
     held.save(update_fields=["quality", "note"])
     billing.usage_settle(meter=meter, unit=unit, now=timezone.now(), force=True)
     meter.save()
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=meter.landlord_id,
         actor_id=actor_id,
         action="usage.held_released",
-        subject=f"meter {meter.serial}",
+        meter=meter,
         reason=reason.strip()[:300],
         data={"interval": held.pk, "energy_wh": held.energy_wh, "rule": held.rule},
     )
@@ -144,11 +144,11 @@ def meter_event_record(
     billing.usage_settle(meter=target, unit=unit, now=timezone.now())
     target.save()
     event.save()
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=meter.landlord_id,
         actor_id=actor_id,
         action=f"meter.{kind}",
-        subject=f"meter {meter.serial}",
+        meter=meter,
         reason=reason[:300],
         data={"old_last_wh": old_last_wh, "new_first_wh": new_first_wh},
     )

@@ -22,7 +22,8 @@ from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
 
-from landlord.models import AuditEvent, Tenancy
+from landlord.audit import audit_record
+from landlord.models import Tenancy
 
 from .ledger import tenant_account
 from .models import Invoice, Payment, PaymentSettings, SavedPaymentMethod
@@ -125,10 +126,10 @@ def autopay_charge(
         )
     elif result.status == "failed":
         payment_abandon(payment=payment, why=result.message or "off-session charge failed")
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=tenancy.landlord_id,
         action=f"payment.{purpose}",
-        subject=f"tenancy {tenancy.pk}",
+        tenancy=tenancy,
         data={"payment": str(payment.uuid), "result": result.status, "reference": reference},
     )
     payment.refresh_from_db()

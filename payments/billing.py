@@ -17,8 +17,9 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from config.live import broadcast_on_commit, landlord_group, tenancy_group, unit_changed
-from landlord.models import AuditEvent, Tenancy, Unit
+from config.live import unit_changed, unit_changed_notify
+from landlord.audit import audit_record
+from landlord.models import Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
 from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
@@ -507,7 +508,7 @@ def ledger_reverse(
         created_by_id=actor_id,
         reverses=txn,
     )
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=txn.landlord_id,
         actor_id=actor_id,
         action="ledger.reversed",
@@ -518,6 +519,6 @@ def ledger_reverse(
 
 
 def _notify(tenancy: Tenancy) -> None:
-    msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-    broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-    broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+    unit_changed_notify(
+        landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+    )

@@ -8,7 +8,8 @@ from django.db import transaction
 from django.db.models import Sum
 
 from config.live import unit_changed
-from landlord.models import AuditEvent, Tenancy
+from landlord.audit import audit_record
+from landlord.models import Tenancy
 from supply.decision import supply_evaluate
 
 from .errors import BillingError
@@ -83,11 +84,11 @@ def emergency_credit_take(*, tenancy: Tenancy, actor_id: int | None) -> LedgerTr
         memo="Emergency credit",
         created_by_id=actor_id,
     )
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=tenancy.landlord_id,
         actor_id=actor_id,
         action="emergency_credit.taken",
-        subject=f"tenancy {tenancy.pk}",
+        tenancy=tenancy,
         data={"amount_minor": unit.emergency_credit_minor},
     )
     supply_evaluate(unit=unit, reason="emergency credit")

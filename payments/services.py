@@ -13,8 +13,9 @@ from django.db.models import Exists, OuterRef, Q, Sum
 from django.tasks import task
 from django.utils import timezone
 
-from config.live import broadcast_on_commit, landlord_group, tenancy_group
-from landlord.models import AuditEvent, Tenancy
+from config.live import unit_changed_notify
+from landlord.audit import audit_record
+from landlord.models import Tenancy
 from supply.decision import supply_evaluate
 
 from .emergency import debt_recover
@@ -141,11 +142,11 @@ def refund_create(
         reason=reason[:300],
         created_by_id=created_by_id,
     )
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=locked.landlord_id,
         actor_id=created_by_id,
         action="payment.refund_requested",
-        subject=f"tenancy {locked.tenancy_id}",
+        tenancy=locked.tenancy,
         reason=reason[:300],
         data={
             "payment": str(locked.uuid),
@@ -460,9 +461,7 @@ def connect_account_apply(*, obj: dict[str, Any], event_created: datetime | None
     account.disabled_reason = str(requirements.get("disabled_reason") or "")[:200]
     account.updated_at = timezone.now()
     account.save()
-    broadcast_on_commit(
-        landlord_group(account.landlord_id), {"type": "unit.changed", "unit_id": None}
-    )
+    unit_changed_notify(landlord_id=account.landlord_id, unit_id=None)
     return f"account updated: charges {'on' if account.charges_enabled else 'off'}"
 
 
@@ -602,10 +601,10 @@ def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
     dispute.updated_at = timezone.now()
     dispute.save()
     if created:
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             action="payment.disputed",
-            subject=f"tenancy {payment.tenancy_id}",
+            tenancy=payment.tenancy,
             data={"payment": str(payment.uuid), "dispute": dispute.provider_ref, "amount": amount},
         )
     _reversals_settle(payment=payment)
@@ -700,11 +699,11 @@ def _reversals_settle(*, payment: Payment) -> None:
         )
         refund.ledger_transaction = txn
         refund.save(update_fields=["ledger_transaction"])
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             actor_id=refund.created_by_id,
             action="payment.refunded",
-            subject=f"tenancy {payment.tenancy_id}",
+            tenancy=tenancy,
             reason=refund.reason,
             data={
                 "payment": str(payment.uuid),
@@ -725,10 +724,10 @@ def _reversals_settle(*, payment: Payment) -> None:
             memo=f"Refund failed: {refund.reason}",
         )
         if created:
-            AuditEvent.objects.create(
+            audit_record(
                 landlord_id=payment.landlord_id,
                 action="payment.refund_failed",
-                subject=f"tenancy {payment.tenancy_id}",
+                tenancy=tenancy,
                 reason=refund.reason,
                 data={
                     "payment": str(payment.uuid),
@@ -757,9 +756,9 @@ def _reversals_settle(*, payment: Payment) -> None:
             changed = changed or created
     if changed:
         supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
-        msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-        broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-        broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+        unit_changed_notify(
+            landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+        )
 
 
 def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> str:
@@ -796,11 +795,11 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
             topup_minor=payment.amount_minor,
             idempotency_key=f"recovery:{payment.uuid}",
         )
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=payment.landlord_id,
             actor_id=payment.created_by_id,
             action="payment.credited",
-            subject=f"tenancy {tenancy.pk}",
+            tenancy=tenancy,
             data={"payment": str(payment.uuid), "amount_minor": payment.amount_minor},
         )
     payment.save(update_fields=fields)
@@ -822,9 +821,9 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
     if status == Payment.Status.SUCCEEDED:
         # Refunds or chargebacks recorded before this payment succeeded.
         _reversals_settle(payment=payment)
-    msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
-    broadcast_on_commit(tenancy_group(tenancy.pk), msg)
-    broadcast_on_commit(landlord_group(tenancy.landlord_id), msg)
+    unit_changed_notify(
+        landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
+    )
     return f"payment {status}"
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from config.formats import clock
 from config.formats import format_money as money
-from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
+from config.live import broadcast_on_commit, device_group, unit_changed_notify
 from landlord.models import Membership, Tenancy, Unit
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from payments.tariffs import current_price_per_kwh
@@ -69,10 +69,11 @@ def _clear(subject_key: str, kind: str, now: datetime) -> int:
 
 
 def _deliver(alert: Alert) -> None:
-    msg = {"type": "unit.changed", "unit_id": alert.unit_id}
-    if alert.tenancy_id:
-        broadcast_on_commit(tenancy_group(alert.tenancy_id), msg)
-    broadcast_on_commit(landlord_group(alert.landlord_id), msg)
+    unit_changed_notify(
+        landlord_id=alert.landlord_id,
+        unit_id=alert.unit_id,
+        tenancy_ids=[alert.tenancy_id] if alert.tenancy_id else [],
+    )
     if alert.audience == Alert.Audience.TENANT:
         for device_id in Device.objects.filter(unit_id=alert.unit_id).values_list("pk", flat=True):
             broadcast_on_commit(device_group(device_id), {"type": "relay.wake"})
@@ -288,9 +289,7 @@ def device_offline_check(*, now: datetime) -> int:
 
 def device_online(*, device: Device) -> None:
     if _clear(f"device:{device.pk}", Alert.Kind.DEVICE_OFFLINE, timezone.now()):
-        broadcast_on_commit(
-            landlord_group(device.landlord_id), {"type": "unit.changed", "unit_id": device.unit_id}
-        )
+        unit_changed_notify(landlord_id=device.landlord_id, unit_id=device.unit_id)
 
 
 def relay_not_switching_raise(
@@ -317,9 +316,7 @@ def relay_not_switching_raise(
 
 def relay_switching_again(*, device: Device, now: datetime) -> None:
     if _clear(f"device:{device.pk}", Alert.Kind.RELAY_NOT_SWITCHING, now):
-        broadcast_on_commit(
-            landlord_group(device.landlord_id), {"type": "unit.changed", "unit_id": device.unit_id}
-        )
+        unit_changed_notify(landlord_id=device.landlord_id, unit_id=device.unit_id)
 
 
 # --- Delivery --------------------------------------------------------------

@@ -7,7 +7,8 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from landlord.models import AuditEvent, Unit
+from landlord.audit import audit_record
+from landlord.models import Unit
 from meters.models import (
     RelayState,
 )
@@ -38,11 +39,11 @@ def supply_override_set(*, unit: Unit, state: str, reason: str, actor_id: int | 
     unit.override_state, unit.override_reason = state, reason[:300]
     unit.override_by_id, unit.override_at = actor_id, timezone.now()
     unit.save(update_fields=["override_state", "override_reason", "override_by", "override_at"])
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=unit.landlord_id,
         actor_id=actor_id,
         action=f"supply.override.{state}",
-        subject=f"unit {unit.pk} {unit.name}",
+        unit=unit,
         reason=reason[:300],
     )
     supply_evaluate(unit=unit, reason=f"manual override {state}: {reason}"[:120])
@@ -59,11 +60,11 @@ def supply_override_release(*, unit: Unit, actor_id: int | None, reason: str = "
     unit.override_state, unit.override_reason = "", ""
     unit.override_by_id, unit.override_at = None, None
     unit.save(update_fields=["override_state", "override_reason", "override_by", "override_at"])
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=unit.landlord_id,
         actor_id=actor_id,
         action="supply.override.release",
-        subject=f"unit {unit.pk} {unit.name}",
+        unit=unit,
         reason=(reason.strip() or f"released manual {previous}")[:300],
     )
     supply_evaluate(unit=unit, reason="manual override released")

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, device_group
-from landlord.models import AuditEvent
+from landlord.audit import audit_record
 from meters.models import (
     Device,
     RelayCommand,
@@ -54,11 +54,11 @@ def relay_command_issue(
     device.desired_relay, device.desired_generation = state, generation
     device.desired_reason = reason[:200]
     device.save(update_fields=["desired_relay", "desired_generation", "desired_reason"])
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=device.landlord_id,
         actor_id=actor_id,
         action=f"relay.{state}",
-        subject=f"device {device.ident}",
+        device=device,
         reason=reason[:300],
         data={"generation": generation, "source": source},
     )

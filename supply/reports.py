@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, device_group, unit_changed
-from landlord.models import AuditEvent
+from landlord.audit import audit_record
 from meters.models import (
     Device,
     RelayCommand,
@@ -28,10 +28,10 @@ def _relay_give_up(*, device: Device, command: RelayCommand, reported: str, now:
     """The relay answered every attempt without switching: stop sending and tell the landlord."""
     command.status = RelayCommand.Status.REJECTED
     command.save(update_fields=["status"])
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=device.landlord_id,
         action="relay.not_switching",
-        subject=f"device {device.ident}",
+        device=device,
         reason=f"still {reported} after {command.attempts} attempts to switch {command.state}",
         data={"generation": command.generation, "attempts": command.attempts},
     )

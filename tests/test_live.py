@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 from channels.layers import get_channel_layer
 
+from config import live
 from config.live import group_send, register_server_loop
 
 
@@ -53,3 +54,29 @@ async def test_a_burst_of_group_sends_waits_for_redis_connections_instead_of_fai
     finally:
         await layer.group_discard("test.burst", channel)
         await layer.close_pools()
+
+
+@pytest.mark.django_db
+def test_unit_changed_has_one_message_shape_and_its_groups(everyone, monkeypatch):
+    sent: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(live, "broadcast_on_commit", lambda group, msg: sent.append((group, msg)))
+    world = everyone.a
+    # A unit: the landlord and the unit's current tenants.
+    live.unit_changed(world.prepaid)
+    msg = {"type": "unit.changed", "unit_id": world.prepaid.pk}
+    assert sent == [
+        (f"landlord.{world.landlord.pk}", msg),
+        (f"tenancy.{world.prepaid_tenancy.pk}", msg),
+    ]
+    # Named tenancies (an ended one too, e.g. its refund) and the landlord.
+    sent.clear()
+    former = everyone.former_tenancy
+    live.unit_changed_notify(
+        landlord_id=former.landlord_id, unit_id=former.unit_id, tenancy_ids=[former.pk]
+    )
+    msg = {"type": "unit.changed", "unit_id": former.unit_id}
+    assert sent == [(f"landlord.{former.landlord_id}", msg), (f"tenancy.{former.pk}", msg)]
+    # Landlord-wide (the payment account): every row of the landlord's list.
+    sent.clear()
+    live.unit_changed_notify(landlord_id=world.landlord.pk, unit_id=None)
+    assert sent == [(f"landlord.{world.landlord.pk}", {"type": "unit.changed", "unit_id": None})]

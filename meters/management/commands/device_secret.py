@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from landlord.models import AuditEvent
+from landlord.audit import audit_record
 from meters.models import Device
 
 
@@ -24,10 +24,10 @@ class Command(BaseCommand):
         secret = secrets.token_urlsafe(24)
         device.set_secret(secret)
         device.save(update_fields=["secret_hash"])
-        AuditEvent.objects.create(
+        audit_record(
             landlord_id=device.landlord_id,
             action="device.secret_rotated",
-            subject=f"device {device.ident}",
+            device=device,
             reason="manage.py device_secret",
         )
         self.stdout.write(f"ident:  {device.ident}\nsecret: {secret}")
