@@ -44,7 +44,8 @@ from payments.ledger import tenant_account
 from payments.models import Invoice
 from supply.decision import supply_evaluate
 
-from .models import AuditEvent, Invitation, Tenancy, Unit
+from .audit import audit_record
+from .models import Invitation, Tenancy, Unit
 
 INVITATION_SALT = "landlord.invitation"
 INVITATION_MAX_AGE = timedelta(days=7)
@@ -56,30 +57,6 @@ class PeopleError(Exception):
 
 class InvitationInvalid(PeopleError):
     """The invitation link is tampered with, expired or already used."""
-
-
-def _audit(
-    *,
-    landlord_id: int,
-    actor_id: int | None,
-    action: str,
-    subject: str,
-    data: dict[str, object],
-    reason: str = "",
-) -> None:
-    AuditEvent.objects.create(
-        landlord_id=landlord_id,
-        actor_id=actor_id,
-        action=action,
-        subject=subject,
-        reason=reason[:300],
-        data=data,
-    )
-
-
-def _unit_subject(unit: Unit) -> str:
-    # The unit page lists audit events by this subject.
-    return f"unit {unit.pk} {unit.name}"
 
 
 def _overlapping(*, unit_id: int, start: date) -> Tenancy | None:
@@ -140,11 +117,11 @@ def invitation_create(
         ),
         robust=True,
     )
-    _audit(
+    audit_record(
         landlord_id=unit.landlord_id,
         actor_id=actor_id,
         action="tenancy.invited",
-        subject=_unit_subject(unit),
+        unit=unit,
         data={"invitation": invitation.pk, "email": email, "move_in": move_in.isoformat()},
     )
     return invitation
@@ -216,11 +193,11 @@ def invitation_accept(*, token: str, password: str) -> Tenancy:
     invitation.used_at = timezone.now()
     invitation.tenancy = tenancy
     invitation.save(update_fields=["used_at", "tenancy"])
-    _audit(
+    audit_record(
         landlord_id=invitation.landlord_id,
         actor_id=user.pk,
         action="tenancy.invitation_accepted",
-        subject=_unit_subject(invitation.unit),
+        tenancy=tenancy,
         data={"invitation": invitation.pk, "tenancy": tenancy.pk},
     )
     unit_changed(invitation.unit)
@@ -264,11 +241,11 @@ def tenancy_move_in(
         meter.refresh_from_db()
     tenancy.opening_wh = opening_wh
     tenancy.save(update_fields=["opening_wh"])
-    _audit(
+    audit_record(
         landlord_id=tenancy.landlord_id,
         actor_id=actor_id,
         action="tenancy.moved_in",
-        subject=_unit_subject(unit),
+        tenancy=tenancy,
         data={"tenancy": tenancy.pk, "opening_wh": opening_wh, "baseline": baseline},
     )
     supply_evaluate(unit=unit, reason="tenant moved in", now=now)
@@ -357,11 +334,11 @@ def tenancy_move_out(
     if not unit.is_prepaid:
         invoice = _closing_bill(tenancy=tenancy, last_day=end_date, now=now)
     balance = tenant_account(tenancy=tenancy).balance_minor
-    _audit(
+    audit_record(
         landlord_id=tenancy.landlord_id,
         actor_id=actor_id,
         action="tenancy.moved_out",
-        subject=_unit_subject(unit),
+        tenancy=tenancy,
         data={
             "tenancy": tenancy.pk,
             "end_date": end_date.isoformat(),
@@ -454,11 +431,11 @@ def unit_billing_mode_switch(
     unit.billing_mode = mode
     unit.save(update_fields=["billing_mode"])
     balance = None if tenancy is None else tenant_account(tenancy=tenancy).balance_minor
-    _audit(
+    audit_record(
         landlord_id=unit.landlord_id,
         actor_id=actor_id,
         action="unit.billing_mode_switched",
-        subject=_unit_subject(unit),
+        unit=unit,
         data={
             "from": previous,
             "to": mode,

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from config import ratelimit
 from config.live import broadcast_on_commit, device_group, unit_changed
-from landlord.models import AuditEvent, Unit
+from landlord.audit import audit_record
+from landlord.models import Unit
 from supply import alerts
 from supply.alerts import alert_device_notified, alerts_for_device
 from supply.relay import relay_resend_now, relay_sendable
@@ -192,14 +193,6 @@ class DeviceRegistrationError(Exception):
 IDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def _audit(
-    *, landlord_id: int, actor_id: int | None, action: str, subject: str, data: dict[str, object]
-) -> None:
-    AuditEvent.objects.create(
-        landlord_id=landlord_id, actor_id=actor_id, action=action, subject=subject, data=data
-    )
-
-
 def _new_secret() -> str:
     return secrets.token_urlsafe(24)
 
@@ -245,11 +238,11 @@ def device_register(
             f"A device with the id {ident} is already registered."
         ) from None
     Meter.objects.create(landlord_id=unit.landlord_id, unit=unit, device=device, serial=serial)
-    _audit(
+    audit_record(
         landlord_id=unit.landlord_id,
         actor_id=actor_id,
         action="device.registered",
-        subject=f"device {ident}",
+        device=device,
         data={"unit": unit.pk, "protocol": protocol, "serial": serial},
     )
     unit_changed(unit)
@@ -266,11 +259,11 @@ def device_secret_rotate(*, device: Device, actor_id: int | None) -> str:
     device.save(update_fields=["secret_hash"])
     # A socket still open with the old secret is closed (4401) once this commits.
     broadcast_on_commit(device_group(device.pk), {"type": "device.secret_changed"})
-    _audit(
+    audit_record(
         landlord_id=device.landlord_id,
         actor_id=actor_id,
         action="device.secret_rotated",
-        subject=f"device {device.ident}",
+        device=device,
         data={},
     )
     return secret
@@ -294,11 +287,11 @@ def meter_baseline_record(
     meter.save(
         update_fields=["rated_at", "rated_register_wh", "last_reading_at", "last_register_wh"]
     )
-    _audit(
+    audit_record(
         landlord_id=meter.landlord_id,
         actor_id=actor_id,
         action="meter.baseline",
-        subject=f"meter {meter.serial}",
+        meter=meter,
         data={"register_wh": register_wh, "at": at.isoformat()},
     )
     return True
