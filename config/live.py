@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -122,3 +123,17 @@ def unit_changed(unit: Unit) -> None:
     broadcast_on_commit(landlord_group(unit.landlord_id), msg)
     for tenancy_id in Tenancy.objects.active().filter(unit=unit).values_list("pk", flat=True):
         broadcast_on_commit(tenancy_group(tenancy_id), msg)
+
+
+def units_changed(units: Iterable[Unit]) -> None:
+    """``unit_changed`` for many units, one broadcast per unit and one tenancy query."""
+    by_pk = {unit.pk: unit for unit in units}
+    if not by_pk:
+        return
+    for unit in by_pk.values():
+        broadcast_on_commit(
+            landlord_group(unit.landlord_id), {"type": "unit.changed", "unit_id": unit.pk}
+        )
+    active = Tenancy.objects.active().filter(unit_id__in=list(by_pk))
+    for tenancy_id, unit_id in active.values_list("pk", "unit_id"):
+        broadcast_on_commit(tenancy_group(tenancy_id), {"type": "unit.changed", "unit_id": unit_id})

@@ -293,6 +293,24 @@ def device_online(*, device: Device) -> None:
         )
 
 
+def devices_online(*, devices: list[Device]) -> None:
+    """``device_online`` for many devices: one update, one broadcast per unit."""
+    if not devices:
+        return
+    by_key = {f"device:{device.pk}": device for device in devices}
+    open_offline = Alert.objects.filter(
+        subject_key__in=list(by_key), kind=Alert.Kind.DEVICE_OFFLINE, cleared_at__isnull=True
+    )
+    cleared = {by_key[key] for key in open_offline.values_list("subject_key", flat=True)}
+    if not cleared:
+        return
+    open_offline.update(cleared_at=timezone.now())
+    for landlord_id, unit_id in sorted({(d.landlord_id, d.unit_id) for d in cleared}):
+        broadcast_on_commit(
+            landlord_group(landlord_id), {"type": "unit.changed", "unit_id": unit_id}
+        )
+
+
 def relay_not_switching_raise(
     *, device: Device, command: RelayCommand, reported: str, now: datetime
 ) -> Alert | None:
@@ -378,6 +396,20 @@ def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:
             device_notified_at__isnull=True,
             created_at__gte=now - timedelta(days=1),
         ).order_by("created_at")[:5]
+    )
+
+
+def units_with_device_alerts(*, unit_ids: list[int], now: datetime) -> set[int]:
+    """Of these units, those with a tenant alert for ``alerts_for_device`` to send."""
+    if not unit_ids:
+        return set()
+    return set(
+        Alert.objects.filter(
+            unit_id__in=unit_ids,
+            audience=Alert.Audience.TENANT,
+            device_notified_at__isnull=True,
+            created_at__gte=now - timedelta(days=1),
+        ).values_list("unit_id", flat=True)
     )
 
 
