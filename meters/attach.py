@@ -10,6 +10,11 @@ query for many idents, set-based updates for many devices) and answers each
 socket. While a batch runs the next one gathers, so a storm is taken in big
 batches and a lone device at once.
 
+Joining the device's channel-layer group (which replaces an older socket of
+the device, anywhere) is batched too when the layer is Redis: one pipelined
+round trip for the whole batch (``config.layers.RedisChannelLayer.group_add_many``)
+instead of four per socket. Other layers join one socket at a time.
+
 Presence changes of one device keep their order: each attach gets a number,
 and a detach of a socket whose device has attached again since (a newer
 socket of it, in this process) changes nothing, so a late disconnect never
@@ -23,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.db import database_sync_to_async
 
 from config.db import off_thread
+from config.layers import RedisChannelLayer
 
 from .devices import LoginRequest, devices_login, devices_presence_apply
 from .models import Device
@@ -184,3 +192,39 @@ async def detached(*, device_id: int, seq: int) -> None:
         return  # a newer socket of the device is attached: it stays connected
     del _latest[device_id]
     await _presence_batcher().submit(PresenceChange(device_id, seq, connected=False))
+
+
+# --- Channel-layer groups -------------------------------------------------------
+
+type Join = tuple[RedisChannelLayer, str, str]  # (layer, device group, channel)
+
+_joins: dict[asyncio.AbstractEventLoop, _Batcher[Join, None]] = {}
+
+
+def _replaced(channel: str) -> dict[str, str]:
+    return {"type": "device.replaced", "channel": channel}
+
+
+async def _join_batch(joins: list[Join]) -> list[BaseException | None]:
+    by_layer: dict[RedisChannelLayer, list[tuple[str, str]]] = {}
+    for layer, group, channel in joins:
+        by_layer.setdefault(layer, []).append((group, channel))
+    for layer, memberships in by_layer.items():
+        before = await layer.group_add_many(memberships)
+        newest = dict(memberships)  # a group's last join in the batch replaces the others
+        joining = Counter(group for group, _channel in memberships)
+        for group, members in before.items():
+            if members or joining[group] > 1:
+                await layer.group_send(group, _replaced(newest[group]))
+    return [None] * len(joins)
+
+
+async def joined(*, layer: Any, group: str, channel: str) -> None:
+    """Join ``channel`` to its device's ``group``, replacing every other socket
+    of the device (they get ``device.replaced`` naming the newest channel)."""
+    if not isinstance(layer, RedisChannelLayer):
+        await layer.group_send(group, _replaced(channel))
+        await layer.group_add(group, channel)
+        return
+    batcher = _batcher(_joins, lambda loop: _Batcher(loop, _join_batch, "joining groups"))
+    await batcher.submit((layer, group, channel))

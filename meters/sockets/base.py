@@ -203,10 +203,9 @@ class DeviceSocket(AsyncWebsocketConsumer):
         self.device_id, self.device_ident = device.pk, device.ident
         self.landlord_id = device.landlord_id
         # A newer connection of the same device replaces this one.
-        await self.channel_layer.group_send(
-            device_group(self.device_id), {"type": "device.replaced", "channel": self.channel_name}
+        await attach.joined(
+            layer=self.channel_layer, group=device_group(self.device_id), channel=self.channel_name
         )
-        await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
         await self.accept(subprotocol)
         # Batched with the sockets attaching beside it (meters/attach.py), in
         # the order this device's sockets came and went.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from datetime import timedelta
 from unittest import mock
 
@@ -10,6 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from config.layers import RedisChannelLayer
 from config.live import landlord_group, tenancy_group
 from landlord.models import Tenancy, Unit
 from meters import attach
@@ -40,7 +43,7 @@ def _fleet(world: LandlordWorld, count: int = FLEET) -> list[DeviceCreds]:
         Tenancy.objects.create(
             landlord=world.landlord,
             unit=unit,
-            tenant=world.postpaid_tenant,
+            tenant_id=world.postpaid_tenant.pk,
             start_date=timezone.localdate(),
         )
         fleet.append(make_device(unit, f"fleet-{world.landlord.pk}-{i}"))
@@ -213,3 +216,40 @@ async def test_many_sockets_connecting_at_once_attach_in_few_batches(tpersonas):
         assert sum(batches) == FLEET and len(batches) < FLEET // 2
         await asyncio.gather(*(comm.disconnect() for comm in comms))
     assert await database_sync_to_async(connected.count)() == 0
+
+
+needs_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="needs Redis: set REDIS_URL (CI does)"
+)
+
+
+@needs_redis
+async def test_a_storm_joins_its_groups_at_once_and_replaces_older_sockets():
+    layer = RedisChannelLayer(
+        hosts=[{"address": os.environ["REDIS_URL"]}], prefix=f"test-{uuid.uuid4().hex[:8]}"
+    )
+    old = await layer.new_channel()
+    await layer.group_add("device.1", old)
+    new = [await layer.new_channel() for _ in range(3)]
+
+    # Two sockets of device 2 connect together: the later one wins.
+    await asyncio.gather(
+        attach.joined(layer=layer, group="device.1", channel=new[0]),
+        attach.joined(layer=layer, group="device.2", channel=new[1]),
+        attach.joined(layer=layer, group="device.2", channel=new[2]),
+    )
+
+    replaced = [await asyncio.wait_for(layer.receive(c), 5) for c in [old, new[1]]]
+    assert replaced == [
+        {"type": "device.replaced", "channel": new[0]},
+        {"type": "device.replaced", "channel": new[2]},
+    ]
+    # Every new socket is in its group, as group_add would have put it there.
+    await layer.group_send("device.1", {"type": "relay.wake"})
+    await layer.group_send("device.2", {"type": "relay.wake"})
+    for channel in new:
+        while (await asyncio.wait_for(layer.receive(channel), 5))["type"] != "relay.wake":
+            pass
+    before = await layer.group_add_many([("device.1", new[0]), ("device.3", new[1])])
+    assert sorted(before["device.1"]) == sorted([old, new[0]]) and before["device.3"] == []
+    await layer.flush()
