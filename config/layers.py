@@ -11,7 +11,9 @@ instead, so a burst costs a little latency, not lost connects and wake-ups.
 trip per shard, for a fleet reconnecting at once (meters/attach.py). It
 writes the same keys and scores as channels-redis's ``group_add`` (whose key
 naming, ``_group_key``, it reuses), so ``group_send`` and ``group_discard``
-see no difference.
+see no difference. ``group_send_many`` likewise finds in one round trip which
+of many groups have channels, so a batch of broadcasts to screens nobody has
+open costs one round trip, not two per group.
 """
 
 from __future__ import annotations
@@ -64,3 +66,24 @@ class RedisChannelLayer(_RedisChannelLayer):
             for group, at in first.items():
                 before[group] = [name.decode("utf8") for name in replies[at]]
         return before
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """``group_send`` for many (group, message) pairs: one pipelined round trip
+        per shard finds the groups with channels, and only those are sent to.
+
+        A channel joining a group meanwhile may miss its message: broadcasts
+        here are wake-ups, and a screen reads everything when it joins."""
+        by_shard: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for group, message in sends:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            by_shard.setdefault(self.consistent_hash(group), []).append((group, message))
+        for index, items in by_shard.items():
+            oldest = int(time.time()) - self.group_expiry
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group, _message in items:
+                pipe.zremrangebyscore(self._group_key(group), min=0, max=oldest)
+                pipe.zrange(self._group_key(group), 0, -1)
+            replies = await pipe.execute()
+            for at, (group, message) in enumerate(items):
+                if replies[2 * at + 1]:
+                    await self.group_send(group, message)

@@ -28,7 +28,13 @@ from django.utils import timezone
 
 from config.formats import clock
 from config.formats import format_money as money
-from config.live import broadcast_on_commit, device_group, landlord_group, tenancy_group
+from config.live import (
+    broadcast_many_on_commit,
+    broadcast_on_commit,
+    device_group,
+    landlord_group,
+    tenancy_group,
+)
 from landlord.models import Membership, Tenancy, Unit
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from payments.tariffs import current_price_per_kwh
@@ -305,10 +311,10 @@ def devices_online(*, devices: list[Device]) -> None:
     if not cleared:
         return
     open_offline.update(cleared_at=timezone.now())
-    for landlord_id, unit_id in sorted({(d.landlord_id, d.unit_id) for d in cleared}):
-        broadcast_on_commit(
-            landlord_group(landlord_id), {"type": "unit.changed", "unit_id": unit_id}
-        )
+    pairs = sorted({(d.landlord_id, d.unit_id) for d in cleared})
+    broadcast_many_on_commit(
+        [(landlord_group(ll), {"type": "unit.changed", "unit_id": unit}) for ll, unit in pairs]
+    )
 
 
 def relay_not_switching_raise(

@@ -122,7 +122,7 @@ def test_a_fleet_attaches_with_one_batchs_worth_of_queries(
     # when the whole fleet attaches in one batch
     with (
         django_assert_max_num_queries(12),
-        mock.patch("config.live.group_send") as sent,
+        mock.patch("config.live._send_many", mock.AsyncMock()) as sent,
         django_capture_on_commit_callbacks(execute=True),
     ):
         with_work = devices_presence_apply(attach=ids, detach=[])
@@ -134,7 +134,7 @@ def test_a_fleet_attaches_with_one_batchs_worth_of_queries(
     assert not Alert.objects.filter(kind=Alert.Kind.DEVICE_OFFLINE, cleared_at__isnull=True)
     command.refresh_from_db()
     assert command.attempts == 0
-    groups = [call.args[0] for call in sent.call_args_list]
+    groups = [group for call in sent.call_args_list for group, _message in call.args[1]]
     tenancies = Tenancy.objects.filter(unit__devices__pk__in=ids).values_list("pk", flat=True)
     assert sorted(g for g in groups if g.startswith("tenancy.")) == sorted(
         tenancy_group(pk) for pk in tenancies
@@ -252,4 +252,9 @@ async def test_a_storm_joins_its_groups_at_once_and_replaces_older_sockets():
             pass
     before = await layer.group_add_many([("device.1", new[0]), ("device.3", new[1])])
     assert sorted(before["device.1"]) == sorted([old, new[0]]) and before["device.3"] == []
+    # Broadcasts sent together reach every group with a channel.
+    await layer.group_send_many(
+        [("landlord.9", {"type": "unit.changed", "unit_id": 1}), ("device.3", {"type": "x.y"})]
+    )
+    assert await asyncio.wait_for(layer.receive(new[1]), 5) == {"type": "x.y"}
     await layer.flush()
