@@ -589,8 +589,9 @@ def storm_text(r: Idle, attached_at: list[float], echo: Idle) -> str:
             f" echo accepted {echo.held:,} sockets in {echo.seconds:.1f} s"
         )
     ratio = took / echo.seconds if echo.seconds > 0 else float("nan")
+    partly = f" (only {r.held:,} of {r.wanted:,} connected)" if r.held < r.wanted else ""
     return (
-        f"{r.held:,} devices attached in {took:.1f} s, per worker; target 10 s"
+        f"{r.held:,} devices attached in {took:.1f} s{partly}, per worker; target 10 s"
         f" (echo accepted {echo.held:,} sockets in {echo.seconds:.1f} s in the same run:"
         f" {ratio:.1f}x echo)"
     )
@@ -601,7 +602,8 @@ def storm_short(r: Idle, attached_at: list[float], echo: Idle) -> str:
     if took is None:
         return f"{r.held:,} not all attached by the deadline"
     ratio = took / echo.seconds if echo.seconds > 0 else float("nan")
-    return f"{r.held:,} attached in {took:.1f} s ({ratio:.1f}x echo)"
+    partly = f" of {r.wanted:,}" if r.held < r.wanted else ""
+    return f"{r.held:,}{partly} attached in {took:.1f} s ({ratio:.1f}x echo)"
 
 
 # --- 2. Frames per second --------------------------------------------------------
