@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -26,6 +26,8 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from django.db import transaction
 
 from landlord.models import Tenancy, Unit
+
+from .layers import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -79,23 +81,43 @@ def _sender() -> tuple[asyncio.AbstractEventLoop, Any]:
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:
+    _send(lambda layer: layer.group_send(group, message))
+
+
+def groups_send(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """``group_send`` for many messages: on Redis one pipelined round trip finds
+    the groups anyone listens to, and only those are sent to."""
+    if sends:
+        _send(lambda layer: _send_many(layer, sends))
+
+
+async def _send_many(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    if isinstance(layer, RedisChannelLayer):
+        await layer.group_send_many(sends)
+        return
+    for group, message in sends:
+        await layer.group_send(group, message)
+
+
+def _send(sending: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     loop = _server_loop
     if loop is not None and loop.is_running() and threading.get_ident() != _server_thread:
-        fut = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        fut = asyncio.run_coroutine_threadsafe(sending(layer), loop)
         fut.add_done_callback(_log_failure)
         return
     try:
         if isinstance(layer, InMemoryChannelLayer):
             # Bound to the loop of whoever receives: only async_to_sync reaches it.
-            async_to_sync(layer.group_send)(group, message)
+            async def send_here() -> None:
+                await sending(layer)
+
+            async_to_sync(send_here)()
         else:
             sender_loop, sender_layer = _sender()
-            sent = asyncio.run_coroutine_threadsafe(
-                sender_layer.group_send(group, message), sender_loop
-            )
+            sent = asyncio.run_coroutine_threadsafe(sending(sender_layer), sender_loop)
             sent.result(timeout=10)
     except Exception as exc:  # a lost wake-up must never fail the caller
         logger.warning("group send failed: %r", exc)
@@ -103,6 +125,12 @@ def group_send(group: str, message: dict[str, Any]) -> None:
 
 def broadcast_on_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: group_send(group, message), robust=True)
+
+
+def broadcast_many_on_commit(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """Many broadcasts, sent together on commit (``groups_send``)."""
+    if sends:
+        transaction.on_commit(lambda: groups_send(sends), robust=True)
 
 
 def tenancy_group(tenancy_id: int) -> str:
@@ -126,14 +154,33 @@ def unit_changed(unit: Unit) -> None:
     )
 
 
+def unit_changed_message(unit_id: int | None) -> dict[str, object]:
+    """The one shape of a "unit changed" wake-up (``unit_id`` None: every row)."""
+    return {"type": "unit.changed", "unit_id": unit_id}
+
+
 def unit_changed_notify(
     *, landlord_id: int, unit_id: int | None, tenancy_ids: Iterable[int] = ()
 ) -> None:
-    """The one shape of a "unit changed" wake-up, sent on commit to the landlord's
+    """A "unit changed" wake-up, sent on commit to the landlord's
     screens and to the named tenancies' screens (nobody else: a caller that knows
     the tenancy concerned, an ended one included, names it). ``unit_id`` None
     means a landlord-wide change (e.g. the payment account): every row refreshes."""
-    msg = {"type": "unit.changed", "unit_id": unit_id}
+    msg = unit_changed_message(unit_id)
     broadcast_on_commit(landlord_group(landlord_id), msg)
     for tenancy_id in tenancy_ids:
         broadcast_on_commit(tenancy_group(tenancy_id), msg)
+
+
+def units_changed(units: Iterable[Unit]) -> None:
+    """``unit_changed`` for many units: one tenancy query, the broadcasts sent together."""
+    by_pk = {unit.pk: unit for unit in units}
+    if not by_pk:
+        return
+    sends = [
+        (landlord_group(unit.landlord_id), unit_changed_message(unit.pk)) for unit in by_pk.values()
+    ]
+    active = Tenancy.objects.active().filter(unit_id__in=list(by_pk))
+    for tenancy_id, unit_id in active.values_list("pk", "unit_id"):
+        sends.append((tenancy_group(tenancy_id), unit_changed_message(unit_id)))
+    broadcast_many_on_commit(sends)

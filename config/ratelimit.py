@@ -24,6 +24,13 @@ def is_limited(*, scope: str, ident: str, limit: int) -> bool:
     return int(shared().get(_key(scope, ident), 0)) >= limit
 
 
+def limited_many(*, scope: str, idents: list[str], limit: int) -> list[bool]:
+    """``is_limited`` for many idents in one cache read."""
+    keys = [_key(scope, ident) for ident in idents]
+    counts = shared().get_many(keys) if keys else {}
+    return [int(counts.get(key, 0)) >= limit for key in keys]
+
+
 def hit(*, scope: str, ident: str, window_seconds: int) -> int:
     key = _key(scope, ident)
     if shared().add(key, 1, timeout=window_seconds):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,12 +15,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config import ratelimit
-from config.live import broadcast_on_commit, device_group, unit_changed
+from config.live import broadcast_on_commit, device_group, unit_changed, units_changed
 from landlord.audit import audit_record
 from landlord.models import Unit
 from supply import alerts
-from supply.alerts import alert_device_notified, alerts_for_device
-from supply.relay import relay_resend_now, relay_sendable
+from supply.alerts import alert_device_notified, alerts_for_device, units_with_device_alerts
+from supply.relay import relay_sendable, relays_resend_now
 
 from .models import (
     Alert,
@@ -55,23 +56,6 @@ def _login_key(address: str, ident: str) -> str:
     return f"{address}|{ident}"
 
 
-def device_login(*, address: str, ident: str, secret: str | None) -> Device | None:
-    """A device's socket login: the device, or None (counted as a failure).
-
-    Raises ``DeviceLoginLimited`` while ``ident`` has failed
-    ``DEVICE_AUTH_MAX_FAILURES`` times from ``address`` within the window.
-    """
-    limit = int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"])
-    if ratelimit.is_limited(scope="device-auth", ident=_login_key(address, ident), limit=limit):
-        raise DeviceLoginLimited
-    device = None
-    if secret is not None:
-        device = device_authenticate(ident=ident, secret=secret)
-    if device is None:
-        device_login_failed(address=address, ident=ident)
-    return device
-
-
 def device_login_failed(*, address: str, ident: str) -> None:
     ratelimit.hit(
         scope="device-auth",
@@ -92,15 +76,72 @@ def device_presence(*, device_id: int, connected: bool, firmware: str | None = N
     unit_changed(device.unit)
 
 
+@dataclass(frozen=True)
+class LoginRequest:
+    """One socket's login, for ``devices_login``."""
+
+    address: str
+    ident: str
+    secret: str | None
+
+
+def devices_login(*, requests: list[LoginRequest]) -> list[Device | DeviceLoginLimited | None]:
+    """A device login for many sockets at once: one rate-limit read and one
+    device query. Each answer is the device, None (counted as a failure) or a
+    ``DeviceLoginLimited`` to raise, in the order of ``requests``."""
+    limit = int(settings.SUBMETER["DEVICE_AUTH_MAX_FAILURES"])
+    keys = [_login_key(r.address, r.ident) for r in requests]
+    limited = ratelimit.limited_many(scope="device-auth", idents=keys, limit=limit)
+    wanted = {r.ident for r, over in zip(requests, limited, strict=True) if not over and r.secret}
+    found = {d.ident: d for d in Device.objects.filter(ident__in=wanted)} if wanted else {}
+    # Failures counted in this batch, so a repeated address and name is
+    # limited within it as it would be one login after another.
+    failures: dict[str, int] = {}
+    answers: list[Device | DeviceLoginLimited | None] = []
+    for request, key, over in zip(requests, keys, limited, strict=True):
+        if over or failures.get(key, 0) >= limit:
+            answers.append(DeviceLoginLimited())
+            continue
+        device = None
+        if request.secret is not None:
+            candidate = found.get(request.ident)
+            if candidate is None:
+                # Same work as a real check, as in device_authenticate.
+                Device(secret_hash="sha256$0000$" + "0" * 64).check_secret(request.secret)
+            elif candidate.check_secret(request.secret):
+                device = candidate
+        if device is None:
+            failures[key] = ratelimit.hit(
+                scope="device-auth",
+                ident=key,
+                window_seconds=int(settings.SUBMETER["DEVICE_AUTH_WINDOW_SECONDS"]),
+            )
+        answers.append(device)
+    return answers
+
+
 @transaction.atomic
-def device_attach(*, device_id: int) -> bool:
-    """A device's socket is up: mark it connected, have its outstanding command
-    go out at once, and say whether there is work for it (a command, or an
-    alert for its display), all in one call from the socket."""
-    device_presence(device_id=device_id, connected=True)
-    if relay_resend_now(device_id=device_id, connected=True):
-        return True
-    return bool(alerts_for_device(device_id=device_id, now=timezone.now()))
+def devices_presence_apply(*, attach: list[int], detach: list[int]) -> set[int]:
+    """Many sockets' presence changes in set-based statements: for the devices in
+    ``attach``, connected with their outstanding command due at once (a new
+    connection gets its full attempts again); ``device_presence(connected=False)`` for those
+    in ``detach`` (a device in one list only). Returns the attached devices with
+    work waiting (a command, or an alert for the display).
+
+    Screens get one ``unit.changed`` per unit of the batch."""
+    now = timezone.now()
+    if attach:
+        Device.objects.filter(pk__in=attach).update(connected=True, last_seen_at=now)
+    if detach:
+        Device.objects.filter(pk__in=detach).update(connected=False, last_seen_at=now)
+    devices = list(Device.objects.filter(pk__in=attach + detach).select_related("unit"))
+    attached = set(attach)
+    alerts.devices_online(devices=[d for d in devices if d.pk in attached])
+    units_changed(d.unit for d in devices)
+    with_work = relays_resend_now(device_ids=attach)
+    idle = [d for d in devices if d.pk in attached and d.pk not in with_work]
+    shown = units_with_device_alerts(unit_ids=sorted({d.unit_id for d in idle}), now=now)
+    return with_work | {d.pk for d in idle if d.unit_id in shown}
 
 
 def devices_with_work(*, device_ids: list[int]) -> set[int]:

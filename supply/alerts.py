@@ -28,7 +28,14 @@ from django.utils import timezone
 
 from config.formats import clock
 from config.formats import format_money as money
-from config.live import broadcast_on_commit, device_group, unit_changed_notify
+from config.live import (
+    broadcast_many_on_commit,
+    broadcast_on_commit,
+    device_group,
+    landlord_group,
+    unit_changed_message,
+    unit_changed_notify,
+)
 from landlord.models import Membership, Tenancy, Unit
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from payments.tariffs import current_price_per_kwh
@@ -292,6 +299,24 @@ def device_online(*, device: Device) -> None:
         unit_changed_notify(landlord_id=device.landlord_id, unit_id=device.unit_id)
 
 
+def devices_online(*, devices: list[Device]) -> None:
+    """``device_online`` for many devices: one update, one broadcast per unit."""
+    if not devices:
+        return
+    by_key = {f"device:{device.pk}": device for device in devices}
+    open_offline = Alert.objects.filter(
+        subject_key__in=list(by_key), kind=Alert.Kind.DEVICE_OFFLINE, cleared_at__isnull=True
+    )
+    cleared = {by_key[key] for key in open_offline.values_list("subject_key", flat=True)}
+    if not cleared:
+        return
+    open_offline.update(cleared_at=timezone.now())
+    pairs = sorted({(d.landlord_id, d.unit_id) for d in cleared})
+    broadcast_many_on_commit(
+        [(landlord_group(ll), unit_changed_message(unit)) for ll, unit in pairs]
+    )
+
+
 def relay_not_switching_raise(
     *, device: Device, command: RelayCommand, reported: str, now: datetime
 ) -> Alert | None:
@@ -375,6 +400,20 @@ def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:
             device_notified_at__isnull=True,
             created_at__gte=now - timedelta(days=1),
         ).order_by("created_at")[:5]
+    )
+
+
+def units_with_device_alerts(*, unit_ids: list[int], now: datetime) -> set[int]:
+    """Of these units, those with a tenant alert for ``alerts_for_device`` to send."""
+    if not unit_ids:
+        return set()
+    return set(
+        Alert.objects.filter(
+            unit_id__in=unit_ids,
+            audience=Alert.Audience.TENANT,
+            device_notified_at__isnull=True,
+            created_at__gte=now - timedelta(days=1),
+        ).values_list("unit_id", flat=True)
     )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.live import broadcast_on_commit, device_group
@@ -135,3 +135,22 @@ def relay_resend_now(*, device_id: int, connected: bool = False) -> int:
     return RelayCommand.objects.filter(device_id=device_id, status__in=outstanding).update(
         next_attempt_at=now, attempts=0
     )
+
+
+def relays_resend_now(*, device_ids: list[int]) -> set[int]:
+    """``relay_resend_now(connected=True)`` for many newly connected devices in
+    set-based statements; returns the devices with a command outstanding."""
+    if not device_ids:
+        return set()
+    now = timezone.now()
+    outstanding = [RelayCommand.Status.PENDING, RelayCommand.Status.SENT]
+    RelayCommand.objects.filter(
+        device_id__in=device_ids,
+        generation=F("device__desired_generation"),
+        status=RelayCommand.Status.REJECTED,
+    ).update(status=RelayCommand.Status.SENT)
+    waiting = RelayCommand.objects.filter(device_id__in=device_ids, status__in=outstanding)
+    with_work = set(waiting.values_list("device_id", flat=True))
+    if with_work:
+        waiting.update(next_attempt_at=now, attempts=0)
+    return with_work

@@ -33,7 +33,6 @@ from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
 from config import ratelimit
-from config.db import off_thread
 from config.live import device_group
 from supply.relay import (
     relay_command_due,
@@ -43,11 +42,9 @@ from supply.relay import (
 )
 from supply.reports import relay_report, relay_report_unversioned
 
-from .. import intake
+from .. import attach, intake
 from ..devices import (
     DeviceLoginLimited,
-    device_attach,
-    device_login,
     device_login_failed,
     device_notification_acked,
     device_notifications_due,
@@ -158,6 +155,7 @@ class DeviceSocket(AsyncWebsocketConsumer):
         self._notify_in_flight: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._replaced = False
+        self._attach_seq = 0
         self.device_id = 0
         self.adapter = adapter(self)
 
@@ -170,7 +168,7 @@ class DeviceSocket(AsyncWebsocketConsumer):
         ident, secret = adapter.credentials(self.scope)
         address = _client_address(self.scope)
         try:
-            device = await off_thread(device_login)(address=address, ident=ident, secret=secret)
+            device = await attach.login(address=address, ident=ident, secret=secret)
         except DeviceLoginLimited:
             await self.accept(subprotocol)
             await self.close(
@@ -205,14 +203,13 @@ class DeviceSocket(AsyncWebsocketConsumer):
         self.device_id, self.device_ident = device.pk, device.ident
         self.landlord_id = device.landlord_id
         # A newer connection of the same device replaces this one.
-        await self.channel_layer.group_send(
-            device_group(self.device_id), {"type": "device.replaced", "channel": self.channel_name}
+        await attach.joined(
+            layer=self.channel_layer, group=device_group(self.device_id), channel=self.channel_name
         )
-        await self.channel_layer.group_add(device_group(self.device_id), self.channel_name)
         await self.accept(subprotocol)
-        # On the shared database thread, like disconnect(): presence changes of
-        # one device then apply in the order its sockets came and went.
-        has_work = await database_sync_to_async(device_attach)(device_id=self.device_id)
+        # Batched with the sockets attaching beside it (meters/attach.py), in
+        # the order this device's sockets came and went.
+        self._attach_seq, has_work = await attach.attached(device_id=self.device_id)
         self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
         _sockets[self.device_id] = self
         _ensure_sweeper()
@@ -228,7 +225,7 @@ class DeviceSocket(AsyncWebsocketConsumer):
                 await self._loop_task
         await self.channel_layer.group_discard(device_group(self.device_id), self.channel_name)
         if not self._replaced:
-            await database_sync_to_async(device_presence)(device_id=self.device_id, connected=False)
+            await attach.detached(device_id=self.device_id, seq=self._attach_seq)
 
     # --- channel-layer events ---------------------------------------------
     async def relay_wake(self, event: dict[str, Any]) -> None:
