@@ -62,6 +62,7 @@ class Membership(models.Model):
         REFUND = "refund", "Refund a payment"
         CONNECT = "connect", "Set up the payment account"
         ROLES = "roles", "Give and take roles"
+        SETUP = "setup", "Set up properties, units and tariffs"
 
     STAFF_ACTIONS = frozenset({Action.VIEW, Action.SUPPLY_ON, Action.REVIEW})
 
@@ -170,6 +171,9 @@ class Unit(models.Model):
         related_name="+",
     )
     override_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when the landlord no longer lets the unit (landlord.setup.unit_archive):
+    # it leaves the lists, its history stays.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["property_id", "name"]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -14,4 +14,5 @@ urlpatterns = [
         name="override_release",
     ),
     path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
+    path("setup/", include("landlord.urls_setup")),
 ]
