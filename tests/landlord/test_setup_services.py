@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db.models import Sum
 from django.http import Http404
 
 from landlord import access, setup
@@ -434,5 +435,5 @@ def _pending_matches_intervals():
     of each test wants them counted as pending on their meter."""
     yield
     for meter in Meter.objects.all():
-        total = sum(meter.intervals.exclude(gross_sub=None).values_list("gross_sub", flat=True))
+        total = meter.intervals.aggregate(total=Sum("gross_sub"))["total"] or 0
         Meter.objects.filter(pk=meter.pk).update(pending_sub=total)
