@@ -19,6 +19,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from payments import rating
@@ -292,8 +293,11 @@ def unit_archive(*, unit: Unit, actor_id: int | None) -> Unit:
     unit = Unit.objects.select_for_update().get(pk=unit.pk)
     if unit.archived_at is not None:
         return unit
-    if _has_active_tenancy(unit):
-        raise SetupError("The unit has a tenant: end the tenancy before archiving the unit.")
+    today = timezone.localdate()
+    if unit.tenancies.filter(Q(end_date__isnull=True) | Q(end_date__gte=today)).exists():
+        raise SetupError(
+            "The unit has a tenant (or one moving in): end the tenancy before archiving the unit."
+        )
     unit.archived_at = timezone.now()
     unit.save(update_fields=["archived_at"])
     _audit(

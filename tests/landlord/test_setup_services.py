@@ -14,7 +14,7 @@ from django.http import Http404
 
 from landlord import access, setup
 from landlord.access import Action
-from landlord.models import AuditEvent, Property, Unit
+from landlord.models import AuditEvent, Property, Tenancy, Unit
 from landlord.selectors import landlord_unit_views
 from landlord.setup import PropertyFields, SetupError, UnitFields, VersionFields
 from landlord.setup_selectors import tariff_version_impact
@@ -161,6 +161,15 @@ def test_archive_refuses_an_occupied_unit_and_hides_a_vacant_one(personas):
     with pytest.raises(SetupError, match="has a tenant"):
         setup.unit_archive(unit=world.prepaid, actor_id=None)
     vacant = setup.unit_create(prop=world.prop, actor_id=None, values=UnitFields(name="Empty"))
+    upcoming = Tenancy.objects.create(
+        landlord=world.landlord,
+        unit=vacant,
+        tenant=world.postpaid_tenant,
+        start_date=date.today() + timedelta(days=10),
+    )
+    with pytest.raises(SetupError, match="moving in"):
+        setup.unit_archive(unit=vacant, actor_id=None)
+    upcoming.delete()
     setup.unit_archive(unit=vacant, actor_id=world.staff.pk)
     vacant.refresh_from_db()
     assert vacant.archived_at is not None
