@@ -22,9 +22,9 @@ from django.db.models import Q
 from django.http import Http404
 
 from meters.models import Device, Interval, Meter
-from payments.models import Invoice, Payment
+from payments.models import Invoice, Payment, Tariff
 
-from .models import Landlord, Membership, Tenancy, Unit
+from .models import Landlord, Membership, Property, Tenancy, Unit
 
 User = AbstractBaseUser | AnonymousUser
 Action = Membership.Action
@@ -246,3 +246,23 @@ def access_unit_meter(*, unit: Unit, meter_id: int) -> Meter:
     if meter is None:
         raise Http404
     return meter
+
+
+def access_property(*, user: User, property_id: int, action: str = Action.VIEW) -> Property:
+    if not user.is_authenticated:
+        raise Http404
+    prop = Property.objects.filter(pk=property_id, landlord__memberships__user_id=user.pk).first()
+    if prop is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=prop.landlord_id), action=action)
+    return prop
+
+
+def access_tariff(*, user: User, tariff_id: int, action: str = Action.VIEW) -> Tariff:
+    if not user.is_authenticated:
+        raise Http404
+    tariff = Tariff.objects.filter(pk=tariff_id, landlord__memberships__user_id=user.pk).first()
+    if tariff is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=tariff.landlord_id), action=action)
+    return tariff

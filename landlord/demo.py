@@ -24,6 +24,9 @@ from .models import Landlord, Membership, Property, Tenancy, Unit
 
 DEMO_PASSWORD = "demo-pass-2026"
 LANDLORD_NAME = "Demo Lettings"
+# A second landlord with nothing set up, to try the onboarding from the start.
+NEW_LANDLORD_NAME = "New Lettings"
+NEW_LANDLORD_USER = "newlandlord"
 
 # (unit, mode, opening credit in pence, simulated power in W)
 UNITS = [
@@ -85,6 +88,8 @@ def demo_seed() -> list[DemoLogin]:
     User = get_user_model()
     logins = [DemoLogin("landlord", "landlord"), DemoLogin("admin", "admin")]
     logins += [DemoLogin(f"tenant{i}", f"tenant of {u[0]}") for i, u in enumerate(UNITS, 1)]
+    logins.append(DemoLogin(NEW_LANDLORD_USER, "a landlord with nothing set up yet"))
+    _empty_landlord()
     if Landlord.objects.filter(name=LANDLORD_NAME).exists():
         return logins
     with transaction.atomic():
@@ -153,6 +158,19 @@ def demo_seed() -> list[DemoLogin]:
     for event in PaymentEvent.objects.filter(processed_at__isnull=True).order_by("pk"):
         payment_event_process(event_id=event.pk)
     return logins
+
+
+@transaction.atomic
+def _empty_landlord() -> None:
+    """An owner of a landlord with no property, unit or tariff (created once)."""
+    User = get_user_model()
+    if User.objects.filter(username=NEW_LANDLORD_USER).exists():
+        return
+    landlord = Landlord.objects.create(name=NEW_LANDLORD_NAME)
+    owner = User.objects.create_user(
+        NEW_LANDLORD_USER, password=DEMO_PASSWORD, first_name="Nadia", last_name="Newcomer"
+    )
+    Membership.objects.create(landlord=landlord, user=owner, role=Membership.Role.OWNER)
 
 
 def demo_sim_devices() -> list[SimDevice]:

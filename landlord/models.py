@@ -65,6 +65,7 @@ class Membership(models.Model):
         DEVICES = "devices", "Register devices, rotate their secrets, replace meters"
         TENANTS = "tenants", "Invite tenants, record move-ins and move-outs"
         BILLING_MODE = "billing_mode", "Switch a unit between prepaid and postpaid"
+        SETUP = "setup", "Set up properties, units and tariffs"
 
     STAFF_ACTIONS = frozenset(
         {Action.VIEW, Action.SUPPLY_ON, Action.REVIEW, Action.DEVICES, Action.TENANTS}
@@ -175,6 +176,9 @@ class Unit(models.Model):
         related_name="+",
     )
     override_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when the landlord no longer lets the unit (landlord.setup.unit_archive):
+    # it leaves the lists, its history stays.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["property_id", "name"]

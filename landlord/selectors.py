@@ -200,7 +200,9 @@ def _balance(tenancy: Tenancy | None) -> int | None:
 def landlord_unit_views(*, landlord_id: int) -> list[UnitView]:
     views = []
     for unit in (
-        _units_queryset().filter(landlord_id=landlord_id).order_by("property__name", "name")
+        _units_queryset()
+        .filter(landlord_id=landlord_id, archived_at__isnull=True)
+        .order_by("property__name", "name")
     ):
         tenancy = unit.active_tenancies[0] if unit.active_tenancies else None
         views.append(_unit_view(unit, tenancy, _balance(tenancy)))

@@ -23,6 +23,7 @@ from . import access, selectors
 from .access import Action
 from .forms import IntervalDayForm, ReasonForm
 from .models import AuditEvent, Tenancy, Unit
+from .setup_selectors import onboarding_checklist
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -85,9 +86,10 @@ def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
     rows = selectors.landlord_unit_views(landlord_id=landlord.pk)
     template = "landlord/units.html#table" if request.htmx else "landlord/units.html"
     may_connect = access.may(user=request.user, landlord_id=landlord.pk, action=Action.CONNECT)
-    return render(
-        request, template, {"rows": rows, "landlord": landlord, "may_connect": may_connect}
-    )
+    context = {"rows": rows, "landlord": landlord, "may_connect": may_connect}
+    if not request.htmx:
+        context["checklist"] = onboarding_checklist(landlord=landlord, rows=rows)
+    return render(request, template, context)
 
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]

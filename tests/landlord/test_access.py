@@ -153,6 +153,8 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
                 move_in=date(2030, 1, 1),
             )
         ),
+        "property_id": lambda: world.people.a.prop.pk,
+        "tariff_id": lambda: world.people.a.tariff.pk,
     }
     return {name: makers[name]() for name in pattern.pattern.converters}
 
@@ -161,6 +163,17 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
 
 LANDLORD_PAGE = only({OWNER: 200, STAFF: 200, OTHER: 200})  # each landlord sees their own
 A_OBJECT_PAGE = only({OWNER: 200, STAFF: 200})
+SETUP_PAGE = only({OWNER: 200, STAFF: 403, OTHER: 200})  # setting up is for owners
+A_SETUP_PAGE = only({OWNER: 200, STAFF: 403})
+PROPERTY_FORM = {
+    "name": "Annex",
+    "timezone": "Europe/London",
+    "currency": "GBP",
+    "cutoff_days": "1",
+    "cutoff_start": "09:00",
+    "cutoff_end": "15:00",
+    "cutoff_notice_minutes": "60",
+}
 
 HTTP: dict[str, list[Case]] = {
     "home": [Case("get", {**everyone_gets(302), ANON: LOGIN, ADMIN: 200})],  # admin: no home
@@ -196,6 +209,22 @@ HTTP: dict[str, list[Case]] = {
     "landlord:held_release": [
         Case("post", only({OWNER: 302, STAFF: 302}), {"reason": "meter was offline"})
     ],
+    "landlord:setup": [Case("get", SETUP_PAGE)],
+    "landlord:property_new": [
+        Case("get", SETUP_PAGE),
+        Case("post", only({OWNER: 302, STAFF: 403, OTHER: 302}), PROPERTY_FORM),
+    ],
+    "landlord:property_edit": [
+        Case("get", A_SETUP_PAGE),
+        Case("post", only({OWNER: 302, STAFF: 403}), PROPERTY_FORM),
+    ],
+    "landlord:unit_new": [Case("get", SETUP_PAGE)],
+    "landlord:unit_import": [Case("get", SETUP_PAGE)],
+    "landlord:unit_edit": [Case("get", A_SETUP_PAGE)],
+    # A's prepaid unit has a tenant: archiving it is refused on the page.
+    "landlord:unit_archive": [Case("post", only({OWNER: 400, STAFF: 403}))],
+    "landlord:tariff_new": [Case("get", SETUP_PAGE)],
+    "landlord:tariff": [Case("get", A_SETUP_PAGE)],
     "api-units": [Case("get", only({OWNER: 200, STAFF: 200, OTHER: 200}, anonymous=403))],
     "payments:landlord_payments": [Case("get", LANDLORD_PAGE)],
     # Meters, devices, tenants and billing mode (landlord/views_people.py): the

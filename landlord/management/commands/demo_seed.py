@@ -9,4 +9,4 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         logins = demo_seed()
         for login in logins:
-            self.stdout.write(f"  {login.username:<10} / {DEMO_PASSWORD}   ({login.role})")
+            self.stdout.write(f"  {login.username:<11} / {DEMO_PASSWORD}   ({login.role})")
