@@ -6,6 +6,7 @@ from datetime import date, time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -125,6 +126,23 @@ class Property(models.Model):
         "landlord may disconnect",
         default=True,
         help_text="Switch off where the law forbids landlords to disconnect a supply.",
+    )
+
+    # Postpaid billing cycle (payments.billing.cycle_bounds): a bill covers the
+    # local days from this day of one month to the same day of the next, so 1
+    # is the calendar month; 28 at most, so every month has the day.
+    bill_cycle_day = models.PositiveSmallIntegerField(
+        "billing cycle day",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Postpaid bills run from this day of the month (1–28) to the same day "
+        "of the next; 1 is the calendar month.",
+    )
+    bill_due_days = models.PositiveSmallIntegerField(
+        "days to pay a bill",
+        default=14,
+        validators=[MaxValueValidator(90)],
+        help_text="A postpaid bill is due this many days after it is issued.",
     )
 
     class Meta:

@@ -24,6 +24,7 @@ from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
 
 from . import invoicing, rating
+from .allocation import bills_allocate
 from .automatic import autopay_invoice_task
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
@@ -242,10 +243,19 @@ def billing_sweep(*, now: datetime | None = None) -> int:
 # --- Invoices -------------------------------------------------------------------
 
 
-def month_bounds(day: date) -> tuple[date, date]:
-    start = day.replace(day=1)
-    end = (start + timedelta(days=32)).replace(day=1)
+def cycle_bounds(day: date, cycle_day: int = 1) -> tuple[date, date]:
+    """The billing cycle holding ``day``: from the latest ``cycle_day`` of a month on
+    or before it to the same day of the next month (exclusive). ``cycle_day`` is
+    1 to 28, so every month has it; 1 is the calendar month."""
+    start = day.replace(day=cycle_day)
+    if start > day:
+        start = (start.replace(day=1) - timedelta(days=1)).replace(day=cycle_day)
+    end = (start.replace(day=1) + timedelta(days=32)).replace(day=cycle_day)
     return start, end
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    return cycle_bounds(day, 1)
 
 
 def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, invoicing.Priced]:
@@ -293,12 +303,14 @@ class _BillPeriod:
 
 
 def _bill_period(
-    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime
+    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime, cycle_day: int
 ) -> _BillPeriod:
-    """A closed local calendar month, or the tenancy's part of it."""
-    start, end = month_bounds(period_start)
+    """A closed local billing cycle, or the tenancy's part of it (its first and last
+    bills cover only the days it ran, so standing charges, posted per day, are
+    pro-rated by days)."""
+    start, end = cycle_bounds(period_start, cycle_day)
     if period_start != start:
-        raise BillingError("A billing period starts on the first of a month.")
+        raise BillingError(f"A billing period starts on day {cycle_day} of a month.")
     if timezone.localtime(now, tz).date() < end:
         raise BillingError("This period is still open.")
     start = max(start, tenancy.start_date)
@@ -357,8 +369,10 @@ def _invoice_create(
     currency: str,
     now: datetime,
     bill: invoicing.Bill,
+    due_date: date,
 ) -> Invoice:
     invoice = Invoice.objects.create(
+        due_date=due_date,
         landlord_id=tenancy.landlord_id,
         tenancy=tenancy,
         period_start=period_start,
@@ -391,7 +405,8 @@ def _invoice_create(
 
 @transaction.atomic
 def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None = None) -> Invoice:
-    """The bill for a closed local calendar month: energy lines per tariff version,
+    """The bill for a closed local billing cycle (the property's cycle day; 1 is the
+    calendar month), due ``bill_due_days`` after its issue day: energy lines per tariff version,
     time-of-use band and tier, energy of earlier periods priced since the last
     bill, standing charges, tax, and the energy that could not be priced.
     Issued once per period.
@@ -408,7 +423,13 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         return existing
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    period = _bill_period(tenancy=tenancy, period_start=period_start, tz=tz, now=now)
+    period = _bill_period(
+        tenancy=tenancy,
+        period_start=period_start,
+        tz=tz,
+        now=now,
+        cycle_day=unit.property.bill_cycle_day,
+    )
     # Everything in the period reaches the ledger before it is itemised (held
     # energy that can be priced by now is priced on the way).
     meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))
@@ -436,7 +457,11 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         currency=unit.property.currency,
         now=now,
         bill=bill,
+        due_date=timezone.localtime(now, tz).date()
+        + timedelta(days=unit.property.bill_due_days),
     )
+    # Credit carried from earlier payments is applied to the new bill.
+    bills_allocate(tenancy=tenancy)
     _notify(tenancy)
     # Postpaid autopay charges the saved card once the bill is committed.
     transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)
@@ -444,15 +469,18 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
 
 
 def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
-    """Issue last month's invoice for every postpaid tenancy that has none yet."""
+    """Issue the last closed cycle's invoice (in each property's time zone and
+    billing cycle) for every postpaid tenancy that has none yet."""
     now = now or timezone.now()
     issued = []
     for tenancy in Tenancy.objects.filter(
         unit__billing_mode=Unit.BillingMode.POSTPAID
     ).select_related("unit__property"):
-        today = timezone.localtime(now, zoneinfo.ZoneInfo(tenancy.unit.property.timezone)).date()
-        last_start, _ = month_bounds(month_bounds(today)[0] - timedelta(days=1))
-        if tenancy.start_date >= month_bounds(today)[0]:
+        prop = tenancy.unit.property
+        today = timezone.localtime(now, zoneinfo.ZoneInfo(prop.timezone)).date()
+        current_start, _ = cycle_bounds(today, prop.bill_cycle_day)
+        last_start, _ = cycle_bounds(current_start - timedelta(days=1), prop.bill_cycle_day)
+        if tenancy.start_date >= current_start:
             continue
         if tenancy.end_date is not None and tenancy.end_date < last_start:
             continue
@@ -464,10 +492,10 @@ def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
 
 
 def open_period_accrued(*, unit: Unit, now: datetime | None = None) -> tuple[int, int]:
-    """(minor units, Wh) rated so far in the open month, for the tenant's page."""
+    """(minor units, Wh) rated so far in the open billing cycle, for the tenant's page."""
     now = now or timezone.now()
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    start, _ = month_bounds(timezone.localtime(now, tz).date())
+    start, _ = cycle_bounds(timezone.localtime(now, tz).date(), unit.property.bill_cycle_day)
     start_at = datetime.combine(start, time(0), tz).astimezone(UTC)
     agg = Interval.objects.filter(meter__unit=unit, start__gte=start_at).aggregate(
         g=Sum("gross_sub", filter=Q(gross_sub__isnull=False)), e=Sum("energy_wh")

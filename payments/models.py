@@ -446,6 +446,9 @@ class Invoice(models.Model):
     # issued: {meter id: [gross sub-units, net sub-units, Wh]}. The next bill
     # charges from here, so energy priced later reaches it as an adjustment.
     billed_through = models.JSONField(default=dict, blank=True)
+    # The local day the bill must be paid by: its issue day plus the property's
+    # ``bill_due_days``. Bills issued before due dates existed have none.
+    due_date = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["-period_start"]
@@ -459,6 +462,32 @@ class Invoice(models.Model):
     @property
     def number(self) -> str:
         return f"{self.landlord_id}-{self.tenancy_id}-{self.period_start:%Y%m}"
+
+
+class BillAllocation(models.Model):
+    """How much of a succeeded payment was applied to a bill (``payments.allocation``).
+
+    Recomputed from the payments and bills whenever either changes, oldest
+    payment to oldest bill first; what is left of the payments is the credit
+    carried to the next bill.
+    """
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    amount_minor = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "payment"], name="bill_allocation_unique"),
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0), name="bill_allocation_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount_minor} of payment {self.payment_id} to invoice {self.invoice_id}"
 
 
 class InvoiceLine(models.Model):

@@ -17,6 +17,7 @@ from config.live import broadcast_on_commit, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy
 from supply.decision import supply_evaluate
 
+from .allocation import bills_allocate
 from .emergency import debt_recover
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -756,6 +757,7 @@ def _reversals_settle(*, payment: Payment) -> None:
             )
             changed = changed or created
     if changed:
+        bills_allocate(tenancy=tenancy)
         supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
         msg = {"type": "unit.changed", "unit_id": tenancy.unit_id}
         broadcast_on_commit(tenancy_group(tenancy.pk), msg)
@@ -805,6 +807,7 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         )
     payment.save(update_fields=fields)
     if status == Payment.Status.SUCCEEDED:
+        bills_allocate(tenancy=tenancy)
         supply_evaluate(unit=tenancy.unit, reason="payment received")
     if newly_linked:
         # Refund or chargeback events that arrived before we knew this intent.
