@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from landlord import access
 
-from . import billing, emergency
+from . import allocation, billing, emergency
 from .services import invoice_amount_due
 
 
@@ -27,6 +27,11 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
             "lines": list(invoice.lines.all()),
             "is_tenant": is_tenant,
             "amount_due_minor": invoice_amount_due(invoice=invoice),
+            "applied": list(
+                invoice.allocations.select_related("payment").order_by("payment__created_at")
+            ),
+            "paid_minor": allocation.invoice_paid_minor(invoice=invoice),
+            "outstanding_minor": allocation.invoice_outstanding_minor(invoice=invoice),
         },
     )
 

@@ -17,7 +17,7 @@ from config.live import broadcast_on_commit, landlord_group, tenancy_group
 from landlord.models import AuditEvent, Tenancy
 from supply.decision import supply_evaluate
 
-from .allocation import bills_allocate
+from .allocation import bills_allocate, invoice_outstanding_minor
 from .emergency import debt_recover
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -46,9 +46,10 @@ def topup_limits() -> tuple[int, int]:
 
 
 def invoice_amount_due(*, invoice: Invoice) -> int:
-    """What is still owed on a bill: the tenant's debt, at most the bill's total."""
+    """What is still owed on a bill: what the payments applied to it leave
+    outstanding (``payments.allocation``), and never more than the tenant's debt."""
     owed = max(-tenant_account(tenancy=invoice.tenancy).balance_minor, 0)
-    return min(owed, max(invoice.total_minor, 0))
+    return min(owed, invoice_outstanding_minor(invoice=invoice))
 
 
 @transaction.atomic
