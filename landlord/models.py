@@ -135,7 +135,7 @@ class Property(models.Model):
         "billing cycle day",
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(28)],
-        help_text="Postpaid bills run from this day of the month (1–28) to the same day "
+        help_text="Postpaid bills run from this day of the month (1 to 28) to the same day "
         "of the next; 1 is the calendar month.",
     )
     bill_due_days = models.PositiveSmallIntegerField(

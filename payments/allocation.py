@@ -19,7 +19,7 @@ Invariant, per tenancy (checked by :func:`allocations_verify`, which
 - allocated = min(sum of bills' totals, sum of funds): a bill has an amount
   outstanding only when every payment is used up, and credit is carried only
   when every bill is paid. So the sum of the bills' outstanding amounts is
-  max(0, billed − received) and the credit carried is max(0, received − billed).
+  max(0, billed - received) and the credit carried is max(0, received - billed).
 
 Nothing here posts to the ledger: allocation only says which bill a payment
 paid; the tenant's balance already holds the money.

@@ -457,8 +457,7 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         currency=unit.property.currency,
         now=now,
         bill=bill,
-        due_date=timezone.localtime(now, tz).date()
-        + timedelta(days=unit.property.bill_due_days),
+        due_date=timezone.localtime(now, tz).date() + timedelta(days=unit.property.bill_due_days),
     )
     # Credit carried from earlier payments is applied to the new bill.
     bills_allocate(tenancy=tenancy)

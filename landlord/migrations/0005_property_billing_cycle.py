@@ -5,20 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('landlord', '0004_merge_20261127_2124'),
+        ("landlord", "0004_merge_20261127_2124"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='property',
-            name='bill_cycle_day',
-            field=models.PositiveSmallIntegerField(default=1, help_text='Postpaid bills run from this day of the month (1–28) to the same day of the next; 1 is the calendar month.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(28)], verbose_name='billing cycle day'),
+            model_name="property",
+            name="bill_cycle_day",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                help_text="Postpaid bills run from this day of the month (1 to 28) to the same day of the next; 1 is the calendar month.",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(28),
+                ],
+                verbose_name="billing cycle day",
+            ),
         ),
         migrations.AddField(
-            model_name='property',
-            name='bill_due_days',
-            field=models.PositiveSmallIntegerField(default=14, help_text='A postpaid bill is due this many days after it is issued.', validators=[django.core.validators.MaxValueValidator(90)], verbose_name='days to pay a bill'),
+            model_name="property",
+            name="bill_due_days",
+            field=models.PositiveSmallIntegerField(
+                default=14,
+                help_text="A postpaid bill is due this many days after it is issued.",
+                validators=[django.core.validators.MaxValueValidator(90)],
+                verbose_name="days to pay a bill",
+            ),
         ),
     ]

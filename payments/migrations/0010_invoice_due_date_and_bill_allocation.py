@@ -6,30 +6,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('landlord', '0005_property_billing_cycle'),
-        ('payments', '0009_invoice_held_reason_and_billed_through'),
+        ("landlord", "0005_property_billing_cycle"),
+        ("payments", "0009_invoice_held_reason_and_billed_through"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='invoice',
-            name='due_date',
+            model_name="invoice",
+            name="due_date",
             field=models.DateField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='BillAllocation',
+            name="BillAllocation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount_minor', models.BigIntegerField()),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('invoice', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='allocations', to='payments.invoice')),
-                ('landlord', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='landlord.landlord')),
-                ('payment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='allocations', to='payments.payment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount_minor", models.BigIntegerField()),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "invoice",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="allocations",
+                        to="payments.invoice",
+                    ),
+                ),
+                (
+                    "landlord",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="landlord.landlord",
+                    ),
+                ),
+                (
+                    "payment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="allocations",
+                        to="payments.payment",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('invoice', 'payment'), name='bill_allocation_unique'), models.CheckConstraint(condition=models.Q(('amount_minor__gt', 0)), name='bill_allocation_positive')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("invoice", "payment"), name="bill_allocation_unique"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("amount_minor__gt", 0)), name="bill_allocation_positive"
+                    ),
+                ],
             },
         ),
     ]

@@ -112,6 +112,8 @@ def test_allocations_beyond_a_bill_or_a_payment_are_reported(postpaid_tou):
     assert f"invoice {january.pk}: payments applied exceed its total" in problems
     assert any(p.startswith(f"payment {payment.pk}: 5000 applied") for p in problems)
     BillAllocation.objects.filter(pk=row.pk).update(amount_minor=999)
-    assert ledger_verify() == [f"tenancy {world.postpaid_tenancy.pk}: allocations are not oldest first"]
+    assert ledger_verify() == [
+        f"tenancy {world.postpaid_tenancy.pk}: allocations are not oldest first"
+    ]
     BillAllocation.objects.filter(pk=row.pk).update(amount_minor=1000)
     assert ledger_verify() == []
