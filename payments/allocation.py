@@ -1,7 +1,8 @@
 """Payments applied to postpaid bills, oldest first.
 
-A tenancy's **funds** are its succeeded payments, each net of what its
-refunds and chargebacks took back (as posted to the ledger: a refund that
+A tenancy's **funds** are its succeeded payments whose credit was not
+reversed (``ledger_reverse``), each net of what its refunds and chargebacks
+took back (as posted to the ledger: a refund that
 failed after it was posted counts no more, reinstated chargeback funds are
 back). Its **bills** are its invoices, each asking for its total (a bill whose
 corrections make its total negative asks for nothing; its credit is in the
@@ -83,15 +84,18 @@ def allocation_compose(
 def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
     """The tenancy's succeeded payments in the order they were credited, each net of
     the refunds and chargebacks posted against it."""
-    payments = list(
+    found = (
         Payment.objects.filter(
             tenancy_id=tenancy_id,
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
+        .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
-        .values_list("pk", "amount_minor")
+        .values_list("pk", "amount_minor", "reversed_by")
     )
+    # A payment whose credit was reversed in the ledger (a correction) paid nothing.
+    payments = [(pk, amount) for pk, amount, reversed_by in found if reversed_by is None]
     ids = [pk for pk, _ in payments]
     refunded = dict(
         Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)

@@ -25,7 +25,6 @@ from supply.decision import supply_evaluate
 
 from . import invoicing, rating
 from .allocation import bills_allocate
-from .automatic import autopay_invoice_task
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -34,6 +33,7 @@ from .models import (
     Invoice,
     InvoiceLine,
     LedgerTransaction,
+    Payment,
     Posting,
 )
 from .tariffs import unit_schedule
@@ -462,8 +462,8 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
     # Credit carried from earlier payments is applied to the new bill.
     bills_allocate(tenancy=tenancy)
     _notify(tenancy)
-    # Postpaid autopay charges the saved card once the bill is committed.
-    transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)
+    # Postpaid autopay charges the saved card on the due date, not now
+    # (payments.automatic.autopays_run_due).
     return invoice
 
 
@@ -525,6 +525,9 @@ def ledger_reverse(
         created_by_id=actor_id,
         reverses=txn,
     )
+    paid = Payment.objects.filter(ledger_transaction=txn).select_related("tenancy").first()
+    if paid is not None:
+        bills_allocate(tenancy=paid.tenancy)  # the reversed payment no longer pays a bill
     AuditEvent.objects.create(
         landlord_id=txn.landlord_id,
         actor_id=actor_id,

@@ -449,6 +449,12 @@ class Invoice(models.Model):
     # The local day the bill must be paid by: its issue day plus the property's
     # ``bill_due_days``. Bills issued before due dates existed have none.
     due_date = models.DateField(null=True, blank=True)
+    # Postpaid autopay charged what was owed on the due date (or found nothing
+    # to charge): once per bill (payments.automatic.autopays_run_due).
+    autopay_tried_at = models.DateTimeField(null=True, blank=True)
+    # Reminders sent, at most once each (payments.reminders).
+    reminded_due_at = models.DateTimeField(null=True, blank=True)
+    reminded_overdue_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-period_start"]
