@@ -3,6 +3,7 @@ from __future__ import annotations
 import builtins
 import zoneinfo
 from datetime import date, time
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -143,6 +144,27 @@ class Property(models.Model):
         default=14,
         validators=[MaxValueValidator(90)],
         help_text="A postpaid bill is due this many days after it is issued.",
+    )
+    # Late fees on postpaid bills (payments.late_fees): off while both the fixed
+    # amount and the percentage are 0.
+    late_fee_grace_days = models.PositiveSmallIntegerField(
+        "late fee grace days",
+        default=5,
+        help_text="A late fee is charged only once a bill is this many days past its due date.",
+    )
+    late_fee_fixed_minor = models.PositiveIntegerField(
+        "fixed late fee (minor units)", default=0, help_text="0: no fixed fee."
+    )
+    late_fee_percent = models.DecimalField(
+        "late fee percentage",
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MaxValueValidator(Decimal(100))],
+        help_text="Of the amount still owed on the bill (not of an amount in dispute). 0: none.",
+    )
+    late_fee_cap_minor = models.PositiveIntegerField(
+        "late fee cap (minor units)", default=0, help_text="0: no cap."
     )
 
     class Meta:

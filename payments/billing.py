@@ -349,9 +349,11 @@ def _bill(
     meter_ids: list[int],
     period: _BillPeriod,
     usage: list[invoicing.Usage],
+    fees: list[tuple[str, int]],
 ) -> invoicing.Bill:
     """Fetch what the ledger posted for the period and compose the bill."""
     return invoicing.bill_compose(
+        fees=fees,
         schedule=schedule,
         start=period.start,
         end=period.end,
@@ -447,8 +449,20 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         start__lt=period.end_at,
     ).order_by("start")
     usage = [invoicing.Usage.stored(**row) for row in intervals.values(*invoicing.Usage.STORED)]
+    # Late fees charged since the last bill are shown (and totalled) on this one.
+    late = list(
+        Invoice.objects.filter(
+            tenancy=tenancy, late_fee_minor__gt=0, late_fee_billed_on__isnull=True
+        ).order_by("period_start")
+    )
+    fees = [(f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor) for i in late]
     bill = _bill(
-        tenancy=tenancy, schedule=schedule, meter_ids=meter_ids, period=period, usage=usage
+        tenancy=tenancy,
+        schedule=schedule,
+        meter_ids=meter_ids,
+        period=period,
+        usage=usage,
+        fees=fees,
     )
     invoice = _invoice_create(
         tenancy=tenancy,
@@ -459,6 +473,7 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
         bill=bill,
         due_date=timezone.localtime(now, tz).date() + timedelta(days=unit.property.bill_due_days),
     )
+    Invoice.objects.filter(pk__in=[i.pk for i in late]).update(late_fee_billed_on=invoice)
     # Credit carried from earlier payments is applied to the new bill.
     bills_allocate(tenancy=tenancy)
     _notify(tenancy)

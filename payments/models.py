@@ -239,6 +239,7 @@ class LedgerTransaction(models.Model):
         REVERSAL = "reversal", "Reversal"
         REFUND = "refund", "Refund"
         CHARGEBACK = "chargeback", "Chargeback"
+        LATE_FEE = "late_fee", "Late fee"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="ledger_transactions"
@@ -455,6 +456,13 @@ class Invoice(models.Model):
     # Reminders sent, at most once each (payments.reminders).
     reminded_due_at = models.DateTimeField(null=True, blank=True)
     reminded_overdue_at = models.DateTimeField(null=True, blank=True)
+    # The late fee charged because this bill was not paid in time (at most
+    # once, payments.late_fees), and the later bill that shows it.
+    late_fee_minor = models.BigIntegerField(default=0)
+    late_fee_at = models.DateTimeField(null=True, blank=True)
+    late_fee_billed_on = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="fees_billed"
+    )
 
     class Meta:
         ordering = ["-period_start"]
@@ -503,6 +511,7 @@ class InvoiceLine(models.Model):
         ADJUSTMENT = "adjustment", "Energy of earlier periods"
         TAX = "tax", "Tax"
         ROUNDING = "rounding", "Rounding"
+        FEE = "fee", "Late fee"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()

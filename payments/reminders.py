@@ -106,7 +106,7 @@ def bill_reminders_send(*, now: datetime | None = None) -> int:
         ).values_list("pk", "due_date", "reminded_due_at", "reminded_overdue_at")
         for pk, due_date, due_sent, overdue_sent in rows.order_by("due_date", "pk"):
             kind = reminder_due(due_date=due_date, today=today, days_before=days_before)
-            if kind == DUE and due_sent is None or kind == OVERDUE and overdue_sent is None:
+            if (kind == DUE and due_sent is None) or (kind == OVERDUE and overdue_sent is None):
                 try:
                     sent += bill_reminder_send(invoice_id=pk, kind=kind, now=now)
                 except Exception:

@@ -10,7 +10,7 @@ queued before those moved runnable.
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from . import automatic, billing, reminders, services
+from . import automatic, billing, late_fees, reminders, services
 from .automatic import autopay_invoice_task
 from .services import payment_event_process_task, saved_method_describe_task
 
@@ -46,6 +46,12 @@ def autopays_due_periodic() -> int:
 @db_periodic_task(crontab(minute="23"), name="bill_reminders_send")
 def bill_reminders_periodic() -> int:
     return reminders.bill_reminders_send()
+
+
+# Late fees on postpaid bills still unpaid after their grace days, once per bill.
+@db_periodic_task(crontab(minute="29"), name="late_fees_post_due")
+def late_fees_periodic() -> int:
+    return late_fees.late_fees_post_due()
 
 
 @db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")

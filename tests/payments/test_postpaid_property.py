@@ -1,4 +1,4 @@
-"""Property: any interleaving of usage, bills, payments and refunds keeps the bills'
+"""Property: any interleaving of usage, bills, payments, late fees and refunds keeps the bills'
 allocations exact (docs/billing.md, "Payments applied to bills").
 
 The invariant, per tenancy, with ``received`` read from the ledger (the tenant
@@ -9,20 +9,22 @@ the bills' totals:
     credit carried            = max(0, received - billed)
 
 and ``ledger_verify()`` (which checks every allocation against its bill and
-payment) stays clean.
+payment) stays clean. Late fees count as billed once the next bill shows them.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q, Sum
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from payments import allocation, billing
 from payments.billing import cycle_bounds
+from payments.late_fees import late_fees_post_due
 from payments.ledger import ledger_verify, tenant_account
 from payments.models import Invoice, LedgerTransaction, Payment, Posting, Refund
 from payments.services import refund_transition, refundable_minor
@@ -76,6 +78,7 @@ operations = st.lists(
         st.tuples(st.just("pay"), st.integers(100, 4000)),
         st.tuples(st.just("refund"), st.integers(1, 100)),
         st.tuples(st.just("refund_fails"), st.just(0)),
+        st.tuples(st.just("late_fees"), st.just(0)),
     ),
     max_size=25,
 )
@@ -85,6 +88,24 @@ operations = st.lists(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(cycle_day=st.sampled_from([1, 15, 28]), ops=operations)
+@example(
+    cycle_day=15,
+    ops=[
+        ("use", 1500),
+        ("wait", 20),
+        ("bill", 0),
+        ("pay", 100),
+        ("wait", 20),
+        ("late_fees", 0),
+        ("wait", 20),
+        ("bill", 0),
+        ("pay", 4000),
+        ("refund", 50),
+        ("refund_fails", 0),
+        ("wait", 20),
+        ("bill", 0),
+    ],
+)
 def test_property_bills_outstanding_match_what_was_billed_less_received(
     postpaid_tou, cycle_day, ops
 ):
@@ -94,6 +115,10 @@ def test_property_bills_outstanding_match_what_was_billed_less_received(
     try:
         with transaction.atomic():
             world.prop.bill_cycle_day = cycle_day
+            world.prop.late_fee_grace_days = 2
+            world.prop.late_fee_fixed_minor = 300
+            world.prop.late_fee_percent = Decimal("5")
+            world.prop.late_fee_cap_minor = 400
             world.prop.save()
             tenancy.start_date = date(2026, 1, 10)
             tenancy.save()
@@ -109,6 +134,8 @@ def test_property_bills_outstanding_match_what_was_billed_less_received(
                     clock += timedelta(days=value)
                 elif kind == "bill":
                     _bill_closed_cycles(tenancy, cycle_day, clock)
+                elif kind == "late_fees":
+                    late_fees_post_due(now=clock)
                 elif kind == "pay":
                     _pay(tenancy, value)
                 elif kind == "refund":
@@ -135,6 +162,11 @@ def test_property_bills_outstanding_match_what_was_billed_less_received(
                     if refund is not None:
                         refund_transition(refund=refund, status=Refund.Status.FAILED)
                 _check(tenancy)
+            if ops and ops[-1] == ("bill", 0) and len(ops) == 13:
+                # the explicit example reaches every kind of step
+                assert LedgerTransaction.objects.filter(kind="late_fee").exists()
+                assert Refund.objects.filter(status=Refund.Status.FAILED).exists()
+                assert Invoice.objects.filter(late_fee_billed_on__isnull=False).exists()
             raise _Rollback
     except _Rollback:
         pass
