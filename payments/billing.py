@@ -455,7 +455,9 @@ def invoice_issue(*, tenancy: Tenancy, period_start: date, now: datetime | None 
             tenancy=tenancy, late_fee_minor__gt=0, late_fee_billed_on__isnull=True
         ).order_by("period_start")
     )
-    fees = [(f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor) for i in late]
+    fees = [
+        (f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor) for i in late
+    ]
     bill = _bill(
         tenancy=tenancy,
         schedule=schedule,

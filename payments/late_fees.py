@@ -28,9 +28,7 @@ from .services import invoice_amount_due
 logger = logging.getLogger(__name__)
 
 
-def late_fee_amount(
-    *, owed_minor: int, fixed_minor: int, percent: Decimal, cap_minor: int
-) -> int:
+def late_fee_amount(*, owed_minor: int, fixed_minor: int, percent: Decimal, cap_minor: int) -> int:
     """The fee on ``owed_minor`` still unpaid (0 when nothing is owed)."""
     if owed_minor <= 0:
         return 0

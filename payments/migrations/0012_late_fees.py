@@ -5,35 +5,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0011_invoice_autopay_and_reminders_sent'),
+        ("payments", "0011_invoice_autopay_and_reminders_sent"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='invoice',
-            name='late_fee_at',
+            model_name="invoice",
+            name="late_fee_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='invoice',
-            name='late_fee_billed_on',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='fees_billed', to='payments.invoice'),
+            model_name="invoice",
+            name="late_fee_billed_on",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="fees_billed",
+                to="payments.invoice",
+            ),
         ),
         migrations.AddField(
-            model_name='invoice',
-            name='late_fee_minor',
+            model_name="invoice",
+            name="late_fee_minor",
             field=models.BigIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='invoiceline',
-            name='kind',
-            field=models.CharField(choices=[('energy', 'Energy'), ('standing', 'Standing charge'), ('adjustment', 'Energy of earlier periods'), ('tax', 'Tax'), ('rounding', 'Rounding'), ('fee', 'Late fee')], max_length=10),
+            model_name="invoiceline",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("energy", "Energy"),
+                    ("standing", "Standing charge"),
+                    ("adjustment", "Energy of earlier periods"),
+                    ("tax", "Tax"),
+                    ("rounding", "Rounding"),
+                    ("fee", "Late fee"),
+                ],
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='ledgertransaction',
-            name='kind',
-            field=models.CharField(choices=[('usage', 'Energy used'), ('payment', 'Payment received'), ('adjustment', 'Adjustment'), ('correction', 'Usage correction (re-rated)'), ('standing', 'Standing charge'), ('emergency', 'Emergency credit'), ('recovery', 'Emergency credit repaid'), ('reversal', 'Reversal'), ('refund', 'Refund'), ('chargeback', 'Chargeback'), ('late_fee', 'Late fee')], max_length=12),
+            model_name="ledgertransaction",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("usage", "Energy used"),
+                    ("payment", "Payment received"),
+                    ("adjustment", "Adjustment"),
+                    ("correction", "Usage correction (re-rated)"),
+                    ("standing", "Standing charge"),
+                    ("emergency", "Emergency credit"),
+                    ("recovery", "Emergency credit repaid"),
+                    ("reversal", "Reversal"),
+                    ("refund", "Refund"),
+                    ("chargeback", "Chargeback"),
+                    ("late_fee", "Late fee"),
+                ],
+                max_length=12,
+            ),
         ),
     ]

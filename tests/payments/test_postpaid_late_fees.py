@@ -71,7 +71,9 @@ def test_late_fee_after_grace_capped_once_and_on_the_next_bill(postpaid_tou):
         period_start=date(2026, 2, 1),
         now=datetime(2026, 3, 1, 9, tzinfo=UTC),
     )
-    fee_lines = [(line.description, line.amount_minor) for line in february.lines.filter(kind="fee")]
+    fee_lines = [
+        (line.description, line.amount_minor) for line in february.lines.filter(kind="fee")
+    ]
     assert fee_lines == [(f"Late fee: bill {january.number} unpaid after its due date", 550)]
     assert february.total_minor == 1470 + 550
     january.refresh_from_db()
