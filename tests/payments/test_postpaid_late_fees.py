@@ -106,3 +106,39 @@ def test_no_late_fee_when_paid_in_full(postpaid_tou):
     january = _january(world)
     _pay(world.postpaid_tenancy, january.total_minor)
     assert late_fees_post_due(now=datetime(2026, 2, 20, tzinfo=UTC)) == 0
+
+
+def test_bill_pages_show_the_late_fee_payments_and_outstanding(postpaid_tou, personas, client):
+    world = postpaid_tou
+    _charge_late_fees(world)
+    january = _january(world)
+    _pay(world.postpaid_tenancy, 1000)
+    late_fees_post_due(now=datetime(2026, 2, 19, 9, tzinfo=UTC))
+    client.force_login(world.postpaid_tenant)
+    page = client.get(f"/payments/invoices/{january.pk}/").content.decode()
+    assert "A late fee of £5.50 was charged on 19 Feb 2026" in page
+    assert "it will be on the next bill" in page
+    assert 'data-testid="invoice-applied"' in page and "£10.00 of" not in page
+    assert f'href="/payments/invoices/{january.pk}/print/"' in page
+    printable = client.get(f"/payments/invoices/{january.pk}/print/")
+    body = printable.content.decode()
+    assert printable.status_code == 200
+    assert "Due 15 Feb 2026" in body and 'data-testid="invoice-outstanding">£6.28' in body
+    assert "Pay this bill" not in body and 'class="top"' not in body
+    february = billing.invoice_issue(
+        tenancy=world.postpaid_tenancy,
+        period_start=date(2026, 2, 1),
+        now=datetime(2026, 3, 1, 9, tzinfo=UTC),
+    )
+    page = client.get(f"/payments/invoices/{january.pk}/").content.decode()
+    assert "it is on the bill for February 2026" in page
+    page = client.get(f"/payments/invoices/{february.pk}/").content.decode()
+    assert f"Late fee: bill {january.number} unpaid after its due date" in page
+    for user, status in [
+        (world.staff, 200),
+        (personas.a.prepaid_tenant, 404),
+        (personas.b.staff, 404),
+        (personas.b.postpaid_tenant, 404),
+    ]:
+        client.force_login(user)
+        assert client.get(f"/payments/invoices/{january.pk}/print/").status_code == status
