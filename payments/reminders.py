@@ -105,6 +105,8 @@ def bill_reminders_send(*, now: datetime | None = None) -> int:
             due_date__lte=today + timedelta(days=days_before),
         ).values_list("pk", "due_date", "reminded_due_at", "reminded_overdue_at")
         for pk, due_date, due_sent, overdue_sent in rows.order_by("due_date", "pk"):
+            if due_date is None:
+                continue  # excluded by the query; keeps the type exact
             kind = reminder_due(due_date=due_date, today=today, days_before=days_before)
             if (kind == DUE and due_sent is None) or (kind == OVERDUE and overdue_sent is None):
                 try:

@@ -16,10 +16,11 @@ from .test_billing import _pay
 
 
 def test_late_fee_amount():
-    kw = {"fixed_minor": 500, "percent": Decimal("10"), "cap_minor": 0}
-    assert late_fee_amount(owed_minor=628, **kw) == 562  # 500 + 62.8 rounded down
-    assert late_fee_amount(owed_minor=628, **{**kw, "cap_minor": 550}) == 550
-    assert late_fee_amount(owed_minor=0, **kw) == 0
+    ten = Decimal("10")
+    # 500 + 62.8 rounded down
+    assert late_fee_amount(owed_minor=628, fixed_minor=500, percent=ten, cap_minor=0) == 562
+    assert late_fee_amount(owed_minor=628, fixed_minor=500, percent=ten, cap_minor=550) == 550
+    assert late_fee_amount(owed_minor=0, fixed_minor=500, percent=ten, cap_minor=0) == 0
     assert late_fee_amount(owed_minor=999, fixed_minor=0, percent=Decimal("2.5"), cap_minor=0) == 24
 
 

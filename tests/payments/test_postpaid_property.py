@@ -154,13 +154,13 @@ def test_property_bills_outstanding_match_what_was_billed_less_received(
                         )
                         refund_transition(refund=refund, status=Refund.Status.SUCCEEDED)
                 else:
-                    refund = (
+                    succeeded = (
                         Refund.objects.filter(Q(status=Refund.Status.SUCCEEDED))
                         .order_by("pk")
                         .first()
                     )
-                    if refund is not None:
-                        refund_transition(refund=refund, status=Refund.Status.FAILED)
+                    if succeeded is not None:
+                        refund_transition(refund=succeeded, status=Refund.Status.FAILED)
                 _check(tenancy)
             if ops and ops[-1] == ("bill", 0) and len(ops) == 13:
                 # the explicit example reaches every kind of step
