@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from landlord.models import Tenancy
+from landlord.models import Tenancy, Unit
 
 from .models import BillAllocation, Dispute, Invoice, Payment, Refund
 
@@ -129,8 +129,12 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
 
     Call inside the transaction that changed a payment, refund, chargeback or
     bill of the tenancy; the tenancy row is locked so two such changes store
-    their allocations one after the other.
+    their allocations one after the other. A prepaid unit's payments are
+    top-ups, not payments of bills: nothing is done (not even a query, so a
+    top-up costs what it did).
     """
+    if tenancy.unit.is_prepaid:
+        return
     if not Invoice.objects.filter(tenancy_id=tenancy.pk).exists():
         return  # nothing billed yet: every payment is credit carried
     Tenancy.objects.select_for_update().filter(pk=tenancy.pk).first()
@@ -200,6 +204,13 @@ def allocations_verify() -> list[str]:
     tenancy_ids = (
         BillAllocation.objects.values_list("invoice__tenancy_id", flat=True).distinct().order_by()
     )
+    # Bounds hold for every tenancy; the exact oldest-first rows only for
+    # postpaid units, the only ones allocated (bills_allocate).
+    postpaid = set(
+        Tenancy.objects.filter(pk__in=tenancy_ids)
+        .exclude(unit__billing_mode=Unit.BillingMode.PREPAID)
+        .values_list("pk", flat=True)
+    )
     for tenancy_id in tenancy_ids:
         funds = {f.payment_id: f.amount_minor for f in tenancy_funds(tenancy_id=tenancy_id)}
         applied = dict(
@@ -221,7 +232,7 @@ def allocations_verify() -> list[str]:
             "invoice_id", "payment_id", "amount_minor"
         )
         stored = {(invoice_id, payment_id): amount for invoice_id, payment_id, amount in rows}
-        if stored != wanted:
+        if tenancy_id in postpaid and stored != wanted:
             problems.append(f"tenancy {tenancy_id}: allocations are not oldest first")
     return problems
 
