@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from payments import allocation, billing
@@ -117,3 +118,13 @@ def test_allocations_beyond_a_bill_or_a_payment_are_reported(postpaid_tou):
     ]
     BillAllocation.objects.filter(pk=row.pk).update(amount_minor=1000)
     assert ledger_verify() == []
+
+
+def test_admin_shows_a_bills_payments(postpaid_tou, client):
+    january = _issue(postpaid_tou, date(2026, 1, 1), datetime(2026, 2, 1, 9, tzinfo=UTC))
+    _pay(postpaid_tou.postpaid_tenancy, 1000)
+    admin = get_user_model().objects.create_superuser("root_alloc", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/admin/payments/invoice/{january.pk}/change/")
+    assert page.status_code == 200
+    assert "payments applied" in page.content.decode().lower()
