@@ -3,9 +3,11 @@ from __future__ import annotations
 import builtins
 import zoneinfo
 from datetime import date, time
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -131,6 +133,44 @@ class Property(models.Model):
         "landlord may disconnect",
         default=True,
         help_text="Switch off where the law forbids landlords to disconnect a supply.",
+    )
+
+    # Postpaid billing cycle (payments.billing.cycle_bounds): a bill covers the
+    # local days from this day of one month to the same day of the next, so 1
+    # is the calendar month; 28 at most, so every month has the day.
+    bill_cycle_day = models.PositiveSmallIntegerField(
+        "billing cycle day",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Postpaid bills run from this day of the month (1 to 28) to the same day "
+        "of the next; 1 is the calendar month.",
+    )
+    bill_due_days = models.PositiveSmallIntegerField(
+        "days to pay a bill",
+        default=14,
+        validators=[MaxValueValidator(90)],
+        help_text="A postpaid bill is due this many days after it is issued.",
+    )
+    # Late fees on postpaid bills (payments.late_fees): off while both the fixed
+    # amount and the percentage are 0.
+    late_fee_grace_days = models.PositiveSmallIntegerField(
+        "late fee grace days",
+        default=5,
+        help_text="A late fee is charged only once a bill is this many days past its due date.",
+    )
+    late_fee_fixed_minor = models.PositiveIntegerField(
+        "fixed late fee (minor units)", default=0, help_text="0: no fixed fee."
+    )
+    late_fee_percent = models.DecimalField(
+        "late fee percentage",
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MaxValueValidator(Decimal(100))],
+        help_text="Of the amount still owed on the bill (not of an amount in dispute). 0: none.",
+    )
+    late_fee_cap_minor = models.PositiveIntegerField(
+        "late fee cap (minor units)", default=0, help_text="0: no cap."
     )
 
     class Meta:

@@ -34,8 +34,8 @@ from meters.devices import meter_baseline_record
 from meters.models import Meter
 from payments import rating
 from payments.billing import (
+    cycle_bounds,
     invoice_issue,
-    month_bounds,
     standing_charges_post,
     usage_settle_meter,
 )
@@ -265,9 +265,11 @@ def _settle(*, unit: Unit, now: datetime) -> None:
 
 
 def _closing_bill(*, tenancy: Tenancy, last_day: date, now: datetime) -> Invoice:
-    """The bill for the month up to ``last_day``, after last month's if it is missing."""
-    month_start, _ = month_bounds(last_day)
-    previous_start, _ = month_bounds(month_start - timedelta(days=1))
+    """The bill for the billing cycle up to ``last_day``, after the previous cycle's if
+    it is missing."""
+    cycle_day = tenancy.unit.property.bill_cycle_day
+    month_start, _ = cycle_bounds(last_day, cycle_day)
+    previous_start, _ = cycle_bounds(month_start - timedelta(days=1), cycle_day)
     if tenancy.start_date < month_start:
         # Already billed, or unpriceable: the closing bill still goes out.
         with contextlib.suppress(BillingError, rating.Unpriceable):

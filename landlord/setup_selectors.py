@@ -93,7 +93,9 @@ def onboarding_checklist(*, landlord: Landlord, rows: list[UnitView]) -> Checkli
                 + ("…" if len(no_meter) > 5 else "")
                 if no_meter
                 else "Add units first.",
-                reverse("landlord:people:devices", args=[no_meter[0].pk]) if no_meter else setup_url,
+                reverse("landlord:people:devices", args=[no_meter[0].pk])
+                if no_meter
+                else setup_url,
             ),
             Step(
                 "Set up the payment account",

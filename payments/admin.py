@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from .forms import RefundForm
 from .models import (
     Account,
+    BillAllocation,
     ConnectAccount,
     Dispute,
     Invoice,
@@ -87,10 +88,21 @@ class InvoiceLineInline(admin.TabularInline):
         return False
 
 
+class BillAllocationInline(admin.TabularInline):
+    model = BillAllocation
+    extra = 0
+    can_delete = False
+    readonly_fields = ["payment", "amount_minor", "updated_at"]
+    verbose_name_plural = "payments applied"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
-    list_display = ["number", "tenancy", "period_start", "total_minor", "issued_at"]
-    inlines = [InvoiceLineInline]
+    list_display = ["number", "tenancy", "period_start", "total_minor", "issued_at", "due_date"]
+    inlines = [InvoiceLineInline, BillAllocationInline]
 
 
 @admin.register(Account)

@@ -7,13 +7,14 @@ payment. When the bank asks for authentication, the payment keeps an
 ``action_url`` and the tenant's page offers "Confirm payment", which opens a
 hosted checkout for the same payment (on-session).
 
-Postpaid invoices do not exist yet: ``autopay_charge`` takes the amount and
-our reference (an invoice number later) explicitly.
+``autopay_charge`` takes the amount and our reference explicitly; postpaid
+bills are charged on their due date by :func:`autopays_run_due`.
 """
 
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -227,8 +228,38 @@ def saved_method_remove(*, method: SavedPaymentMethod) -> None:
             )
 
 
+def autopays_run_due(*, now: datetime | None = None) -> int:
+    """Postpaid autopay on the due date: charge each bill due by today (in its
+    property's time zone) that autopay has not tried yet, for tenancies whose
+    tenant turned autopay on. Each bill is tried once (``autopay_tried_at``); a
+    declined card is not retried, the tenant pays by hand. Returns how many
+    charges were asked for."""
+    now = now or timezone.now()
+    charged = 0
+    waiting = Invoice.objects.filter(
+        due_date__isnull=False,
+        autopay_tried_at__isnull=True,
+        tenancy__payment_settings__autopay_enabled=True,
+    )
+    zones = waiting.values_list("tenancy__unit__property__timezone", flat=True).distinct()
+    for zone in sorted(set(zones)):
+        today = timezone.localtime(now, zoneinfo.ZoneInfo(zone)).date()
+        due = waiting.filter(tenancy__unit__property__timezone=zone, due_date__lte=today)
+        for invoice_id in due.order_by("due_date", "pk").values_list("pk", flat=True):
+            try:
+                charged += autopay_for_invoice(invoice_id=invoice_id) is not None
+            except PaymentError as exc:
+                logger.warning("autopay of invoice %s refused: %s", invoice_id, exc)
+            # Marked after the charge: a crash in between tries again, and
+            # the charge is made at most once while a payment for the bill is live.
+            Invoice.objects.filter(pk=invoice_id, autopay_tried_at__isnull=True).update(
+                autopay_tried_at=now
+            )
+    return charged
+
+
 def autopay_for_invoice(*, invoice_id: int) -> Payment | None:
-    """Postpaid autopay: charge what is owed on a newly issued bill to the saved card.
+    """Postpaid autopay: charge what is owed on a bill to the saved card.
 
     Nothing happens unless the tenant turned autopay on and saved a card; an
     amount below the smallest payment is left for the next bill.

@@ -25,7 +25,7 @@ from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
 
 from . import invoicing, rating
-from .automatic import autopay_invoice_task
+from .allocation import bills_allocate
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -34,6 +34,7 @@ from .models import (
     Invoice,
     InvoiceLine,
     LedgerTransaction,
+    Payment,
     Posting,
 )
 from .tariffs import unit_schedule
@@ -243,10 +244,19 @@ def billing_sweep(*, now: datetime | None = None) -> int:
 # --- Invoices -------------------------------------------------------------------
 
 
-def month_bounds(day: date) -> tuple[date, date]:
-    start = day.replace(day=1)
-    end = (start + timedelta(days=32)).replace(day=1)
+def cycle_bounds(day: date, cycle_day: int = 1) -> tuple[date, date]:
+    """The billing cycle holding ``day``: from the latest ``cycle_day`` of a month on
+    or before it to the same day of the next month (exclusive). ``cycle_day`` is
+    1 to 28, so every month has it; 1 is the calendar month."""
+    start = day.replace(day=cycle_day)
+    if start > day:
+        start = (start.replace(day=1) - timedelta(days=1)).replace(day=cycle_day)
+    end = (start.replace(day=1) + timedelta(days=32)).replace(day=cycle_day)
     return start, end
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    return cycle_bounds(day, 1)
 
 
 def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, invoicing.Priced]:
@@ -294,18 +304,26 @@ class _BillPeriod:
 
 
 def _bill_period(
-    *, tenancy: Tenancy, period_start: date, tz: zoneinfo.ZoneInfo, now: datetime, final: bool
+    *,
+    tenancy: Tenancy,
+    period_start: date,
+    tz: zoneinfo.ZoneInfo,
+    now: datetime,
+    cycle_day: int,
+    final: bool,
 ) -> _BillPeriod:
-    """A closed local calendar month, or the tenancy's part of it; ``final``: the
-    month so far, through today (a closing bill at a move-out or a switch to prepaid)."""
-    start, end = month_bounds(period_start)
+    """A closed local billing cycle, or the tenancy's part of it (its first and last
+    bills cover only the days it ran, so standing charges, posted per day, are
+    pro-rated by days); ``final``: the cycle so far, through today (a closing bill
+    at a move-out or a switch to prepaid)."""
+    start, end = cycle_bounds(period_start, cycle_day)
     if period_start != start:
-        raise BillingError("A billing period starts on the first of a month.")
+        raise BillingError(f"A billing period starts on day {cycle_day} of a month.")
     today = timezone.localtime(now, tz).date()
     if final:
         end = min(end, today + timedelta(days=1))
         if end <= start or tenancy.start_date >= end:
-            raise BillingError("A closing bill covers days of this month up to today.")
+            raise BillingError("A closing bill covers days of this billing cycle up to today.")
     elif today < end:
         raise BillingError("This period is still open.")
     start = max(start, tenancy.start_date)
@@ -344,9 +362,11 @@ def _bill(
     meter_ids: list[int],
     period: _BillPeriod,
     usage: list[invoicing.Usage],
+    fees: list[tuple[str, int]],
 ) -> invoicing.Bill:
     """Fetch what the ledger posted for the period and compose the bill."""
     return invoicing.bill_compose(
+        fees=fees,
         schedule=schedule,
         start=period.start,
         end=period.end,
@@ -364,8 +384,10 @@ def _invoice_create(
     currency: str,
     now: datetime,
     bill: invoicing.Bill,
+    due_date: date,
 ) -> Invoice:
     invoice = Invoice.objects.create(
+        due_date=due_date,
         landlord_id=tenancy.landlord_id,
         tenancy=tenancy,
         period_start=period_start,
@@ -400,10 +422,11 @@ def _invoice_create(
 def invoice_issue(
     *, tenancy: Tenancy, period_start: date, now: datetime | None = None, final: bool = False
 ) -> Invoice:
-    """The bill for a closed local calendar month: energy lines per tariff version,
+    """The bill for a closed local billing cycle (the property's cycle day; 1 is the
+    calendar month), due ``bill_due_days`` after its issue day: energy lines per tariff version,
     time-of-use band and tier, energy of earlier periods priced since the last
     bill, standing charges, tax, and the energy that could not be priced.
-    Issued once per period. ``final`` issues it for the month so far, through
+    Issued once per period. ``final`` issues it for the cycle so far, through
     today: the closing bill when a tenancy ends or its unit turns prepaid.
 
     The total is what the ledger posts for the period, by the ledger's own rule
@@ -418,7 +441,14 @@ def invoice_issue(
         return existing
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    period = _bill_period(tenancy=tenancy, period_start=period_start, tz=tz, now=now, final=final)
+    period = _bill_period(
+        tenancy=tenancy,
+        period_start=period_start,
+        tz=tz,
+        now=now,
+        cycle_day=unit.property.bill_cycle_day,
+        final=final,
+    )
     # Everything in the period reaches the ledger before it is itemised (held
     # energy that can be priced by now is priced on the way).
     meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))
@@ -436,8 +466,22 @@ def invoice_issue(
         start__lt=period.end_at,
     ).order_by("start")
     usage = [invoicing.Usage.stored(**row) for row in intervals.values(*invoicing.Usage.STORED)]
+    # Late fees charged since the last bill are shown (and totalled) on this one.
+    late = list(
+        Invoice.objects.filter(
+            tenancy=tenancy, late_fee_minor__gt=0, late_fee_billed_on__isnull=True
+        ).order_by("period_start")
+    )
+    fees = [
+        (f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor) for i in late
+    ]
     bill = _bill(
-        tenancy=tenancy, schedule=schedule, meter_ids=meter_ids, period=period, usage=usage
+        tenancy=tenancy,
+        schedule=schedule,
+        meter_ids=meter_ids,
+        period=period,
+        usage=usage,
+        fees=fees,
     )
     invoice = _invoice_create(
         tenancy=tenancy,
@@ -446,23 +490,30 @@ def invoice_issue(
         currency=unit.property.currency,
         now=now,
         bill=bill,
+        due_date=timezone.localtime(now, tz).date() + timedelta(days=unit.property.bill_due_days),
     )
+    Invoice.objects.filter(pk__in=[i.pk for i in late]).update(late_fee_billed_on=invoice)
+    # Credit carried from earlier payments is applied to the new bill.
+    bills_allocate(tenancy=tenancy)
     _notify(tenancy)
-    # Postpaid autopay charges the saved card once the bill is committed.
-    transaction.on_commit(lambda: autopay_invoice_task.enqueue(invoice.pk), robust=True)
+    # Postpaid autopay charges the saved card on the due date, not now
+    # (payments.automatic.autopays_run_due).
     return invoice
 
 
 def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
-    """Issue last month's invoice for every postpaid tenancy that has none yet."""
+    """Issue the last closed cycle's invoice (in each property's time zone and
+    billing cycle) for every postpaid tenancy that has none yet."""
     now = now or timezone.now()
     issued = []
     for tenancy in Tenancy.objects.filter(
         unit__billing_mode=Unit.BillingMode.POSTPAID
     ).select_related("unit__property"):
-        today = timezone.localtime(now, zoneinfo.ZoneInfo(tenancy.unit.property.timezone)).date()
-        last_start, _ = month_bounds(month_bounds(today)[0] - timedelta(days=1))
-        if tenancy.start_date >= month_bounds(today)[0]:
+        prop = tenancy.unit.property
+        today = timezone.localtime(now, zoneinfo.ZoneInfo(prop.timezone)).date()
+        current_start, _ = cycle_bounds(today, prop.bill_cycle_day)
+        last_start, _ = cycle_bounds(current_start - timedelta(days=1), prop.bill_cycle_day)
+        if tenancy.start_date >= current_start:
             continue
         if tenancy.end_date is not None and tenancy.end_date < last_start:
             continue
@@ -474,10 +525,10 @@ def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
 
 
 def open_period_accrued(*, unit: Unit, now: datetime | None = None) -> tuple[int, int]:
-    """(minor units, Wh) rated so far in the open month, for the tenant's page."""
+    """(minor units, Wh) rated so far in the open billing cycle, for the tenant's page."""
     now = now or timezone.now()
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    start, _ = month_bounds(timezone.localtime(now, tz).date())
+    start, _ = cycle_bounds(timezone.localtime(now, tz).date(), unit.property.bill_cycle_day)
     start_at = datetime.combine(start, time(0), tz).astimezone(UTC)
     agg = Interval.objects.filter(meter__unit=unit, start__gte=start_at).aggregate(
         g=Sum("gross_sub", filter=Q(gross_sub__isnull=False)), e=Sum("energy_wh")
@@ -508,6 +559,9 @@ def ledger_reverse(
         created_by_id=actor_id,
         reverses=txn,
     )
+    paid = Payment.objects.filter(ledger_transaction=txn).select_related("tenancy").first()
+    if paid is not None:
+        bills_allocate(tenancy=paid.tenancy)  # the reversed payment no longer pays a bill
     audit_record(
         landlord_id=txn.landlord_id,
         actor_id=actor_id,

@@ -32,6 +32,7 @@ STANDING = "standing"
 ADJUSTMENT = "adjustment"
 TAX = "tax"
 ROUNDING = "rounding"
+FEE = "fee"
 
 ROUNDING_LINE = (
     "Rounding (fractions of a penny left out of the lines above, "
@@ -166,12 +167,15 @@ def bill_compose(
     usage: Sequence[Usage],
     meters: Mapping[int, MeterTotals],
     standing_posted_minor: int,
+    fees: Sequence[tuple[str, int]] = (),
 ) -> Bill:
     """The bill for the local days [start, end).
 
     ``usage`` is the period's intervals in time order, ``meters`` every meter
     of the unit (in the order stored on the bill) and ``standing_posted_minor``
-    the standing charges the ledger posted for the period's days.
+    the standing charges the ledger posted for the period's days. ``fees``
+    (description, minor units) are late fees the ledger posted since the last
+    bill: each is a line of its own, outside tax, and part of the total.
     """
     versions = {v.id: v for v in schedule.versions}
     parts = (
@@ -186,7 +190,12 @@ def bill_compose(
         versions=versions, inclusive=inclusive, gross_sub=gross_sub, tax_sub=tax_sub
     )
     lines = [line for part in parts for line in part.lines] + tax_lines
-    total_minor = energy_charged_minor(meters=meters) + standing_posted_minor
+    lines += [BillLine(kind=FEE, description=text, amount_minor=amount) for text, amount in fees]
+    total_minor = (
+        energy_charged_minor(meters=meters)
+        + standing_posted_minor
+        + sum(amount for _, amount in fees)
+    )
     lines += rounding_lines(lines=lines, total_minor=total_minor)
     held_wh, held_reason = held(usage=usage)
     return Bill(

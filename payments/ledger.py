@@ -13,6 +13,7 @@ from django.utils import timezone
 from landlord.models import Landlord, Tenancy
 from meters.models import Interval, Meter
 
+from .allocation import allocations_verify
 from .models import Account, LedgerTransaction, Posting
 from .rating import SCALE
 
@@ -176,6 +177,7 @@ def ledger_verify() -> list[str]:
     problems += _verify_reversals()
     problems += _verify_emergency_credit()
     problems += _verify_usage()
+    problems += allocations_verify()
     return problems
 
 

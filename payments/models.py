@@ -239,6 +239,7 @@ class LedgerTransaction(models.Model):
         REVERSAL = "reversal", "Reversal"
         REFUND = "refund", "Refund"
         CHARGEBACK = "chargeback", "Chargeback"
+        LATE_FEE = "late_fee", "Late fee"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="ledger_transactions"
@@ -446,6 +447,22 @@ class Invoice(models.Model):
     # issued: {meter id: [gross sub-units, net sub-units, Wh]}. The next bill
     # charges from here, so energy priced later reaches it as an adjustment.
     billed_through = models.JSONField(default=dict, blank=True)
+    # The local day the bill must be paid by: its issue day plus the property's
+    # ``bill_due_days``. Bills issued before due dates existed have none.
+    due_date = models.DateField(null=True, blank=True)
+    # Postpaid autopay charged what was owed on the due date (or found nothing
+    # to charge): once per bill (payments.automatic.autopays_run_due).
+    autopay_tried_at = models.DateTimeField(null=True, blank=True)
+    # Reminders sent, at most once each (payments.reminders).
+    reminded_due_at = models.DateTimeField(null=True, blank=True)
+    reminded_overdue_at = models.DateTimeField(null=True, blank=True)
+    # The late fee charged because this bill was not paid in time (at most
+    # once, payments.late_fees), and the later bill that shows it.
+    late_fee_minor = models.BigIntegerField(default=0)
+    late_fee_at = models.DateTimeField(null=True, blank=True)
+    late_fee_billed_on = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="fees_billed"
+    )
 
     class Meta:
         ordering = ["-period_start"]
@@ -461,6 +478,32 @@ class Invoice(models.Model):
         return f"{self.landlord_id}-{self.tenancy_id}-{self.period_start:%Y%m}"
 
 
+class BillAllocation(models.Model):
+    """How much of a succeeded payment was applied to a bill (``payments.allocation``).
+
+    Recomputed from the payments and bills whenever either changes, oldest
+    payment to oldest bill first; what is left of the payments is the credit
+    carried to the next bill.
+    """
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    amount_minor = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "payment"], name="bill_allocation_unique"),
+            models.CheckConstraint(
+                condition=Q(amount_minor__gt=0), name="bill_allocation_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount_minor} of payment {self.payment_id} to invoice {self.invoice_id}"
+
+
 class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
         ENERGY = "energy", "Energy"
@@ -468,6 +511,7 @@ class InvoiceLine(models.Model):
         ADJUSTMENT = "adjustment", "Energy of earlier periods"
         TAX = "tax", "Tax"
         ROUNDING = "rounding", "Rounding"
+        FEE = "fee", "Late fee"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()

@@ -18,6 +18,7 @@ from landlord.audit import audit_record
 from landlord.models import Tenancy
 from supply.decision import supply_evaluate
 
+from .allocation import bills_allocate, invoice_outstanding_minor
 from .emergency import debt_recover
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -46,9 +47,10 @@ def topup_limits() -> tuple[int, int]:
 
 
 def invoice_amount_due(*, invoice: Invoice) -> int:
-    """What is still owed on a bill: the tenant's debt, at most the bill's total."""
+    """What is still owed on a bill: what the payments applied to it leave
+    outstanding (``payments.allocation``), and never more than the tenant's debt."""
     owed = max(-tenant_account(tenancy=invoice.tenancy).balance_minor, 0)
-    return min(owed, max(invoice.total_minor, 0))
+    return min(owed, invoice_outstanding_minor(invoice=invoice))
 
 
 @transaction.atomic
@@ -755,6 +757,7 @@ def _reversals_settle(*, payment: Payment) -> None:
             )
             changed = changed or created
     if changed:
+        bills_allocate(tenancy=tenancy)
         supply_evaluate(unit=tenancy.unit, reason="refund or chargeback")
         unit_changed_notify(
             landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
@@ -804,6 +807,7 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         )
     payment.save(update_fields=fields)
     if status == Payment.Status.SUCCEEDED:
+        bills_allocate(tenancy=tenancy)
         supply_evaluate(unit=tenancy.unit, reason="payment received")
     if newly_linked:
         # Refund or chargeback events that arrived before we knew this intent.

@@ -10,7 +10,7 @@ queued before those moved runnable.
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from . import automatic, billing, services
+from . import automatic, billing, late_fees, reminders, services
 from .automatic import autopay_invoice_task
 from .services import payment_event_process_task, saved_method_describe_task
 
@@ -34,6 +34,24 @@ def invoices_issue_periodic() -> int:
 @db_periodic_task(crontab(minute="*"), name="payment_events_redrive")
 def payment_events_redrive_periodic() -> int:
     return services.payment_events_redrive()
+
+
+# Postpaid autopay on each bill's due date (local), once per bill.
+@db_periodic_task(crontab(minute="17"), name="autopays_run_due")
+def autopays_due_periodic() -> int:
+    return automatic.autopays_run_due()
+
+
+# Reminders of unpaid postpaid bills, before and after their due date, once each.
+@db_periodic_task(crontab(minute="23"), name="bill_reminders_send")
+def bill_reminders_periodic() -> int:
+    return reminders.bill_reminders_send()
+
+
+# Late fees on postpaid bills still unpaid after their grace days, once per bill.
+@db_periodic_task(crontab(minute="29"), name="late_fees_post_due")
+def late_fees_periodic() -> int:
+    return late_fees.late_fees_post_due()
 
 
 @db_periodic_task(crontab(minute="*/5"), name="auto_topups_run")

@@ -14,6 +14,7 @@ urlpatterns = [
     path("dev-checkout/<uuid:payment_uuid>/", views.dev_checkout, name="dev_checkout"),
     path("<uuid:payment_uuid>/", views.payment_status, name="status"),
     path("invoices/<int:invoice_id>/", billing_views.invoice_detail, name="invoice"),
+    path("invoices/<int:invoice_id>/print/", billing_views.invoice_print, name="invoice_print"),
     path(
         "tenancies/<int:tenancy_id>/emergency-credit/",
         billing_views.emergency_credit,

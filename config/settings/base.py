@@ -233,6 +233,9 @@ SUBMETER: dict[str, Any] = {
     # Smallest and largest single top-up, in minor units of the currency.
     "TOPUP_MIN_MINOR": int(os.environ.get("TOPUP_MIN_MINOR", "100")),
     "TOPUP_MAX_MINOR": int(os.environ.get("TOPUP_MAX_MINOR", "50000")),
+    # Postpaid: the tenant is reminded of an unpaid bill this many days before
+    # its due date (and once more the day after it, if still unpaid).
+    "BILL_REMINDER_DAYS_BEFORE": int(os.environ.get("BILL_REMINDER_DAYS_BEFORE", "3")),
     # A device that has not been heard from for this long is shown as quiet.
     "LIVE_STALE_SECONDS": int(os.environ.get("LIVE_STALE_SECONDS", "120")),
     # Readings further in the future than this are rejected.

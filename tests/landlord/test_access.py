@@ -197,6 +197,9 @@ HTTP: dict[str, list[Case]] = {
     "payments:dev_checkout": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "payments:resume": [Case("post", only({TENANT: 302, FORMER: 302}))],
     "payments:invoice": [Case("get", only({TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200}))],
+    "payments:invoice_print": [
+        Case("get", only({TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200}))
+    ],
     # Landlord pages: members of A; the owner-only actions are 403 for staff.
     "landlord:units": [Case("get", LANDLORD_PAGE)],
     "landlord:flagged": [Case("get", LANDLORD_PAGE)],

@@ -1,13 +1,13 @@
-"""Paying a postpaid bill: by hand (in full or in part) and by autopay when it is issued."""
+"""Paying a postpaid bill: by hand (in full or in part) and by autopay on its due date."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.test import Client
 from django.urls import reverse
 
-from payments import billing
+from payments import automatic, billing
 from payments.ledger import tenant_account
 from payments.models import Payment, PaymentSettings, SavedPaymentMethod
 
@@ -53,7 +53,7 @@ def test_another_tenancys_bill_cannot_be_paid_from_this_one(personas, postpaid_t
     assert Payment.objects.count() == 0
 
 
-def test_autopay_charges_what_is_owed_when_a_bill_is_issued(
+def test_autopay_charges_what_is_owed_on_the_due_date(
     postpaid_tou, django_capture_on_commit_callbacks
 ):
     tenancy = postpaid_tou.postpaid_tenancy
@@ -65,6 +65,14 @@ def test_autopay_charges_what_is_owed_when_a_bill_is_issued(
     )
     with django_capture_on_commit_callbacks(execute=True):
         invoice = _issue(postpaid_tou)
+    # Nothing is charged when the bill is issued, nor before its due date.
+    assert Payment.objects.count() == 0
+    due_at = datetime.combine(invoice.due_date, time(0, 30), UTC)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert automatic.autopays_run_due(now=due_at - timedelta(hours=1)) == 0
+    assert Payment.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert automatic.autopays_run_due(now=due_at) == 1
     payment = Payment.objects.get(reference=f"invoice:{invoice.number}")
     assert payment.off_session and payment.status == Payment.Status.SUCCEEDED
     # The tenant owes more than this bill (December's standing charges too):
@@ -82,5 +90,6 @@ def test_no_autopay_without_consent(postpaid_tou, django_capture_on_commit_callb
         provider_ref="pm_dev_10",
     )
     with django_capture_on_commit_callbacks(execute=True):
-        _issue(postpaid_tou)
+        invoice = _issue(postpaid_tou)
+        automatic.autopays_run_due(now=datetime.combine(invoice.due_date, time(12), UTC))
     assert Payment.objects.count() == 0

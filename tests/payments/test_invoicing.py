@@ -295,7 +295,7 @@ def test_an_interval_from_its_stored_fields(fields, expected):
 
 def test_line_kinds_are_invoice_line_kinds():
     kinds = {invoicing.ENERGY, invoicing.STANDING, invoicing.ADJUSTMENT, invoicing.TAX}
-    assert kinds | {invoicing.ROUNDING} == set(InvoiceLine.Kind.values)
+    assert kinds | {invoicing.ROUNDING, invoicing.FEE} == set(InvoiceLine.Kind.values)
 
 
 # --- properties -----------------------------------------------------------------
