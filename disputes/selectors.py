@@ -8,6 +8,7 @@ period's length (one per kind of record), each kind capped at ``LIMIT`` rows.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
@@ -120,7 +121,7 @@ def _evidence(
     timeline = Timeline(start=start, end=end)
     items = timeline.items
 
-    def capped(rows: list[object], what: str) -> None:
+    def capped(rows: Sequence[object], what: str) -> None:
         if len(rows) >= LIMIT:
             timeline.capped.append(what)
 

@@ -518,7 +518,7 @@ def dispute_assign(
         raise IllegalTransition(f"Dispute #{dispute.pk} is {dispute.get_status_display().lower()}.")
     if assignee is not None:
         _admin_only(assignee)
-    dispute.assigned_to = assignee
+    dispute.assigned_to_id = assignee.pk if assignee is not None else None
     dispute.updated_at = timezone.now()
     dispute.save(update_fields=["assigned_to", "updated_at"])
     who = assignee.get_username() if assignee is not None else "nobody"

@@ -11,7 +11,10 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,6 +33,13 @@ from .forms import amount_parse, date_parse, int_parse
 from .models import Dispute
 
 Role = services.Role
+
+
+def _actor(request: HttpRequest) -> AbstractBaseUser:
+    user = request.user
+    if isinstance(user, AnonymousUser):
+        raise Http404
+    return user
 
 
 def _files(request: HttpRequest) -> list[Any]:
@@ -62,7 +72,9 @@ def _item_choices(tenancy: Any) -> dict[str, Any]:
 def _item_from(tenancy: Any, data: Any) -> services.DisputeItem:
     subject = data.get("subject", "")
     if subject == Dispute.Subject.INVOICE:
-        invoice = Invoice.objects.filter(pk=int_parse(data.get("invoice")), tenancy=tenancy).first()
+        invoice = Invoice.objects.filter(
+            pk=int_parse(data.get("invoice")) or 0, tenancy=tenancy
+        ).first()
         return services.DisputeItem(subject=subject, invoice=invoice)
     if subject == Dispute.Subject.PAYMENT:
         try:
@@ -73,7 +85,7 @@ def _item_from(tenancy: Any, data: Any) -> services.DisputeItem:
         return services.DisputeItem(subject=subject, payment=payment)
     if subject == Dispute.Subject.DISCONNECTION:
         notice = CutoffNotice.objects.filter(
-            pk=int_parse(data.get("notice")), tenancy=tenancy
+            pk=int_parse(data.get("notice")) or 0, tenancy=tenancy
         ).first()
         return services.DisputeItem(subject=subject, cutoff_notice=notice)
     if subject == Dispute.Subject.PERIOD:
@@ -104,7 +116,7 @@ def dispute_new(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     try:
         dispute = services.dispute_open(
             tenancy=tenancy,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
             item=_item_from(tenancy, request.POST),
             category=request.POST.get("category", ""),
             message=request.POST.get("message", ""),
@@ -158,7 +170,8 @@ def dispute_detail(request: HttpRequest, dispute_id: int) -> HttpResponse:
 def _act(request: HttpRequest, dispute_id: int, roles: set[str], call: Any) -> HttpResponse:
     dispute, role = access.access_dispute(user=request.user, dispute_id=dispute_id)
     if role not in roles:
-        raise Http404
+        # They can see the case, so its existence is no secret; the step is not theirs.
+        raise PermissionDenied("This step belongs to another party of the dispute.")
     try:
         call(dispute, role)
     except services.DisputeError as exc:
@@ -180,7 +193,7 @@ def dispute_respond(request: HttpRequest, dispute_id: int) -> HttpResponse:
             raise services.DisputeError("Only an owner can offer an adjustment; you may contest.")
         services.dispute_respond(
             dispute=dispute,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=_actor(request),
             response=response,
             note=request.POST.get("note", ""),
             adjustment_minor=amount_parse(request.POST.get("adjustment", "")),
@@ -199,7 +212,7 @@ def dispute_accept(request: HttpRequest, dispute_id: int) -> HttpResponse:
         dispute_id,
         {Role.TENANT},
         lambda d, r: services.dispute_tenant_accept(
-            dispute=d, actor=request.user, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), note=request.POST.get("note", "")
         ),
     )
 
@@ -212,7 +225,7 @@ def dispute_escalate(request: HttpRequest, dispute_id: int) -> HttpResponse:
         dispute_id,
         {Role.TENANT, Role.ADMIN},
         lambda d, r: services.dispute_escalate(
-            dispute=d, actor=request.user, role=r, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), role=r, note=request.POST.get("note", "")
         ),
     )
 
@@ -225,7 +238,7 @@ def dispute_withdraw(request: HttpRequest, dispute_id: int) -> HttpResponse:
         dispute_id,
         {Role.TENANT},
         lambda d, r: services.dispute_withdraw(
-            dispute=d, actor=request.user, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), note=request.POST.get("note", "")
         ),
     )
 
@@ -239,7 +252,7 @@ def dispute_message(request: HttpRequest, dispute_id: int) -> HttpResponse:
         {Role.TENANT, Role.LANDLORD, Role.ADMIN},
         lambda d, r: services.dispute_message_add(
             dispute=d,
-            actor=request.user,
+            actor=_actor(request),
             role=r,
             body=request.POST.get("body", ""),
             files=_files(request),
@@ -249,7 +262,7 @@ def dispute_message(request: HttpRequest, dispute_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def dispute_attachment(request: HttpRequest, dispute_id: int, attachment_id: int) -> HttpResponse:
+def dispute_attachment(request: HttpRequest, dispute_id: int, attachment_id: int) -> FileResponse:
     attachment = access.access_attachment(
         user=request.user, dispute_id=dispute_id, attachment_id=attachment_id
     )
@@ -294,8 +307,8 @@ def desk(request: HttpRequest) -> HttpResponse:
     landlord_id = int_parse(request.GET.get("landlord", ""))
     mine = request.GET.get("mine") == "1"
     rows = selectors.desk_queue(
-        user=request.user, status=status, landlord_id=landlord_id, mine=mine
-    )  # type: ignore[arg-type]
+        user=_actor(request), status=status, landlord_id=landlord_id, mine=mine
+    )
     return render(
         request,
         "disputes/desk.html",
@@ -346,14 +359,16 @@ def _desk_act(request: HttpRequest, dispute_id: int, call: Any) -> HttpResponse:
 def desk_assign(request: HttpRequest, dispute_id: int) -> HttpResponse:
     def call(dispute: Dispute) -> None:
         raw = request.POST.get("assignee", "")
-        assignee = None
+        assignee: AbstractBaseUser | None = None
         if raw == "me":
-            assignee = request.user
+            assignee = _actor(request)
         elif raw:
-            assignee = get_user_model().objects.filter(pk=int_parse(raw), is_staff=True).first()
+            assignee = (
+                get_user_model().objects.filter(pk=int_parse(raw) or 0, is_staff=True).first()
+            )
             if assignee is None:
                 raise services.DisputeError("Choose an admin to assign.")
-        services.dispute_assign(dispute=dispute, actor=request.user, assignee=assignee)  # type: ignore[arg-type]
+        services.dispute_assign(dispute=dispute, actor=_actor(request), assignee=assignee)
 
     return _desk_act(request, dispute_id, call)
 
@@ -366,7 +381,7 @@ def desk_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
         dispute_id,
         lambda d: services.dispute_resolve(
             dispute=d,
-            actor=request.user,
+            actor=_actor(request),
             adjustment_minor=amount_parse(request.POST.get("adjustment", ""), required=True) or 0,
             note=request.POST.get("note", ""),
             over_reason=request.POST.get("over_reason", ""),
@@ -381,7 +396,7 @@ def desk_approve(request: HttpRequest, dispute_id: int) -> HttpResponse:
         request,
         dispute_id,
         lambda d: services.dispute_approve(
-            dispute=d, actor=request.user, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), note=request.POST.get("note", "")
         ),
     )
 
@@ -393,7 +408,7 @@ def desk_decline(request: HttpRequest, dispute_id: int) -> HttpResponse:
         request,
         dispute_id,
         lambda d: services.dispute_decline(
-            dispute=d, actor=request.user, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), note=request.POST.get("note", "")
         ),
     )
 
@@ -405,7 +420,7 @@ def desk_reject(request: HttpRequest, dispute_id: int) -> HttpResponse:
         request,
         dispute_id,
         lambda d: services.dispute_reject(
-            dispute=d, actor=request.user, note=request.POST.get("note", "")
+            dispute=d, actor=_actor(request), note=request.POST.get("note", "")
         ),
     )
 

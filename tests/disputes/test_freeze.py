@@ -62,6 +62,7 @@ def test_closing_lets_the_cutoff_proceed_through_a_new_notice(personas):
     services.dispute_withdraw(dispute=d, actor=tenancy.tenant)
     # then a notice is given with the full notice period, and the supply stays on until then
     notice = CutoffNotice.objects.get(tenancy=tenancy, status="scheduled")
+    assert notice.earliest_at is not None
     assert notice.earliest_at >= timezone.now() + timedelta(minutes=59)
     assert _relay(world) == RelayState.ON
     supply_evaluate(

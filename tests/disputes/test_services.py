@@ -49,7 +49,7 @@ def test_open_records_the_case_and_tells_both_parties(world, django_capture_on_c
     assert d.messages.get().step == "raised"
     attachment = DisputeAttachment.objects.get(dispute=d)
     assert attachment.content_type == "image/png"
-    assert attachment.file.name.startswith(f"private/disputes/{d.landlord_id}/{d.pk}/")
+    assert str(attachment.file.name).startswith(f"private/disputes/{d.landlord_id}/{d.pk}/")
     assert AuditEvent.objects.filter(action="dispute.raised", actor=tenancy.tenant).exists()
     [sent] = [m for m in mail.outbox if m.subject.startswith(f"Dispute #{d.pk}")]
     assert set(sent.to) == {"tenant@example.com", "owner@example.com"}
@@ -70,6 +70,7 @@ def test_landlord_offer_accepted_by_tenant_posts_exactly_that(world):
     d = services.dispute_tenant_accept(dispute=d, actor=tenancy.tenant)
     assert d.status == S.RESOLVED and d.adjustment_minor == 600
     assert _balance(tenancy) == before + 600
+    assert d.ledger_transaction is not None
     assert d.ledger_transaction.kind == LedgerTransaction.Kind.ADJUSTMENT
     assert ledger_verify() == []
     steps = list(d.messages.values_list("step", flat=True))
