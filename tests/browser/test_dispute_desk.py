@@ -36,7 +36,9 @@ def test_dispute_from_phone_to_desk(submeter_server: str, phone: Any) -> None:
     # given the tenant on their unit page
     tenant = _sign_in(phone(), submeter_server, "tenant1")
     tenant.get_by_test_id("disputes-link").tap()
+    expect(tenant).to_have_url(re.compile(r"/disputes/$"))
     tenant.get_by_role("link", name="Raise a dispute").tap()
+    expect(tenant).to_have_url(re.compile(r"/disputes/new/$"))
     _assert_fits_phone(tenant, "the new dispute form")
     # when they dispute a period with a photo
     tenant.locator("#id_subject").select_option("period")
@@ -73,6 +75,7 @@ def test_dispute_from_phone_to_desk(submeter_server: str, phone: Any) -> None:
     # an admin finds it on the desk and rejects it with reasons
     admin = _sign_in(phone(), submeter_server, "admin")
     admin.goto(submeter_server + "/desk/")
+    expect(admin.get_by_test_id("queue")).to_be_visible()
     _assert_fits_phone(admin, "the desk")
     admin.get_by_role("link", name=re.compile(r"Dispute #\d+")).first.tap()
     expect(admin.get_by_test_id("timeline")).to_be_visible()
