@@ -17,6 +17,7 @@ urlpatterns = [
     path("invite/", include("landlord.urls_invite")),
     path("landlord/", include("landlord.urls")),
     path("payments/", include("payments.urls")),
+    path("", include("disputes.urls")),
     path("api/v1/", include("landlord.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Before the admin's own URLs: its sign-in page shares the failure limit.

@@ -18,7 +18,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from landlord.models import AuditEvent, Property
+from disputes.models import Dispute
+from landlord.audit import audit_record
+from landlord.models import Property
 from supply.decision import supply_evaluate
 
 from .ledger import Leg, landlord_account, ledger_post, tenant_account
@@ -38,13 +40,15 @@ def late_fee_amount(*, owed_minor: int, fixed_minor: int, percent: Decimal, cap_
 
 
 def amount_in_dispute(invoice: Invoice) -> int:
-    """The part of the bill the tenant disputes and that is not resolved yet.
-
-    There is no disputes app yet, so nothing is ever in dispute. The disputes
-    app plugs in here: return the open disputed amount of this bill, and a
-    late fee is then charged only on the rest.
-    """
-    return 0
+    """The part of the bill the tenant disputes and that is not resolved yet: a
+    late fee is charged only on the rest. A dispute that names no amount holds
+    the whole bill."""
+    disputed = 0
+    for amount in (
+        Dispute.objects.unresolved().filter(invoice=invoice).values_list("amount_minor", flat=True)
+    ):
+        disputed += invoice.total_minor if amount is None else amount
+    return min(disputed, max(invoice.total_minor, 0))
 
 
 @transaction.atomic
@@ -85,10 +89,10 @@ def late_fee_post(*, invoice_id: int, now: datetime) -> int:
     invoice.late_fee_minor = fee
     invoice.late_fee_at = now
     invoice.save(update_fields=["late_fee_minor", "late_fee_at"])
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=tenancy.landlord_id,
         action="invoice.late_fee",
-        subject=f"tenancy {tenancy.pk}",
+        tenancy=tenancy,
         data={"invoice": invoice.number, "amount_minor": fee, "owed_minor": owed},
     )
     supply_evaluate(unit=tenancy.unit, reason="late fee")

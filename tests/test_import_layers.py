@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("config", "landlord", "meters", "payments", "supply")
+PACKAGES = ("config", "landlord", "meters", "payments", "supply", "disputes")
 
 
 def _modules() -> dict[str, Path]:

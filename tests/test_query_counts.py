@@ -125,7 +125,8 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     client = Client()
     client.force_login(world.staff)
     url = reverse("landlord:unit", args=[world.prepaid.pk])
-    _get_counted(client, url, django_assert_num_queries, 19)
+    # One of them is the dispute freeze hook (disputes.freeze) asked by the protections.
+    _get_counted(client, url, django_assert_num_queries, 20)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):
@@ -151,7 +152,8 @@ def test_device_reading_frame(personas, django_assert_num_queries):
 
     intake._write(frame(1))  # the meter's first frame: its starting point, a cold cache
     # PostgreSQL stages a batch in one statement (readings._STAGE_SQL).
-    expected = {"postgresql": 29}.get(connection.vendor, 34)
+    # The unit's evaluation asks the dispute freeze hook: one query.
+    expected = {"postgresql": 30}.get(connection.vendor, 35)
     with django_assert_num_queries(expected):
         [answer] = intake._write(frame(4))
     assert isinstance(answer, readings.ReadingsResult) and answer.accepted == [4, 5, 6]
@@ -174,7 +176,8 @@ def test_stripe_top_up_webhook(
     client = Client()
     # Receiving (verify, store) and processing (credit, re-evaluate the supply),
     # which the view queues for after its commit.
-    with django_assert_num_queries(45), django_capture_on_commit_callbacks(execute=True):
+    # 45 + the dispute freeze hook asked when the unit is re-evaluated.
+    with django_assert_num_queries(46), django_capture_on_commit_callbacks(execute=True):
         resp = deliver(client, event(kind, obj, account=ACCT_A))
     assert resp.status_code == 200 and resp.json()["duplicate"] is False
     assert tenant_account(tenancy=world.prepaid_tenancy).balance_minor == balance + 1000

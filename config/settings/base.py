@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "meters",
     "supply",
     "payments",
+    "disputes",
     "config",
 ]
 
@@ -190,6 +191,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Uploaded files (dispute evidence) live here and are never served by URL:
+# only through views that check who is asking (MEDIA_URL is not routed).
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -292,7 +296,16 @@ SUBMETER: dict[str, Any] = {
     "LOW_RUNWAY_HOURS": float(os.environ.get("LOW_RUNWAY_HOURS", "48")),
     # Callables "module.func" taking tenancy= and returning a reason (or "") that
     # freezes automatic disconnection, e.g. an open billing dispute.
-    "DISCONNECTION_FREEZE_HOOKS": env_list("DISCONNECTION_FREEZE_HOOKS"),
+    "DISCONNECTION_FREEZE_HOOKS": env_list(
+        "DISCONNECTION_FREEZE_HOOKS", "disputes.freeze.open_dispute_freeze"
+    ),
+    # Tenant disputes (docs/disputes.md): largest attachment, the landlord's
+    # response window, the admins' resolution target, and the adjustment above
+    # which a second admin must approve.
+    "DISPUTE_ATTACHMENT_MAX_BYTES": int(os.environ.get("DISPUTE_ATTACHMENT_MAX_BYTES", "5242880")),
+    "DISPUTE_RESPONSE_DAYS": int(os.environ.get("DISPUTE_RESPONSE_DAYS", "5")),
+    "DISPUTE_ADMIN_DAYS": int(os.environ.get("DISPUTE_ADMIN_DAYS", "10")),
+    "DISPUTE_FOUR_EYES_ABOVE_MINOR": int(os.environ.get("DISPUTE_FOUR_EYES_ABOVE_MINOR", "5000")),
 }
 
 # Alerts go by email: SMTP when EMAIL_HOST is set (production), else the console.

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('landlord', '0006_property_late_fees'),
-        ('landlord', '0007_merge_0005_unit_archived_at_0006_merge_20261202_1845'),
+        ("landlord", "0006_property_late_fees"),
+        ("landlord", "0007_merge_0005_unit_archived_at_0006_merge_20261202_1845"),
     ]
 
-    operations = [
-    ]
+    operations = []

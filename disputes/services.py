@@ -1,0 +1,661 @@
+"""Every change to a dispute: a small explicit state machine.
+
+::
+
+    open ──respond──▶ responded ──accept──▶ accepted ──▶ resolved (the landlord's offer posted)
+      │                   │
+      │ (after the        └──escalate──▶ escalated ──resolve──▶ resolved
+      │  response window)                   │    └──(above the four-eyes amount)──▶ approval
+      └──────escalate──────────────────────▶│                    approve ▶ resolved (another admin)
+                                            │                    decline ▶ escalated
+    admins may also resolve or reject any open, responded or escalated case
+    the tenant may withdraw any case that is not final
+
+Each transition locks the dispute row (``select_for_update``), checks the
+move against ``TRANSITIONS`` (anything else raises ``IllegalTransition``),
+records a message both parties see, writes one audit event, emails both
+parties on commit, and re-evaluates the unit's supply when the case opens or
+closes, so the disconnection freeze (``disputes.freeze``) applies at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from landlord.models import AuditEvent, Membership, Tenancy
+from meters.models import CutoffNotice
+from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
+from payments.models import Account, Invoice, LedgerTransaction, Payment
+from supply.decision import supply_evaluate
+
+from .files import AttachmentRefused, attachment_check
+from .models import Dispute, DisputeAttachment, DisputeMessage
+
+logger = logging.getLogger(__name__)
+
+S = Dispute.Status
+Role = DisputeMessage.Role
+
+
+class DisputeError(ValueError):
+    """Bad input for a dispute step; the message is shown to the person as it is."""
+
+
+class IllegalTransition(DisputeError):
+    pass
+
+
+class FourEyes(DisputeError):
+    pass
+
+
+# action -> (the statuses it may start from, the status it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "respond": (frozenset({S.OPEN}), S.LANDLORD_RESPONDED),
+    "accept": (frozenset({S.LANDLORD_RESPONDED}), S.TENANT_ACCEPTED),
+    "settle": (frozenset({S.TENANT_ACCEPTED}), S.RESOLVED),
+    "escalate": (frozenset({S.OPEN, S.LANDLORD_RESPONDED}), S.ESCALATED),
+    "resolve": (frozenset({S.OPEN, S.LANDLORD_RESPONDED, S.ESCALATED}), S.RESOLVED),
+    "propose": (frozenset({S.OPEN, S.LANDLORD_RESPONDED, S.ESCALATED}), S.AWAITING_APPROVAL),
+    "approve": (frozenset({S.AWAITING_APPROVAL}), S.RESOLVED),
+    "decline": (frozenset({S.AWAITING_APPROVAL}), S.ESCALATED),
+    "reject": (frozenset({S.OPEN, S.LANDLORD_RESPONDED, S.ESCALATED}), S.REJECTED),
+    "withdraw": (
+        frozenset(
+            {S.OPEN, S.LANDLORD_RESPONDED, S.TENANT_ACCEPTED, S.ESCALATED} | {S.AWAITING_APPROVAL}
+        ),
+        S.WITHDRAWN,
+    ),
+}
+
+ACTION_WORDS = {
+    "respond": "respond to",
+    "accept": "accept the answer to",
+    "settle": "settle",
+    "escalate": "escalate",
+    "resolve": "resolve",
+    "propose": "propose an adjustment on",
+    "approve": "approve an adjustment on",
+    "decline": "decline the adjustment on",
+    "reject": "reject",
+    "withdraw": "withdraw",
+}
+
+
+def _days(name: str) -> timedelta:
+    return timedelta(days=int(settings.SUBMETER[name]))
+
+
+def four_eyes_above() -> int:
+    return int(settings.SUBMETER["DISPUTE_FOUR_EYES_ABOVE_MINOR"])
+
+
+def _locked(dispute: Dispute) -> Dispute:
+    return (
+        Dispute.objects.select_for_update()
+        .select_related("tenancy__tenant", "unit__property", "landlord")
+        .get(pk=dispute.pk)
+    )
+
+
+def _move(dispute: Dispute, action: str) -> str:
+    allowed, target = TRANSITIONS[action]
+    if dispute.status not in allowed:
+        raise IllegalTransition(
+            f"Cannot {ACTION_WORDS[action]} dispute #{dispute.pk}: it is "
+            f"{dispute.get_status_display().lower()}."
+        )
+    dispute.status = target
+    dispute.updated_at = timezone.now()
+    return target
+
+
+def _text(value: str, what: str, *, required: bool = True) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise DisputeError(f"Write {what}.")
+    return value
+
+
+def _files_check(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, str]]:
+    checked = []
+    for upload in files:
+        try:
+            checked.append((upload, attachment_check(upload)))
+        except AttachmentRefused as exc:
+            raise DisputeError(str(exc)) from exc
+    return checked
+
+
+def _audit(
+    dispute: Dispute, *, actor: AbstractBaseUser, action: str, reason: str = "", **data: Any
+) -> None:
+    """The one place a dispute step is audit-logged (shown on the unit's page too)."""
+    AuditEvent.objects.create(
+        landlord_id=dispute.landlord_id,
+        actor_id=actor.pk,
+        action=f"dispute.{action}",
+        subject=f"unit {dispute.unit_id} {dispute.unit.name}",
+        reason=reason[:300],
+        data={"dispute": dispute.pk, "status": dispute.status, **data},
+    )
+
+
+def _recipients(dispute: Dispute) -> list[str]:
+    emails = [dispute.tenancy.tenant.email]
+    emails += Membership.objects.filter(landlord_id=dispute.landlord_id).values_list(
+        "user__email", flat=True
+    )
+    if dispute.assigned_to_id:
+        emails.append(dispute.assigned_to.email if dispute.assigned_to else "")
+    return sorted({e for e in emails if e})
+
+
+def _notify(dispute: Dispute, *, headline: str, body: str) -> None:
+    recipients = _recipients(dispute)
+    if not recipients:
+        return
+    subject = f"Dispute #{dispute.pk} ({dispute.unit.name}): {headline}"
+    text = (
+        f"{headline}\n\n{body}\n\nStatus: {dispute.get_status_display()}.\n"
+        f"See the case on your dispute page (dispute #{dispute.pk})."
+    )
+
+    def send() -> None:
+        send_mail(subject, text, from_email=None, recipient_list=recipients, fail_silently=False)
+
+    transaction.on_commit(send, robust=True)
+
+
+def _step(
+    dispute: Dispute,
+    *,
+    actor: AbstractBaseUser,
+    role: str,
+    step: str,
+    body: str,
+    files: Sequence[tuple[UploadedFile, str]] = (),
+    headline: str,
+    **audit_data: Any,
+) -> DisputeMessage:
+    """Record one step: the message both sides see, its files, the audit event, the emails."""
+    message = DisputeMessage.objects.create(
+        landlord_id=dispute.landlord_id,
+        dispute=dispute,
+        author_id=actor.pk,
+        role=role,
+        step=step,
+        body=body,
+    )
+    for upload, kind in files:
+        attachment = DisputeAttachment(
+            landlord_id=dispute.landlord_id,
+            dispute=dispute,
+            message=message,
+            name=(upload.name or "file")[-150:],
+            content_type=kind,
+            size=upload.size or 0,
+        )
+        attachment.file.save("upload", upload, save=False)
+        attachment.save()
+    _audit(dispute, actor=actor, action=step, reason=body or headline, **audit_data)
+    _notify(dispute, headline=headline, body=body)
+    return message
+
+
+def _supply_follow(dispute: Dispute, why: str) -> None:
+    supply_evaluate(unit=dispute.unit, reason=why)
+
+
+def _check_adjustment(dispute: Dispute, amount_minor: int, over_reason: str) -> None:
+    if amount_minor <= 0:
+        raise DisputeError("An adjustment must be more than zero.")
+    if (
+        dispute.amount_minor is not None
+        and amount_minor > dispute.amount_minor
+        and not over_reason.strip()
+    ):
+        raise DisputeError("The adjustment is more than the disputed amount: say why, or lower it.")
+
+
+def _post_adjustment(dispute: Dispute, *, amount_minor: int, actor: AbstractBaseUser) -> None:
+    """Credit the tenant from the landlord's revenue, once per dispute."""
+    tenancy = dispute.tenancy
+    revenue = landlord_account(
+        landlord=dispute.landlord, kind=Account.Kind.REVENUE, currency=dispute.currency
+    )
+    txn, _ = ledger_post(
+        landlord_id=dispute.landlord_id,
+        kind=LedgerTransaction.Kind.ADJUSTMENT,
+        idempotency_key=f"tenant-dispute:{dispute.pk}:adjustment",
+        legs=[
+            Leg(debit=revenue, credit=tenant_account(tenancy=tenancy), amount_minor=amount_minor)
+        ],
+        memo=f"Dispute #{dispute.pk} resolved",
+        created_by_id=actor.pk,
+    )
+    dispute.ledger_transaction = txn
+    dispute.adjustment_minor = amount_minor
+
+
+def _close(dispute: Dispute, outcome: str) -> None:
+    dispute.closed_at = timezone.now()
+    dispute.due_at = None
+    dispute.outcome = outcome[:300]
+    dispute.save()
+    _supply_follow(dispute, "dispute closed")
+
+
+# --- the tenant ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisputeItem:
+    """What a dispute is about, already checked to be the tenancy's own."""
+
+    subject: str
+    invoice: Invoice | None = None
+    payment: Payment | None = None
+    cutoff_notice: CutoffNotice | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+
+    @property
+    def amount_minor(self) -> int | None:
+        if self.invoice is not None:
+            return self.invoice.total_minor
+        if self.payment is not None:
+            return self.payment.amount_minor
+        return None
+
+
+def _item_check(tenancy: Tenancy, item: DisputeItem) -> None:
+    for obj in (item.invoice, item.payment, item.cutoff_notice):
+        if obj is not None and obj.tenancy_id != tenancy.pk:
+            raise DisputeError("That item is not part of this tenancy.")
+    if item.subject == Dispute.Subject.INVOICE and item.invoice is None:
+        raise DisputeError("Choose the bill you dispute.")
+    if item.subject == Dispute.Subject.PAYMENT and item.payment is None:
+        raise DisputeError("Choose the payment you dispute.")
+    if item.subject == Dispute.Subject.PERIOD:
+        if item.period_start is None or item.period_end is None:
+            raise DisputeError("Give the first and last day of the period.")
+        if item.period_end < item.period_start:
+            raise DisputeError("The period's last day is before its first day.")
+        if item.period_start > timezone.localdate():
+            raise DisputeError("The period has not started yet.")
+
+
+@transaction.atomic
+def dispute_open(
+    *,
+    tenancy: Tenancy,
+    actor: AbstractBaseUser,
+    item: DisputeItem,
+    category: str,
+    message: str,
+    amount_minor: int | None = None,
+    amount_explanation: str = "",
+    files: Sequence[UploadedFile] = (),
+) -> Dispute:
+    """The tenant raises a dispute; automatic disconnection freezes at once."""
+    if tenancy.tenant_id != actor.pk:
+        raise DisputeError("Only the tenant can raise a dispute on this tenancy.")
+    body = _text(message, "what is wrong")
+    if category not in Dispute.Category.values:
+        raise DisputeError("Choose what the dispute is about.")
+    _item_check(tenancy, item)
+    explanation = amount_explanation.strip()
+    if amount_minor is not None:
+        if amount_minor <= 0:
+            raise DisputeError("The disputed amount must be more than zero.")
+        ceiling = item.amount_minor
+        if ceiling is not None and amount_minor > ceiling and not explanation:
+            raise DisputeError(
+                "The disputed amount is more than the item's own amount: explain why."
+            )
+    checked = _files_check(files)
+    now = timezone.now()
+    dispute = Dispute.objects.create(
+        landlord_id=tenancy.landlord_id,
+        tenancy=tenancy,
+        unit_id=tenancy.unit_id,
+        raised_by_id=actor.pk,
+        subject=item.subject,
+        invoice=item.invoice,
+        payment=item.payment,
+        cutoff_notice=item.cutoff_notice,
+        period_start=item.period_start,
+        period_end=item.period_end,
+        category=category,
+        currency=tenancy.unit.property.currency,
+        amount_minor=amount_minor,
+        amount_explanation=explanation[:300],
+        created_at=now,
+        updated_at=now,
+        due_at=now + _days("DISPUTE_RESPONSE_DAYS"),
+    )
+    dispute = _locked(dispute)
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.TENANT,
+        step="raised",
+        body=body,
+        files=checked,
+        headline="A dispute was raised",
+        amount_minor=amount_minor,
+    )
+    _supply_follow(dispute, "dispute opened")
+    return dispute
+
+
+@transaction.atomic
+def dispute_tenant_accept(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
+    """The tenant accepts the landlord's answer; an offered adjustment is posted."""
+    dispute = _locked(dispute)
+    _tenant_only(dispute, actor)
+    _move(dispute, "accept")
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.TENANT,
+        step="accepted",
+        body=note.strip(),
+        headline="The tenant accepted the landlord's answer",
+    )
+    _move(dispute, "settle")
+    if dispute.proposed_minor:
+        _post_adjustment(dispute, amount_minor=dispute.proposed_minor, actor=actor)
+        outcome = f"adjusted by the landlord's offer ({dispute.proposed_minor} minor units)"
+    else:
+        outcome = "the tenant accepted the landlord's answer; no adjustment"
+    _close(dispute, outcome)
+    _audit(
+        dispute,
+        actor=actor,
+        action="resolved",
+        reason=outcome,
+        adjustment_minor=dispute.adjustment_minor,
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_escalate(*, dispute: Dispute, actor: AbstractBaseUser, role: str, note: str) -> Dispute:
+    """To the admins: the tenant after the landlord's answer (or once the landlord's
+    response window passed unanswered), or an admin on an overdue case."""
+    dispute = _locked(dispute)
+    if role == Role.TENANT:
+        _tenant_only(dispute, actor)
+    elif role != Role.ADMIN:
+        raise DisputeError("Only the tenant or an admin can escalate a dispute.")
+    body = _text(note, "why an admin should decide")
+    if dispute.status == S.OPEN and dispute.due_at is not None and timezone.now() < dispute.due_at:
+        raise IllegalTransition(
+            "The landlord still has time to respond; you can escalate once they answer "
+            "or their response window has passed."
+        )
+    _move(dispute, "escalate")
+    dispute.due_at = timezone.now() + _days("DISPUTE_ADMIN_DAYS")
+    dispute.save()
+    _step(
+        dispute,
+        actor=actor,
+        role=role,
+        step="escalated",
+        body=body,
+        headline="Escalated to an admin",
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_withdraw(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
+    dispute = _locked(dispute)
+    _tenant_only(dispute, actor)
+    _move(dispute, "withdraw")
+    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    _close(dispute, "withdrawn by the tenant")
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.TENANT,
+        step="withdrawn",
+        body=note.strip(),
+        headline="The tenant withdrew the dispute",
+    )
+    return dispute
+
+
+def _tenant_only(dispute: Dispute, actor: AbstractBaseUser) -> None:
+    if dispute.tenancy.tenant_id != actor.pk:
+        raise DisputeError("Only the tenant who raised the dispute can do this.")
+
+
+# --- the landlord ---------------------------------------------------------------
+
+
+@transaction.atomic
+def dispute_respond(
+    *,
+    dispute: Dispute,
+    actor: AbstractBaseUser,
+    response: str,
+    note: str,
+    adjustment_minor: int | None = None,
+    over_reason: str = "",
+    files: Sequence[UploadedFile] = (),
+) -> Dispute:
+    """The landlord accepts (with an adjustment), proposes a partial one, or contests."""
+    dispute = _locked(dispute)
+    if not Membership.objects.filter(user_id=actor.pk, landlord_id=dispute.landlord_id).exists():
+        raise DisputeError("Only the landlord can respond to this dispute.")
+    if response not in Dispute.Response.values:
+        raise DisputeError("Choose how you respond.")
+    if response == Dispute.Response.CONTEST:
+        body = _text(note, "why you contest the dispute")
+        adjustment_minor = None
+    else:
+        body = note.strip()
+        if adjustment_minor is None:
+            raise DisputeError("Give the adjustment you offer.")
+        _check_adjustment(dispute, adjustment_minor, over_reason)
+        if (
+            response == Dispute.Response.PARTIAL
+            and dispute.amount_minor is not None
+            and adjustment_minor >= dispute.amount_minor
+        ):
+            raise DisputeError("A partial adjustment is less than the disputed amount.")
+    checked = _files_check(files)
+    _move(dispute, "respond")
+    dispute.response = response
+    dispute.proposed_minor = adjustment_minor
+    dispute.due_at = timezone.now() + _days("DISPUTE_RESPONSE_DAYS")
+    dispute.save()
+    if over_reason.strip():
+        body = f"{body}\n\nMore than the disputed amount because: {over_reason.strip()}".strip()
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.LANDLORD,
+        step="responded",
+        body=body,
+        files=checked,
+        headline=f"The landlord responded: {Dispute.Response(response).label.lower()}",
+        response=response,
+        adjustment_minor=adjustment_minor,
+    )
+    return dispute
+
+
+# --- the admins --------------------------------------------------------------------
+
+
+def _admin_only(actor: AbstractBaseUser) -> None:
+    if not getattr(actor, "is_staff", False):
+        raise DisputeError("Only a platform admin can do this.")
+
+
+@transaction.atomic
+def dispute_assign(
+    *, dispute: Dispute, actor: AbstractBaseUser, assignee: AbstractBaseUser | None
+) -> Dispute:
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    if dispute.is_final:
+        raise IllegalTransition(f"Dispute #{dispute.pk} is {dispute.get_status_display().lower()}.")
+    if assignee is not None:
+        _admin_only(assignee)
+    dispute.assigned_to_id = assignee.pk if assignee is not None else None
+    dispute.updated_at = timezone.now()
+    dispute.save(update_fields=["assigned_to", "updated_at"])
+    who = assignee.get_username() if assignee is not None else "nobody"
+    _audit(dispute, actor=actor, action="assigned", reason=f"assigned to {who}")
+    return dispute
+
+
+@transaction.atomic
+def dispute_resolve(
+    *,
+    dispute: Dispute,
+    actor: AbstractBaseUser,
+    adjustment_minor: int,
+    note: str,
+    over_reason: str = "",
+) -> Dispute:
+    """An admin adjusts the tenant's balance; above the four-eyes amount it waits for
+    a second admin's approval first."""
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    body = _text(note, "the reasons for the decision")
+    _check_adjustment(dispute, adjustment_minor, over_reason)
+    if over_reason.strip():
+        body = f"{body}\n\nMore than the disputed amount because: {over_reason.strip()}"
+    if adjustment_minor > four_eyes_above():
+        _move(dispute, "propose")
+        dispute.approval_minor, dispute.approval_by_id = adjustment_minor, actor.pk
+        dispute.approval_reason = body[:300]
+        dispute.save()
+        _step(
+            dispute,
+            actor=actor,
+            role=Role.ADMIN,
+            step="proposed",
+            body=body,
+            headline="An admin proposed an adjustment; a second admin must approve it",
+            adjustment_minor=adjustment_minor,
+        )
+        return dispute
+    _move(dispute, "resolve")
+    _post_adjustment(dispute, amount_minor=adjustment_minor, actor=actor)
+    _close(dispute, body)
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.ADMIN,
+        step="resolved",
+        body=body,
+        headline="Resolved with an adjustment",
+        adjustment_minor=adjustment_minor,
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
+    """The second admin (never the one who proposed it) approves the adjustment."""
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    if dispute.status == S.AWAITING_APPROVAL and dispute.approval_by_id == actor.pk:
+        raise FourEyes("A second admin must approve this adjustment, not the one who proposed it.")
+    _move(dispute, "approve")
+    amount = int(dispute.approval_minor or 0)
+    _post_adjustment(dispute, amount_minor=amount, actor=actor)
+    body = note.strip() or dispute.approval_reason
+    _close(dispute, dispute.approval_reason)
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.ADMIN,
+        step="resolved",
+        body=body,
+        headline="Resolved: the adjustment was approved",
+        adjustment_minor=amount,
+        proposed_by=dispute.approval_by_id,
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_decline(*, dispute: Dispute, actor: AbstractBaseUser, note: str) -> Dispute:
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    body = _text(note, "why the adjustment is declined")
+    _move(dispute, "decline")
+    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    dispute.save()
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.ADMIN,
+        step="declined",
+        body=body,
+        headline="The proposed adjustment was declined; the case is back with the admins",
+    )
+    return dispute
+
+
+@transaction.atomic
+def dispute_reject(*, dispute: Dispute, actor: AbstractBaseUser, note: str) -> Dispute:
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    body = _text(note, "the reasons for rejecting the dispute")
+    _move(dispute, "reject")
+    _close(dispute, body)
+    _step(dispute, actor=actor, role=Role.ADMIN, step="rejected", body=body, headline="Rejected")
+    return dispute
+
+
+# --- anyone on the case -----------------------------------------------------------------
+
+
+@transaction.atomic
+def dispute_message_add(
+    *,
+    dispute: Dispute,
+    actor: AbstractBaseUser,
+    role: str,
+    body: str,
+    files: Sequence[UploadedFile] = (),
+) -> DisputeMessage:
+    dispute = _locked(dispute)
+    if dispute.is_final:
+        raise IllegalTransition(
+            f"Dispute #{dispute.pk} is {dispute.get_status_display().lower()}: it takes no "
+            "more messages."
+        )
+    text = _text(body, "a message")
+    checked = _files_check(files)
+    dispute.updated_at = timezone.now()
+    dispute.save(update_fields=["updated_at"])
+    return _step(
+        dispute,
+        actor=actor,
+        role=role,
+        step="message",
+        body=text,
+        files=checked,
+        headline=f"New message from the {Role(role).label.lower()}",
+    )
