@@ -207,8 +207,9 @@ def late_reading(row: Row, meter: Meter, limits: vee.Limits, d: Derivation) -> N
         _step_rule_update(nxt, second)
 
 
-def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> int:
-    """Write slot energy changes and re-rate from the earliest changed slot; returns Δ sub-units.
+def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> pricing.Pricing:
+    """Write slot energy changes and re-rate from the earliest changed slot; returns
+    the slots re-priced (``.changes``: the change of each slot's amount).
 
     The pricing is ``payments.pricing.slots_price``; this loads the slots
     it prices, and stores what it says.
@@ -217,7 +218,7 @@ def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> int:
         Interval.objects.bulk_create(d.gaps)
     starts = [s for s, wh in d.slots.items() if wh or s in d.estimated]
     if not starts and meter.held_from is None:
-        return 0
+        return pricing.Pricing()
     schedule, hold = _unit_schedule(unit)
     # Held slots are retried only when the unit has a tariff again (or when
     # nothing new came in: the periodic sweep), not re-read on every frame.
@@ -240,7 +241,7 @@ def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> int:
         )[:200]
     else:
         meter.hold_reason = ""
-    return priced.delta_sub
+    return priced
 
 
 def _unit_schedule(unit: Unit) -> tuple[rating.Schedule | None, str]:
