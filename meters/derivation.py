@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from landlord.models import Unit
-from payments import rating, tariffs
+from payments import pricing, rating, tariffs
 
 from . import vee
 from .models import (
@@ -207,29 +207,58 @@ def late_reading(row: Row, meter: Meter, limits: vee.Limits, d: Derivation) -> N
         _step_rule_update(nxt, second)
 
 
-def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> int:
-    """Write slot energy changes and re-rate from the earliest changed slot; returns Δ sub-units."""
+def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> pricing.Pricing:
+    """Write slot energy changes and re-rate from the earliest changed slot; returns
+    the slots re-priced (``.changes``: the change of each slot's amount).
+
+    The pricing is ``payments.pricing.slots_price``; this loads the slots
+    it prices, and stores what it says.
+    """
     if d.gaps:
         Interval.objects.bulk_create(d.gaps)
     starts = [s for s, wh in d.slots.items() if wh or s in d.estimated]
     if not starts and meter.held_from is None:
-        return 0
-    try:
-        schedule: rating.Schedule | None = tariffs.unit_schedule(unit=unit)
-        hold = ""
-    except rating.Unpriceable as exc:
-        schedule, hold = None, str(exc)
+        return pricing.Pricing()
+    schedule, hold = _unit_schedule(unit)
     # Held slots are retried only when the unit has a tariff again (or when
     # nothing new came in: the periodic sweep), not re-read on every frame.
     retry = meter.held_from is not None and (schedule is not None or not starts)
     candidates = [*starts, *([meter.held_from] if retry and meter.held_from else [])]
     first = min(candidates)
-    rows = list(
-        Interval.objects.filter(meter=meter, kind=Interval.Kind.SLOT, start__gte=first).order_by(
-            "start"
-        )
+    rows, new_rows = _slot_rows(meter, d, starts, first)
+    priced = pricing.slots_price(
+        slots=[_slot(row, d) for row in rows],
+        schedule=schedule,
+        hold=hold,
+        period_wh_before=_period_wh_before(meter, schedule, rows),
     )
-    by_start = {row.start: row for row in rows}
+    _slots_write(rows, new_rows, priced)
+    if meter.held_from is None or first <= meter.held_from:
+        meter.held_from = priced.held_from
+    if meter.held_from is not None:
+        meter.hold_reason = (
+            f"Energy from {meter.held_from:%d %b %H:%M} is held: {hold or priced.first_reason}."
+        )[:200]
+    else:
+        meter.hold_reason = ""
+    return priced
+
+
+def _unit_schedule(unit: Unit) -> tuple[rating.Schedule | None, str]:
+    """The unit's tariff schedule, or why it has none that can price anything."""
+    try:
+        return tariffs.unit_schedule(unit=unit), ""
+    except rating.Unpriceable as exc:
+        return None, str(exc)
+
+
+def _slot_rows(
+    meter: Meter, d: Derivation, starts: list[datetime], first: datetime
+) -> tuple[list[Interval], list[Interval]]:
+    """The meter's slots from ``first`` on in time order, with the batch's energy
+    added; and those of them that are new."""
+    stored = Interval.objects.filter(meter=meter, kind=Interval.Kind.SLOT, start__gte=first)
+    by_start = {row.start: row for row in stored.order_by("start")}
     new_rows = []
     for start in starts:
         row = by_start.get(start)
@@ -248,90 +277,67 @@ def slots_apply(meter: Meter, unit: Unit, d: Derivation) -> int:
         if start in d.estimated and row.quality != Interval.Quality.ESTIMATED:
             row.quality, row.rule = Interval.Quality.ESTIMATED, vee.Rule.GAP_ESTIMATED.value
             row.note = "energy spread over a gap between readings"
-    ordered = [by_start[s] for s in sorted(by_start)]
-    delta = 0
-    held_from: datetime | None = None
-    run: rating.RatingRun | None = None
-    if schedule is not None:
-        run = rating.RatingRun(schedule=schedule)
-        period = schedule.period_start(ordered[0].start) if ordered else None
-        if period is not None and period < ordered[0].start:
-            before = Interval.objects.filter(
-                meter=meter, kind=Interval.Kind.SLOT, start__gte=period, start__lt=ordered[0].start
-            ).aggregate(s=Sum("energy_wh"))["s"]
-            run.period_start, run.period_wh = period, before or 0
+    return [by_start[s] for s in sorted(by_start)], new_rows
+
+
+def _slot(row: Interval, d: Derivation) -> pricing.Slot:
+    return pricing.Slot(
+        start=row.start,
+        energy_wh=row.energy_wh,
+        quality=row.quality,
+        estimated=row.rule == vee.Rule.GAP_ESTIMATED.value,
+        gross_sub=row.gross_sub,
+        held_reason=row.held_reason,
+        stored=row.pk is not None,
+        touched=row.start in d.slots,
+    )
+
+
+def _period_wh_before(meter: Meter, schedule: rating.Schedule | None, rows: list[Interval]) -> int:
+    """Energy of the tier period (local month) before the first slot priced."""
+    if schedule is None or not rows:
+        return 0
+    period = schedule.period_start(rows[0].start)
+    if period >= rows[0].start:
+        return 0
+    before = Interval.objects.filter(
+        meter=meter, kind=Interval.Kind.SLOT, start__gte=period, start__lt=rows[0].start
+    ).aggregate(s=Sum("energy_wh"))["s"]
+    return before or 0
+
+
+_SLOT_FIELDS = [
+    "energy_wh",
+    "quality",
+    "rule",
+    "note",
+    "gross_sub",
+    "net_sub",
+    "lines",
+    "tariff_version_id",
+    "held_reason",
+]
+
+
+def _slots_write(rows: list[Interval], new_rows: list[Interval], priced: pricing.Pricing) -> None:
     changed = []
-    for row in ordered:
-        old = row.gross_sub or 0
-        if run is None:
-            price, reason = None, hold
-        else:
-            rated = run.add(row.start, row.energy_wh)
-            price, reason = rated.price, rated.held_reason
-        if price is None:
-            new_gross, lines, vid, net = None, [], None, None
-            held_from = held_from or row.start
-            row.quality = Interval.Quality.HELD
-        else:
-            new_gross, lines, vid, net = (
-                price.gross_sub,
-                [line.as_json() for line in price.lines],
-                price.version_id,
-                price.net_sub,
-            )
-            if row.quality == Interval.Quality.HELD:
-                # Once priced, the slot says again how its energy is known.
-                estimated = row.rule == vee.Rule.GAP_ESTIMATED.value
-                row.quality = Interval.Quality.ESTIMATED if estimated else Interval.Quality.ACTUAL
-            reason = ""
-        if (
-            row.pk is None
-            or new_gross != row.gross_sub
-            or reason != row.held_reason
-            or row.start in d.slots
-        ):
-            row.gross_sub, row.net_sub, row.lines, row.tariff_version_id = (
-                new_gross,
-                net,
-                lines,
-                vid,
-            )
-            row.held_reason = reason[:200]
-            if row.pk is not None:
-                changed.append(row)
-        delta += (new_gross or 0) - old
+    for row, slot in zip(rows, priced.slots, strict=True):
+        if not slot.rewrite:
+            continue
+        row.quality, row.held_reason = slot.quality, slot.held_reason
+        row.gross_sub, row.net_sub = slot.gross_sub, slot.net_sub
+        row.lines = [line.as_json() for line in slot.lines]
+        row.tariff_version_id = slot.version_id
+        if row.pk is not None:
+            changed.append(row)
     if new_rows:
         Interval.objects.bulk_create(new_rows)
-    fields = [
-        "energy_wh",
-        "quality",
-        "rule",
-        "note",
-        "gross_sub",
-        "net_sub",
-        "lines",
-        "tariff_version_id",
-        "held_reason",
-    ]
     if len(changed) > 3:
-        Interval.objects.bulk_update(changed, fields)
+        Interval.objects.bulk_update(changed, _SLOT_FIELDS)
     else:
         # In-order intake changes one slot (the one the last frame ended in).
         for row in changed:
-            Interval.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in fields})
-    if meter.held_from is None or first <= meter.held_from:
-        meter.held_from = held_from
-    if meter.held_from is not None:
-        meter.hold_reason = (
-            f"Energy from {meter.held_from:%d %b %H:%M} is held: {hold or _first_reason(ordered)}."
-        )[:200]
-    else:
-        meter.hold_reason = ""
-    return delta
-
-
-def _first_reason(rows: list[Interval]) -> str:
-    return next((row.held_reason for row in rows if row.held_reason), "cannot be priced")
+            Interval.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in _SLOT_FIELDS})
 
 
 _READING_COLUMNS = (

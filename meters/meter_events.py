@@ -52,7 +52,10 @@ def held_interval_release(*, interval_id: int, actor_id: int | None, reason: str
         estimated=True,
     )
     unit = device.unit
-    meter.pending_sub += slots_apply(meter, unit, d)
+    priced = slots_apply(meter, unit, d)
+    billing.usage_accrue(
+        meter=meter, unit=unit, changes=priced.changes, rated_before=meter.rated_at
+    )
     held.quality = Interval.Quality.ESTIMATED
     held.note = f"released for billing: {reason.strip()}"[:200]
     held.save(update_fields=["quality", "note"])
@@ -113,7 +116,8 @@ def meter_event_record(
                 rating.spread(start=meter.rated_at, end=at, start_wh=0, end_wh=closing.energy_wh),
                 estimated=closing.estimated,
             )
-    meter.pending_sub += slots_apply(meter, unit, d)
+    rated_before = meter.rated_at
+    changes = slots_apply(meter, unit, d).changes
     event = MeterEvent(
         landlord_id=meter.landlord_id,
         meter=meter,
@@ -126,6 +130,7 @@ def meter_event_record(
     )
     target = meter
     if kind == MeterEvent.Kind.REPLACEMENT:
+        billing.usage_accrue(meter=meter, unit=unit, changes=changes, rated_before=rated_before)
         meter.removed_at = at
         billing.usage_settle(meter=meter, unit=unit, now=timezone.now(), force=True)
         meter.save()
@@ -141,6 +146,10 @@ def meter_event_record(
     target.rated_at, target.rated_register_wh = at, new_first_wh
     target.rated_seq = meter.rated_seq
     target.last_reading_at, target.last_register_wh = at, new_first_wh
+    if target is meter:
+        # A reset: the meter is now rated to the event, whose day may have
+        # another payer than the usage already pending.
+        billing.usage_accrue(meter=meter, unit=unit, changes=changes, rated_before=rated_before)
     billing.usage_settle(meter=target, unit=unit, now=timezone.now())
     target.save()
     event.save()

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from config.cache import shared as shared_cache
 from config.live import unit_changed
-from payments.billing import usage_settle
+from payments.billing import usage_accrue, usage_settle
 from supply.decision import supply_evaluate
 
 from . import vee
@@ -364,6 +364,7 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
         return result
 
     limits = vee.Limits.from_settings(meter.register_max_wh)
+    rated_before = meter.rated_at
     d = Derivation()
     rows: list[Row] = []
     late: list[Row] = []
@@ -402,7 +403,8 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
 
     unit = device.unit
     meter.last_register_wh, meter.last_reading_at = meter.rated_register_wh, meter.rated_at
-    meter.pending_sub += slots_apply(meter, unit, d)
+    priced = slots_apply(meter, unit, d)
+    usage_accrue(meter=meter, unit=unit, changes=priced.changes, rated_before=rated_before)
     usage_settle(meter=meter, unit=unit, now=now)
     meter.save()
     supply_evaluate(unit=unit, reason="usage")

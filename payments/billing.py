@@ -9,6 +9,7 @@ debits by :func:`usage_settle` (see its docstring for when).
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -46,22 +47,77 @@ def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
     return Tenancy.objects.active(on).filter(unit_id=unit.pk).order_by("pk").first()
 
 
-def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
-    """Who pays: the tenancy on the (local) day of the newest rated usage, so a
-    back-fill after a move-out is charged to the tenant who used it; failing
-    that, the current tenancy.
-
-    The day is that of the slot the newest energy lies in, not of the reading
-    that ends it: a slot [start, end) belongs to the day of its start, so a
-    reading at local midnight closes the day before and that day's tenant pays.
-    """
-    if meter.rated_at is None:
+def _tenancy_on(unit: Unit, day: date | None) -> Tenancy | None:
+    """Who pays for usage of a local day: its tenancy; failing that (readings from
+    before the first move-in), the current one. See docs/billing.md for this limit."""
+    if day is None:
         return _active_tenancy(unit)
-    covered = rating.slot_start(meter.rated_at - timedelta(microseconds=1))
-    day = covered.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
-    # No tenancy that day (readings from before the first move-in): the
-    # current tenant, as before. See docs/billing.md for this limit.
     return _active_tenancy(unit, on=day) or _active_tenancy(unit)
+
+
+def _newest_day(unit: Unit, rated_at: datetime | None) -> date | None:
+    """The local day of the slot the energy before ``rated_at`` lies in.
+
+    A slot [start, end) belongs to the day of its start, so a reading at local
+    midnight closes the day before and that day's tenant pays.
+    """
+    if rated_at is None:
+        return None
+    covered = rating.slot_start(rated_at - timedelta(microseconds=1))
+    return covered.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
+
+
+def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
+    """Who pays the pending amount: the tenancy on the (local) day of the newest
+    rated usage. :func:`usage_accrue` keeps usage of other days out of it."""
+    return _tenancy_on(unit, _newest_day(unit, meter.rated_at))
+
+
+def usage_accrue(
+    *,
+    meter: Meter,
+    unit: Unit,
+    changes: Iterable[tuple[datetime, int]],
+    rated_before: datetime | None,
+) -> None:
+    """Add re-priced slots' amounts (slot start, sub-units) to the meter's pending
+    usage, each charged to the tenancy of its slot's own local day.
+
+    The pending amount is owed by the tenancy of the newest rated slot
+    (:func:`_usage_tenancy`, from ``meter.rated_at``); ``rated_before`` is
+    where the meter was rated to when the pending amount was added. When the
+    newest slot moved to another payer's day (a move-out inside one debit
+    window) what is pending is posted to its payer first, and the amount of a
+    slot on another payer's day (a back-fill, a re-rated earlier slot) is
+    posted to that payer at once. ``meter`` must be locked; the caller saves it.
+    """
+    changes = list(changes)
+    current = _newest_day(unit, meter.rated_at)
+    before = _newest_day(unit, rated_before)
+    by_day: dict[date, int] = {}
+    for start, sub in changes:
+        day = start.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
+        by_day[day] = by_day.get(day, 0) + sub
+    if set(by_day) <= {current} and (before == current or meter.pending_sub // rating.SCALE == 0):
+        # One day: one payer, no tenancies to look up (most frames).
+        meter.pending_sub += sum(by_day.values())
+        return
+    payers = {day: _tenancy_on(unit, day) for day in {current, before, *by_day}}
+    payer = payers[current]
+    if payers[before] != payer:
+        _usage_post(
+            meter=meter, unit=unit, tenancy=payers[before], due=meter.pending_sub // rating.SCALE
+        )
+        meter.pending_since = None
+    for day in sorted(by_day):
+        if payers[day] == payer:
+            meter.pending_sub += by_day[day]
+            continue
+        # The fraction already pending is carried, so the meter's postings
+        # still add up to its priced total rounded down once.
+        due = (meter.pending_sub % rating.SCALE + by_day[day]) // rating.SCALE
+        meter.pending_sub += by_day[day]
+        _usage_post(meter=meter, unit=unit, tenancy=payers[day], due=due)
 
 
 def usage_settle(
@@ -81,7 +137,8 @@ def usage_settle(
       threshold, so alerts and cut-off never wait for a window;
     - the amount is negative (a correction after re-derivation).
 
-    The payer is the tenancy on the local day of the newest rated slot;
+    The payer is the tenancy on the local day of the newest rated slot (usage
+    of other days was posted to its own payer by :func:`usage_accrue`);
     usage of a vacant unit is the landlord's own and is posted to their
     vacant-units account, never to the next tenant.
     """
@@ -104,6 +161,18 @@ def usage_settle(
         balance = tenant_account(tenancy=tenancy).balance_minor
         post = balance - due <= unit.low_credit_threshold_minor
     if not post:
+        return None
+    txn = _usage_post(meter=meter, unit=unit, tenancy=tenancy, due=due)
+    meter.pending_since = now if meter.pending_sub >= rating.SCALE else None
+    return txn
+
+
+def _usage_post(
+    *, meter: Meter, unit: Unit, tenancy: Tenancy | None, due: int
+) -> LedgerTransaction | None:
+    """Post ``due`` whole minor units of the meter's pending usage to ``tenancy``
+    (None: the landlord's vacant-units account); negative is a correction."""
+    if due == 0:
         return None
     currency = unit.property.currency
     revenue = landlord_account(landlord=unit.landlord, kind=Account.Kind.REVENUE, currency=currency)
@@ -129,7 +198,6 @@ def usage_settle(
     )
     meter.pending_sub -= due * rating.SCALE
     meter.posted_minor += due
-    meter.pending_since = now if meter.pending_sub >= rating.SCALE else None
     return txn
 
 
@@ -140,7 +208,8 @@ def usage_settle_meter(*, meter_id: int, now: datetime | None = None, force: boo
     meter = Meter.objects.select_for_update().get(pk=meter_id)
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=meter.unit_id)
     if meter.held_from is not None:
-        meter.pending_sub += slots_apply(meter, unit, Derivation())
+        priced = slots_apply(meter, unit, Derivation())
+        usage_accrue(meter=meter, unit=unit, changes=priced.changes, rated_before=meter.rated_at)
     posted = usage_settle(meter=meter, unit=unit, now=now, force=force)
     meter.save()
     if posted is not None:

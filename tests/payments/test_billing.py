@@ -603,3 +603,63 @@ def test_the_next_tenancy_pays_from_its_first_local_midnight(personas):
     _record(dev, (1, -60, 0), (2, 0, 1000), base=BERLIN_FEB_1)  # 31 Jan 23:00-00:00
     _record(dev, (3, 30, 3000), base=BERLIN_FEB_1)  # 1 Feb 00:00-00:30
     assert (_balance(old), _balance(new)) == (-30, -60)
+
+
+NEW_YORK_FEB_1 = datetime(2026, 2, 1, 5, tzinfo=UTC)  # local midnight starting 1 Feb in New York
+
+
+@pytest.mark.parametrize("after", ["next tenant", "vacant"])
+def test_a_debit_window_across_a_move_out_charges_each_side_for_its_own_slots(
+    personas, settings, monkeypatch, after
+):
+    from landlord.models import Tenancy
+
+    settings.SUBMETER = {**settings.SUBMETER, "DEBIT_WINDOW_SECONDS": 900}
+    world = personas.a
+    _zone(world, "America/New_York")
+    old = world.prepaid_tenancy
+    old.start_date, old.end_date = date(2026, 1, 1), date(2026, 1, 31)
+    old.save()
+    _credit(world, 10_000)
+    new = None
+    if after == "next tenant":
+        new = Tenancy.objects.create(
+            landlord=world.landlord,
+            unit=world.prepaid,
+            tenant=world.postpaid_tenant,
+            start_date=date(2026, 2, 1),
+        )
+        ledger_post(
+            landlord_id=world.landlord.pk,
+            kind="adjustment",
+            idempotency_key="new-opening",
+            legs=[
+                Leg(
+                    debit=landlord_account(
+                        landlord=world.landlord, kind=Account.Kind.CLEARING, currency="GBP"
+                    ),
+                    credit=tenant_account(tenancy=new),
+                    amount_minor=10_000,
+                )
+            ],
+        )
+    # Each frame arrives a minute after it is taken, so one debit window
+    # stays open across the move-out at local midnight.
+    clock = [NEW_YORK_FEB_1]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    dev = world.prepaid_device.device
+    for seq, minute, wh in [(1, -8, 0), (2, -5, 1000), (3, 5, 3000)]:
+        clock[0] = NEW_YORK_FEB_1 + timedelta(minutes=minute + 1)
+        # 31 Jan 23:52, 23:55 (1 kWh), then 00:05 (2 kWh, half before midnight)
+        _record(dev, (seq, minute, wh), base=NEW_YORK_FEB_1)
+    meter = Meter.objects.get(device=dev)
+    assert meter.pending_sub // billing.rating.SCALE >= 30  # the window is still open
+    billing.usage_settle_meter(meter_id=meter.pk, now=NEW_YORK_FEB_1 + timedelta(minutes=30))
+    # 2 kWh at 30p before midnight is the former tenant's, 1 kWh after is not
+    assert _balance(old) == 10_000 - 60
+    if new is not None:
+        assert _balance(new) == 10_000 - 30
+    else:
+        vacant = Account.objects.get(landlord=world.landlord, kind=Account.Kind.VACANT)
+        assert vacant.balance_minor == -30
+    assert Meter.objects.get(pk=meter.pk).posted_minor == 90
