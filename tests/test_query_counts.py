@@ -91,7 +91,7 @@ def test_tenant_home(world, django_assert_num_queries):
     client.force_login(world.prepaid_tenant)
     url = reverse("tenant:home", args=[world.prepaid_tenancy.pk])
     resp = _get_counted(client, url, django_assert_num_queries, 18)
-    assert "left at current usage" in resp.content.decode()
+    assert "Lasts until about" in resp.content.decode()
 
 
 def _add_units(world, count):
