@@ -21,7 +21,7 @@ from supply.runway import duration_text, runway_hours
 @dataclass(frozen=True)
 class SupplyLine:
     state: str  # "on", "off" or "unknown": what the relay reported
-    label: str  # "Supply on"
+    label: str  # "supply on"
     reason: str  # why, in the tenant's words ("" when nothing needs saying)
 
 
@@ -72,40 +72,40 @@ def _cutoff_text(cutoff: ScheduledCutoff) -> str:
 
 def supply_line(f: SupplyFacts) -> SupplyLine:
     if f.reported not in ("on", "off"):
-        return SupplyLine("unknown", "Supply state unknown", "the meter has not reported it yet")
+        return SupplyLine("unknown", "supply state unknown", "the meter has not reported it yet")
     if f.reported == "off":
         if f.off_by_landlord:
             return SupplyLine(
-                "off", "Supply off", f"switched off by your landlord: {f.override_reason}"
+                "off", "supply off", f"switched off by your landlord: {f.override_reason}"
             )
         if f.desired == "on":
-            return SupplyLine("off", "Supply off", "switching back on now…")
+            return SupplyLine("off", "supply off", "switching back on now…")
         if f.out_of_credit:
-            return SupplyLine("off", "Supply off", "no credit left")
-        return SupplyLine("off", "Supply off", "")
+            return SupplyLine("off", "supply off", "no credit left")
+        return SupplyLine("off", "supply off", "")
     # The supply is on.
     if f.off_by_landlord:
         return SupplyLine(
-            "on", "Supply on", f"your landlord is switching it off: {f.override_reason}"
+            "on", "supply on", f"your landlord is switching it off: {f.override_reason}"
         )
     if f.desired == "off" and f.out_of_credit:
-        return SupplyLine("on", "Supply on", "switching off now: no credit left")
+        return SupplyLine("on", "supply on", "switching off now: no credit left")
     if f.override_state == "on":
-        return SupplyLine("on", "Supply on", "kept on by your landlord")
+        return SupplyLine("on", "supply on", "kept on by your landlord")
     if f.cutoff is not None:
-        return SupplyLine("on", "Supply on", _cutoff_text(f.cutoff))
+        return SupplyLine("on", "supply on", _cutoff_text(f.cutoff))
     if f.out_of_credit:
         if f.protected_reason:
-            return SupplyLine("on", "Supply on", "no credit left, but protected from disconnection")
-        return SupplyLine("on", "Supply on", "no credit left")
+            return SupplyLine("on", "supply on", "no credit left, but protected from disconnection")
+        return SupplyLine("on", "supply on", "no credit left")
     if (
         f.prepaid
         and f.emergency_debt_minor > 0
         and f.balance_minor is not None
         and f.balance_minor <= f.emergency_debt_minor
     ):
-        return SupplyLine("on", "Supply on", "on emergency credit")
-    return SupplyLine("on", "Supply on", "")
+        return SupplyLine("on", "supply on", "on emergency credit")
+    return SupplyLine("on", "supply on", "")
 
 
 def tenant_alert(f: SupplyFacts) -> TenantAlert | None:

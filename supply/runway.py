@@ -72,17 +72,20 @@ def runway_text(hours: float) -> str:
     return f"{duration_text(hours, halves=False)} left at current usage"
 
 
-def _clock_up(when: datetime, tz: str, *, now: datetime) -> str:
-    """A run-out moment rounded *up* to the quarter hour, so it is never before
-    the estimate (nor in the past): '22:00' today, 'Tue 22:00' within the week,
-    'Tue 9 Dec 22:00' beyond."""
-    zone = zoneinfo.ZoneInfo(tz)
-    local = when.astimezone(zone)
-    quarters = math.ceil((local.minute * 60 + local.second + local.microsecond / 1e6) / 900)
-    local = local.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=15 * quarters)
-    today = now.astimezone(zone).date()
+def runway_end(*, now: datetime, hours: float, tz: str) -> datetime:
+    """When the credit runs out, rounded *up* to the quarter hour of the local
+    clock: never before the estimate, so never in the past."""
+    runs_out = (now + timedelta(hours=hours)).astimezone(zoneinfo.ZoneInfo(tz))
+    into_hour = runs_out - runs_out.replace(minute=0, second=0, microsecond=0)
+    quarters = math.ceil(into_hour / timedelta(minutes=15))
+    return runs_out.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=15 * quarters)
+
+
+def _clock(local: datetime, *, now: datetime) -> str:
+    """'22:00 today', 'Tue 22:00' within the week, 'Tue 9 Dec 22:00' beyond."""
+    today = now.astimezone(local.tzinfo).date()
     if local.date() == today:
-        return f"today {local:%H:%M}"
+        return f"{local:%H:%M} today"
     if (local.date() - today).days < 7:
         return f"{local:%a %H:%M}"
     return f"{local:%a} {local.day} {local:%b %H:%M}"
@@ -91,24 +94,21 @@ def _clock_up(when: datetime, tz: str, *, now: datetime) -> str:
 def runway_until_text(*, hours: float, now: datetime, protections: Protections) -> str:
     """The runway in clock time, with when the supply could go off after it.
 
-    'Lasts until about Tue 22:00 (about 1 day) at current usage. If it runs
-    out, the supply could be switched off from Wed 09:00.' The run-out moment
+    'Lasts until about Tue 22:00 (about 30 hours) at current usage. The supply
+    could not be switched off before Wed 09:00.' The run-out moment
     is rounded up, so it is never in the past; the cut-off is the earliest
     moment after notice inside the allowed hours (or the protection that
     forbids it).
     """
     runs_out = now + timedelta(hours=hours)
-    text = (
-        f"Lasts until about {_clock_up(runs_out, protections.tz, now=now)} "
-        f"({duration_text(hours)}) at current usage."
-    )
+    end = runway_end(now=now, hours=hours, tz=protections.tz)
+    text = f"Lasts until about {_clock(end, now=now)} ({duration_text(hours)}) at current usage."
     if protections.blocking_reason():
         return f"{text} Your supply is protected from automatic disconnection."
     cut = earliest_cutoff(protections, runs_out)
     if cut is None:
         return text
-    zone = zoneinfo.ZoneInfo(protections.tz)
     if cut - runs_out >= timedelta(minutes=30):
-        local = cut.astimezone(zone)
-        return f"{text} The supply could not be switched off before {local:%a %H:%M}."
+        local = cut.astimezone(zoneinfo.ZoneInfo(protections.tz))
+        return f"{text} The supply could not be switched off before {_clock(local, now=now)}."
     return text

@@ -41,3 +41,21 @@ def reading(device, seq: int, minutes_ago: float, register_wh: int) -> None:
         register_wh=register_wh,
         quality=Reading.Quality.ACTUAL,
     )
+
+
+def charge_usage(tenancy, amount_minor: int) -> None:
+    """Energy used, as the billing posts it: the tenant's balance to revenue."""
+    revenue = landlord_account(landlord=tenancy.landlord, kind=Account.Kind.REVENUE, currency="GBP")
+    ledger_post(
+        landlord_id=tenancy.landlord_id,
+        kind="usage",
+        idempotency_key=f"tenant-test-usage-{tenancy.pk}-{next(_keys)}",
+        legs=[
+            Leg(
+                debit=tenant_account(tenancy=tenancy),
+                credit=revenue,
+                amount_minor=amount_minor,
+                energy_wh=amount_minor * 4,
+            )
+        ],
+    )
