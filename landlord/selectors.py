@@ -180,14 +180,14 @@ def _runway(view: UnitView) -> str:
     """The runway line; it reads the price only when there is usage to estimate from."""
     if not view.is_prepaid or view.balance_minor is None or view.unit.tariff is None:
         return ""
-    if view.balance_minor <= 0:
-        return "no credit left"
     if not view.avg_power_w:
-        return "no recent usage to estimate from"
+        return "no credit left" if view.balance_minor <= 0 else "no recent usage to estimate from"
     price = current_price_per_kwh(unit=view.unit)
     if price is None:
         return ""
-    view.price_per_kwh_minor = float(price)
+    view.price_per_kwh_minor = float(price)  # also for the top-up previews
+    if view.balance_minor <= 0:
+        return "no credit left"
     hours = runway_hours(
         balance_minor=view.balance_minor,
         power_w=view.avg_power_w,
