@@ -72,7 +72,16 @@ def _cutoff_text(cutoff: ScheduledCutoff) -> str:
 
 def supply_line(f: SupplyFacts) -> SupplyLine:
     if f.reported not in ("on", "off"):
-        return SupplyLine("unknown", "supply state unknown", "the meter has not reported it yet")
+        # The meter has not said; what the server wants for the supply still holds.
+        if f.off_by_landlord:
+            why = f"switched off by your landlord: {f.override_reason}"
+        elif f.desired == "off" and f.out_of_credit:
+            why = "being switched off: no credit left"
+        elif f.cutoff is not None:
+            why = _cutoff_text(f.cutoff)
+        else:
+            why = "the meter has not reported it yet"
+        return SupplyLine("unknown", "supply state unknown", why)
     if f.reported == "off":
         if f.off_by_landlord:
             return SupplyLine(

@@ -72,13 +72,17 @@ def runway_text(hours: float) -> str:
     return f"{duration_text(hours, halves=False)} left at current usage"
 
 
+def quarter_up(when: datetime, tz: str) -> datetime:
+    """``when`` rounded *up* to the quarter hour of the local clock."""
+    local = when.astimezone(zoneinfo.ZoneInfo(tz))
+    hour = local.replace(minute=0, second=0, microsecond=0)
+    return hour + timedelta(minutes=15 * math.ceil((local - hour) / timedelta(minutes=15)))
+
+
 def runway_end(*, now: datetime, hours: float, tz: str) -> datetime:
-    """When the credit runs out, rounded *up* to the quarter hour of the local
-    clock: never before the estimate, so never in the past."""
-    runs_out = (now + timedelta(hours=hours)).astimezone(zoneinfo.ZoneInfo(tz))
-    into_hour = runs_out - runs_out.replace(minute=0, second=0, microsecond=0)
-    quarters = math.ceil(into_hour / timedelta(minutes=15))
-    return runs_out.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=15 * quarters)
+    """When the credit runs out, rounded up to the quarter hour: never before
+    the estimate, so never in the past."""
+    return quarter_up(now + timedelta(hours=hours), tz)
 
 
 def _clock(local: datetime, *, now: datetime) -> str:

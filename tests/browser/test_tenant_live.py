@@ -70,6 +70,14 @@ def test_tenant_home_live_on_a_phone(submeter_server: str, browser: Any) -> None
         page.evaluate("() => { window.__marker = 1; }")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, f"the tenant home scrolls sideways at 390 px: {width} px"
+        small = page.evaluate(
+            """() => [...document.querySelectorAll(
+                'main button, main .button, main input:not([type=checkbox]), main li a, main summary'
+            )].filter(e => e.offsetParent !== null)
+              .map(e => [(e.textContent || e.name || '').trim(), e.getBoundingClientRect().height])
+              .filter(([, h]) => h < 44)"""
+        )
+        assert small == [], f"tap targets under 44 px: {small}"
 
         # The balance falls without a reload.
         first = page.get_by_test_id("balance").inner_text().strip()

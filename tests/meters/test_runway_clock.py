@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from supply.alerts import runway_message
 from supply.protections import Protections
 from supply.runway import duration_text, runway_end, runway_until_text
 
@@ -82,3 +83,10 @@ def test_no_protected_hours_line_when_the_cut_off_could_follow_at_once():
     assert "could not be switched off" not in runway_until_text(
         hours=3, now=NOW, protections=ALWAYS
     )
+
+
+def test_the_alert_text_rounds_the_run_out_up_too():
+    # 18:33 used to read "~18:30": a time already past when the alert arrived.
+    runs_out = datetime(2026, 12, 2, 18, 33, 12, tzinfo=UTC)
+    text = runway_message(runs_out=runs_out, protections=ALWAYS)
+    assert text.startswith("At current usage your credit lasts until Wed ~18:45")
