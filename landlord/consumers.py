@@ -6,10 +6,13 @@ database here, so a lost message delays a screen but never makes it wrong.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.http import Http404
 from django.template.loader import render_to_string
 
@@ -18,10 +21,14 @@ from config.live import landlord_group, tenancy_group
 from . import access, selectors
 
 CLOSE_NOT_FOUND = 4404
+# Sent every LIVE_HEARTBEAT_SECONDS: the page counts it as a sign of life and swaps
+# nothing (an HTML comment has no element to swap).
+HEARTBEAT = "<!-- heartbeat -->"
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     group: str = ""
+    _heartbeat: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
@@ -44,8 +51,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send(text_data=await database_sync_to_async(self._snapshot)())
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """A page that hears nothing for a while knows its numbers may be stale,
+        even when the socket looks open (a phone that slept, a proxy that dropped it)."""
+        interval = float(settings.SUBMETER["LIVE_HEARTBEAT_SECONDS"])
+        while True:
+            await asyncio.sleep(interval)
+            await self.send(text_data=HEARTBEAT)
 
     async def disconnect(self, code: int) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -74,8 +95,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         tenancy = access.Tenancy.objects.select_related("unit__property").get(pk=self.tenancy_id)
         if not tenancy.is_current():
             return None
-        view = selectors.tenancy_view(tenancy=tenancy)
-        return render_to_string("tenant/home.html#panel", {"v": view, "tenancy": tenancy})
+        return render_to_string(
+            "tenant/home.html#panel", selectors.tenant_panel_context(tenancy=tenancy)
+        )
 
     def _render_unit(self, unit_id: int | None) -> str | None:
         if self.kind == "tenancy":

@@ -95,7 +95,11 @@ def demo_seed() -> list[DemoLogin]:
     with transaction.atomic():
         landlord = Landlord.objects.create(name=LANDLORD_NAME)
         owner = User.objects.create_user(
-            "landlord", password=DEMO_PASSWORD, first_name="Lena", last_name="Landlord"
+            "landlord",
+            email="landlord@example.com",
+            password=DEMO_PASSWORD,
+            first_name="Lena",
+            last_name="Landlord",
         )
         Membership.objects.create(landlord=landlord, user=owner, role=Membership.Role.OWNER)
         User.objects.create_superuser("admin", password=DEMO_PASSWORD, email="admin@example.com")
@@ -126,8 +130,12 @@ def demo_seed() -> list[DemoLogin]:
                 low_credit_threshold_minor=200,
                 emergency_credit_minor=300 if mode == Unit.BillingMode.PREPAID else 0,
             )
+            # An address each, so the tenants' alert emails show in the console.
             tenant = User.objects.create_user(
-                f"tenant{i}", password=DEMO_PASSWORD, first_name=f"Tenant {i}"
+                f"tenant{i}",
+                email=f"tenant{i}@example.com",
+                password=DEMO_PASSWORD,
+                first_name=f"Tenant {i}",
             )
             Tenancy.objects.create(landlord=landlord, unit=unit, tenant=tenant, start_date=start)
             # Flat 6 has an off-the-shelf Shelly relay; the others speak the native protocol.

@@ -5,27 +5,40 @@ from __future__ import annotations
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max, Prefetch, QuerySet
+from django.db.models import Max, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from config.formats import format_money
 from meters.models import Alert, Device, Interval, Meter, Reading
+from payments.allocation import invoice_outstanding_minor
 from payments.billing import (
     open_period_accrued,
 )
-from payments.emergency import emergency_credit_available, emergency_debt
-from payments.models import Account, Invoice
-from payments.rating import SCALE, Line, round_half_up
-from payments.tariffs import current_price_per_kwh
+from payments.emergency import emergency_credit_available, emergency_debt, recovery_percent
+from payments.forms import PRESETS_MINOR
+from payments.models import Account, Invoice, LedgerTransaction, Payment, Posting
+from payments.rating import SCALE, Line, Unpriceable, round_half_up
+from payments.tariffs import current_price_per_kwh, unit_schedule
 from supply.alerts import open_alerts
-from supply.cutoff import ScheduledCutoff, cutoff_schedule
-from supply.runway import mean_power_w, runway_hours, runway_text
+from supply.cutoff import ScheduledCutoff, cutoff_schedule, protections_for
+from supply.protections import Protections
+from supply.runway import mean_power_w, runway_hours, runway_text, runway_until_text
 
 from .models import Tenancy, Unit
+from .tenant_status import (
+    SupplyFacts,
+    SupplyLine,
+    TenantAlert,
+    TopUpPreview,
+    supply_line,
+    tenant_alert,
+    topup_preview,
+)
 
 
 @dataclass
@@ -76,6 +89,27 @@ class UnitView:
         if not self.device_seen:
             return "waiting for first connection"
         return "offline"
+
+    # The tenant's page (landlord.tenant_status): one supply line, at most one alert,
+    # the runway in clock time, and for postpaid the latest bill and the month's projection.
+    protections: Protections | None = None
+    supply: SupplyLine | None = None
+    alert: TenantAlert | None = None
+    price_per_kwh_minor: float | None = None
+    runway_hours: float | None = None
+    projected_minor: int = 0
+
+    @property
+    def latest_bill(self) -> Invoice | None:
+        return self.invoices[0] if self.invoices else None
+
+    # What is still owed on the latest bill, as its own page says (postpaid only).
+    latest_bill_owed_minor: int = 0
+
+    @property
+    def shows_power(self) -> bool:
+        """'Using about N kW' only while the supply is on and the numbers are live."""
+        return bool(self.avg_power_w) and self.relay_reported == "on" and self.is_live
 
     @property
     def is_prepaid(self) -> bool:
@@ -157,18 +191,20 @@ def _runway(view: UnitView) -> str:
     """The runway line; it reads the price only when there is usage to estimate from."""
     if not view.is_prepaid or view.balance_minor is None or view.unit.tariff is None:
         return ""
-    if view.balance_minor <= 0:
-        return "no credit left"
     if not view.avg_power_w:
-        return "no recent usage to estimate from"
+        return "no credit left" if view.balance_minor <= 0 else "no recent usage to estimate from"
     price = current_price_per_kwh(unit=view.unit)
     if price is None:
         return ""
+    view.price_per_kwh_minor = float(price)  # also for the top-up previews
+    if view.balance_minor <= 0:
+        return "no credit left"
     hours = runway_hours(
         balance_minor=view.balance_minor,
         power_w=view.avg_power_w,
         price_per_kwh_minor=float(price),
     )
+    view.runway_hours = hours
     return "" if hours is None else runway_text(hours)
 
 
@@ -242,22 +278,99 @@ def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | N
     return view
 
 
-def tenancy_view(*, tenancy: Tenancy) -> UnitView:
+def tenancy_view(*, tenancy: Tenancy, now: datetime | None = None) -> UnitView:
+    now = now or timezone.now()
     fresh = (
         Tenancy.objects.select_related("account", "unit__property", "unit__tariff")
         .prefetch_related("unit__devices", "unit__meters")
         .get(pk=tenancy.pk)
     )
     view = _unit_view(fresh.unit, fresh, _balance(fresh))
+    view.protections = protections_for(unit=fresh.unit, tenancy=fresh)
     _add_usage(view)
-    _add_billing(view, fresh)
+    _add_billing(view, fresh, now)
     _add_safety(view)
+    _add_tenant_status(view, now)
     return view
 
 
-def _add_billing(view: UnitView, tenancy: Tenancy) -> None:
+def tenant_panel_context(*, tenancy: Tenancy, view: UnitView | None = None) -> dict[str, Any]:
+    """What the tenant's live panel is rendered with, by the page and by its socket."""
+    view = view or tenancy_view(tenancy=tenancy)
+    return {
+        "v": view,
+        "tenancy": tenancy,
+        "recovery_percent": recovery_percent(),
+        "heartbeat_seconds": settings.SUBMETER["LIVE_HEARTBEAT_SECONDS"],
+    }
+
+
+def view_topup_preview(view: UnitView, amount_minor: int) -> TopUpPreview:
+    return topup_preview(
+        amount_minor=amount_minor,
+        debt_minor=view.emergency_debt_minor,
+        balance_minor=view.balance_minor or 0,
+        power_w=view.avg_power_w,
+        price_per_kwh_minor=view.price_per_kwh_minor,
+        currency=view.currency,
+    )
+
+
+def preset_previews(view: UnitView) -> list[TopUpPreview]:
+    """The preview of each preset top-up (prepaid only)."""
+    if not view.is_prepaid:
+        return []
+    return [view_topup_preview(view, amount) for amount in PRESETS_MINOR]
+
+
+def _add_tenant_status(view: UnitView, now: datetime) -> None:
+    assert view.protections is not None
+    unit = view.unit
+    facts = SupplyFacts(
+        prepaid=view.is_prepaid,
+        reported=view.relay_reported,
+        desired=view.relay_desired,
+        override_state=unit.override_state,
+        override_reason=unit.override_reason,
+        balance_minor=view.balance_minor,
+        currency=view.currency,
+        low_threshold_minor=unit.low_credit_threshold_minor,
+        emergency_debt_minor=view.emergency_debt_minor,
+        cutoff=view.cutoff,
+        protected_reason=view.protections.blocking_reason(),
+        low_runway=any(a.kind == Alert.Kind.LOW_RUNWAY and not a.cleared_at for a in view.alerts),
+        restored_recently=any(a.kind == Alert.Kind.SUPPLY_RESTORED for a in view.alerts),
+        tz=unit.property.timezone,
+    )
+    view.supply = supply_line(facts)
+    view.alert = tenant_alert(facts)
+    if facts.out_of_credit:
+        view.runway = ""  # the supply line says it
+    elif view.runway_hours is not None and view.runway_hours > 0:
+        view.runway = runway_until_text(
+            hours=view.runway_hours, now=now, protections=view.protections
+        )
+
+
+def month_projection(*, accrued_minor: int, now: datetime, tz: zoneinfo.ZoneInfo) -> int:
+    """The month's energy charge at the rate so far: accrued over the elapsed share of it."""
+    local = timezone.localtime(now, tz)
+    start = datetime.combine(local.date().replace(day=1), time(0), tz)
+    following = (start + timedelta(days=32)).replace(day=1)
+    elapsed = (now - start).total_seconds()
+    if elapsed <= 3600:  # the first hour says nothing about a month
+        return accrued_minor
+    return round(accrued_minor * (following - start).total_seconds() / elapsed)
+
+
+def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
     view.invoices = list(Invoice.objects.filter(tenancy=tenancy).order_by("-period_start")[:12])
-    view.accrued_minor, view.accrued_wh = open_period_accrued(unit=view.unit)
+    if view.invoices and not view.unit.is_prepaid and view.balance_minor is not None:
+        view.latest_bill_owed_minor = min(
+            max(-view.balance_minor, 0), invoice_outstanding_minor(invoice=view.invoices[0])
+        )
+    view.accrued_minor, view.accrued_wh = open_period_accrued(unit=view.unit, now=now)
+    view.projected_minor = month_projection(accrued_minor=view.accrued_minor, now=now, tz=view.tz)
     view.emergency_debt_minor = emergency_debt(tenancy=tenancy)
     view.emergency_available = emergency_credit_available(
         tenancy=tenancy, balance_minor=view.balance_minor
@@ -367,3 +480,107 @@ def flagged_for_landlord(*, landlord_id: int, limit: int = 200) -> dict[str, obj
         .order_by("-start")[:limit]
     )
     return {"flagged_readings": list(readings), "held_intervals": list(held)}
+
+
+# --- The tenant's history and receipts -------------------------------------------
+
+
+def unit_price(price_per_kwh_minor: Decimal, currency: str) -> str:
+    """'28.5p per kWh' (pence for pounds), '€0.285 per kWh' otherwise."""
+    if currency.upper() == "GBP":
+        return f"{price_per_kwh_minor.normalize():f}p per kWh"
+    major = (price_per_kwh_minor / 100).normalize()
+    return f"{format_money(0, currency)[:-4]}{major:f} per kWh"
+
+
+def prices_in_force(*, unit: Unit, when: datetime | None = None) -> list[str]:
+    """The tariff's prices on ``when`` (now), for people: one line per band and tier,
+    then the standing charge."""
+    try:
+        version = unit_schedule(unit=unit).version_at(when or timezone.now())
+    except Unpriceable:
+        return []
+    currency = unit.property.currency
+    hours: dict[str, list[str]] = {}
+    for w in version.windows:
+        hours.setdefault(w.band, []).append(f"{w.start_hour:02d}:00-{w.end_hour % 24:02d}:00")
+    lines = []
+    for rate in sorted(version.rates, key=lambda r: (r.band, r.tier_from_wh)):
+        name = rate.band or "Energy"
+        if rate.band in hours:
+            name += f" ({', '.join(hours[rate.band])})"
+        if rate.tier_from_wh:
+            name += f", above {rate.tier_from_wh // 1000:,} kWh a month"
+        lines.append(f"{name}: {unit_price(rate.price_per_kwh_minor, currency)}")
+    if version.standing_per_day_minor:
+        standing = version.standing_per_day_minor
+        lines.append(
+            f"Standing charge: {unit_price(standing, currency).replace(' per kWh', '')} a day"
+        )
+    return lines
+
+
+@dataclass
+class HistoryRow:
+    at: datetime
+    what: str
+    amount_minor: int  # positive into the tenant's balance, negative out of it
+    payment: Payment | None
+
+
+HISTORY_HIDDEN_KINDS = (LedgerTransaction.Kind.USAGE, LedgerTransaction.Kind.STANDING)
+
+
+def tenancy_history_rows(*, tenancy: Tenancy) -> QuerySet[Posting]:
+    """Every posting on the tenant's balance but the running energy and standing
+    charges (bills and the balance sum those up), newest first."""
+    return (
+        Posting.objects.filter(landlord_id=tenancy.landlord_id)
+        .filter(Q(debit__tenancy=tenancy) | Q(credit__tenancy=tenancy))
+        .exclude(transaction__kind__in=HISTORY_HIDDEN_KINDS)
+        .select_related("transaction__payment", "credit")
+        .order_by("-transaction__created_at", "-id")
+    )
+
+
+def history_row(posting: Posting, tenancy: Tenancy) -> HistoryRow:
+    txn = posting.transaction
+    into = posting.credit.tenancy_id == tenancy.pk
+    payment = getattr(txn, "payment", None)
+    what = txn.get_kind_display()
+    if payment is not None:
+        what = f"{payment.get_purpose_display()} {payment.receipt_number}"
+    elif txn.memo:
+        what = f"{what}: {txn.memo}"
+    return HistoryRow(
+        at=txn.created_at,
+        what=what,
+        amount_minor=posting.amount_minor if into else -posting.amount_minor,
+        payment=payment,
+    )
+
+
+@dataclass
+class ReceiptSplit:
+    repaid_minor: int  # emergency credit repaid from this payment
+    credit_minor: int
+
+
+def payment_split(*, payment: Payment) -> ReceiptSplit:
+    """What a succeeded payment did: the emergency credit it repaid (the ledger's
+    recovery posting for it) and the rest, credit."""
+    repaid = (
+        Posting.objects.filter(
+            landlord_id=payment.landlord_id,
+            transaction__idempotency_key=f"recovery:{payment.uuid}",
+        ).aggregate(s=Sum("amount_minor"))["s"]
+        or 0
+    )
+    return ReceiptSplit(repaid_minor=repaid, credit_minor=payment.amount_minor - repaid)
+
+
+def unit_meter_label(*, unit: Unit) -> str:
+    meter = Meter.objects.installed().filter(unit=unit).first()
+    if meter is None:
+        return ""
+    return f"meter {meter.serial}"

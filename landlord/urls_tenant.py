@@ -1,8 +1,10 @@
 from django.urls import path
 
-from . import views
+from . import tenant_views, views
 
 app_name = "tenant"
 urlpatterns = [
     path("<int:tenancy_id>/", views.tenant_home, name="home"),
+    path("<int:tenancy_id>/history/", tenant_views.tenant_history, name="history"),
+    path("<int:tenancy_id>/topup-preview/", tenant_views.topup_preview, name="topup_preview"),
 ]

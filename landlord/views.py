@@ -4,6 +4,7 @@ from datetime import date
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +25,8 @@ from .access import Action
 from .forms import IntervalDayForm, ReasonForm
 from .models import AuditEvent, Tenancy, Unit
 from .setup_selectors import onboarding_checklist
+
+HISTORY_PAGE_SIZE = 25
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -49,10 +52,12 @@ def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
     if not tenancy.is_current():
         return tenancy_history(request, tenancy)
-    view = selectors.tenancy_view(tenancy=tenancy)
-    context = {"v": view, "tenancy": tenancy, "form": TopUpForm(currency=view.currency)}
-    if request.htmx:
+    context = selectors.tenant_panel_context(tenancy=tenancy)
+    if request.htmx and not request.htmx.boosted:
         return render(request, "tenant/home.html#panel", context)
+    view = context["v"]
+    context["form"] = TopUpForm(currency=view.currency)
+    context["previews"] = selectors.preset_previews(view)
     context["pay"] = tenant_payment_context(tenancy=tenancy)
     return render(request, "tenant/home.html", context)
 
@@ -60,20 +65,29 @@ def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
 def tenancy_history(
     request: HttpRequest, tenancy: Tenancy, form: TopUpForm | None = None, status: int = 200
 ) -> HttpResponse:
-    """A tenancy that ended (or has not started): its own balance, bills and payments,
-    nothing of the unit as it is now; ``form``: a refused bill payment."""
+    """A tenancy's history: its balance, bills, payments not (yet) credited, and every
+    payment, credit and adjustment on its balance, a page at a time, with the prices in
+    force. Also the whole page of a tenancy that ended (or has not started): nothing of
+    the unit as it is now; ``form``: a refused bill payment."""
     balance = tenant_account(tenancy=tenancy).balance_minor
+    page = Paginator(selectors.tenancy_history_rows(tenancy=tenancy), HISTORY_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     context = {
         "tenancy": tenancy,
+        "current": tenancy.is_current(),
         "balance_minor": balance,
         "owed_minor": max(-balance, 0),
         "currency": tenancy.unit.property.currency,
         "invoices": list(Invoice.objects.filter(tenancy=tenancy).order_by("-period_start")),
         "payments": list(
             Payment.objects.filter(tenancy=tenancy)
-            .exclude(status=Payment.Status.CANCELED)
+            .exclude(status__in=[Payment.Status.CANCELED, Payment.Status.SUCCEEDED])
             .order_by("-created_at")[:20]
         ),
+        "page": page,
+        "rows": [selectors.history_row(p, tenancy) for p in page.object_list],
+        "prices": selectors.prices_in_force(unit=tenancy.unit),
         "form": form,
     }
     return render(request, "tenant/history.html", context, status=status)

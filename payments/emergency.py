@@ -96,13 +96,25 @@ def emergency_credit_take(*, tenancy: Tenancy, actor_id: int | None) -> LedgerTr
     return txn
 
 
+def recovery_percent() -> int:
+    return int(settings.SUBMETER["DEBT_RECOVERY_PERCENT"])
+
+
+def debt_recovery_share(*, debt_minor: int, topup_minor: int) -> int:
+    """The part of a top-up that repays emergency credit (the rest is credit): at most
+    DEBT_RECOVERY_PERCENT of it, never more than is owed. Pages preview a top-up with it."""
+    if debt_minor <= 0:
+        return 0
+    return max(min(debt_minor, topup_minor * recovery_percent() // 100), 0)
+
+
 def debt_recover(*, tenancy: Tenancy, topup_minor: int, idempotency_key: str) -> int:
     """Repay emergency credit from a top-up: at most DEBT_RECOVERY_PERCENT of it."""
     debt = emergency_debt(tenancy=tenancy)
     if debt <= 0:
         return 0
-    share = int(settings.SUBMETER["DEBT_RECOVERY_PERCENT"])
-    amount = min(debt, topup_minor * share // 100)
+    share = recovery_percent()
+    amount = debt_recovery_share(debt_minor=debt, topup_minor=topup_minor)
     if amount <= 0:
         return 0
     tenant = tenant_account(tenancy=tenancy)

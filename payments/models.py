@@ -375,6 +375,11 @@ class Payment(models.Model):
     def is_bill_payment(self) -> bool:
         return self.reference.startswith(self.BILL_REFERENCE)
 
+    @property
+    def receipt_number(self) -> str:
+        """A short number for people, stable for the payment's life: R-000123."""
+        return f"R-{self.pk:06d}"
+
 
 class PaymentEvent(models.Model):
     """A provider event (a Stripe webhook, or the development provider's equivalent).

@@ -43,8 +43,9 @@ def _home_with_error(
     if not tenancy.is_current():
         # One of its bills was being paid: the unit as it is now is someone else's.
         return tenancy_history(request, tenancy, form=form, status=status)
-    view = selectors.tenancy_view(tenancy=tenancy)
-    context = {"v": view, "tenancy": tenancy, "form": form}
+    context = selectors.tenant_panel_context(tenancy=tenancy)
+    context["form"] = form
+    context["previews"] = selectors.preset_previews(context["v"])
     context["pay"] = tenant_payment_context(tenancy=tenancy)
     return render(request, "tenant/home.html", context, status=status)
 
@@ -159,11 +160,16 @@ def payment_status(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpRespons
     template = (
         "payments/status.html#state" if getattr(request, "htmx", False) else "payments/status.html"
     )
-    context = {
+    context: dict[str, object] = {
         "payment": payment,
         "left_checkout": request.GET.get("cancelled") == "1",
         "refunds": list(payment.refunds.exclude(status=Refund.Status.CANCELED)),
     }
+    if payment.status == Payment.Status.SUCCEEDED:
+        unit = payment.tenancy.unit
+        context["split"] = selectors.payment_split(payment=payment)
+        context["prices"] = selectors.prices_in_force(unit=unit, when=payment.updated_at)
+        context["meter"] = selectors.unit_meter_label(unit=unit)
     return render(request, template, context)
 
 

@@ -42,7 +42,7 @@ from payments.tariffs import current_price_per_kwh
 
 from .cutoff import cutoff_amount_to_cancel
 from .protections import Protections, next_window_start
-from .runway import mean_power_w, runway_forecast
+from .runway import mean_power_w, quarter_up, runway_forecast
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,8 @@ def tenancy_alerts_evaluate(
 
 def runway_message(*, runs_out: datetime, protections: Protections) -> str:
     """'Your credit lasts until Thu ~18:00 …' with the earliest possible cut-off after it."""
-    until = clock(runs_out, protections.tz, approx=True)
+    # Rounded up, never to the nearest quarter: a time already past would read wrong.
+    until = clock(quarter_up(runs_out, protections.tz), protections.tz, approx=True)
     text = f"At current usage your credit lasts until {until}"
     if protections.blocking_reason():
         return f"{text}; your supply is protected from automatic disconnection."

@@ -8,7 +8,11 @@ force, are the callers' to fetch.
 
 from __future__ import annotations
 
+import math
+import zoneinfo
 from datetime import datetime, timedelta
+
+from .protections import Protections, earliest_cutoff
 
 
 def mean_power_w(
@@ -45,10 +49,70 @@ def runway_forecast(
     return None if hours is None else now + timedelta(hours=hours)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 hour', '2 hours'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def duration_text(hours: float, *, halves: bool = True) -> str:
+    """A runway for people, rounded down (credit never lasts less than it says):
+    'about 40 minutes', 'about 1 hour', 'about 47 hours', 'about 4½ days'."""
+    if hours < 1:
+        return f"about {plural(max(int(hours * 60), 1), 'minute')}"
+    if hours < 48:
+        return f"about {plural(int(hours), 'hour')}"
+    if not halves:
+        return f"about {plural(int(hours // 24), 'day')}"
+    days, half = divmod(int(hours // 12), 2)
+    return f"about {days}{'½' if half else ''} days"
+
+
 def runway_text(hours: float) -> str:
     """'about N days left at current usage' for a runway of ``hours`` (> 0)."""
-    if hours < 1:
-        return f"about {max(int(hours * 60), 1)} minutes left at current usage"
-    if hours < 48:
-        return f"about {int(hours)} hours left at current usage"
-    return f"about {int(hours // 24)} days left at current usage"
+    return f"{duration_text(hours, halves=False)} left at current usage"
+
+
+def quarter_up(when: datetime, tz: str) -> datetime:
+    """``when`` rounded *up* to the quarter hour of the local clock."""
+    local = when.astimezone(zoneinfo.ZoneInfo(tz))
+    hour = local.replace(minute=0, second=0, microsecond=0)
+    return hour + timedelta(minutes=15 * math.ceil((local - hour) / timedelta(minutes=15)))
+
+
+def runway_end(*, now: datetime, hours: float, tz: str) -> datetime:
+    """When the credit runs out, rounded up to the quarter hour: never before
+    the estimate, so never in the past."""
+    return quarter_up(now + timedelta(hours=hours), tz)
+
+
+def _clock(local: datetime, *, now: datetime) -> str:
+    """'22:00 today', 'Tue 22:00' within the week, 'Tue 9 Dec 22:00' beyond."""
+    today = now.astimezone(local.tzinfo).date()
+    if local.date() == today:
+        return f"{local:%H:%M} today"
+    if (local.date() - today).days < 7:
+        return f"{local:%a %H:%M}"
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def runway_until_text(*, hours: float, now: datetime, protections: Protections) -> str:
+    """The runway in clock time, with when the supply could go off after it.
+
+    'Lasts until about Tue 22:00 (about 30 hours) at current usage. The supply
+    could not be switched off before Wed 09:00.' The run-out moment
+    is rounded up, so it is never in the past; the cut-off is the earliest
+    moment after notice inside the allowed hours (or the protection that
+    forbids it).
+    """
+    runs_out = now + timedelta(hours=hours)
+    end = runway_end(now=now, hours=hours, tz=protections.tz)
+    text = f"Lasts until about {_clock(end, now=now)} ({duration_text(hours)}) at current usage."
+    if protections.blocking_reason():
+        return f"{text} Your supply is protected from automatic disconnection."
+    cut = earliest_cutoff(protections, runs_out)
+    if cut is None:
+        return text
+    if cut - runs_out >= timedelta(minutes=30):
+        local = cut.astimezone(zoneinfo.ZoneInfo(protections.tz))
+        return f"{text} The supply could not be switched off before {_clock(local, now=now)}."
+    return text

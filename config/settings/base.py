@@ -242,6 +242,9 @@ SUBMETER: dict[str, Any] = {
     "BILL_REMINDER_DAYS_BEFORE": int(os.environ.get("BILL_REMINDER_DAYS_BEFORE", "3")),
     # A device that has not been heard from for this long is shown as quiet.
     "LIVE_STALE_SECONDS": int(os.environ.get("LIVE_STALE_SECONDS", "120")),
+    # Live pages' sockets get a heartbeat this often; a page that hears nothing for
+    # a little over two of them says "reconnecting…" and opens a new socket.
+    "LIVE_HEARTBEAT_SECONDS": int(os.environ.get("LIVE_HEARTBEAT_SECONDS", "15")),
     # Readings further in the future than this are rejected.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("FUTURE_TOLERANCE_SECONDS", "300")),
     # Readings taken longer ago than this (or before 2000) are rejected: a

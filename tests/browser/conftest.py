@@ -111,6 +111,8 @@ def submeter_server(chromium_path: str) -> Iterator[str]:
         DJANGO_SETTINGS_MODULE="config.settings.dev",
         SUBMETER_VAR_DIR=str(var_dir),
         PYTHONUNBUFFERED="1",
+        # Live pages notice a silent socket after two heartbeats and a bit: seconds here.
+        LIVE_HEARTBEAT_SECONDS="3",
     )
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"

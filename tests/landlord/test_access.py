@@ -225,6 +225,8 @@ HTTP: dict[str, list[Case]] = {
     "api-schema": [Case("get", everyone_gets(200))],
     # Live pages and the money a tenant moves: the running tenancy only.
     "tenant:home": [Case("get", only({TENANT: 200, FORMER: 200}))],  # former: history only
+    "tenant:history": [Case("get", only({TENANT: 200, FORMER: 200}))],
+    "tenant:topup_preview": [Case("get", only({TENANT: 200}))],
     "api-tenancy": [Case("get", only({TENANT: 200}, anonymous=403))],
     "payments:topup": [Case("post", only({TENANT: 302}), {"amount": "10"})],
     "payments:emergency_credit": [Case("post", only({TENANT: 302}))],

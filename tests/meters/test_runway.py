@@ -36,9 +36,9 @@ def test_the_forecast_is_the_runway_in_clock_time():
 @pytest.mark.parametrize(
     ("hours", "text"),
     [
-        (0.001, "about 1 minutes left at current usage"),
+        (0.001, "about 1 minute left at current usage"),
         (0.5, "about 30 minutes left at current usage"),
-        (1, "about 1 hours left at current usage"),
+        (1, "about 1 hour left at current usage"),
         (47.9, "about 47 hours left at current usage"),
         (48, "about 2 days left at current usage"),
         (24 * 9 + 23, "about 9 days left at current usage"),
