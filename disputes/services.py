@@ -33,7 +33,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from landlord.models import AuditEvent, Membership, Tenancy
+from landlord.audit import audit_record
+from landlord.models import Membership, Tenancy
 from meters.models import CutoffNotice
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import Account, Invoice, LedgerTransaction, Payment
@@ -142,12 +143,12 @@ def _audit(
     dispute: Dispute, *, actor: AbstractBaseUser, action: str, reason: str = "", **data: Any
 ) -> None:
     """The one place a dispute step is audit-logged (shown on the unit's page too)."""
-    AuditEvent.objects.create(
+    audit_record(
         landlord_id=dispute.landlord_id,
         actor_id=actor.pk,
         action=f"dispute.{action}",
-        subject=f"unit {dispute.unit_id} {dispute.unit.name}",
-        reason=reason[:300],
+        unit=dispute.unit,
+        reason=reason,
         data={"dispute": dispute.pk, "status": dispute.status, **data},
     )
 

@@ -70,6 +70,6 @@ def audit_record(
         device=device,
         tenancy=tenancy,
         meter=meter,
-        reason=reason,
+        reason=reason[:300],
         data={} if data is None else data,
     )
