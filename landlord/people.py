@@ -16,6 +16,7 @@ pending and, where the unit is postpaid, issues the closing bill
 from __future__ import annotations
 
 import contextlib
+import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -36,6 +37,7 @@ from payments import rating
 from payments.billing import (
     cycle_bounds,
     invoice_issue,
+    postpaid_start,
     standing_charges_post,
     usage_settle_meter,
 )
@@ -402,8 +404,9 @@ def unit_billing_mode_switch(
 ) -> ModeSwitch:
     """Switch a unit between prepaid and postpaid, now, with a clean cut-over.
 
-    Pending usage is posted first. To postpaid: the tenant's credit stays on
-    their account and pays their next bills. To prepaid: the open month is
+    Pending usage is posted first. To postpaid: the tenant's balance stays on
+    their account; bills start at the switch, and credit left pays them (a debt
+    left is paid first by later payments: ``payments.allocation``). To prepaid: the open month is
     billed (the closing bill) and an unpaid amount stays as debt, so the
     prepaid supply rules (notice, cut-off) apply at once; hence ``confirmed``.
     """
@@ -422,13 +425,18 @@ def unit_billing_mode_switch(
             "Confirm the switch: any unpaid amount becomes prepaid debt, and the supply "
             "rules for prepaid units apply to it."
         )
-    tenancy = Tenancy.objects.active(timezone.localdate(now)).filter(unit_id=unit.pk).first()
+    # The unit's own day: the property's time zone, as its bills and charges use.
+    today = timezone.localdate(now, zoneinfo.ZoneInfo(unit.property.timezone))
+    tenancy = Tenancy.objects.active(today).filter(unit_id=unit.pk).first()
     _settle(unit=unit, now=now)
     invoice = None
     if tenancy is not None:
-        standing_charges_post(tenancy=tenancy, through=timezone.localdate(now))
+        standing_charges_post(tenancy=tenancy, through=today)
         if mode == Unit.BillingMode.PREPAID:
-            invoice = _closing_bill(tenancy=tenancy, last_day=timezone.localdate(now), now=now)
+            invoice = _closing_bill(tenancy=tenancy, last_day=today, now=now)
+        else:
+            # Bills start here; the balance left now is carried to them.
+            postpaid_start(tenancy=tenancy, now=now)
     previous = unit.billing_mode
     unit.billing_mode = mode
     unit.save(update_fields=["billing_mode"])

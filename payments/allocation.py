@@ -22,6 +22,22 @@ Invariant, per tenancy (checked by :func:`allocations_verify`, which
   when every bill is paid. So the sum of the bills' outstanding amounts is
   max(0, billed - received) and the credit carried is max(0, received - billed).
 
+After a switch from prepaid to postpaid (``BillingState.postpaid_from``,
+recorded by ``payments.billing.postpaid_start``) only the bills issued since
+are allocated, and the funds are what the tenant had then and paid since:
+
+- the balance at the switch, when in credit, drawn from the payments made
+  before it, newest first (what prepaid usage left of them), changed by what
+  their refunds and chargebacks took back (or gave back) since;
+- a balance owed at the switch is a **carried debt**: later payments pay it
+  first, then the bills (:func:`tenancy_carried_debt_minor` is what is left
+  of it);
+- payments made since the switch.
+
+So the invariant above holds for the bills since the switch, with the carried
+debt counted as the first bill, and a bill never shows paid by credit that
+prepaid usage had already spent.
+
 Nothing here posts to the ledger: allocation only says which bill a payment
 paid; the tenant's balance already holds the money.
 """
@@ -36,7 +52,7 @@ from django.utils import timezone
 
 from landlord.models import Tenancy, Unit
 
-from .models import BillAllocation, Dispute, Invoice, Payment, Refund
+from .models import BillAllocation, BillingState, Dispute, Invoice, Payment, Refund
 
 # --- Pure -----------------------------------------------------------------------
 
@@ -84,6 +100,11 @@ def allocation_compose(
 def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
     """The tenancy's succeeded payments in the order they were credited, each net of
     the refunds and chargebacks posted against it."""
+    return [fund for fund, _ in _funds_credited(tenancy_id=tenancy_id)]
+
+
+def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
+    """:func:`tenancy_funds`, each with the ledger transaction that credited it."""
     found = (
         Payment.objects.filter(
             tenancy_id=tenancy_id,
@@ -92,11 +113,11 @@ def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
         )
         .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
-        .values_list("pk", "amount_minor", "reversed_by")
+        .values_list("pk", "amount_minor", "reversed_by", "ledger_transaction_id")
     )
     # A payment whose credit was reversed in the ledger (a correction) paid nothing.
-    payments = [(pk, amount) for pk, amount, reversed_by in found if reversed_by is None]
-    ids = [pk for pk, _ in payments]
+    payments = [(pk, amount, txn) for pk, amount, reversed_by, txn in found if reversed_by is None]
+    ids = [pk for pk, _, _ in payments]
     refunded = dict(
         Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)
         .exclude(status=Refund.Status.FAILED)
@@ -111,14 +132,87 @@ def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
         .order_by()
     )
     return [
-        Fund(pk, amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0)))
-        for pk, amount in payments
+        (Fund(pk, amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))), txn)
+        for pk, amount, txn in payments
     ]
 
 
-def tenancy_bills(*, tenancy_id: int) -> list[Owed]:
-    rows = Invoice.objects.filter(tenancy_id=tenancy_id).order_by("period_start", "pk")
+def tenancy_bills(*, tenancy_id: int, after_invoice: int = 0) -> list[Owed]:
+    rows = Invoice.objects.filter(tenancy_id=tenancy_id, pk__gt=after_invoice).order_by(
+        "period_start", "pk"
+    )
     return [Owed(pk, max(total, 0)) for pk, total in rows.values_list("pk", "total_minor")]
+
+
+# The carried debt is allocated as a bill of its own, first; no invoice has this id.
+CARRIED_DEBT = 0
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A tenancy's bills in scope, its funds, and the carried debt paid first."""
+
+    bills: list[Owed]
+    funds: list[Fund]
+    carried_debt_minor: int = 0
+    after_invoice: int = 0
+
+    def wanted(self) -> dict[tuple[int, int], int]:
+        debt = [Owed(CARRIED_DEBT, self.carried_debt_minor)] if self.carried_debt_minor else []
+        composed = allocation_compose(bills=debt + self.bills, funds=self.funds)
+        return {key: amount for key, amount in composed.items() if key[0] != CARRIED_DEBT}
+
+    def carried_debt_paid_minor(self) -> int:
+        debt = [Owed(CARRIED_DEBT, self.carried_debt_minor)]
+        composed = allocation_compose(bills=debt, funds=self.funds)
+        return sum(composed.values())
+
+
+def tenancy_allocation(*, tenancy_id: int) -> Allocation:
+    """What allocation works from: every bill and payment, or, after a switch from
+    prepaid to postpaid, the bills since and the funds left then and paid since."""
+    credited = _funds_credited(tenancy_id=tenancy_id)
+    switch = (
+        BillingState.objects.filter(tenancy_id=tenancy_id, postpaid_from__isnull=False)
+        .values_list(
+            "postpaid_after_transaction",
+            "postpaid_after_invoice",
+            "postpaid_opening_minor",
+            "postpaid_opening_funds_minor",
+        )
+        .first()
+    )
+    if switch is None:
+        return Allocation(tenancy_bills(tenancy_id=tenancy_id), [f for f, _ in credited])
+    after_txn, after_invoice, opening, opening_funds = switch
+    after_txn, after_invoice = after_txn or 0, after_invoice or 0
+    before = [fund for fund, txn in credited if txn <= after_txn]
+    since = [fund for fund, txn in credited if txn > after_txn]
+    # What the earlier payments' refunds and chargebacks changed since the switch
+    # changed the balance left then by as much.
+    left = opening + sum(f.amount_minor for f in before) - opening_funds
+    # Earlier payments already applied to earlier bills (an earlier postpaid time)
+    # cannot pay again.
+    used = dict(
+        BillAllocation.objects.filter(invoice__tenancy_id=tenancy_id, invoice_id__lte=after_invoice)
+        .values_list("payment_id")
+        .annotate(s=Sum("amount_minor"))
+        .order_by()
+    )
+    carried: list[Fund] = []
+    remaining = max(left, 0)
+    for fund in reversed(before):
+        take = min(max(fund.amount_minor - int(used.get(fund.payment_id, 0)), 0), remaining)
+        if take > 0:
+            carried.append(Fund(fund.payment_id, take))
+            remaining -= take
+    carried.reverse()
+    return Allocation(
+        bills=tenancy_bills(tenancy_id=tenancy_id, after_invoice=after_invoice),
+        funds=carried + since,
+        carried_debt_minor=max(-left, 0),
+        after_invoice=after_invoice,
+    )
 
 
 # --- Service ----------------------------------------------------------------------
@@ -138,13 +232,14 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
     if not Invoice.objects.filter(tenancy_id=tenancy.pk).exists():
         return  # nothing billed yet: every payment is credit carried
     Tenancy.objects.select_for_update().filter(pk=tenancy.pk).first()
-    wanted = allocation_compose(
-        bills=tenancy_bills(tenancy_id=tenancy.pk), funds=tenancy_funds(tenancy_id=tenancy.pk)
-    )
+    scope = tenancy_allocation(tenancy_id=tenancy.pk)
+    wanted = scope.wanted()
     now = timezone.now()
     stored = {
         (row.invoice_id, row.payment_id): row
-        for row in BillAllocation.objects.filter(invoice__tenancy_id=tenancy.pk)
+        for row in BillAllocation.objects.filter(
+            invoice__tenancy_id=tenancy.pk, invoice_id__gt=scope.after_invoice
+        )
     }
     for key, row in stored.items():
         if key not in wanted:
@@ -179,12 +274,21 @@ def invoice_outstanding_minor(*, invoice: Invoice) -> int:
 
 
 def tenancy_credit_minor(*, tenancy_id: int) -> int:
-    """Payments not applied to any bill: the credit carried to the next one."""
-    received = sum(fund.amount_minor for fund in tenancy_funds(tenancy_id=tenancy_id))
-    applied = BillAllocation.objects.filter(invoice__tenancy_id=tenancy_id).aggregate(
-        s=Sum("amount_minor")
-    )["s"]
-    return received - int(applied or 0)
+    """Payments not applied to any bill (nor to a carried debt): the credit carried
+    to the next one."""
+    scope = tenancy_allocation(tenancy_id=tenancy_id)
+    received = sum(fund.amount_minor for fund in scope.funds)
+    applied = BillAllocation.objects.filter(
+        invoice__tenancy_id=tenancy_id, invoice_id__gt=scope.after_invoice
+    ).aggregate(s=Sum("amount_minor"))["s"]
+    return received - int(applied or 0) - scope.carried_debt_paid_minor()
+
+
+def tenancy_carried_debt_minor(*, tenancy_id: int) -> int:
+    """What is still owed from before the tenancy's switch to postpaid (later
+    payments pay it before the bills)."""
+    scope = tenancy_allocation(tenancy_id=tenancy_id)
+    return scope.carried_debt_minor - scope.carried_debt_paid_minor()
 
 
 # --- Verification --------------------------------------------------------------------
@@ -225,17 +329,12 @@ def allocations_verify() -> list[str]:
                     f"payment {payment_id}: {amount} applied to bills, more than its "
                     f"{funds.get(payment_id, 0)} received"
                 )
-        wanted = allocation_compose(
-            bills=tenancy_bills(tenancy_id=tenancy_id), funds=list(_as_funds(funds))
-        )
-        rows = BillAllocation.objects.filter(invoice__tenancy_id=tenancy_id).values_list(
-            "invoice_id", "payment_id", "amount_minor"
-        )
+        scope = tenancy_allocation(tenancy_id=tenancy_id)
+        wanted = scope.wanted()
+        rows = BillAllocation.objects.filter(
+            invoice__tenancy_id=tenancy_id, invoice_id__gt=scope.after_invoice
+        ).values_list("invoice_id", "payment_id", "amount_minor")
         stored = {(invoice_id, payment_id): amount for invoice_id, payment_id, amount in rows}
         if tenancy_id in postpaid and stored != wanted:
             problems.append(f"tenancy {tenancy_id}: allocations are not oldest first")
     return problems
-
-
-def _as_funds(funds: dict[int, int]) -> list[Fund]:
-    return [Fund(pk, amount) for pk, amount in funds.items()]

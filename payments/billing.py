@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from config.live import unit_changed, unit_changed_notify
@@ -26,7 +26,7 @@ from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
 
 from . import invoicing, rating
-from .allocation import bills_allocate
+from .allocation import bills_allocate, tenancy_funds
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -364,12 +364,57 @@ ROUNDING_LINE = invoicing.ROUNDING_LINE
 
 @dataclass(frozen=True)
 class _BillPeriod:
-    """The local days [start, end) a bill covers, and the instants they start and end."""
+    """The local days [start, end) a bill covers, and the instants they start and end.
+
+    The first bill after a switch to postpaid starts at the switch
+    (``from_switch``): energy priced from that instant on, standing charges from
+    the next day (the switch charged its own day from the prepaid credit).
+    """
 
     start: date
     end: date
     start_at: datetime
     end_at: datetime
+    from_switch: bool = False
+
+
+# The latest a slot can start: what was priced "by now", whatever its slots' times.
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@transaction.atomic
+def postpaid_start(*, tenancy: Tenancy, now: datetime) -> BillingState:
+    """Record a tenancy's switch from prepaid to postpaid at ``now``.
+
+    Call after its pending usage and today's standing charge are posted. Its
+    bills charge only what is posted from here on, and the allocation of
+    payments to those bills starts from the balance left now: credit carried
+    to them, or a debt that later payments pay first (``payments.allocation``).
+    """
+    meter_ids = list(
+        Meter.objects.filter(unit_id=tenancy.unit_id).order_by("pk").values_list("pk", flat=True)
+    )
+    state = _billing_state(tenancy)
+    state.postpaid_from = now
+    state.postpaid_after_transaction = (
+        LedgerTransaction.objects.filter(landlord_id=tenancy.landlord_id).aggregate(m=Max("pk"))[
+            "m"
+        ]
+        or 0
+    )
+    state.postpaid_after_invoice = (
+        Invoice.objects.filter(tenancy_id=tenancy.pk).aggregate(m=Max("pk"))["m"] or 0
+    )
+    state.postpaid_opening_minor = tenant_account(tenancy=tenancy).balance_minor
+    state.postpaid_opening_funds_minor = sum(
+        fund.amount_minor for fund in tenancy_funds(tenancy_id=tenancy.pk)
+    )
+    state.postpaid_priced = {
+        str(meter_id): priced.as_json()
+        for meter_id, priced in _priced_before(meter_ids=meter_ids, at=_END_OF_TIME).items()
+    }
+    state.save()
+    return state
 
 
 def _bill_period(
@@ -380,11 +425,13 @@ def _bill_period(
     now: datetime,
     cycle_day: int,
     final: bool,
+    switched_at: datetime | None = None,
 ) -> _BillPeriod:
     """A closed local billing cycle, or the tenancy's part of it (its first and last
     bills cover only the days it ran, so standing charges, posted per day, are
     pro-rated by days); ``final``: the cycle so far, through today (a closing bill
-    at a move-out or a switch to prepaid)."""
+    at a move-out or a switch to prepaid); ``switched_at``: when the unit last
+    turned postpaid during the tenancy (nothing before it is billed)."""
     start, end = cycle_bounds(period_start, cycle_day)
     if period_start != start:
         raise BillingError(f"A billing period starts on day {cycle_day} of a month.")
@@ -400,20 +447,34 @@ def _bill_period(
         end = min(end, tenancy.end_date + timedelta(days=1))
     start_at = datetime.combine(start, time(0), tz).astimezone(UTC)
     end_at = datetime.combine(end, time(0), tz).astimezone(UTC)
+    if switched_at is not None and switched_at >= end_at:
+        raise BillingError("The unit was prepaid for all of this billing period.")
+    if switched_at is not None and switched_at > start_at:
+        day_after = timezone.localtime(switched_at, tz).date() + timedelta(days=1)
+        return _BillPeriod(min(day_after, end), end, switched_at, end_at, from_switch=True)
     return _BillPeriod(start, end, start_at, end_at)
 
 
 def _meter_totals(
-    *, tenancy: Tenancy, meter_ids: list[int], period: _BillPeriod
+    *, tenancy: Tenancy, meter_ids: list[int], period: _BillPeriod, switch_priced: dict
 ) -> dict[int, invoicing.MeterTotals]:
-    """Per meter: priced before the period, before its end, and through the previous bill."""
+    """Per meter: priced before the period, before its end, and through the
+    previous bill (or, on the first bill after a switch to postpaid, by the switch:
+    energy priced later for slots before it is shown as an adjustment)."""
     before = _priced_before(meter_ids=meter_ids, at=period.start_at)
     through = _priced_before(meter_ids=meter_ids, at=period.end_at)
-    previous = Invoice.objects.filter(tenancy=tenancy, period_end=period.start).first()
+    if period.from_switch:
+        billed_through = switch_priced
+    else:
+        previous = Invoice.objects.filter(tenancy=tenancy, period_end=period.start).first()
+        billed_through = previous.billed_through if previous else {}
     billed = {
         int(meter_id): invoicing.Priced.from_json(values)
-        for meter_id, values in (previous.billed_through if previous else {}).items()
+        for meter_id, values in billed_through.items()
     }
+    if period.from_switch:
+        # A meter with nothing priced by the switch starts from zero.
+        billed = {m: billed.get(m, invoicing.Priced()) for m in meter_ids}
     return {
         meter_id: invoicing.MeterTotals(
             before=before.get(meter_id, invoicing.Priced()),
@@ -432,6 +493,7 @@ def _bill(
     period: _BillPeriod,
     usage: list[invoicing.Usage],
     fees: list[tuple[str, int]],
+    switch_priced: dict,
 ) -> invoicing.Bill:
     """Fetch what the ledger posted for the period and compose the bill."""
     return invoicing.bill_compose(
@@ -440,7 +502,9 @@ def _bill(
         start=period.start,
         end=period.end,
         usage=usage,
-        meters=_meter_totals(tenancy=tenancy, meter_ids=meter_ids, period=period),
+        meters=_meter_totals(
+            tenancy=tenancy, meter_ids=meter_ids, period=period, switch_priced=switch_priced
+        ),
         standing_posted_minor=_standing_posted(tenancy=tenancy, start=period.start, end=period.end),
     )
 
@@ -510,6 +574,7 @@ def invoice_issue(
         return existing
     unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
+    switch = BillingState.objects.filter(tenancy_id=tenancy.pk).first()
     period = _bill_period(
         tenancy=tenancy,
         period_start=period_start,
@@ -517,6 +582,7 @@ def invoice_issue(
         now=now,
         cycle_day=unit.property.bill_cycle_day,
         final=final,
+        switched_at=switch.postpaid_from if switch else None,
     )
     # Everything in the period reaches the ledger before it is itemised (held
     # energy that can be priced by now is priced on the way).
@@ -551,6 +617,7 @@ def invoice_issue(
         period=period,
         usage=usage,
         fees=fees,
+        switch_priced=switch.postpaid_priced if switch else {},
     )
     invoice = _invoice_create(
         tenancy=tenancy,

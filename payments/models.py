@@ -422,6 +422,21 @@ class BillingState(models.Model):
     # Standing charges are posted per local day, up to and including this day.
     standing_through = models.DateField(null=True, blank=True)
     standing_pending_sub = models.BigIntegerField(default=0)
+    # The tenancy's latest switch from prepaid to postpaid (landlord.people), as
+    # payments.billing.postpaid_start recorded it: bills start at that instant,
+    # and payments.allocation applies only the credit left then (and later
+    # payments) to the bills issued since.
+    postpaid_from = models.DateTimeField(null=True, blank=True)
+    # The last ledger transaction and the last bill of the tenancy before it.
+    postpaid_after_transaction = models.BigIntegerField(null=True, blank=True)
+    postpaid_after_invoice = models.BigIntegerField(null=True, blank=True)
+    # The balance then (negative: owed from the prepaid time) and what its
+    # payments then came to, net of refunds and chargebacks.
+    postpaid_opening_minor = models.BigIntegerField(default=0)
+    postpaid_opening_funds_minor = models.BigIntegerField(default=0)
+    # Per meter (id as a string), what was priced by then: the first bill
+    # after the switch charges from here.
+    postpaid_priced = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"billing state of tenancy {self.tenancy_id}"
