@@ -152,10 +152,7 @@ def test_energy_of_the_half_hour_in_progress_at_the_switch_reaches_the_bill(pers
     assert ledger_verify() == []
 
 
-
-def test_the_bill_page_says_when_the_unit_turned_postpaid_and_what_is_still_owed(
-    personas, client
-):
+def test_the_bill_page_says_when_the_unit_turned_postpaid_and_what_is_still_owed(personas, client):
     world = personas.a
     _switch_after_prepaid_use(world, topup=100)
     january = _january(world)
@@ -167,6 +164,7 @@ def test_the_bill_page_says_when_the_unit_turned_postpaid_and_what_is_still_owed
     body = client.get(f"/payments/invoices/{january.pk}/").content.decode()
     assert "invoice-carried-debt" not in body
     assert 'data-testid="invoice-outstanding">£2.70' in body
+
 
 # --- property: any prepaid history, then a switch, then postpaid -------------------------
 
