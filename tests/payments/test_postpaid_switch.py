@@ -197,7 +197,9 @@ def _check_since_switch(tenancy) -> None:
     billed = sum(max(i.total_minor, 0) for i in bills)
     outstanding = sum(allocation.invoice_outstanding_minor(invoice=i) for i in bills)
     debt = allocation.tenancy_carried_debt_minor(tenancy_id=tenancy.pk)
-    available = _available(tenancy, state.postpaid_opening_minor, state.postpaid_after_transaction)
+    available = _available(
+        tenancy, state.postpaid_opening_minor, state.postpaid_after_transaction or 0
+    )
     assert outstanding + debt == max(0, billed - available)
     assert allocation.tenancy_credit_minor(tenancy_id=tenancy.pk) == max(0, available - billed)
     assert ledger_verify() == []
