@@ -8,6 +8,7 @@ debits by :func:`usage_settle` (see its docstring for when).
 
 from __future__ import annotations
 
+import contextlib
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -638,25 +639,47 @@ def invoice_issue(
 
 
 def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
-    """Issue the last closed cycle's invoice (in each property's time zone and
-    billing cycle) for every postpaid tenancy that has none yet."""
+    """Issue every closed billing cycle (in each property's time zone and cycle)
+    that a postpaid tenancy has no bill for yet, oldest first: the cycles after
+    its latest bill, or from its start (or its switch to postpaid), so cycles
+    missed while the task was not running are billed when it runs again."""
     now = now or timezone.now()
     issued = []
-    for tenancy in Tenancy.objects.filter(
-        unit__billing_mode=Unit.BillingMode.POSTPAID
-    ).select_related("unit__property"):
+    latest = dict(
+        Invoice.objects.filter(tenancy__unit__billing_mode=Unit.BillingMode.POSTPAID)
+        .values_list("tenancy_id")
+        .annotate(m=Max("period_start"))
+        .order_by()
+    )
+    # Tenancies that ended more than a year ago had their closing bill.
+    horizon = now.date() - timedelta(days=400)
+    tenancies = (
+        Tenancy.objects.filter(unit__billing_mode=Unit.BillingMode.POSTPAID)
+        .filter(Q(end_date__isnull=True) | Q(end_date__gte=horizon))
+        .select_related("unit__property", "billing_state")
+        .order_by("pk")
+    )
+    for tenancy in tenancies:
         prop = tenancy.unit.property
-        today = timezone.localtime(now, zoneinfo.ZoneInfo(prop.timezone)).date()
+        tz = zoneinfo.ZoneInfo(prop.timezone)
+        today = timezone.localtime(now, tz).date()
         current_start, _ = cycle_bounds(today, prop.bill_cycle_day)
-        last_start, _ = cycle_bounds(current_start - timedelta(days=1), prop.bill_cycle_day)
-        if tenancy.start_date >= current_start:
-            continue
-        if tenancy.end_date is not None and tenancy.end_date < last_start:
-            continue
-        try:
-            issued.append(invoice_issue(tenancy=tenancy, period_start=last_start, now=now))
-        except (BillingError, rating.Unpriceable):
-            continue
+        last = latest.get(tenancy.pk)
+        if last is not None:
+            start = cycle_bounds(last, prop.bill_cycle_day)[1]
+        else:
+            first_day = tenancy.start_date
+            state = getattr(tenancy, "billing_state", None)
+            if state is not None and state.postpaid_from is not None:
+                first_day = max(first_day, timezone.localtime(state.postpaid_from, tz).date())
+            start = cycle_bounds(first_day, prop.bill_cycle_day)[0]
+        while start < current_start:
+            if tenancy.end_date is not None and tenancy.end_date < start:
+                break
+            # Nothing to bill in it (prepaid then), or not priceable yet: the next.
+            with contextlib.suppress(BillingError, rating.Unpriceable):
+                issued.append(invoice_issue(tenancy=tenancy, period_start=start, now=now))
+            start = cycle_bounds(start, prop.bill_cycle_day)[1]
     return issued
 
 

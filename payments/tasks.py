@@ -18,7 +18,7 @@ __all__ = ["autopay_invoice_task", "payment_event_process_task", "saved_method_d
 
 
 # Periodic billing: debit windows that closed without a new reading, daily
-# standing charges, and last month's postpaid bills. All idempotent.
+# standing charges, and the bills of closed postpaid cycles. All idempotent.
 @db_periodic_task(crontab(minute="*"))
 def billing_sweep_periodic() -> int:
     return billing.billing_sweep()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from meters.models import Device, Meter
 from meters.readings import ReadingInput, readings_record
-from payments import billing, emergency, tariffs
+from payments import allocation, billing, emergency, tariffs
 from payments.billing import BillingError, usage_settle_meter
 from payments.ledger import Leg, landlord_account, ledger_post, ledger_verify, tenant_account
 from payments.models import Account, Invoice, LedgerTransaction, Payment, Tariff
@@ -237,11 +237,38 @@ def test_invoice_page_for_tenant_and_landlord_only(personas, postpaid_tou):
     assert "January 2026" in home.content.decode()
 
 
-def test_due_invoices_are_issued_for_last_month(postpaid_tou):
+def test_due_invoices_are_issued_for_every_closed_month_not_yet_billed(postpaid_tou):
+    # the tenancy runs from 1 Dec 2025: December and January are closed on 3 Feb
     issued = billing.invoices_issue_due(now=datetime(2026, 2, 3, 9, tzinfo=UTC))
+    tenancy = postpaid_tou.postpaid_tenancy.pk
     assert [(i.tenancy_id, i.period_start) for i in issued] == [
-        (postpaid_tou.postpaid_tenancy.pk, date(2026, 1, 1))
+        (tenancy, date(2025, 12, 1)),
+        (tenancy, date(2026, 1, 1)),
     ]
+    assert billing.invoices_issue_due(now=datetime(2026, 2, 28, 9, tzinfo=UTC)) == []
+
+
+def test_months_missed_while_the_billing_task_was_down_are_billed_in_order(postpaid_tou):
+    tenancy = postpaid_tou.postpaid_tenancy
+    billing.invoices_issue_due(now=datetime(2026, 1, 2, 9, tzinfo=UTC))  # December
+    # the task does not run in February nor March; on 2 April it catches up
+    issued = billing.invoices_issue_due(now=datetime(2026, 4, 2, 9, tzinfo=UTC))
+    assert [i.period_start for i in issued] == [
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+        date(2026, 3, 1),
+    ]
+    starts = list(
+        Invoice.objects.filter(tenancy=tenancy)
+        .order_by("period_start")
+        .values_list("period_start", flat=True)
+    )
+    assert starts == [date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
+    # a payment pays the oldest first
+    _pay(tenancy, 2000)
+    december = Invoice.objects.get(tenancy=tenancy, period_start=date(2025, 12, 1))
+    assert allocation.invoice_outstanding_minor(invoice=december) == 0
+    assert ledger_verify() == []
 
 
 # --- emergency credit and debt recovery ---------------------------------------------
