@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -638,11 +638,16 @@ def invoice_issue(
     return invoice
 
 
-def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
+def invoices_issue_due(
+    *, now: datetime | None = None, on_progress: Callable[[int], bool] | None = None
+) -> list[Invoice]:
     """Issue every closed billing cycle (in each property's time zone and cycle)
     that a postpaid tenancy has no bill for yet, oldest first: the cycles after
     its latest bill, or from its start (or its switch to postpaid), so cycles
-    missed while the task was not running are billed when it runs again."""
+    missed while the task was not running are billed when it runs again.
+
+    ``on_progress`` is told how many tenancies are done before each next one;
+    when it answers False the run stops there (a later run carries on)."""
     now = now or timezone.now()
     issued = []
     latest = dict(
@@ -659,7 +664,9 @@ def invoices_issue_due(*, now: datetime | None = None) -> list[Invoice]:
         .select_related("unit__property", "billing_state")
         .order_by("pk")
     )
-    for tenancy in tenancies:
+    for done, tenancy in enumerate(tenancies):
+        if on_progress is not None and done and not on_progress(done):
+            break
         prop = tenancy.unit.property
         tz = zoneinfo.ZoneInfo(prop.timezone)
         today = timezone.localtime(now, tz).date()
