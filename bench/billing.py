@@ -1,7 +1,7 @@
 """Benchmark: postpaid bills issued per second by the billing run, beside writing the same bills raw.
 
     .venv/bin/python bench/billing.py                      # 100,000 tenancies (PostgreSQL if DATABASE_URL is set)
-    .venv/bin/python bench/billing.py --quick              # 2,000 tenancies, within a minute (what CI runs)
+    .venv/bin/python bench/billing.py --quick              # 1,000 tenancies, within a minute (what CI runs)
     .venv/bin/python bench/billing.py --tenancies 20000 --deadline 120
 
 It builds a fresh database (on PostgreSQL one named after DATABASE_URL's with
@@ -288,20 +288,20 @@ def run(env: dict[str, str], args: argparse.Namespace, limit: float) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--tenancies", type=int, default=None, help="default 100000 (quick: 2000)")
+    parser.add_argument("--tenancies", type=int, default=None, help="default 100000 (quick: 1000)")
     parser.add_argument(
         "--deadline",
         type=float,
         default=None,
-        help="seconds the run may take (default 300; quick: 15)",
+        help="seconds the run may take (default 300; quick: 10)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, within one minute")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tenancies is None:
-        args.tenancies = 2000 if args.quick else TARGET_TENANCIES
+        args.tenancies = 1000 if args.quick else TARGET_TENANCIES
     if args.deadline is None:
-        args.deadline = 15.0 if args.quick else 300.0
+        args.deadline = 10.0 if args.quick else 300.0
     if args.child:
         child(args.tenancies, args.deadline)
         return 0
