@@ -16,6 +16,11 @@ urlpatterns = [
         views.unit_meter_event,
         name="meter_event",
     ),
+    path(
+        "units/<int:unit_id>/devices/<int:device_id>/move/",
+        views.unit_device_move,
+        name="device_move",
+    ),
     path("units/<int:unit_id>/tenants/", views.unit_tenants, name="tenants"),
     path("units/<int:unit_id>/tenants/invite/", views.unit_tenant_invite, name="invite"),
     path("units/<int:unit_id>/billing-mode/", views.unit_billing_mode, name="billing_mode"),

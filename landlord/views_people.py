@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -21,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from meters.devices import DeviceRegistrationError, device_register, device_secret_rotate
-from meters.meter_events import meter_event_record
+from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
 from meters.readings import ReadingRejected
 
@@ -32,6 +33,7 @@ from .forms_people import (
     InviteAcceptForm,
     InviteForm,
     MeterEventForm,
+    MeterMoveForm,
     ModeSwitchForm,
     MoveInForm,
     MoveOutForm,
@@ -55,8 +57,8 @@ def _devices_page(
     meters = list(Meter.objects.filter(unit_id=unit.pk).select_related("device").order_by("-pk"))
     installed = [m for m in meters if m.removed_at is None]
     events = list(
-        MeterEvent.objects.filter(meter__unit_id=unit.pk)
-        .select_related("meter")
+        MeterEvent.objects.filter(Q(meter__unit_id=unit.pk) | Q(new_meter__unit_id=unit.pk))
+        .select_related("meter__unit", "new_meter__unit")
         .order_by("-at")[:10]
     )
     context = {
@@ -167,6 +169,51 @@ def unit_meter_event(request: HttpRequest, unit_id: int, meter_id: int) -> HttpR
                 return redirect("landlord:people:devices", unit_id=unit.pk)
     context = {"unit": unit, "meter": meter, "form": form}
     return render(request, "landlord/people/meter_event.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def unit_device_move(request: HttpRequest, unit_id: int, device_id: int) -> HttpResponse:
+    """Move a device and its meter to another of the landlord's units."""
+    action = Action.DEVICES if request.method == "POST" else Action.VIEW
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
+    device = access.access_unit_device(unit=unit, device_id=device_id)
+    meter = Meter.objects.installed().filter(device_id=device.pk).first()
+    units = [
+        (u.pk, f"{u.property.name} · {u.name}")
+        for u in Unit.objects.filter(landlord_id=unit.landlord_id, archived_at__isnull=True)
+        .exclude(pk=unit.pk)
+        .select_related("property")
+        .order_by("property__name", "name")
+    ]
+    form = MeterMoveForm(request.POST or None, tz=_tz(unit), units=units)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            target = Unit.objects.filter(pk=data["to_unit"]).first()
+            try:
+                if target is None:
+                    raise MeterMoveError("That unit is not one of yours.")
+                meter_move(
+                    device=device,
+                    to_unit=target,
+                    at=data["at"],
+                    register_wh=to_wh(data["register"]),
+                    actor_id=request.user.pk,
+                    reason=data["reason"],
+                )
+            except MeterMoveError as exc:
+                form.add_error(None, str(exc))
+            except ReadingRejected as exc:
+                form.add_error("at", exc.message)
+            else:
+                assert target is not None
+                messages.success(request, f"Device {device.ident} now meters {target.name}.")
+                return redirect("landlord:people:devices", unit_id=target.pk)
+    context = {"unit": unit, "device": device, "meter": meter, "form": form}
+    return render(request, "landlord/people/device_move.html", context, status=status)
 
 
 # --- Tenants ---------------------------------------------------------------------------

@@ -297,6 +297,10 @@ HTTP: dict[str, list[Case]] = {
         Case("get", A_OBJECT_PAGE),
         Case("post", only({OWNER: 400, STAFF: 400}), {"kind": "reset"}),
     ],
+    "landlord:people:device_move": [
+        Case("get", A_OBJECT_PAGE),
+        Case("post", only({OWNER: 400, STAFF: 400}), {"reason": "x"}),
+    ],
     "landlord:people:tenants": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:invite": [
         Case(
