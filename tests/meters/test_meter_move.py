@@ -5,6 +5,7 @@ went; refusals change nothing."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -84,7 +85,7 @@ def test_a_refused_move_changes_nothing(personas, case, message):
     world = personas.a
     device = world.prepaid_device.device
     _read(device, (1, timedelta(minutes=30), 1000))
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "to_unit": _vacant(world),
         "at": timezone.now() - timedelta(minutes=1),
         "register_wh": 1200,
