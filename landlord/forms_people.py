@@ -155,6 +155,25 @@ class ModeSwitchForm(forms.Form):
     confirm = forms.BooleanField(required=False)
 
 
+class ModeScheduleForm(forms.Form):
+    mode = forms.ChoiceField(choices=Unit.BillingMode.choices, widget=forms.HiddenInput)
+    at = forms.DateTimeField(
+        label="When (the property's local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+    confirm = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, tz: zoneinfo.ZoneInfo, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tz = tz
+
+    def clean_at(self) -> datetime:
+        value: datetime = self.cleaned_data["at"]
+        # The landlord means the property's local time, whatever the server's zone.
+        return timezone.make_aware(value.replace(tzinfo=None), self.tz)
+
+
 class InviteAcceptForm(forms.Form):
     password1 = forms.CharField(
         label="Choose a password",

@@ -9,6 +9,7 @@ is not cached and the secret is never stored or logged.
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -26,7 +27,7 @@ from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
 from meters.readings import ReadingRejected
 
-from . import access, people, selectors
+from . import access, mode_switches, people, selectors
 from .access import Action
 from .forms_people import (
     DeviceRegisterForm,
@@ -34,6 +35,7 @@ from .forms_people import (
     InviteForm,
     MeterEventForm,
     MeterMoveForm,
+    ModeScheduleForm,
     ModeSwitchForm,
     MoveInForm,
     MoveOutForm,
@@ -345,49 +347,112 @@ def tenancy_statement(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 # --- Billing mode ---------------------------------------------------------------------
 
 
+def _mode_target(unit: Unit) -> str:
+    return (
+        Unit.BillingMode.POSTPAID
+        if unit.billing_mode == Unit.BillingMode.PREPAID
+        else Unit.BillingMode.PREPAID
+    )
+
+
+def _billing_mode_page(
+    request: HttpRequest,
+    unit: Unit,
+    *,
+    form: ModeSwitchForm | None = None,
+    error: str = "",
+    schedule_form: ModeScheduleForm | None = None,
+    schedule_error: str = "",
+) -> HttpResponse:
+    target = _mode_target(unit)
+    tz = _tz(unit)
+    context = {
+        "unit": unit,
+        "row": selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk),
+        "target": target,
+        "form": form or ModeSwitchForm(initial={"mode": target}),
+        "error": error,
+        "pending": mode_switches.mode_switch_pending(unit=unit),
+        "schedule_form": schedule_form
+        or ModeScheduleForm(
+            tz=tz,
+            initial={
+                "mode": target,
+                "at": (timezone.localtime(timezone.now(), tz) + timedelta(days=1)).replace(
+                    hour=0, minute=0, second=0, microsecond=0
+                ),
+            },
+        ),
+        "schedule_error": schedule_error,
+        "tz_name": unit.property.timezone,
+        "may_switch": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
+        ),
+    }
+    status = 400 if error or schedule_error else 200
+    return render(request, "landlord/people/billing_mode.html", context, status=status)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def unit_billing_mode(request: HttpRequest, unit_id: int) -> HttpResponse:
     """Switch prepaid ↔ postpaid now; to prepaid only after confirming what it means."""
     action = Action.BILLING_MODE if request.method == "POST" else Action.VIEW
     unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
-    target = (
-        Unit.BillingMode.POSTPAID
-        if unit.billing_mode == Unit.BillingMode.PREPAID
-        else Unit.BillingMode.PREPAID
-    )
-    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
-    form = ModeSwitchForm(request.POST or None, initial={"mode": target})
-    error = ""
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                people.unit_billing_mode_switch(
-                    unit=unit,
-                    mode=form.cleaned_data["mode"],
-                    confirmed=form.cleaned_data["confirm"],
-                    actor_id=request.user.pk,
-                )
-            except people.PeopleError as exc:
-                error = str(exc)
-            else:
-                messages.success(request, f"{unit.name} is now {form.cleaned_data['mode']}.")
-                return redirect("landlord:unit", unit_id=unit.pk)
-        else:
-            error = "Choose prepaid or postpaid."
-    context = {
-        "unit": unit,
-        "row": row,
-        "target": target,
-        "form": form,
-        "error": error,
-        "may_switch": access.may(
-            user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
-        ),
-    }
-    return render(
-        request, "landlord/people/billing_mode.html", context, status=400 if error else 200
-    )
+    if request.method != "POST":
+        return _billing_mode_page(request, unit)
+    form = ModeSwitchForm(request.POST, initial={"mode": _mode_target(unit)})
+    if not form.is_valid():
+        return _billing_mode_page(request, unit, form=form, error="Choose prepaid or postpaid.")
+    try:
+        people.unit_billing_mode_switch(
+            unit=unit,
+            mode=form.cleaned_data["mode"],
+            confirmed=form.cleaned_data["confirm"],
+            actor_id=request.user.pk,
+        )
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, form=form, error=str(exc))
+    messages.success(request, f"{unit.name} is now {form.cleaned_data['mode']}.")
+    return redirect("landlord:unit", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def unit_mode_schedule(request: HttpRequest, unit_id: int) -> HttpResponse:
+    """Schedule the switch for a chosen local date and time."""
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.BILLING_MODE)
+    form = ModeScheduleForm(request.POST, tz=_tz(unit))
+    if not form.is_valid():
+        return _billing_mode_page(
+            request, unit, schedule_form=form, schedule_error="Choose a date and a time."
+        )
+    try:
+        switch = mode_switches.mode_switch_schedule(
+            unit=unit,
+            mode=form.cleaned_data["mode"],
+            at=form.cleaned_data["at"],
+            confirmed=form.cleaned_data["confirm"],
+            actor_id=request.user.pk,
+        )
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, schedule_form=form, schedule_error=str(exc))
+    when = timezone.localtime(switch.at, _tz(unit))
+    messages.success(request, f"{unit.name} switches to {switch.mode} on {when:%d %b %Y at %H:%M}.")
+    return redirect("landlord:people:billing_mode", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def unit_mode_schedule_cancel(request: HttpRequest, unit_id: int, switch_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.BILLING_MODE)
+    switch = access.access_unit_mode_switch(unit=unit, switch_id=switch_id)
+    try:
+        mode_switches.mode_switch_cancel(switch=switch, actor_id=request.user.pk)
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, schedule_error=str(exc))
+    messages.success(request, f"The switch to {switch.mode} was cancelled.")
+    return redirect("landlord:people:billing_mode", unit_id=unit.pk)
 
 
 # --- The invited tenant ---------------------------------------------------------------

@@ -26,11 +26,12 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from config import asgi
 from disputes.models import Dispute
 from disputes.services import DisputeItem, dispute_open
-from landlord.models import Invitation, MemberInvitation, Membership, Tenancy
+from landlord.models import Invitation, MemberInvitation, Membership, ModeSwitchSchedule, Tenancy
 from landlord.people import invitation_token
 from landlord.staff import member_invitation_token
 from meters.models import Interval, Meter
@@ -198,6 +199,17 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
         ),
         # A's owner, its only one: removing them is refused on the page.
         "membership_id": lambda: Membership.objects.get(user_id=world.people.a.staff.pk).pk,
+        "switch_id": lambda: (
+            ModeSwitchSchedule.objects.get_or_create(
+                unit=world.people.a.prepaid,
+                status=ModeSwitchSchedule.Status.PENDING,
+                defaults={
+                    "landlord": world.people.a.landlord,
+                    "mode": "postpaid",
+                    "at": timezone.now() + timedelta(days=1),
+                },
+            )[0].pk
+        ),
         "property_id": lambda: world.people.a.prop.pk,
         "tariff_id": lambda: world.people.a.tariff.pk,
         "dispute_id": lambda: world.objects["dispute"].pk,
@@ -313,6 +325,8 @@ HTTP: dict[str, list[Case]] = {
         Case("get", A_OBJECT_PAGE),
         Case("post", only({OWNER: 302, STAFF: 403}), {"mode": "postpaid"}),
     ],
+    "landlord:people:mode_schedule": [Case("post", only({OWNER: 400, STAFF: 403}))],
+    "landlord:people:mode_schedule_cancel": [Case("post", only({OWNER: 302, STAFF: 403}))],
     "landlord:people:move_in": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:move_out": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:statement": [Case("get", A_OBJECT_PAGE)],

@@ -19,6 +19,8 @@ from tests.landlord.test_access import TENANT, _kwargs, build_world, http_routes
 OWNER_ONLY: dict[tuple[str, str], dict[str, str]] = {
     ("landlord:override", "post"): {"state": "off", "reason": "unsafe"},
     ("landlord:people:billing_mode", "post"): {"mode": "postpaid", "confirm": "on"},
+    ("landlord:people:mode_schedule", "post"): {"mode": "postpaid", "at": "2026-01-01T09:00"},
+    ("landlord:people:mode_schedule_cancel", "post"): {},
     ("landlord:setup", "get"): {},
     ("landlord:property_new", "get"): {},
     ("landlord:property_new", "post"): {},
