@@ -24,7 +24,15 @@ from django.http import Http404
 from meters.models import Device, Interval, Meter
 from payments.models import Invoice, Payment, Tariff
 
-from .models import Landlord, Membership, Property, Tenancy, Unit
+from .models import (
+    Landlord,
+    MemberInvitation,
+    Membership,
+    ModeSwitchSchedule,
+    Property,
+    Tenancy,
+    Unit,
+)
 
 User = AbstractBaseUser | AnonymousUser
 Action = Membership.Action
@@ -266,3 +274,41 @@ def access_tariff(*, user: User, tariff_id: int, action: str = Action.VIEW) -> T
         raise Http404
     _require(membership=_membership(user=user, landlord_id=tariff.landlord_id), action=action)
     return tariff
+
+
+def access_membership(*, user: User, membership_id: int, action: str = Action.ROLES) -> Membership:
+    """A member of the person's landlord's team (the person's own membership included)."""
+    if not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("user", "landlord")
+        .filter(pk=membership_id, landlord__memberships__user_id=user.pk)
+        .first()
+    )
+    if membership is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=membership.landlord_id), action=action)
+    return membership
+
+
+def access_member_invitation(
+    *, user: User, invitation_id: int, action: str = Action.ROLES
+) -> MemberInvitation:
+    """An invitation to the person's landlord's team."""
+    if not user.is_authenticated:
+        raise Http404
+    invitation = MemberInvitation.objects.filter(
+        pk=invitation_id, landlord__memberships__user_id=user.pk
+    ).first()
+    if invitation is None:
+        raise Http404
+    _require(membership=_membership(user=user, landlord_id=invitation.landlord_id), action=action)
+    return invitation
+
+
+def access_unit_mode_switch(*, unit: Unit, switch_id: int) -> ModeSwitchSchedule:
+    """One of this unit's scheduled mode switches (the unit was already checked)."""
+    switch = ModeSwitchSchedule.objects.filter(pk=switch_id, unit_id=unit.pk).first()
+    if switch is None:
+        raise Http404
+    return switch

@@ -95,6 +95,39 @@ class MeterEventForm(forms.Form):
         return at
 
 
+class MeterMoveForm(forms.Form):
+    to_unit = forms.TypedChoiceField(label="Move to", coerce=int, choices=[])
+    at = forms.DateTimeField(
+        label="When (local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+    register = kwh_field(
+        "Meter register at the move (kWh)",
+        help_text="Energy up to here is billed at the unit the meter leaves; the new unit "
+        "is billed from here.",
+    )
+    reason = forms.CharField(label="Reason (kept in the audit log)", max_length=300)
+
+    def __init__(
+        self, *args: Any, tz: zoneinfo.ZoneInfo, units: list[tuple[int, str]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.tz = tz
+        to_unit = self.fields["to_unit"]
+        assert isinstance(to_unit, forms.TypedChoiceField)
+        to_unit.choices = [("", "Choose a unit"), *units]
+        if not self.is_bound:
+            self.initial.setdefault("at", timezone.localtime(timezone.now(), tz))
+
+    def clean_at(self) -> datetime:
+        value: datetime = self.cleaned_data["at"]
+        at = timezone.make_aware(value.replace(tzinfo=None), self.tz)
+        if at > timezone.now():
+            raise forms.ValidationError("This time is in the future.")
+        return at
+
+
 class InviteForm(forms.Form):
     email = forms.EmailField(label="Tenant's email")
     move_in = forms.DateField(
@@ -120,6 +153,25 @@ class MoveOutForm(forms.Form):
 class ModeSwitchForm(forms.Form):
     mode = forms.ChoiceField(choices=Unit.BillingMode.choices, widget=forms.HiddenInput)
     confirm = forms.BooleanField(required=False)
+
+
+class ModeScheduleForm(forms.Form):
+    mode = forms.ChoiceField(choices=Unit.BillingMode.choices, widget=forms.HiddenInput)
+    at = forms.DateTimeField(
+        label="When (the property's local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+    confirm = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, tz: zoneinfo.ZoneInfo, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tz = tz
+
+    def clean_at(self) -> datetime:
+        value: datetime = self.cleaned_data["at"]
+        # The landlord means the property's local time, whatever the server's zone.
+        return timezone.make_aware(value.replace(tzinfo=None), self.tz)
 
 
 class InviteAcceptForm(forms.Form):

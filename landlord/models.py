@@ -319,6 +319,78 @@ class Invitation(models.Model):
         return f"{self.email} to {self.unit_id} from {self.move_in}"
 
 
+class MemberInvitation(models.Model):
+    """A person invited by email to join a landlord's team with a role. As with a
+    tenant's ``Invitation``, the emailed link carries a signed, expiring token
+    naming this row; accepting it once sets ``used_at`` and ``membership``."""
+
+    landlord = models.ForeignKey(
+        Landlord, on_delete=models.PROTECT, related_name="member_invitations"
+    )
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=10, choices=Membership.Role.choices, default=Membership.Role.STAFF
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    membership = models.OneToOneField(
+        Membership, on_delete=models.SET_NULL, null=True, blank=True, related_name="invitation"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} as {self.role} of {self.landlord_id}"
+
+
+class ModeSwitchSchedule(models.Model):
+    """A unit's switch between prepaid and postpaid, to happen at ``at``.
+
+    A periodic task (landlord/tasks.py) makes the switch through
+    ``landlord.people.unit_billing_mode_switch`` once ``at`` has passed; until
+    then the landlord may cancel it. At most one is pending per unit."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Scheduled"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Could not be made"
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
+    unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="mode_switches")
+    mode = models.CharField(max_length=10, choices=Unit.BillingMode.choices)
+    at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit"],
+                condition=Q(status="pending"),
+                name="mode_switch_one_pending_per_unit",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "at"], name="mode_switch_due")]
+
+    def __str__(self) -> str:
+        return f"{self.unit_id} to {self.mode} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class AuditEvent(models.Model):
     """Who did what to money or supply, and why. Append-only.
 

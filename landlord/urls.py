@@ -16,4 +16,5 @@ urlpatterns = [
     path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
     path("", include("landlord.urls_people")),
     path("setup/", include("landlord.urls_setup")),
+    path("team/", include("landlord.urls_staff")),
 ]

@@ -9,11 +9,13 @@ is not cached and the secret is never stored or logged.
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -21,17 +23,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from meters.devices import DeviceRegistrationError, device_register, device_secret_rotate
-from meters.meter_events import meter_event_record
+from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
 from meters.readings import ReadingRejected
 
-from . import access, people, selectors
+from . import access, mode_switches, people, selectors
 from .access import Action
 from .forms_people import (
     DeviceRegisterForm,
     InviteAcceptForm,
     InviteForm,
     MeterEventForm,
+    MeterMoveForm,
+    ModeScheduleForm,
     ModeSwitchForm,
     MoveInForm,
     MoveOutForm,
@@ -55,8 +59,8 @@ def _devices_page(
     meters = list(Meter.objects.filter(unit_id=unit.pk).select_related("device").order_by("-pk"))
     installed = [m for m in meters if m.removed_at is None]
     events = list(
-        MeterEvent.objects.filter(meter__unit_id=unit.pk)
-        .select_related("meter")
+        MeterEvent.objects.filter(Q(meter__unit_id=unit.pk) | Q(new_meter__unit_id=unit.pk))
+        .select_related("meter__unit", "new_meter__unit")
         .order_by("-at")[:10]
     )
     context = {
@@ -167,6 +171,51 @@ def unit_meter_event(request: HttpRequest, unit_id: int, meter_id: int) -> HttpR
                 return redirect("landlord:people:devices", unit_id=unit.pk)
     context = {"unit": unit, "meter": meter, "form": form}
     return render(request, "landlord/people/meter_event.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def unit_device_move(request: HttpRequest, unit_id: int, device_id: int) -> HttpResponse:
+    """Move a device and its meter to another of the landlord's units."""
+    action = Action.DEVICES if request.method == "POST" else Action.VIEW
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
+    device = access.access_unit_device(unit=unit, device_id=device_id)
+    meter = Meter.objects.installed().filter(device_id=device.pk).first()
+    units = [
+        (u.pk, f"{u.property.name} · {u.name}")
+        for u in Unit.objects.filter(landlord_id=unit.landlord_id, archived_at__isnull=True)
+        .exclude(pk=unit.pk)
+        .select_related("property")
+        .order_by("property__name", "name")
+    ]
+    form = MeterMoveForm(request.POST or None, tz=_tz(unit), units=units)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            target = Unit.objects.filter(pk=data["to_unit"]).first()
+            try:
+                if target is None:
+                    raise MeterMoveError("That unit is not one of yours.")
+                meter_move(
+                    device=device,
+                    to_unit=target,
+                    at=data["at"],
+                    register_wh=to_wh(data["register"]),
+                    actor_id=request.user.pk,
+                    reason=data["reason"],
+                )
+            except MeterMoveError as exc:
+                form.add_error(None, str(exc))
+            except ReadingRejected as exc:
+                form.add_error("at", exc.message)
+            else:
+                assert target is not None
+                messages.success(request, f"Device {device.ident} now meters {target.name}.")
+                return redirect("landlord:people:devices", unit_id=target.pk)
+    context = {"unit": unit, "device": device, "meter": meter, "form": form}
+    return render(request, "landlord/people/device_move.html", context, status=status)
 
 
 # --- Tenants ---------------------------------------------------------------------------
@@ -298,49 +347,112 @@ def tenancy_statement(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 # --- Billing mode ---------------------------------------------------------------------
 
 
+def _mode_target(unit: Unit) -> str:
+    return (
+        Unit.BillingMode.POSTPAID
+        if unit.billing_mode == Unit.BillingMode.PREPAID
+        else Unit.BillingMode.PREPAID
+    )
+
+
+def _billing_mode_page(
+    request: HttpRequest,
+    unit: Unit,
+    *,
+    form: ModeSwitchForm | None = None,
+    error: str = "",
+    schedule_form: ModeScheduleForm | None = None,
+    schedule_error: str = "",
+) -> HttpResponse:
+    target = _mode_target(unit)
+    tz = _tz(unit)
+    context = {
+        "unit": unit,
+        "row": selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk),
+        "target": target,
+        "form": form or ModeSwitchForm(initial={"mode": target}),
+        "error": error,
+        "pending": mode_switches.mode_switch_pending(unit=unit),
+        "schedule_form": schedule_form
+        or ModeScheduleForm(
+            tz=tz,
+            initial={
+                "mode": target,
+                "at": (timezone.localtime(timezone.now(), tz) + timedelta(days=1)).replace(
+                    hour=0, minute=0, second=0, microsecond=0
+                ),
+            },
+        ),
+        "schedule_error": schedule_error,
+        "tz_name": unit.property.timezone,
+        "may_switch": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
+        ),
+    }
+    status = 400 if error or schedule_error else 200
+    return render(request, "landlord/people/billing_mode.html", context, status=status)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def unit_billing_mode(request: HttpRequest, unit_id: int) -> HttpResponse:
     """Switch prepaid ↔ postpaid now; to prepaid only after confirming what it means."""
     action = Action.BILLING_MODE if request.method == "POST" else Action.VIEW
     unit = access.access_unit(user=request.user, unit_id=unit_id, action=action)
-    target = (
-        Unit.BillingMode.POSTPAID
-        if unit.billing_mode == Unit.BillingMode.PREPAID
-        else Unit.BillingMode.PREPAID
-    )
-    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
-    form = ModeSwitchForm(request.POST or None, initial={"mode": target})
-    error = ""
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                people.unit_billing_mode_switch(
-                    unit=unit,
-                    mode=form.cleaned_data["mode"],
-                    confirmed=form.cleaned_data["confirm"],
-                    actor_id=request.user.pk,
-                )
-            except people.PeopleError as exc:
-                error = str(exc)
-            else:
-                messages.success(request, f"{unit.name} is now {form.cleaned_data['mode']}.")
-                return redirect("landlord:unit", unit_id=unit.pk)
-        else:
-            error = "Choose prepaid or postpaid."
-    context = {
-        "unit": unit,
-        "row": row,
-        "target": target,
-        "form": form,
-        "error": error,
-        "may_switch": access.may(
-            user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
-        ),
-    }
-    return render(
-        request, "landlord/people/billing_mode.html", context, status=400 if error else 200
-    )
+    if request.method != "POST":
+        return _billing_mode_page(request, unit)
+    form = ModeSwitchForm(request.POST, initial={"mode": _mode_target(unit)})
+    if not form.is_valid():
+        return _billing_mode_page(request, unit, form=form, error="Choose prepaid or postpaid.")
+    try:
+        people.unit_billing_mode_switch(
+            unit=unit,
+            mode=form.cleaned_data["mode"],
+            confirmed=form.cleaned_data["confirm"],
+            actor_id=request.user.pk,
+        )
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, form=form, error=str(exc))
+    messages.success(request, f"{unit.name} is now {form.cleaned_data['mode']}.")
+    return redirect("landlord:unit", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def unit_mode_schedule(request: HttpRequest, unit_id: int) -> HttpResponse:
+    """Schedule the switch for a chosen local date and time."""
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.BILLING_MODE)
+    form = ModeScheduleForm(request.POST, tz=_tz(unit))
+    if not form.is_valid():
+        return _billing_mode_page(
+            request, unit, schedule_form=form, schedule_error="Choose a date and a time."
+        )
+    try:
+        switch = mode_switches.mode_switch_schedule(
+            unit=unit,
+            mode=form.cleaned_data["mode"],
+            at=form.cleaned_data["at"],
+            confirmed=form.cleaned_data["confirm"],
+            actor_id=request.user.pk,
+        )
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, schedule_form=form, schedule_error=str(exc))
+    when = timezone.localtime(switch.at, _tz(unit))
+    messages.success(request, f"{unit.name} switches to {switch.mode} on {when:%d %b %Y at %H:%M}.")
+    return redirect("landlord:people:billing_mode", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def unit_mode_schedule_cancel(request: HttpRequest, unit_id: int, switch_id: int) -> HttpResponse:
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.BILLING_MODE)
+    switch = access.access_unit_mode_switch(unit=unit, switch_id=switch_id)
+    try:
+        mode_switches.mode_switch_cancel(switch=switch, actor_id=request.user.pk)
+    except people.PeopleError as exc:
+        return _billing_mode_page(request, unit, schedule_error=str(exc))
+    messages.success(request, f"The switch to {switch.mode} was cancelled.")
+    return redirect("landlord:people:billing_mode", unit_id=unit.pk)
 
 
 # --- The invited tenant ---------------------------------------------------------------

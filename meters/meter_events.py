@@ -1,4 +1,5 @@
-"""Meter resets and replacements, and held energy released after review."""
+"""Meter resets, replacements and moves to another unit, and held energy released
+after review."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from config.live import unit_changed
 from landlord.audit import audit_record
+from landlord.models import Unit
 from payments import billing, rating
 from supply.decision import supply_evaluate
 
@@ -88,14 +90,112 @@ def meter_event_record(
 ) -> MeterEvent:
     """A meter reset or replacement: bill the old register up to its last value,
     then start from the new register's first value."""
+    if kind not in (MeterEvent.Kind.RESET, MeterEvent.Kind.REPLACEMENT):
+        raise ValueError(f"unknown meter event {kind!r}")
     # Readings the device already sent belong to the register before the event.
     readings_rate(device_id=meter.device_id)
     meter = Meter.objects.select_for_update().get(pk=meter.pk)
     device = (
         Device.objects.select_for_update().select_related("unit__property").get(pk=meter.device_id)
     )
-    if kind not in MeterEvent.Kind.values:
-        raise ValueError(f"unknown meter event {kind!r}")
+    return _meter_event(
+        meter=meter,
+        device=device,
+        kind=kind,
+        at=at,
+        old_last_wh=old_last_wh,
+        new_first_wh=new_first_wh,
+        new_serial=new_serial,
+        actor_id=actor_id,
+        reason=reason,
+    )
+
+
+class MeterMoveError(Exception):
+    """The meter cannot be moved there; the message is for the landlord."""
+
+
+@transaction.atomic
+def meter_move(
+    *,
+    device: Device,
+    to_unit: Unit,
+    at: datetime,
+    register_wh: int,
+    actor_id: int | None,
+    reason: str,
+) -> MeterEvent:
+    """Move a device and its meter to another unit of the same landlord, from ``at``.
+
+    The meter's energy up to ``register_wh`` is billed at the unit it leaves (to
+    the payer of each slot's day, as for a replacement), and a meter on the same
+    device starts at ``to_unit`` from that value. ``to_unit`` must have no meter."""
+    if register_wh < 0:
+        raise MeterMoveError("A register reading cannot be negative.")
+    if at > timezone.now():
+        raise MeterMoveError("The move's time is in the future.")
+    # Readings the device already sent belong to the unit it leaves.
+    readings_rate(device_id=device.pk)
+    # Both units' rows, in key order: no meter is installed at the new one meanwhile.
+    units = {
+        u.pk: u
+        for u in Unit.objects.select_for_update(of=("self",))
+        .select_related("property")
+        .filter(pk__in=sorted({device.unit_id, to_unit.pk}))
+        .order_by("pk")
+    }
+    device = Device.objects.select_for_update().select_related("unit__property").get(pk=device.pk)
+    target = units.get(to_unit.pk)
+    if target is None or target.landlord_id != device.landlord_id:
+        raise MeterMoveError("That unit is not one of yours.")
+    if target.pk == device.unit_id:
+        raise MeterMoveError(f"Device {device.ident} is at {target.name} already.")
+    if target.archived_at is not None:
+        raise MeterMoveError(f"{target.name} is archived.")
+    there = Meter.objects.installed().filter(unit_id=target.pk).select_related("device").first()
+    if there is not None:
+        raise MeterMoveError(
+            f"{target.name} has meter {there.serial} on device {there.device.ident} already. "
+            "Move or replace that one first."
+        )
+    meter = Meter.objects.installed().select_for_update().filter(device=device).first()
+    if meter is None:
+        raise MeterMoveError(f"Device {device.ident} has no meter installed.")
+    if meter.last_register_wh is not None and register_wh < meter.last_register_wh:
+        raise MeterMoveError(
+            f"The register reading is below the meter's latest reading "
+            f"({meter.last_register_wh} Wh)."
+        )
+    return _meter_event(
+        meter=meter,
+        device=device,
+        kind=MeterEvent.Kind.MOVE,
+        at=at,
+        old_last_wh=register_wh,
+        new_first_wh=register_wh,
+        new_serial=meter.serial,
+        actor_id=actor_id,
+        reason=reason,
+        to_unit=target,
+    )
+
+
+def _meter_event(
+    *,
+    meter: Meter,
+    device: Device,
+    kind: str,
+    at: datetime,
+    old_last_wh: int,
+    new_first_wh: int,
+    new_serial: str,
+    actor_id: int | None,
+    reason: str,
+    to_unit: Unit | None = None,
+) -> MeterEvent:
+    """The event itself, with the meter and its device locked: the old register billed
+    to its last value at the device's unit, then the new register (a new meter for a
+    replacement, or at ``to_unit`` for a move) from its first value."""
     if meter.rated_at is not None and at < meter.rated_at:
         raise ReadingRejected(
             "PropertyConstraintViolation", "The event is older than the meter's latest reading."
@@ -129,14 +229,19 @@ def meter_event_record(
         created_by_id=actor_id,
     )
     target = meter
-    if kind == MeterEvent.Kind.REPLACEMENT:
+    new_unit = unit
+    if kind in (MeterEvent.Kind.REPLACEMENT, MeterEvent.Kind.MOVE):
         billing.usage_accrue(meter=meter, unit=unit, changes=changes, rated_before=rated_before)
         meter.removed_at = at
         billing.usage_settle(meter=meter, unit=unit, now=timezone.now(), force=True)
         meter.save()
+        if to_unit is not None:
+            new_unit = to_unit
+            device.unit = to_unit
+            device.save(update_fields=["unit"])
         target = Meter.objects.create(
             landlord_id=meter.landlord_id,
-            unit_id=meter.unit_id,
+            unit_id=new_unit.pk,
             device=device,
             serial=new_serial or f"{meter.serial}-r",
             installed_at=at,
@@ -150,16 +255,31 @@ def meter_event_record(
         # A reset: the meter is now rated to the event, whose day may have
         # another payer than the usage already pending.
         billing.usage_accrue(meter=meter, unit=unit, changes=changes, rated_before=rated_before)
-    billing.usage_settle(meter=target, unit=unit, now=timezone.now())
+    billing.usage_settle(meter=target, unit=new_unit, now=timezone.now())
     target.save()
     event.save()
+    data: dict[str, object] = {"old_last_wh": old_last_wh, "new_first_wh": new_first_wh}
+    if to_unit is not None:
+        data.update(device=device.ident, from_unit=unit.pk, to_unit=to_unit.pk)
     audit_record(
         landlord_id=meter.landlord_id,
         actor_id=actor_id,
         action=f"meter.{kind}",
         meter=meter,
         reason=reason[:300],
-        data={"old_last_wh": old_last_wh, "new_first_wh": new_first_wh},
+        data=data,
     )
+    if to_unit is not None:
+        audit_record(
+            landlord_id=meter.landlord_id,
+            actor_id=actor_id,
+            action="meter.move_in",
+            meter=target,
+            reason=reason[:300],
+            data=data,
+        )
+        # The relay now follows the supply the new unit should have.
+        supply_evaluate(unit=to_unit, reason="meter moved here")
+        unit_changed(to_unit)
     unit_changed(unit)
     return event

@@ -249,11 +249,14 @@ class Interval(models.Model):
 
 
 class MeterEvent(models.Model):
-    """A meter reset or replacement, with the old register's last and the new one's first value."""
+    """A meter reset, replacement or move to another unit, with the old register's last
+    and the new one's first value. A replacement and a move close ``meter`` and start
+    ``new_meter`` (for a move, at the other unit, on the same device)."""
 
     class Kind(models.TextChoices):
         RESET = "reset", "Meter reset"
         REPLACEMENT = "replacement", "Meter replaced"
+        MOVE = "move", "Meter moved to another unit"
 
     landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")

@@ -127,8 +127,9 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     client = Client()
     client.force_login(world.staff)
     url = reverse("landlord:unit", args=[world.prepaid.pk])
-    # One of them is the dispute freeze hook (disputes.freeze) asked by the protections.
-    _get_counted(client, url, django_assert_num_queries, 20)
+    # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
+    # one the switch of billing mode scheduled for the unit, if any.
+    _get_counted(client, url, django_assert_num_queries, 21)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):

@@ -26,12 +26,14 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from config import asgi
 from disputes.models import Dispute
 from disputes.services import DisputeItem, dispute_open
-from landlord.models import Invitation, Tenancy
+from landlord.models import Invitation, MemberInvitation, Membership, ModeSwitchSchedule, Tenancy
 from landlord.people import invitation_token
+from landlord.staff import member_invitation_token
 from meters.models import Interval, Meter
 from meters.readings import ReadingInput, readings_record
 from payments.models import Dispute as Chargeback
@@ -185,6 +187,29 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
                 move_in=date(2030, 1, 1),
             )
         ),
+        "team_token": lambda: member_invitation_token(
+            MemberInvitation.objects.create(
+                landlord=world.people.a.landlord, email="joiner@example.com"
+            )
+        ),
+        "invitation_id": lambda: (
+            MemberInvitation.objects.create(
+                landlord=world.people.a.landlord, email="joiner@example.com"
+            ).pk
+        ),
+        # A's owner, its only one: removing them is refused on the page.
+        "membership_id": lambda: Membership.objects.get(user_id=world.people.a.staff.pk).pk,
+        "switch_id": lambda: (
+            ModeSwitchSchedule.objects.get_or_create(
+                unit=world.people.a.prepaid,
+                status=ModeSwitchSchedule.Status.PENDING,
+                defaults={
+                    "landlord": world.people.a.landlord,
+                    "mode": "postpaid",
+                    "at": timezone.now() + timedelta(days=1),
+                },
+            )[0].pk
+        ),
         "property_id": lambda: world.people.a.prop.pk,
         "tariff_id": lambda: world.people.a.tariff.pk,
         "dispute_id": lambda: world.objects["dispute"].pk,
@@ -284,6 +309,10 @@ HTTP: dict[str, list[Case]] = {
         Case("get", A_OBJECT_PAGE),
         Case("post", only({OWNER: 400, STAFF: 400}), {"kind": "reset"}),
     ],
+    "landlord:people:device_move": [
+        Case("get", A_OBJECT_PAGE),
+        Case("post", only({OWNER: 400, STAFF: 400}), {"reason": "x"}),
+    ],
     "landlord:people:tenants": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:invite": [
         Case(
@@ -296,11 +325,26 @@ HTTP: dict[str, list[Case]] = {
         Case("get", A_OBJECT_PAGE),
         Case("post", only({OWNER: 302, STAFF: 403}), {"mode": "postpaid"}),
     ],
+    "landlord:people:mode_schedule": [Case("post", only({OWNER: 400, STAFF: 403}))],
+    "landlord:people:mode_schedule_cancel": [Case("post", only({OWNER: 302, STAFF: 403}))],
     "landlord:people:move_in": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:move_out": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:statement": [Case("get", A_OBJECT_PAGE)],
     # The signed link is the credential: the same page for everyone.
     "invite": [Case("get", everyone_gets(200))],
+    "member_invite": [Case("get", everyone_gets(200))],
+    # The team (landlord/views_staff.py): members see it, owners change it.
+    "landlord:staff:team": [Case("get", LANDLORD_PAGE)],
+    "landlord:staff:invite": [
+        Case(
+            "post",
+            only({OWNER: 302, STAFF: 403, OTHER: 302}),
+            {"email": "joiner@example.com", "role": "staff"},
+        )
+    ],
+    "landlord:staff:cancel": [Case("post", only({OWNER: 302, STAFF: 403}))],
+    "landlord:staff:role": [Case("post", only({OWNER: 302, STAFF: 403}), {"role": "owner"})],
+    "landlord:staff:remove": [Case("post", only({OWNER: 400, STAFF: 403}))],
     "payments:refund": [
         Case("get", only({OWNER: 200, STAFF: 403})),
         Case("post", only({OWNER: 302, STAFF: 403}), {"amount": "1", "reason": "misread"}),
