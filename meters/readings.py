@@ -34,6 +34,7 @@ from .models import (
     Meter,
     Reading,
 )
+from .retention import retention_horizon
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,13 @@ class ReadingsResult:
 
 
 def readings_oldest(*, now: datetime) -> datetime:
-    """The earliest time a reading arriving now may have been taken."""
+    """The earliest time a reading arriving now may have been taken: not before
+    2000, nor older than ``READING_MAX_AGE_DAYS``, nor (while readings are
+    thinned) before the retention horizon, so a thinned reading never returns."""
     max_age = timedelta(days=settings.SUBMETER["READING_MAX_AGE_DAYS"])
-    return max(EARLIEST_TAKEN_AT, now - max_age)
+    oldest = max(EARLIEST_TAKEN_AT, now - max_age)
+    horizon = retention_horizon(now=now)
+    return oldest if horizon is None else max(oldest, horizon)
 
 
 def readings_validate(*, readings: list[ReadingInput], now: datetime) -> None:

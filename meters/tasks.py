@@ -16,6 +16,7 @@ from supply.alerts import alert_email_task
 from supply.decision import supply_cutoff_due_task
 
 from .readings import readings_rate_pending, readings_rate_task
+from .retention import readings_prune
 
 __all__ = ["alert_email_task", "readings_rate_task", "supply_cutoff_due_task"]
 
@@ -24,3 +25,9 @@ __all__ = ["alert_email_task", "readings_rate_task", "supply_cutoff_due_task"]
 def readings_rate_periodic() -> int:
     """Every minute: rate anything staged whose queued task was lost."""
     return readings_rate_pending()
+
+
+@db_periodic_task(crontab(minute="23", hour="3"), name="readings_prune")
+def readings_prune_periodic() -> int:
+    """Daily: thin raw readings older than READING_RETENTION_DAYS (off when 0)."""
+    return readings_prune().deleted

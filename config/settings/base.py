@@ -250,6 +250,10 @@ SUBMETER: dict[str, Any] = {
     # Readings taken longer ago than this (or before 2000) are rejected: a
     # clock reset to an epoch, not a meter's buffer.
     "READING_MAX_AGE_DAYS": int(os.environ.get("READING_MAX_AGE_DAYS", "3650")),
+    # Raw readings older than this many days are thinned to the last of each
+    # day once their slots are priced and posted (meters.retention), and
+    # intake refuses readings that old; 0 keeps every reading.
+    "READING_RETENTION_DAYS": int(os.environ.get("READING_RETENTION_DAYS", "0")),
     # Above this average power between two readings a delta is implausible.
     "MAX_PLAUSIBLE_POWER_W": int(os.environ.get("MAX_PLAUSIBLE_POWER_W", "100000")),
     # Relay command retry: first re-send after this many seconds, doubling.
