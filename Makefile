@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/money.py $(BENCH_ARGS)
 	$(PY) bench/webhooks.py $(BENCH_ARGS)
 	$(PY) bench/billing.py $(BENCH_ARGS)
+	$(PY) bench/tenant.py $(BENCH_ARGS)
 	@if [ -n "$$DATABASE_URL" ] && [ -n "$$REDIS_URL" ]; then $(PY) bench/devices.py $(BENCH_ARGS); \
 	  else echo "bench/devices.py needs DATABASE_URL (PostgreSQL) and REDIS_URL: not run"; fi
 

@@ -1,0 +1,321 @@
+"""Benchmark: the tenant's home page under 100 tenants at once, beside a bare Django view.
+
+    .venv/bin/python bench/tenant.py               # 100 tenants, 20 s per stage (SQLite, or DATABASE_URL)
+    .venv/bin/python bench/tenant.py --quick       # 50 tenants, 5 s per stage (what CI runs)
+    .venv/bin/python bench/tenant.py --tenants 300 --workers 2 --think 0.5
+
+It builds a fresh database (a temporary SQLite file; with DATABASE_URL, a
+PostgreSQL database named after it with ``_tenant`` appended, dropped
+afterwards) holding ``--tenants`` prepaid tenancies, each with a meter that
+has sent an hour of readings (priced, posted), signs each tenant in (a
+session of their own) and serves the ASGI application with uvicorn
+(``--workers`` processes). Then ``--tenants`` clients, each on its own
+keep-alive connection, ask for a page, wait ``--think`` seconds (a tenant
+looking at the phone; jittered) and ask again, for ``--seconds``:
+
+1. the baseline: ``/healthz``, a Django view that runs one ``SELECT 1``;
+2. each tenant's own home page (``/tenant/<id>/``), rendered in full.
+
+It prints the latencies (p50, p95, p99) and pages per second of each, and
+the target: the tenant home's p95 at or under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_P95_MS = 50.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def estate(tenants: int) -> list[tuple[int, str]]:
+    """``tenants`` prepaid tenancies with an hour of readings; (tenancy id, session key) each."""
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils import timezone
+
+    from landlord.models import Tenancy, Unit
+    from meters.models import Device, Meter
+    from meters.readings import ReadingInput, readings_record
+    from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
+    from payments.models import Account
+    from tests.factories import make_landlord_world
+
+    world = make_landlord_world("bench")
+    User = get_user_model()
+    clearing = landlord_account(landlord=world.landlord, kind=Account.Kind.CLEARING, currency="GBP")
+    now = timezone.now()
+    result = []
+    for i in range(tenants):
+        unit = Unit.objects.create(
+            landlord=world.landlord,
+            property=world.prop,
+            name=f"Flat {i + 1}",
+            tariff=world.tariff,
+            low_credit_threshold_minor=200,
+        )
+        user = User.objects.create_user(f"bench-tenant-{i}", email=f"t{i}@example.com")
+        tenancy = Tenancy.objects.create(
+            landlord=world.landlord,
+            unit=unit,
+            tenant=user,
+            start_date=timezone.localdate() - timedelta(days=40),
+        )
+        ledger_post(
+            landlord_id=world.landlord.pk,
+            kind="adjustment",
+            idempotency_key=f"bench-open-{i}",
+            legs=[Leg(debit=clearing, credit=tenant_account(tenancy=tenancy), amount_minor=2000)],
+        )
+        device = Device(landlord=world.landlord, unit=unit, ident=f"bench-tenant-{i}")
+        device.set_secret("x")
+        device.save()
+        Meter.objects.create(landlord=world.landlord, unit=unit, device=device, serial=f"T{i}")
+        readings_record(
+            device_id=device.pk,
+            readings=[
+                ReadingInput(
+                    seq=k + 1, taken_at=now - timedelta(minutes=60 - 5 * k), register_wh=40 * k
+                )
+                for k in range(12)
+            ],
+        )
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        result.append((tenancy.pk, str(session.session_key)))
+    return result
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: GET, read the whole answer."""
+
+    def __init__(self, port: int, cookie: str) -> None:
+        self.port = port
+        self.cookie = cookie
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Cookie: sessionid={self.cookie}\r\nAccept: text/html\r\n\r\n"
+        )
+        self.writer.write(request.encode())
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, chunked, close = None, False, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value:
+                chunked = True
+            elif name == "connection" and value == "close":
+                close = True
+        if chunked:
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif length is not None:
+            await self.reader.readexactly(length)
+        else:
+            await self.reader.read()
+            close = True
+        if close:
+            self.writer.close()
+            self.writer = None
+        return status
+
+
+async def stage(
+    port: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+) -> tuple[list[float], int, float]:
+    """Every client asks, waits about ``think`` s, asks again; latencies (ms), errors, seconds."""
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+
+    async def client(tenancy_id: int, cookie: str) -> None:
+        nonlocal errors
+        conn = Connection(port, cookie)
+        await asyncio.sleep(random.uniform(0, think))  # not all at the same instant
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            try:
+                status = await conn.get(path_of(tenancy_id))
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                status = 0
+                conn.writer = None
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                errors += 1
+            await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(t, c) for t, c in sessions))
+    return latencies, errors, time.monotonic() - started
+
+
+def report(name: str, latencies: list[float], errors: int, took: float) -> float:
+    if len(latencies) < 2:
+        print(f"  {name:<28} too few answers ({len(latencies)})")
+        return float("inf")
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"  {name:<28} p50 {q[49]:6.1f} ms  p95 {q[94]:6.1f} ms  p99 {q[98]:6.1f} ms"
+        f"  {len(latencies) / took:6.0f} pages/s  {errors} errors"
+    )
+    return q[94]
+
+
+def serve(env: dict[str, str], port: int, workers: int) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise SystemExit("the server did not start within 60 s")
+
+
+def run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    set_up = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    sessions = estate(args.tenants)
+    vendor = connection.vendor
+    connections.close_all()
+    print(
+        f"{vendor}: {args.tenants} prepaid tenancies with an hour of readings each"
+        f" (set up in {time.perf_counter() - set_up:.1f} s); uvicorn, {args.workers} worker(s);"
+        f" each client asks every {args.think:g} s (jittered) for {args.seconds:g} s",
+        flush=True,
+    )
+    port = _free_port()
+    proc = serve({**os.environ}, port, args.workers)
+    try:
+        base = asyncio.run(stage(port, sessions, lambda _t: "/healthz", args.seconds, args.think))
+        base_p95 = report("baseline: /healthz", *base)
+        home = asyncio.run(
+            stage(port, sessions, lambda t: f"/tenant/{t}/", args.seconds, args.think)
+        )
+        home_p95 = report("tenant home /tenant/<id>/", *home)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    print(
+        f"  tenant home p95 is {home_p95 / base_p95:.1f}x the baseline's;"
+        f" target: p95 <= {TARGET_P95_MS:.0f} ms at {args.tenants} tenants"
+        f" ({'met' if home_p95 <= TARGET_P95_MS else 'not met'})"
+    )
+    return 0 if home[1] == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--tenants", type=int, default=None, help="default 100 (quick: 50)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="per stage (default 20; quick: 5)"
+    )
+    parser.add_argument("--think", type=float, default=1.0, help="seconds between a client's pages")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--quick", action="store_true", help="within a minute")
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 5.0 if args.quick else 20.0
+    if args.tenants is None:
+        args.tenants = 50 if args.quick else 100
+    print(f"bench/tenant.py{' --quick' if args.quick else ''}", flush=True)
+    url = os.environ.get("DATABASE_URL", "")
+    with tempfile.TemporaryDirectory(prefix="submeter-bench-") as tmp:
+        env = {
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DEBUG": "0",
+            "LOG_LEVEL": "ERROR",
+            "REDIS_URL": "",
+            "SUBMETER_VAR_DIR": tmp,
+            "SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"),
+            "HUEY_SQLITE_PATH": str(Path(tmp) / "huey.sqlite3"),
+        }
+        if not url.startswith("postgres"):
+            return run(args, {**env, "DATABASE_URL": ""})
+        import psycopg
+
+        parts = urlparse(url)
+        name = parts.path.lstrip("/") + "_tenant"
+        admin = urlunparse(parts._replace(path="/postgres"))
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            return run(args, {**env, "DATABASE_URL": urlunparse(parts._replace(path=f"/{name}"))})
+        finally:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    sys.exit(main())
