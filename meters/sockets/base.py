@@ -155,6 +155,9 @@ class DeviceSocket(AsyncWebsocketConsumer):
         self._notify_in_flight: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._replaced = False
+        # Set once the server closes the socket (refused, replaced, secret
+        # changed): a frame that arrives before the close completes is dropped.
+        self._closing = False
         self._attach_seq = 0
         self.device_id = 0
         self.adapter = adapter(self)
@@ -296,8 +299,16 @@ class DeviceSocket(AsyncWebsocketConsumer):
             self._notify_in_flight.add(alert_id)
             await self.adapter.send_notification(alert)
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self._closing = True
+        await super().close(code=code, reason=reason)
+
     # --- inbound frames -----------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._closing or not self.device_id:
+            # Refused, replaced or told its secret changed: nothing it sends now
+            # is recorded, even if it arrives before the close is through.
+            return
         await self.adapter.receive(text_data, bytes_data)
 
     # --- domain calls for adapters ------------------------------------------

@@ -92,3 +92,46 @@ async def test_rotating_closes_a_socket_opened_with_the_old_secret(tpersonas):
             break
     assert out["code"] == 4401
     await _closed_with(device_communicator(creds.headers), 4401)
+
+
+@database_sync_to_async
+def _readings_of(device) -> int:
+    from meters.models import Reading
+
+    return Reading.objects.filter(device=device).count()
+
+
+async def test_frames_after_the_secret_changed_are_not_recorded(tpersonas):
+    creds = tpersonas.a.prepaid_device
+    comm = device_communicator(creds.headers)
+    connected, _ = await comm.connect()
+    assert connected
+    dev = FakeDevice(comm)
+    await dev.readings((1, 1000))
+    assert await _readings_of(creds.device) == 1
+    await database_sync_to_async(device_secret_rotate)(device=creds.device, actor_id=None)
+    closed = await comm.receive_output(timeout=5)
+    while closed["type"] != "websocket.close":  # a relay command may come first
+        closed = await comm.receive_output(timeout=5)
+    assert closed["code"] == 4401, closed
+    # the device has not seen the close yet and sends another frame on the old secret
+    await dev.send_raw(
+        '[2, "m-2", "MeterValues", {"readings": [{"seq": 2, '
+        '"taken_at": "2026-01-01T00:00:00Z", "register_wh": 2000}]}]'
+    )
+    assert await comm.receive_nothing(timeout=0.5)
+    assert await _readings_of(creds.device) == 1
+    await comm.disconnect()
+
+
+async def test_a_refused_socket_records_nothing_it_sends(tpersonas):
+    creds = tpersonas.a.prepaid_device
+    comm = device_communicator([])
+    connected, _ = await comm.connect()
+    assert connected
+    closed = await comm.receive_output(timeout=5)
+    assert closed["code"] == 4401
+    await FakeDevice(comm).send_raw('[2, "m-1", "Heartbeat", {}]')
+    assert await comm.receive_nothing(timeout=0.5)
+    assert await _readings_of(creds.device) == 0
+    await comm.disconnect()
