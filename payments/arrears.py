@@ -4,8 +4,8 @@ A bill is in arrears from the day after its due date (a local day in its
 property's time zone) while something of it is outstanding: its total less the
 payments applied to it (``payments.allocation``; the same amount as
 ``invoice_outstanding_minor``, read for many bills in one query). The pure
-part, :func:`arrears_age`, sorts such bills into the buckets 1–15, 16–30,
-31–60 and over 60 days and sums them per tenancy; :func:`landlord_arrears`
+part, :func:`arrears_age`, sorts such bills into the buckets 1 to 15, 16 to 30,
+31 to 60 and over 60 days and sums them per tenancy; :func:`landlord_arrears`
 reads a landlord's bills and calls it.
 
 Bills issued before due dates existed have no due date and are left out: they
@@ -27,9 +27,9 @@ from .models import Invoice
 
 # (key, label, first day late, last day late; None: no end)
 BUCKETS: tuple[tuple[str, str, int, int | None], ...] = (
-    ("1-15", "1–15 days", 1, 15),
-    ("16-30", "16–30 days", 16, 30),
-    ("31-60", "31–60 days", 31, 60),
+    ("1-15", "1\u201315 days", 1, 15),
+    ("16-30", "16\u201330 days", 16, 30),
+    ("31-60", "31\u201360 days", 31, 60),
     ("60+", "over 60 days", 61, None),
 )
 BUCKET_KEYS = tuple(key for key, *_ in BUCKETS)
@@ -177,6 +177,7 @@ def outstanding_bills(*, landlord_id: int) -> list[BillDue]:
             outstanding_minor=total - paid,
         )
         for pk, tenancy_id, currency, due, tz, total, paid in rows
+        if due is not None  # (filtered above; for the type checker)
     ]
 
 

@@ -246,6 +246,11 @@ HTTP: dict[str, list[Case]] = {
     # Landlord pages: members of A; the owner-only actions are 403 for staff.
     "landlord:units": [Case("get", LANDLORD_PAGE)],
     "landlord:flagged": [Case("get", LANDLORD_PAGE)],
+    # The rows behind the home page's numbers, and the CSV exports (owners and staff).
+    "landlord:bills": [Case("get", LANDLORD_PAGE)],
+    "landlord:arrears": [Case("get", LANDLORD_PAGE)],
+    "landlord:ledger": [Case("get", LANDLORD_PAGE)],
+    "landlord:exports": [Case("get", LANDLORD_PAGE)],
     "landlord:unit": [Case("get", A_OBJECT_PAGE)],
     "landlord:override": [
         Case("post", only({OWNER: 302, STAFF: 302}), {"state": "on", "reason": "repair"}),
