@@ -39,6 +39,9 @@ def home(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     if access.is_landlord_staff(user=request.user):
         return redirect("landlord:units")
+    if request.user.is_superuser:
+        # A platform admin belongs to no landlord: their home is the admin.
+        return redirect("admin:index")
     tenancies = access.tenancies_for_user(user=request.user)
     ended = access.ended_tenancies_for_user(user=request.user)
     if len(tenancies) == 1 or (not tenancies and len(ended) == 1):

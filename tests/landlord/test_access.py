@@ -217,7 +217,7 @@ def PARTY_403(*personas: str) -> dict[str, int | str]:
 
 
 HTTP: dict[str, list[Case]] = {
-    "home": [Case("get", {**everyone_gets(302), ANON: LOGIN, ADMIN: 200})],  # admin: no home
+    "home": [Case("get", {**everyone_gets(302), ANON: LOGIN})],  # the admin: to the admin
     "healthz": [Case("get", everyone_gets(200))],
     "login": [Case("get", everyone_gets(200))],
     "logout": [Case("post", everyone_gets(LOGIN))],
