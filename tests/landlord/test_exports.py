@@ -35,7 +35,7 @@ def _export(client: Client, kind: str, **params: str) -> list[dict[str, str]]:
     assert resp.status_code == 200, resp.content[:500]
     assert resp["Content-Type"].startswith("text/csv")
     assert resp.streaming
-    text = b"".join(resp.streaming_content).decode()
+    text = b"".join(resp.streaming_content).decode()  # type: ignore[attr-defined]
     return list(csv.DictReader(io.StringIO(text)))
 
 
