@@ -20,10 +20,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, F, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Q, QuerySet, Sum
 
 from meters.models import Interval
+from payments.arrears import invoices_with_owed
 from payments.models import Account, Invoice, Payment, Posting
 from payments.rating import round_half_up
 
@@ -64,21 +64,13 @@ def _between(qs: QuerySet[Any], field: str, start: datetime | None, end: datetim
 # --- the list pages ------------------------------------------------------------------
 
 
-def _with_owed(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
-    """Each bill's ``paid`` (payments applied) and ``owed``: ``invoice_outstanding_minor``
-    for many bills at once."""
-    return qs.annotate(paid=Coalesce(Sum("allocations__amount_minor"), Value(0))).annotate(
-        owed=Case(When(total_minor__gt=0, then=F("total_minor")), default=Value(0)) - F("paid")
-    )
-
-
 def bills_in_range(
     *, landlord_id: int, start: datetime | None, end: datetime | None
 ) -> QuerySet[Invoice]:
     """Bills issued in the range, newest first, with what was paid on each."""
     qs = Invoice.objects.filter(landlord_id=landlord_id)
     return (
-        _with_owed(_between(qs, "issued_at", start, end))
+        invoices_with_owed(_between(qs, "issued_at", start, end))
         .select_related("tenancy__unit__property", "tenancy__tenant")
         .order_by("-issued_at", "-pk")
     )
@@ -86,7 +78,7 @@ def bills_in_range(
 
 def bills_by_id(*, landlord_id: int, ids: Iterable[int]) -> QuerySet[Invoice]:
     return (
-        _with_owed(Invoice.objects.filter(landlord_id=landlord_id, pk__in=list(ids)))
+        invoices_with_owed(Invoice.objects.filter(landlord_id=landlord_id, pk__in=list(ids)))
         .select_related("tenancy__unit__property", "tenancy__tenant")
         .order_by("due_date", "pk")
     )

@@ -9,13 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Max, Prefetch, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncDate, TruncMinute
+from django.db.models import Case, Count, F, Max, Prefetch, Q, QuerySet, Sum, When
+from django.db.models.functions import TruncDate, TruncMinute
 from django.utils import timezone
 
 from config.formats import format_money
 from meters.models import Alert, Device, Interval, Meter, Reading
 from payments.allocation import invoice_outstanding_minor
+from payments.arrears import invoices_with_owed
 from payments.billing import (
     open_period_accrued,
 )
@@ -662,11 +663,7 @@ def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, objec
     """What the unit page shows up front besides the unit's state: its bills (with
     what is still owed on each), its latest payments and 30 days of daily usage."""
     bills = list(
-        Invoice.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit)
-        .annotate(paid=Coalesce(Sum("allocations__amount_minor"), Value(0)))
-        .annotate(
-            owed=Case(When(total_minor__gt=0, then=F("total_minor")), default=Value(0)) - F("paid")
-        )
+        invoices_with_owed(Invoice.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit))
         .select_related("tenancy__tenant")
         .order_by("-period_start")[:12]
     )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db.models import F, Q, Sum, Value
+from django.db.models import Case, F, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -146,6 +146,14 @@ def arrears_age(*, bills: Sequence[BillDue], now: datetime) -> Ageing:
 # --- Reading ---------------------------------------------------------------------------
 
 
+def invoices_with_owed(qs: QuerySet[Invoice]) -> QuerySet[Invoice]:
+    """Each bill annotated with ``paid`` (the payments applied) and ``owed``:
+    ``invoice_outstanding_minor`` for many bills in the same query."""
+    return qs.annotate(paid=Coalesce(Sum("allocations__amount_minor"), Value(0))).annotate(
+        owed=Case(When(total_minor__gt=0, then=F("total_minor")), default=Value(0)) - F("paid")
+    )
+
+
 def outstanding_bills(*, landlord_id: int) -> list[BillDue]:
     """The landlord's bills with a due date and something outstanding, in one query.
 
@@ -153,18 +161,15 @@ def outstanding_bills(*, landlord_id: int) -> list[BillDue]:
     zero) less the payments applied to the bill.
     """
     rows = (
-        Invoice.objects.filter(landlord_id=landlord_id, due_date__isnull=False, total_minor__gt=0)
-        .annotate(paid=Coalesce(Sum("allocations__amount_minor"), Value(0)))
-        .filter(Q(paid__lt=F("total_minor")))
+        invoices_with_owed(
+            Invoice.objects.filter(
+                landlord_id=landlord_id, due_date__isnull=False, total_minor__gt=0
+            )
+        )
+        .filter(owed__gt=0)  # type: ignore[misc]  # annotated by invoices_with_owed
         .order_by("due_date", "pk")
         .values_list(
-            "pk",
-            "tenancy_id",
-            "currency",
-            "due_date",
-            "tenancy__unit__property__timezone",
-            "total_minor",
-            "paid",
+            "pk", "tenancy_id", "currency", "due_date", "tenancy__unit__property__timezone", "owed"
         )
     )
     return [
@@ -174,9 +179,9 @@ def outstanding_bills(*, landlord_id: int) -> list[BillDue]:
             currency=currency,
             due_date=due,
             tz=tz,
-            outstanding_minor=total - paid,
+            outstanding_minor=owed,
         )
-        for pk, tenancy_id, currency, due, tz, total, paid in rows
+        for pk, tenancy_id, currency, due, tz, owed in rows
         if due is not None  # (filtered above; for the type checker)
     ]
 
