@@ -3,6 +3,7 @@ from typing import Any
 
 from django.contrib import admin
 
+from config.admin_money import MoneyAdminMixin
 from supply.decision import supply_evaluate
 
 from .models import AuditEvent, Landlord, Membership, Property, Tenancy, Unit
@@ -26,7 +27,7 @@ def _reevaluate(units: Iterable[Unit]) -> None:
 
 
 @admin.register(Property)
-class PropertyAdmin(admin.ModelAdmin):
+class PropertyAdmin(MoneyAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "landlord",
@@ -47,7 +48,7 @@ class PropertyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Unit)
-class UnitAdmin(admin.ModelAdmin):
+class UnitAdmin(MoneyAdminMixin, admin.ModelAdmin):
     list_display = ["name", "property", "billing_mode", "low_credit_threshold_minor", "tariff"]
     list_filter = ["billing_mode", "landlord"]
 

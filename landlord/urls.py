@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import views, views_reports
 
 app_name = "landlord"
 urlpatterns = [
@@ -14,6 +14,10 @@ urlpatterns = [
         name="override_release",
     ),
     path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
+    path("bills/", views_reports.landlord_bills, name="bills"),
+    path("arrears/", views_reports.landlord_arrears_page, name="arrears"),
+    path("ledger/", views_reports.landlord_ledger, name="ledger"),
+    path("exports/", views_reports.landlord_exports, name="exports"),
     path("", include("landlord.urls_people")),
     path("setup/", include("landlord.urls_setup")),
     path("team/", include("landlord.urls_staff")),

@@ -20,7 +20,7 @@ from payments.selectors import tenant_payment_context
 from supply.cutoff import protections_for
 from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
 
-from . import access, selectors
+from . import access, dashboard, selectors
 from .access import Action
 from .forms import IntervalDayForm, ReasonForm
 from .models import AuditEvent, Tenancy, Unit
@@ -39,6 +39,9 @@ def home(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     if access.is_landlord_staff(user=request.user):
         return redirect("landlord:units")
+    if request.user.is_superuser:
+        # A platform admin belongs to no landlord: their home is the admin.
+        return redirect("admin:index")
     tenancies = access.tenancies_for_user(user=request.user)
     ended = access.ended_tenancies_for_user(user=request.user)
     if len(tenancies) == 1 or (not tenancies and len(ended) == 1):
@@ -96,13 +99,26 @@ def tenancy_history(
 @login_required
 @require_GET
 def landlord_units(request: HtmxHttpRequest) -> HttpResponse:
+    """The landlord's home: what needs attention, the numbers, then the units
+    (``?show=`` one kind of unit: the rows behind a count)."""
     landlord = access.landlord_for_user(user=request.user)
     rows = selectors.landlord_unit_views(landlord_id=landlord.pk)
+    show = request.GET.get("show", "")
+    if show not in dashboard.unit_filters():
+        show = ""
+    shown = [row for row in rows if dashboard.unit_matches(row, show)] if show else rows
     template = "landlord/units.html#table" if request.htmx else "landlord/units.html"
     may_connect = access.may(user=request.user, landlord_id=landlord.pk, action=Action.CONNECT)
-    context = {"rows": rows, "landlord": landlord, "may_connect": may_connect}
+    context: dict[str, object] = {
+        "rows": shown,
+        "landlord": landlord,
+        "may_connect": may_connect,
+        "show": show,
+        "show_label": dashboard.unit_filters().get(show, ""),
+    }
     if not request.htmx:
         context["checklist"] = onboarding_checklist(landlord=landlord, rows=rows)
+        context["home"] = dashboard.landlord_home(landlord_id=landlord.pk, rows=rows)
     return render(request, template, context)
 
 
@@ -112,9 +128,43 @@ WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 def _unit_detail_context(
     request: HttpRequest, unit: Unit, day_form: IntervalDayForm | None = None
 ) -> dict[str, object]:
+    """The unit page: for people up front (tenant, mode, balance, supply and why,
+    meter, bills and payments, daily usage, supply control); the raw records
+    (readings, postings, relay commands, audit rows, priced intervals) on the
+    "details" tab (``?tab=details``, or a day of intervals asked for)."""
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     if view is None:
         raise Http404
+    details = request.GET.get("tab") == "details" or bool(request.GET.get("day"))
+    protections = protections_for(unit=unit, tenancy=view.tenancy)
+    minutes = int(protections.notice.total_seconds() // 60)
+    notice_text = (
+        "none"
+        if minutes == 0
+        else f"{minutes // 60} hours" + (f" {minutes % 60} minutes" if minutes % 60 else "")
+        if minutes >= 60
+        else f"{minutes} minute{'s' if minutes != 1 else ''}"
+    )
+    context: dict[str, object] = {
+        "v": view,
+        "unit": view.unit,
+        "tab": "details" if details else "overview",
+        "protections": protections,
+        "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
+        "notice_text": notice_text,
+        "day_form": day_form,
+        "may_force_off": access.may(
+            user=request.user, landlord_id=unit.landlord_id, action=Action.SUPPLY_OFF
+        ),
+    }
+    if details:
+        context.update(_unit_details(unit, view, _day(day_form)))
+    else:
+        context.update(selectors.unit_people_facts(unit=unit, tenancy=view.tenancy))
+    return context
+
+
+def _unit_details(unit: Unit, view: selectors.UnitView, day: date | None) -> dict[str, object]:
     readings = list(Reading.objects.filter(meter__unit=unit).order_by("-seq")[:50])
     commands = list(RelayCommand.objects.filter(device__unit=unit).order_by("-created_at")[:20])
     postings = (
@@ -132,30 +182,12 @@ def _unit_detail_context(
         )
         .select_related("actor")[:20]
     )
-    protections = protections_for(unit=unit, tenancy=view.tenancy)
-    minutes = int(protections.notice.total_seconds() // 60)
-    notice_text = (
-        "none"
-        if minutes == 0
-        else f"{minutes // 60} hours" + (f" {minutes % 60} minutes" if minutes % 60 else "")
-        if minutes >= 60
-        else f"{minutes} minute{'s' if minutes != 1 else ''}"
-    )
     return {
-        "v": view,
-        "unit": view.unit,
         "readings": readings,
         "commands": commands,
         "postings": list(postings),
         "audit": list(audit),
-        "protections": protections,
-        "window_days": ", ".join(WEEKDAYS[int(d) - 1] for d in protections.days) or "no days",
-        "notice_text": notice_text,
-        **selectors.unit_billing(unit=unit, day=_day(day_form)),
-        "day_form": day_form,
-        "may_force_off": access.may(
-            user=request.user, landlord_id=unit.landlord_id, action=Action.SUPPLY_OFF
-        ),
+        **selectors.unit_billing(unit=unit, day=day),
     }
 
 

@@ -5,6 +5,8 @@ from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from config.admin_money import MoneyAdminMixin
+
 from .forms import RefundForm
 from .models import (
     Account,
@@ -78,7 +80,7 @@ class TariffVersionAdmin(admin.ModelAdmin):
         form.instance.tariff.bump_revision()  # rating caches versions by revision
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(MoneyAdminMixin, admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
@@ -88,7 +90,7 @@ class InvoiceLineInline(admin.TabularInline):
         return False
 
 
-class BillAllocationInline(admin.TabularInline):
+class BillAllocationInline(MoneyAdminMixin, admin.TabularInline):
     model = BillAllocation
     extra = 0
     can_delete = False
@@ -100,18 +102,18 @@ class BillAllocationInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     list_display = ["number", "tenancy", "period_start", "total_minor", "issued_at", "due_date"]
     inlines = [InvoiceLineInline, BillAllocationInline]
 
 
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     list_display = ["pk", "landlord", "kind", "tenancy", "currency", "balance_minor"]
     list_filter = ["kind", "landlord"]
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(MoneyAdminMixin, admin.TabularInline):
     model = Posting
     extra = 0
     can_delete = False
@@ -130,7 +132,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     """Read-only, with one money action: a full or partial refund with a reason."""
 
     readonly_fields = ["refund_link"]
@@ -219,13 +221,13 @@ class ConnectAccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdmin):
+class RefundAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     list_display = ["uuid", "landlord", "payment", "amount_minor", "status", "reason", "created_at"]
     list_filter = ["status"]
 
 
 @admin.register(Dispute)
-class DisputeAdmin(ReadOnlyAdmin):
+class DisputeAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     list_display = [
         "provider_ref",
         "landlord",
@@ -247,5 +249,5 @@ class SavedPaymentMethodAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PaymentSettings)
-class PaymentSettingsAdmin(ReadOnlyAdmin):
+class PaymentSettingsAdmin(MoneyAdminMixin, ReadOnlyAdmin):
     list_display = ["tenancy", "auto_topup_enabled", "autopay_enabled", "last_auto_topup_at"]

@@ -11,7 +11,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from landlord import access, selectors
+from landlord import access, reports, selectors
+from landlord.forms_reports import DateRangeForm
 from landlord.models import Tenancy
 from landlord.views import tenancy_history
 
@@ -268,11 +269,18 @@ def connect_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def landlord_payments(request: HttpRequest) -> HttpResponse:
     landlord = access.landlord_for_user(user=request.user)
-    payments = (
-        Payment.objects.filter(landlord=landlord)
-        .select_related("tenancy__unit")
-        .order_by("-created_at")[:100]
-    )
+    # ?status=, ?from= and ?to= (local days): the rows behind a number on the home page.
+    form = DateRangeForm(request.GET or None)
+    status = request.GET.get("status", "")
+    if status not in Payment.Status.values:
+        status = ""
+    start = end = None
+    if form.is_bound and form.is_valid():
+        first, last = form.range()
+        start, end = reports.day_bounds(first, last, reports.landlord_zone(landlord_id=landlord.pk))
+    payments = reports.payments_in_range(
+        landlord_id=landlord.pk, start=start, end=end, status=status
+    )[:100]
     refunds = (
         Refund.objects.filter(landlord=landlord)
         .select_related("payment__tenancy__unit")
@@ -288,6 +296,9 @@ def landlord_payments(request: HttpRequest) -> HttpResponse:
         "payments/landlord_payments.html",
         {
             "payments": payments,
+            "status": status,
+            "status_label": Payment.Status(status).label if status else "",
+            "form": form,
             "refunds": refunds,
             "disputes": disputes,
             "may_refund": access.may(

@@ -245,6 +245,8 @@ SUBMETER: dict[str, Any] = {
     # Live pages' sockets get a heartbeat this often; a page that hears nothing for
     # a little over two of them says "reconnecting…" and opens a new socket.
     "LIVE_HEARTBEAT_SECONDS": int(os.environ.get("LIVE_HEARTBEAT_SECONDS", "15")),
+    # The landlord's home re-sends what needs attention and its numbers at most this often.
+    "LIVE_SUMMARY_SECONDS": float(os.environ.get("LIVE_SUMMARY_SECONDS", "5")),
     # Readings further in the future than this are rejected.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("FUTURE_TOLERANCE_SECONDS", "300")),
     # Readings taken longer ago than this (or before 2000) are rejected: a

@@ -328,7 +328,8 @@ def test_landlord_page_override_and_release(client, personas):
     assert client.post(url, {"state": "off", "reason": "fault"}).status_code == 302
     page = client.get(f"/landlord/units/{world.prepaid.pk}/")
     assert b"supply forced <strong>off</strong>" in page.content
-    assert b"supply.override.off" in page.content
+    details = client.get(f"/landlord/units/{world.prepaid.pk}/", {"tab": "details"})
+    assert b"supply.override.off" in details.content
     released = client.post(f"/landlord/units/{world.prepaid.pk}/override/release/", {})
     assert released.status_code == 302
     assert Unit.objects.get(pk=world.prepaid.pk).override_state == ""

@@ -399,7 +399,8 @@ def test_unit_page_shows_which_tariff_lines_priced_an_interval(personas):
     _record(personas.a.prepaid_device.device, (1, 0, 0), (2, 1, 1000), base=JAN)
     client = Client()
     client.force_login(personas.a.staff)
-    body = client.get(reverse("landlord:unit", args=[personas.a.prepaid.pk])).content.decode()
+    url = reverse("landlord:unit", args=[personas.a.prepaid.pk])
+    body = client.get(url, {"tab": "details"}).content.decode()
     assert "1000 Wh \u00d7 30/kWh any time" in body
 
 
