@@ -99,7 +99,18 @@ class Dispute(models.Model):
     approval_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # An admin's refund waiting for a second admin: of which payment, and whether
+    # the balance is credited with the amount first (see ``refund``).
+    approval_payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approval_credit = models.BooleanField(default=False)
     adjustment_minor = models.BigIntegerField(default=0)
+    # A refund to the tenant's card asked of the payment provider at resolution;
+    # the ledger follows the provider's refund event (payments.services).
+    refund = models.OneToOneField(
+        "payments.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     ledger_transaction = models.OneToOneField(
         "payments.LedgerTransaction",
         on_delete=models.PROTECT,

@@ -41,6 +41,8 @@ from landlord.models import Membership, Tenancy
 from meters.models import CutoffNotice
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import Account, Invoice, LedgerTransaction, Payment
+from payments.refunds import refund_provider_check, refund_send
+from payments.services import PaymentError, refund_create, refundable_minor
 from supply.decision import supply_evaluate
 
 from .files import AttachmentRefused, attachment_check
@@ -461,7 +463,7 @@ def dispute_withdraw(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "
     dispute = _locked(dispute)
     _tenant_only(dispute, actor)
     _move(dispute, "withdraw")
-    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    _approval_clear(dispute)
     _close(dispute, "withdrawn by the tenant")
     _step(
         dispute,
@@ -615,6 +617,128 @@ def dispute_resolve(
     return dispute
 
 
+def _approval_clear(dispute: Dispute) -> None:
+    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    dispute.approval_payment, dispute.approval_credit = None, False
+
+
+def _refund_check(dispute: Dispute, payment: Payment, amount_minor: int) -> None:
+    """May ``amount_minor`` of ``payment`` go back to the tenant's card for this case?"""
+    if payment.tenancy_id != dispute.tenancy_id:
+        raise DisputeError("Choose a payment of this tenancy.")
+    if payment.status != Payment.Status.SUCCEEDED:
+        raise DisputeError("Only a payment that succeeded can be refunded.")
+    available = refundable_minor(payment=payment)
+    if amount_minor > available:
+        raise DisputeError(
+            f"At most {format_money(available, payment.currency)} of that payment can still "
+            "be refunded."
+        )
+    try:
+        refund_provider_check(payment=payment)
+    except PaymentError as exc:
+        raise DisputeError(str(exc)) from exc
+
+
+def _refund_words(dispute: Dispute, amount_minor: int, credit: bool) -> str:
+    money = format_money(amount_minor, dispute.currency)
+    if credit:
+        return f"a credit of {money} refunded to the card"
+    return f"a refund of {money} to the card"
+
+
+def _post_refund(
+    dispute: Dispute,
+    *,
+    payment: Payment,
+    amount_minor: int,
+    credit: bool,
+    actor: AbstractBaseUser | None,
+    reason: str,
+) -> None:
+    """Record the refund through the payments' refund service and ask the provider
+    on commit; its ledger reversal follows the provider's event. With ``credit``
+    the amount is first credited to the balance (it was charged wrongly), so the
+    refund returns it to the card and the balance ends where it was."""
+    if credit:
+        _post_adjustment(dispute, amount_minor=amount_minor, actor=actor)
+    try:
+        refund = refund_create(
+            payment=payment,
+            amount_minor=amount_minor,
+            reason=f"Dispute #{dispute.pk}: {reason}"[:300],
+            created_by_id=actor.pk if actor is not None else None,
+        )
+    except PaymentError as exc:
+        raise DisputeError(str(exc)) from exc
+    dispute.refund = refund
+    transaction.on_commit(lambda: refund_send(refund=refund), robust=True)
+
+
+@transaction.atomic
+def dispute_resolve_refund(
+    *,
+    dispute: Dispute,
+    actor: AbstractBaseUser,
+    payment: Payment,
+    amount_minor: int,
+    note: str,
+    credit: bool = False,
+    over_reason: str = "",
+) -> Dispute:
+    """An admin returns money to the tenant's card through the payment provider.
+
+    Without ``credit`` it refunds what the tenant paid (a payment taken twice,
+    say): the balance goes down by the refund when the provider confirms it.
+    With ``credit`` the amount is credited to the balance first (a charge that
+    was wrong) and then refunded. Above the four-eyes amount it is only
+    proposed, as an adjustment would be.
+    """
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    body = _text(note, "the reasons for the decision")
+    _check_adjustment(dispute, amount_minor, over_reason)
+    _refund_check(dispute, payment, amount_minor)
+    if over_reason.strip():
+        body = f"{body}\n\nMore than the disputed amount because: {over_reason.strip()}"
+    what = _refund_words(dispute, amount_minor, credit)
+    if amount_minor > four_eyes_above():
+        _move(dispute, "propose")
+        dispute.approval_minor, dispute.approval_by_id = amount_minor, actor.pk
+        dispute.approval_reason = body[:300]
+        dispute.approval_payment, dispute.approval_credit = payment, credit
+        dispute.save()
+        _step(
+            dispute,
+            actor=actor,
+            role=Role.ADMIN,
+            step="proposed",
+            body=body,
+            headline=f"An admin proposed {what}; a second admin must approve it",
+            refund_minor=amount_minor,
+            payment=str(payment.uuid),
+            credit=credit,
+        )
+        return dispute
+    _move(dispute, "resolve")
+    _post_refund(
+        dispute, payment=payment, amount_minor=amount_minor, credit=credit, actor=actor, reason=body
+    )
+    _close(dispute, body)
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.ADMIN,
+        step="resolved",
+        body=body,
+        headline=f"Resolved with {what}",
+        adjustment_minor=dispute.adjustment_minor,
+        refund_minor=amount_minor,
+        payment=str(payment.uuid),
+    )
+    return dispute
+
+
 @transaction.atomic
 def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
     """The second admin (never the one who proposed it) approves the adjustment."""
@@ -624,8 +748,24 @@ def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = ""
         raise FourEyes("A second admin must approve this adjustment, not the one who proposed it.")
     _move(dispute, "approve")
     amount = int(dispute.approval_minor or 0)
-    _post_adjustment(dispute, amount_minor=amount, actor=actor)
     body = note.strip() or dispute.approval_reason
+    payment = dispute.approval_payment
+    if payment is not None:
+        # Checked again: the payment may have been refunded since it was proposed.
+        _refund_check(dispute, payment, amount)
+        credit = dispute.approval_credit
+        _post_refund(
+            dispute,
+            payment=payment,
+            amount_minor=amount,
+            credit=credit,
+            actor=actor,
+            reason=dispute.approval_reason,
+        )
+        headline = f"Resolved: {_refund_words(dispute, amount, credit)} was approved"
+    else:
+        _post_adjustment(dispute, amount_minor=amount, actor=actor)
+        headline = "Resolved: the adjustment was approved"
     _close(dispute, dispute.approval_reason)
     _step(
         dispute,
@@ -633,8 +773,9 @@ def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = ""
         role=Role.ADMIN,
         step="resolved",
         body=body,
-        headline="Resolved: the adjustment was approved",
-        adjustment_minor=amount,
+        headline=headline,
+        adjustment_minor=dispute.adjustment_minor,
+        refund_minor=amount if payment is not None else 0,
         proposed_by=dispute.approval_by_id,
     )
     return dispute
@@ -646,7 +787,7 @@ def dispute_decline(*, dispute: Dispute, actor: AbstractBaseUser, note: str) -> 
     dispute = _locked(dispute)
     body = _text(note, "why the adjustment is declined")
     _move(dispute, "decline")
-    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    _approval_clear(dispute)
     dispute.save()
     _step(
         dispute,
