@@ -624,6 +624,7 @@ def _approval_clear(dispute: Dispute) -> None:
 
 def _refund_check(dispute: Dispute, payment: Payment, amount_minor: int) -> None:
     """May ``amount_minor`` of ``payment`` go back to the tenant's card for this case?"""
+    payment = Payment.objects.get(pk=payment.pk)  # as it is now, not as the caller read it
     if payment.tenancy_id != dispute.tenancy_id:
         raise DisputeError("Choose a payment of this tenancy.")
     if payment.status != Payment.Status.SUCCEEDED:
