@@ -33,3 +33,9 @@ def clock(when: datetime, tz: str, *, approx: bool = False) -> str:
         local = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
         return f"{local:%a} ~{local:%H:%M}"
     return f"{local:%a %H:%M}"
+
+
+def day_clock(when: datetime, tz: str) -> str:
+    """'Mon 7 Dec 11:00' in the property's time: a deadline days away."""
+    local = when.astimezone(zoneinfo.ZoneInfo(tz))
+    return f"{local:%a} {local.day} {local:%b %H:%M}"

@@ -84,6 +84,10 @@ class Dispute(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     # The deadline of whoever must act next (the landlord, then the admins).
     due_at = models.DateTimeField(null=True, blank=True)
+    # The deadline (a ``due_at``) a reminder before it, and a notice after it
+    # passed, were sent for: once each per deadline (disputes.services deadlines).
+    reminded_for = models.DateTimeField(null=True, blank=True)
+    overdue_for = models.DateTimeField(null=True, blank=True)
     response = models.CharField(max_length=8, choices=Response.choices, blank=True)
     proposed_minor = models.BigIntegerField(null=True, blank=True)
     assigned_to = models.ForeignKey(
@@ -95,7 +99,18 @@ class Dispute(models.Model):
     approval_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # An admin's refund waiting for a second admin: of which payment, and whether
+    # the balance is credited with the amount first (see ``refund``).
+    approval_payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approval_credit = models.BooleanField(default=False)
     adjustment_minor = models.BigIntegerField(default=0)
+    # A refund to the tenant's card asked of the payment provider at resolution;
+    # the ledger follows the provider's refund event (payments.services).
+    refund = models.OneToOneField(
+        "payments.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     ledger_transaction = models.OneToOneField(
         "payments.LedgerTransaction",
         on_delete=models.PROTECT,
@@ -136,10 +151,14 @@ class DisputeMessage(models.Model):
         TENANT = "tenant", "Tenant"
         LANDLORD = "landlord", "Landlord"
         ADMIN = "admin", "Admin"
+        # A step taken by the deadlines (no author): an automatic escalation, say.
+        SYSTEM = "system", "Submeter"
 
     landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
     dispute = models.ForeignKey(Dispute, on_delete=models.PROTECT, related_name="messages")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     role = models.CharField(max_length=8, choices=Role.choices)
     step = models.CharField(max_length=20, help_text="raised, responded, message, resolved…")
     body = models.TextField(blank=True)

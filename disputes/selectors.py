@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.formats import format_money
@@ -352,3 +353,30 @@ def desk_queue(
     far = timezone.now() + timedelta(days=36500)
     rows.sort(key=lambda r: (r.due_at or far, r.opened_at))
     return rows[:limit]
+
+
+@dataclass(frozen=True)
+class RefundablePayment:
+    payment: Payment
+    refundable_minor: int
+
+
+def refundable_payments(*, dispute: Dispute) -> list[RefundablePayment]:
+    """The tenancy's succeeded payments with what may still be refunded of each,
+    the dispute's own payment first (for the desk's refund form)."""
+    payments = list(
+        Payment.objects.filter(tenancy_id=dispute.tenancy_id, status=Payment.Status.SUCCEEDED)
+        .annotate(
+            refunded=Coalesce(
+                Sum(
+                    "refunds__amount_minor",
+                    filter=~Q(refunds__status__in=[Refund.Status.FAILED, Refund.Status.CANCELED]),
+                ),
+                0,
+            )
+        )
+        .order_by("-created_at")[:30]
+    )
+    rows = [RefundablePayment(p, p.amount_minor - p.refunded) for p in payments]
+    rows.sort(key=lambda r: r.payment.pk != dispute.payment_id)
+    return [r for r in rows if r.refundable_minor > 0]

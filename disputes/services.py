@@ -23,21 +23,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from config.formats import day_clock, format_money
 from landlord.audit import audit_record
 from landlord.models import Membership, Tenancy
 from meters.models import CutoffNotice
 from payments.ledger import Leg, landlord_account, ledger_post, tenant_account
 from payments.models import Account, Invoice, LedgerTransaction, Payment
+from payments.refunds import refund_provider_check, refund_send
+from payments.services import PaymentError, refund_create, refundable_minor
 from supply.decision import supply_evaluate
 
 from .files import AttachmentRefused, attachment_check
@@ -72,6 +77,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "approve": (frozenset({S.AWAITING_APPROVAL}), S.RESOLVED),
     "decline": (frozenset({S.AWAITING_APPROVAL}), S.ESCALATED),
     "reject": (frozenset({S.OPEN, S.LANDLORD_RESPONDED, S.ESCALATED}), S.REJECTED),
+    # The tenant's window passed without an answer: the landlord's answer stands.
+    "lapse": (frozenset({S.LANDLORD_RESPONDED}), S.RESOLVED),
     "withdraw": (
         frozenset(
             {S.OPEN, S.LANDLORD_RESPONDED, S.TENANT_ACCEPTED, S.ESCALATED} | {S.AWAITING_APPROVAL}
@@ -91,6 +98,7 @@ ACTION_WORDS = {
     "decline": "decline the adjustment on",
     "reject": "reject",
     "withdraw": "withdraw",
+    "lapse": "close for want of an answer",
 }
 
 
@@ -140,12 +148,18 @@ def _files_check(files: Sequence[UploadedFile]) -> list[tuple[UploadedFile, str]
 
 
 def _audit(
-    dispute: Dispute, *, actor: AbstractBaseUser, action: str, reason: str = "", **data: Any
+    dispute: Dispute,
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    reason: str = "",
+    **data: Any,
 ) -> None:
-    """The one place a dispute step is audit-logged (shown on the unit's page too)."""
+    """The one place a dispute step is audit-logged (shown on the unit's page too);
+    no actor for what the deadlines do."""
     audit_record(
         landlord_id=dispute.landlord_id,
-        actor_id=actor.pk,
+        actor_id=actor.pk if actor is not None else None,
         action=f"dispute.{action}",
         unit=dispute.unit,
         reason=reason,
@@ -153,19 +167,38 @@ def _audit(
     )
 
 
-def _recipients(dispute: Dispute) -> list[str]:
-    emails = [dispute.tenancy.tenant.email]
-    emails += Membership.objects.filter(landlord_id=dispute.landlord_id).values_list(
-        "user__email", flat=True
+def _landlord_emails(dispute: Dispute) -> list[str]:
+    return list(
+        Membership.objects.filter(landlord_id=dispute.landlord_id).values_list(
+            "user__email", flat=True
+        )
     )
-    if dispute.assigned_to_id:
-        emails.append(dispute.assigned_to.email if dispute.assigned_to else "")
+
+
+def _admin_emails(dispute: Dispute) -> list[str]:
+    """The assigned admin, or every active admin while nobody is assigned."""
+    if dispute.assigned_to is not None:
+        return [dispute.assigned_to.email]
+    return list(
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .values_list("email", flat=True)
+    )
+
+
+def _recipients(dispute: Dispute) -> list[str]:
+    emails = [dispute.tenancy.tenant.email, *_landlord_emails(dispute)]
+    if dispute.assigned_to is not None:
+        emails.append(dispute.assigned_to.email)
     return sorted({e for e in emails if e})
 
 
-def _notify(dispute: Dispute, *, headline: str, body: str) -> None:
-    recipients = _recipients(dispute)
-    if not recipients:
+def _notify(
+    dispute: Dispute, *, headline: str, body: str, recipients: Sequence[str] | None = None
+) -> None:
+    """Email both parties (and the assigned admin), or only ``recipients``, on commit."""
+    emails = _recipients(dispute) if recipients is None else sorted({e for e in recipients if e})
+    if not emails:
         return
     subject = f"Dispute #{dispute.pk} ({dispute.unit.name}): {headline}"
     text = (
@@ -174,7 +207,7 @@ def _notify(dispute: Dispute, *, headline: str, body: str) -> None:
     )
 
     def send() -> None:
-        send_mail(subject, text, from_email=None, recipient_list=recipients, fail_silently=False)
+        send_mail(subject, text, from_email=None, recipient_list=emails, fail_silently=False)
 
     transaction.on_commit(send, robust=True)
 
@@ -182,7 +215,7 @@ def _notify(dispute: Dispute, *, headline: str, body: str) -> None:
 def _step(
     dispute: Dispute,
     *,
-    actor: AbstractBaseUser,
+    actor: AbstractBaseUser | None,
     role: str,
     step: str,
     body: str,
@@ -194,7 +227,7 @@ def _step(
     message = DisputeMessage.objects.create(
         landlord_id=dispute.landlord_id,
         dispute=dispute,
-        author_id=actor.pk,
+        author_id=actor.pk if actor is not None else None,
         role=role,
         step=step,
         body=body,
@@ -230,7 +263,9 @@ def _check_adjustment(dispute: Dispute, amount_minor: int, over_reason: str) -> 
         raise DisputeError("The adjustment is more than the disputed amount: say why, or lower it.")
 
 
-def _post_adjustment(dispute: Dispute, *, amount_minor: int, actor: AbstractBaseUser) -> None:
+def _post_adjustment(
+    dispute: Dispute, *, amount_minor: int, actor: AbstractBaseUser | None
+) -> None:
     """Credit the tenant from the landlord's revenue, once per dispute."""
     tenancy = dispute.tenancy
     revenue = landlord_account(
@@ -244,7 +279,7 @@ def _post_adjustment(dispute: Dispute, *, amount_minor: int, actor: AbstractBase
             Leg(debit=revenue, credit=tenant_account(tenancy=tenancy), amount_minor=amount_minor)
         ],
         memo=f"Dispute #{dispute.pk} resolved",
-        created_by_id=actor.pk,
+        created_by_id=actor.pk if actor is not None else None,
     )
     dispute.ledger_transaction = txn
     dispute.adjustment_minor = amount_minor
@@ -419,6 +454,7 @@ def dispute_escalate(*, dispute: Dispute, actor: AbstractBaseUser, role: str, no
         body=body,
         headline="Escalated to an admin",
     )
+    _desk_notify(dispute, why=body)
     return dispute
 
 
@@ -427,7 +463,7 @@ def dispute_withdraw(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "
     dispute = _locked(dispute)
     _tenant_only(dispute, actor)
     _move(dispute, "withdraw")
-    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    _approval_clear(dispute)
     _close(dispute, "withdrawn by the tenant")
     _step(
         dispute,
@@ -524,6 +560,13 @@ def dispute_assign(
     dispute.save(update_fields=["assigned_to", "updated_at"])
     who = assignee.get_username() if assignee is not None else "nobody"
     _audit(dispute, actor=actor, action="assigned", reason=f"assigned to {who}")
+    if assignee is not None:
+        # Both parties learn who decides; the admin learns the case is theirs.
+        _notify(
+            dispute,
+            headline=f"An admin is handling the dispute: {who}",
+            body=f"Waiting for {_deadline_text(dispute)}.",
+        )
     return dispute
 
 
@@ -574,6 +617,129 @@ def dispute_resolve(
     return dispute
 
 
+def _approval_clear(dispute: Dispute) -> None:
+    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    dispute.approval_payment, dispute.approval_credit = None, False
+
+
+def _refund_check(dispute: Dispute, payment: Payment, amount_minor: int) -> None:
+    """May ``amount_minor`` of ``payment`` go back to the tenant's card for this case?"""
+    payment = Payment.objects.get(pk=payment.pk)  # as it is now, not as the caller read it
+    if payment.tenancy_id != dispute.tenancy_id:
+        raise DisputeError("Choose a payment of this tenancy.")
+    if payment.status != Payment.Status.SUCCEEDED:
+        raise DisputeError("Only a payment that succeeded can be refunded.")
+    available = refundable_minor(payment=payment)
+    if amount_minor > available:
+        raise DisputeError(
+            f"At most {format_money(available, payment.currency)} of that payment can still "
+            "be refunded."
+        )
+    try:
+        refund_provider_check(payment=payment)
+    except PaymentError as exc:
+        raise DisputeError(str(exc)) from exc
+
+
+def _refund_words(dispute: Dispute, amount_minor: int, credit: bool) -> str:
+    money = format_money(amount_minor, dispute.currency)
+    if credit:
+        return f"a credit of {money} refunded to the card"
+    return f"a refund of {money} to the card"
+
+
+def _post_refund(
+    dispute: Dispute,
+    *,
+    payment: Payment,
+    amount_minor: int,
+    credit: bool,
+    actor: AbstractBaseUser | None,
+    reason: str,
+) -> None:
+    """Record the refund through the payments' refund service and ask the provider
+    on commit; its ledger reversal follows the provider's event. With ``credit``
+    the amount is first credited to the balance (it was charged wrongly), so the
+    refund returns it to the card and the balance ends where it was."""
+    if credit:
+        _post_adjustment(dispute, amount_minor=amount_minor, actor=actor)
+    try:
+        refund = refund_create(
+            payment=payment,
+            amount_minor=amount_minor,
+            reason=f"Dispute #{dispute.pk}: {reason}"[:300],
+            created_by_id=actor.pk if actor is not None else None,
+        )
+    except PaymentError as exc:
+        raise DisputeError(str(exc)) from exc
+    dispute.refund = refund
+    transaction.on_commit(lambda: refund_send(refund=refund), robust=True)
+
+
+@transaction.atomic
+def dispute_resolve_refund(
+    *,
+    dispute: Dispute,
+    actor: AbstractBaseUser,
+    payment: Payment,
+    amount_minor: int,
+    note: str,
+    credit: bool = False,
+    over_reason: str = "",
+) -> Dispute:
+    """An admin returns money to the tenant's card through the payment provider.
+
+    Without ``credit`` it refunds what the tenant paid (a payment taken twice,
+    say): the balance goes down by the refund when the provider confirms it.
+    With ``credit`` the amount is credited to the balance first (a charge that
+    was wrong) and then refunded. Above the four-eyes amount it is only
+    proposed, as an adjustment would be.
+    """
+    _admin_only(actor)
+    dispute = _locked(dispute)
+    body = _text(note, "the reasons for the decision")
+    _check_adjustment(dispute, amount_minor, over_reason)
+    _refund_check(dispute, payment, amount_minor)
+    if over_reason.strip():
+        body = f"{body}\n\nMore than the disputed amount because: {over_reason.strip()}"
+    what = _refund_words(dispute, amount_minor, credit)
+    if amount_minor > four_eyes_above():
+        _move(dispute, "propose")
+        dispute.approval_minor, dispute.approval_by_id = amount_minor, actor.pk
+        dispute.approval_reason = body[:300]
+        dispute.approval_payment, dispute.approval_credit = payment, credit
+        dispute.save()
+        _step(
+            dispute,
+            actor=actor,
+            role=Role.ADMIN,
+            step="proposed",
+            body=body,
+            headline=f"An admin proposed {what}; a second admin must approve it",
+            refund_minor=amount_minor,
+            payment=str(payment.uuid),
+            credit=credit,
+        )
+        return dispute
+    _move(dispute, "resolve")
+    _post_refund(
+        dispute, payment=payment, amount_minor=amount_minor, credit=credit, actor=actor, reason=body
+    )
+    _close(dispute, body)
+    _step(
+        dispute,
+        actor=actor,
+        role=Role.ADMIN,
+        step="resolved",
+        body=body,
+        headline=f"Resolved with {what}",
+        adjustment_minor=dispute.adjustment_minor,
+        refund_minor=amount_minor,
+        payment=str(payment.uuid),
+    )
+    return dispute
+
+
 @transaction.atomic
 def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
     """The second admin (never the one who proposed it) approves the adjustment."""
@@ -583,8 +749,24 @@ def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = ""
         raise FourEyes("A second admin must approve this adjustment, not the one who proposed it.")
     _move(dispute, "approve")
     amount = int(dispute.approval_minor or 0)
-    _post_adjustment(dispute, amount_minor=amount, actor=actor)
     body = note.strip() or dispute.approval_reason
+    payment = dispute.approval_payment
+    if payment is not None:
+        # Checked again: the payment may have been refunded since it was proposed.
+        _refund_check(dispute, payment, amount)
+        credit = dispute.approval_credit
+        _post_refund(
+            dispute,
+            payment=payment,
+            amount_minor=amount,
+            credit=credit,
+            actor=actor,
+            reason=dispute.approval_reason,
+        )
+        headline = f"Resolved: {_refund_words(dispute, amount, credit)} was approved"
+    else:
+        _post_adjustment(dispute, amount_minor=amount, actor=actor)
+        headline = "Resolved: the adjustment was approved"
     _close(dispute, dispute.approval_reason)
     _step(
         dispute,
@@ -592,8 +774,9 @@ def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = ""
         role=Role.ADMIN,
         step="resolved",
         body=body,
-        headline="Resolved: the adjustment was approved",
-        adjustment_minor=amount,
+        headline=headline,
+        adjustment_minor=dispute.adjustment_minor,
+        refund_minor=amount if payment is not None else 0,
         proposed_by=dispute.approval_by_id,
     )
     return dispute
@@ -605,7 +788,7 @@ def dispute_decline(*, dispute: Dispute, actor: AbstractBaseUser, note: str) -> 
     dispute = _locked(dispute)
     body = _text(note, "why the adjustment is declined")
     _move(dispute, "decline")
-    dispute.approval_minor, dispute.approval_by_id, dispute.approval_reason = None, None, ""
+    _approval_clear(dispute)
     dispute.save()
     _step(
         dispute,
@@ -660,3 +843,179 @@ def dispute_message_add(
         files=checked,
         headline=f"New message from the {Role(role).label.lower()}",
     )
+
+
+# --- deadlines ----------------------------------------------------------------------------
+
+NEXT_ACTOR: dict[str, str] = {
+    S.OPEN: "the landlord to respond",
+    S.LANDLORD_RESPONDED: "the tenant to accept the answer or escalate",
+    S.ESCALATED: "the admins to decide",
+    S.AWAITING_APPROVAL: "a second admin to approve or decline the adjustment",
+}
+
+
+def _when(dispute: Dispute, at: datetime) -> str:
+    return day_clock(at, dispute.unit.property.timezone)
+
+
+def _deadline_text(dispute: Dispute) -> str:
+    """'the landlord to respond by Mon 7 Dec 11:00', in the property's time."""
+    who = NEXT_ACTOR.get(dispute.status, "nobody")
+    if dispute.due_at is None:
+        return who
+    return f"{who} by {_when(dispute, dispute.due_at)}"
+
+
+def _desk_notify(dispute: Dispute, *, why: str) -> None:
+    """A case reached the desk: its assigned admin, or every admin, is told."""
+    _notify(
+        dispute,
+        headline="A dispute is waiting on the desk",
+        body=f"{why}\n\nWaiting for {_deadline_text(dispute)}.",
+        recipients=_admin_emails(dispute),
+    )
+
+
+def reminder_window() -> timedelta:
+    return timedelta(hours=int(settings.SUBMETER["DISPUTE_REMINDER_HOURS"]))
+
+
+def dispute_deadlines_run(*, now: datetime | None = None) -> int:
+    """Periodic: remind whoever must act before their deadline, and act when it passed.
+
+    Each case is checked in its own transaction (``dispute_deadline_check``);
+    reminders and overdue notices are sent once per deadline, so running this
+    often, or on several consumers at once, sends nothing twice.
+    """
+    now = now or timezone.now()
+    due = (
+        Dispute.objects.unresolved()
+        .filter(due_at__lte=now + reminder_window())
+        .exclude(overdue_for=F("due_at"))
+        .exclude(due_at__gt=now, reminded_for=F("due_at"))
+        .order_by("due_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    return sum(bool(dispute_deadline_check(dispute_id=pk, now=now)) for pk in list(due))
+
+
+@transaction.atomic
+def dispute_deadline_check(*, dispute_id: int, now: datetime) -> str:
+    """One case's deadline: a reminder before it, a step or a notice after it.
+
+    * the landlord's window passed: the case goes to the admins (escalated);
+    * the tenant's window to answer a response passed: the landlord's answer
+      stands and the case closes (an offered adjustment is posted);
+    * the admins' target passed: the admins are told it is overdue (once).
+    """
+    dispute = _locked(Dispute(pk=dispute_id))
+    if dispute.is_final or dispute.due_at is None:
+        return ""
+    if dispute.due_at <= now:
+        if dispute.status == S.OPEN:
+            return _auto_escalate(dispute, now)
+        if dispute.status == S.LANDLORD_RESPONDED:
+            return _lapse(dispute, now)
+        if dispute.status in (S.ESCALATED, S.AWAITING_APPROVAL):
+            return _admins_overdue(dispute)
+        return ""
+    if dispute.reminded_for == dispute.due_at:
+        return ""
+    return _remind(dispute)
+
+
+def _remind(dispute: Dispute) -> str:
+    assert dispute.due_at is not None
+    dispute.reminded_for = dispute.due_at
+    dispute.save(update_fields=["reminded_for"])
+    when = _when(dispute, dispute.due_at)
+    if dispute.status == S.OPEN:
+        recipients = _landlord_emails(dispute)
+        headline = f"Reminder: respond by {when}"
+        body = (
+            "Accept, offer a partial adjustment or contest the dispute. If you have not "
+            "responded by then, the dispute goes to the platform's admins to decide."
+        )
+    elif dispute.status == S.LANDLORD_RESPONDED:
+        recipients = [dispute.tenancy.tenant.email]
+        headline = f"Reminder: accept the landlord's answer or escalate by {when}"
+        stands = (
+            f"their offer of {format_money(dispute.proposed_minor, dispute.currency)} is "
+            "credited to your balance"
+            if dispute.proposed_minor
+            else "nothing is credited"
+        )
+        body = (
+            "If you have not answered by then, the landlord's answer stands and the dispute "
+            f"closes: {stands}."
+        )
+    else:
+        recipients = _admin_emails(dispute)
+        headline = f"Reminder: decide by {when}"
+        body = f"Waiting for {_deadline_text(dispute)}."
+    _audit(dispute, actor=None, action="reminded", reason=headline, due_at=when)
+    _notify(dispute, headline=headline, body=body, recipients=recipients)
+    return "reminded"
+
+
+def _auto_escalate(dispute: Dispute, now: datetime) -> str:
+    assert dispute.due_at is not None
+    missed = _when(dispute, dispute.due_at)
+    _move(dispute, "escalate")
+    dispute.updated_at = now
+    dispute.due_at = now + _days("DISPUTE_ADMIN_DAYS")
+    dispute.save()
+    body = f"The landlord did not respond by {missed}, so the platform's admins will decide."
+    _step(
+        dispute,
+        actor=None,
+        role=Role.SYSTEM,
+        step="escalated",
+        body=body,
+        headline="Escalated to an admin: the landlord did not respond in time",
+        missed=missed,
+    )
+    _desk_notify(dispute, why=body)
+    return "escalated"
+
+
+def _lapse(dispute: Dispute, now: datetime) -> str:
+    assert dispute.due_at is not None
+    missed = _when(dispute, dispute.due_at)
+    _move(dispute, "lapse")
+    dispute.updated_at = now
+    if dispute.proposed_minor:
+        offer = format_money(dispute.proposed_minor, dispute.currency)
+        _post_adjustment(dispute, amount_minor=dispute.proposed_minor, actor=None)
+        outcome = f"the tenant did not answer by {missed}: the landlord's offer of {offer} stands"
+    else:
+        outcome = f"the tenant did not answer by {missed}: the landlord's answer stands"
+    _close(dispute, outcome)
+    _step(
+        dispute,
+        actor=None,
+        role=Role.SYSTEM,
+        step="lapsed",
+        body=outcome[0].upper() + outcome[1:] + ".",
+        headline="Closed: the landlord's answer stands",
+        adjustment_minor=dispute.adjustment_minor,
+    )
+    return "lapsed"
+
+
+def _admins_overdue(dispute: Dispute) -> str:
+    assert dispute.due_at is not None
+    if dispute.overdue_for == dispute.due_at:
+        return ""
+    dispute.overdue_for = dispute.due_at
+    dispute.save(update_fields=["overdue_for"])
+    headline = f"Overdue: the admins' target was {_when(dispute, dispute.due_at)}"
+    _audit(dispute, actor=None, action="overdue", reason=headline)
+    _notify(
+        dispute,
+        headline=headline,
+        body=f"Waiting for {NEXT_ACTOR[dispute.status]}.",
+        recipients=_admin_emails(dispute),
+    )
+    return "overdue"

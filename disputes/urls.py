@@ -22,6 +22,7 @@ urlpatterns = [
     path("desk/disputes/<int:dispute_id>/", views.desk_case, name="desk_case"),
     path("desk/disputes/<int:dispute_id>/assign/", views.desk_assign, name="desk_assign"),
     path("desk/disputes/<int:dispute_id>/resolve/", views.desk_resolve, name="desk_resolve"),
+    path("desk/disputes/<int:dispute_id>/refund/", views.desk_refund, name="desk_refund"),
     path("desk/disputes/<int:dispute_id>/approve/", views.desk_approve, name="desk_approve"),
     path("desk/disputes/<int:dispute_id>/decline/", views.desk_decline, name="desk_decline"),
     path("desk/disputes/<int:dispute_id>/reject/", views.desk_reject, name="desk_reject"),

@@ -332,6 +332,7 @@ def _desk_case(request: HttpRequest, dispute: Dispute, error: str = "") -> HttpR
         get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
     )
     context["desk"] = True
+    context["refundable"] = selectors.refundable_payments(dispute=dispute)
     return render(request, "disputes/detail.html", context, status=400 if error else 200)
 
 
@@ -387,6 +388,30 @@ def desk_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
             over_reason=request.POST.get("over_reason", ""),
         ),
     )
+
+
+@login_required
+@require_POST
+def desk_refund(request: HttpRequest, dispute_id: int) -> HttpResponse:
+    def call(dispute: Dispute) -> None:
+        try:
+            ref = uuid.UUID(request.POST.get("payment", ""))
+        except ValueError:
+            raise services.DisputeError("Choose the payment to refund.") from None
+        payment = Payment.objects.filter(uuid=ref, tenancy_id=dispute.tenancy_id).first()
+        if payment is None:
+            raise services.DisputeError("Choose the payment to refund.")
+        services.dispute_resolve_refund(
+            dispute=dispute,
+            actor=_actor(request),
+            payment=payment,
+            amount_minor=amount_parse(request.POST.get("amount", ""), required=True) or 0,
+            note=request.POST.get("note", ""),
+            credit=request.POST.get("credit") == "1",
+            over_reason=request.POST.get("over_reason", ""),
+        )
+
+    return _desk_act(request, dispute_id, call)
 
 
 @login_required

@@ -628,6 +628,9 @@ class Refund(models.Model):
 class Dispute(models.Model):
     """A chargeback opened by the tenant's bank on a payment (Stripe ``charge.dispute.*``)."""
 
+    # Stripe's statuses after which nothing more happens to a chargeback.
+    FINAL = frozenset({"won", "lost", "warning_closed", "prevented"})
+
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="chargebacks"
     )

@@ -561,7 +561,7 @@ def refund_transition(*, refund: Refund, status: str, succeeded_before: bool = F
     return outcome
 
 
-DISPUTE_FINAL = {"won", "lost", "warning_closed", "prevented"}
+DISPUTE_FINAL = Dispute.FINAL
 
 
 def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
@@ -588,6 +588,8 @@ def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
     )
     if dispute.payment_id != payment.pk:
         return "ignored: dispute belongs to another payment"
+    # Withdrawn and not closed: the tenancy's cut-off is frozen (disputes.freeze).
+    was_freezing = dispute.funds_withdrawn and dispute.status not in DISPUTE_FINAL
     status = str(obj.get("status") or "")[:40]
     # A final status is never replaced by a late, earlier one.
     if dispute.status not in DISPUTE_FINAL and status:
@@ -610,6 +612,9 @@ def _on_dispute(event: PaymentEvent, obj: dict[str, Any]) -> str:
             data={"payment": str(payment.uuid), "dispute": dispute.provider_ref, "amount": amount},
         )
     _reversals_settle(payment=payment)
+    if was_freezing and dispute.status in DISPUTE_FINAL:
+        # Closed: the freeze lifts even when no money moves (a chargeback lost).
+        supply_evaluate(unit=payment.tenancy.unit, reason="chargeback closed")
     return f"dispute {dispute.status}"
 
 

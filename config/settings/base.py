@@ -314,6 +314,8 @@ SUBMETER: dict[str, Any] = {
     "DISPUTE_ATTACHMENT_MAX_BYTES": int(os.environ.get("DISPUTE_ATTACHMENT_MAX_BYTES", "5242880")),
     "DISPUTE_RESPONSE_DAYS": int(os.environ.get("DISPUTE_RESPONSE_DAYS", "5")),
     "DISPUTE_ADMIN_DAYS": int(os.environ.get("DISPUTE_ADMIN_DAYS", "10")),
+    # Hours before a dispute's deadline that whoever must act is reminded.
+    "DISPUTE_REMINDER_HOURS": int(os.environ.get("DISPUTE_REMINDER_HOURS", "24")),
     "DISPUTE_FOUR_EYES_ABOVE_MINOR": int(os.environ.get("DISPUTE_FOUR_EYES_ABOVE_MINOR", "5000")),
 }
 

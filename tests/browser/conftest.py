@@ -58,6 +58,8 @@ SHUTDOWN_TIMEOUT_S = 15
 
 # Where the running server writes its output; shown in the report of a failed test.
 _server_log: dict[str, Path] = {}
+# The running server's environment, for management commands against its database.
+_server_env: dict[str, dict[str, str]] = {}
 
 
 def _chromium() -> str | None:
@@ -144,6 +146,7 @@ def submeter_server(chromium_path: str) -> Iterator[str]:
             start_new_session=True,  # its own process group: signals reach only the server
         )
         _server_log["path"] = log_path
+        _server_env["env"] = env
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while True:
             if proc.poll() is not None:
@@ -174,7 +177,32 @@ def submeter_server(chromium_path: str) -> Iterator[str]:
                 pass
         log.close()
         _server_log.pop("path", None)
+        _server_env.pop("env", None)
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def server_manage(submeter_server: str) -> Any:
+    """Run ``manage.py <args>`` against the running server's database; returns its stdout.
+
+    For data a test needs that the demo does not have, and for checks (the
+    ledger) that no page shows; the server itself is only driven through pages.
+    """
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO_ROOT,
+            env=_server_env["env"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    return run
 
 
 @pytest.fixture(scope="module")

@@ -35,22 +35,26 @@ def charge(tenancy: Tenancy, amount: int, key: str) -> None:
     )
 
 
-def invoice(tenancy: Tenancy, total: int = 4000) -> Invoice:
+def invoice(tenancy: Tenancy, total: int = 4000, month: int = 1) -> Invoice:
     return Invoice.objects.create(
         landlord=tenancy.landlord,
         tenancy=tenancy,
-        period_start=date(2026, 1, 1),
-        period_end=date(2026, 2, 1),
+        period_start=date(2026, month, 1),
+        period_end=date(2026, month + 1, 1),
         currency="GBP",
         total_minor=total,
     )
 
 
-def open_on_invoice(tenancy: Tenancy, *, amount: int | None = 1000, files=()) -> Dispute:
+def open_on_invoice(
+    tenancy: Tenancy, *, amount: int | None = 1000, files=(), total: int = 4000, month: int = 1
+) -> Dispute:
     return services.dispute_open(
         tenancy=tenancy,
         actor=tenancy.tenant,
-        item=services.DisputeItem(subject=Dispute.Subject.INVOICE, invoice=invoice(tenancy)),
+        item=services.DisputeItem(
+            subject=Dispute.Subject.INVOICE, invoice=invoice(tenancy, total=total, month=month)
+        ),
         category=Dispute.Category.WRONG_READING,
         message="The January reading is far too high.",
         amount_minor=amount,

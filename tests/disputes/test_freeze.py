@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from disputes import services
@@ -15,6 +15,9 @@ from disputes.freeze import open_dispute_freeze
 from disputes.models import Dispute
 from meters.models import CutoffNotice, Device, RelayState
 from payments.ledger import ledger_verify, tenant_account
+from payments.models import Refund
+from payments.providers import DevelopmentProvider
+from payments.services import payment_create
 from supply.decision import supply_evaluate
 
 from .conftest import charge, open_on_invoice
@@ -91,6 +94,9 @@ ACTIONS = st.sampled_from(
         "withdraw",
         "message",
         "overdue",
+        "deadlines",
+        "refund_small",
+        "refund_big",
     ]
 )
 
@@ -99,7 +105,7 @@ class _Rollback(Exception):
     pass
 
 
-def _do(action, d, world, admin, admin2):
+def _do(action, d, world, admin, admin2, payment):
     tenant = world.prepaid_tenant
     if action == "respond_offer":
         services.dispute_respond(
@@ -129,15 +135,32 @@ def _do(action, d, world, admin, admin2):
         services.dispute_message_add(dispute=d, actor=tenant, role="tenant", body="hello")
     elif action == "overdue":
         Dispute.objects.filter(pk=d.pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    elif action == "deadlines":
+        services.dispute_deadlines_run(now=timezone.now() + timedelta(days=30))
+    elif action == "refund_small":
+        services.dispute_resolve_refund(
+            dispute=d, actor=admin, payment=payment, amount_minor=200, note="refund"
+        )
+    elif action == "refund_big":
+        services.dispute_resolve_refund(
+            dispute=d, actor=admin, payment=payment, amount_minor=800, note="refund", credit=True
+        )
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(actions=st.lists(ACTIONS, max_size=8))
-def test_property_freeze_follows_the_case(personas, actions, django_settings_for_four_eyes):
-    """Any sequence of steps: the supply is held on exactly while the case is open,
-    and the balance moves by exactly the adjustment posted."""
+@given(steps=st.lists(st.tuples(ACTIONS, st.integers(0, 1)), max_size=10))
+@example(steps=[("refund_small", 0), ("refund_big", 1), ("approve", 1)])
+@example(steps=[("respond_contest", 1), ("deadlines", 0), ("deadlines", 1), ("deadlines", 0)])
+def test_property_freeze_follows_the_cases(
+    personas, steps, django_settings_for_four_eyes, django_capture_on_commit_callbacks
+):
+    """Any sequence of steps on two cases of one tenancy (the deadlines and refunds
+    through the development provider among them): the supply is held on exactly
+    while a case is open, never frozen once both are closed and never released
+    while one is open; the balance moves by exactly the adjustments posted less
+    the refunds the provider confirmed."""
     world = personas.a
     tenancy = world.prepaid_tenancy
     admin = personas.admin
@@ -145,22 +168,36 @@ def test_property_freeze_follows_the_case(personas, actions, django_settings_for
     try:
         with transaction.atomic():
             charge(tenancy, 100_000, "deep-debt")
-            d = open_on_invoice(tenancy, amount=1000)
+            with django_capture_on_commit_callbacks(execute=True):
+                payment = payment_create(
+                    tenancy=tenancy, amount_minor=5000, provider="dev", created_by_id=None
+                )
+                DevelopmentProvider().complete(payment=payment, outcome="succeeded")
+            cases = [open_on_invoice(tenancy, amount=1000, total=4000, month=m) for m in (1, 2)]
             before = tenant_account(tenancy=tenancy).balance_minor
-            for action in actions:
+            for action, which in steps:
                 try:
-                    with transaction.atomic():
-                        _do(action, d, world, admin, admin2)
+                    with transaction.atomic(), django_capture_on_commit_callbacks(execute=True):
+                        _do(action, cases[which], world, admin, admin2, payment)
                 except services.DisputeError:
                     pass
-                d.refresh_from_db()
+                for d in cases:
+                    d.refresh_from_db()
+                is_open = any(not d.is_final for d in cases)
                 frozen = bool(open_dispute_freeze(tenancy=tenancy))
-                assert frozen == (not d.is_final), (action, d.status)
+                assert frozen == is_open, (action, [d.status for d in cases])
                 assert _relay(world) == (RelayState.ON if frozen else RelayState.OFF), (
                     action,
-                    d.status,
+                    [d.status for d in cases],
                 )
-            assert tenant_account(tenancy=tenancy).balance_minor == before + d.adjustment_minor
+            refunded = sum(
+                d.refund.amount_minor
+                for d in cases
+                if d.refund is not None and d.refund.status == Refund.Status.SUCCEEDED
+            )
+            adjusted = sum(d.adjustment_minor for d in cases)
+            balance = tenant_account(tenancy=tenancy).balance_minor
+            assert balance == before + adjusted - refunded
             assert ledger_verify() == []
             raise _Rollback
     except _Rollback:
@@ -172,5 +209,7 @@ def django_settings_for_four_eyes(settings):
     from django.contrib.auth import get_user_model
 
     settings.SUBMETER = {**settings.SUBMETER, "DISPUTE_FOUR_EYES_ABOVE_MINOR": 500}
+    settings.STRIPE_SECRET_KEY = ""
+    settings.DEVELOPMENT_PAYMENTS = True
     user, _ = get_user_model().objects.get_or_create(username="admin2", defaults={"is_staff": True})
     return user

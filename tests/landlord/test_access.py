@@ -391,6 +391,7 @@ HTTP: dict[str, list[Case]] = {
     "disputes:desk_case": [Case("get", only({ADMIN: 200}))],
     "disputes:desk_assign": [Case("post", only({ADMIN: 302}), {"assignee": "me"})],
     "disputes:desk_resolve": [Case("post", only({ADMIN: 400}), {"adjustment": "1"})],
+    "disputes:desk_refund": [Case("post", only({ADMIN: 400}), {"amount": "1"})],
     "disputes:desk_approve": [Case("post", only({ADMIN: 400}))],
     "disputes:desk_decline": [Case("post", only({ADMIN: 400}))],
     "disputes:desk_reject": [Case("post", only({ADMIN: 400}))],
