@@ -112,7 +112,7 @@ def test_dispute_on_a_bill_resolved_with_an_adjustment(
     expect(tenant.get_by_test_id("status")).to_contain_text("With an admin")
 
     # an admin opens it from the desk, reads the timeline and resolves with £5.00
-    admin = _sign_in(phone(), submeter_server, "admin")
+    admin = _sign_in(phone(), submeter_server, "admin", admin=True)
     admin.goto(submeter_server + "/desk/")
     admin.get_by_role("link", name=re.compile(rf"Dispute #{dispute_id}\b")).first.tap()
     timeline = admin.get_by_test_id("timeline")
