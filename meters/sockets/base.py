@@ -301,6 +301,9 @@ class DeviceSocket(AsyncWebsocketConsumer):
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self._closing = True
+        # Nothing more is sent either: the command loop stops with the close.
+        if self._loop_task is not None and self._loop_task is not asyncio.current_task():
+            self._loop_task.cancel()
         await super().close(code=code, reason=reason)
 
     # --- inbound frames -----------------------------------------------------

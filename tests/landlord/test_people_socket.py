@@ -119,7 +119,7 @@ async def test_frames_after_the_secret_changed_are_not_recorded(tpersonas):
         '[2, "m-2", "MeterValues", {"readings": [{"seq": 2, '
         '"taken_at": "2026-01-01T00:00:00Z", "register_wh": 2000}]}]'
     )
-    assert await comm.receive_nothing(timeout=0.5)
+    assert await comm.receive_nothing(timeout=0.5), "nothing is sent after the close"
     assert await _readings_of(creds.device) == 1
     await comm.disconnect()
 
