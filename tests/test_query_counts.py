@@ -128,8 +128,9 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     client.force_login(world.staff)
     url = reverse("landlord:unit", args=[world.prepaid.pk])
     # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
-    # one the switch of billing mode scheduled for the unit, if any.
-    _get_counted(client, url, django_assert_num_queries, 21)
+    # one the switch of billing mode scheduled for the unit, if any, one the
+    # tenancy's deposit, if any.
+    _get_counted(client, url, django_assert_num_queries, 22)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):
