@@ -27,6 +27,7 @@ from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
 from meters.readings import ReadingRejected
 from payments import deposits
+from payments.selectors import tenancy_advice
 
 from . import access, mode_switches, people, selectors
 from .access import Action
@@ -423,9 +424,12 @@ def _billing_mode_page(
 ) -> HttpResponse:
     target = _mode_target(unit)
     tz = _tz(unit)
+    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     context = {
         "unit": unit,
-        "row": selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk),
+        "row": row,
+        # A suggestion with its reasons, never acted on: the landlord decides.
+        "advice": tenancy_advice(tenancy=row.tenancy) if row and row.tenancy else None,
         "target": target,
         "form": form or ModeSwitchForm(initial={"mode": target}),
         "error": error,
