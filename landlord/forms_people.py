@@ -137,8 +137,31 @@ class InviteForm(forms.Form):
     )
 
 
+def deposit_field(*, required: bool) -> forms.DecimalField:
+    return forms.DecimalField(
+        label="Deposit to ask for" if required else "Deposit to ask for (optional)",
+        required=required,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("100000"),
+        max_digits=8,
+        decimal_places=2,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        help_text="The tenant pays it online; it is held apart from their balance and "
+        "settled at move-out.",
+    )
+
+
+def to_minor(amount: Decimal | None) -> int | None:
+    return None if amount is None else int(amount * 100)
+
+
 class MoveInForm(forms.Form):
     opening = kwh_field("Meter register at move-in (kWh)")
+    deposit = deposit_field(required=False)
+
+
+class DepositForm(forms.Form):
+    deposit = deposit_field(required=True)
 
 
 class MoveOutForm(forms.Form):

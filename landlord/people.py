@@ -9,8 +9,10 @@ used one finds its row used, and in each case nothing is created.
 
 Money stays in the ledger: a move-out or a switch posts what is still
 pending and, where the unit is postpaid, issues the closing bill
-(``invoice_issue(final=True)``); the balance that remains is the tenant's
-(credit owed back, or debt), shown on the final statement, never moved here.
+(``invoice_issue(final=True)``); a deposit held pays what is owed then and
+the rest is refunded (``payments.deposits.deposit_settle``); the balance that
+remains is the tenant's (credit owed back, or debt), shown on the final
+statement, never moved here.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from payments.billing import (
     standing_charges_post,
     usage_settle_meter,
 )
+from payments.deposits import DepositError, deposit_request, deposit_settle
 from payments.errors import BillingError
 from payments.ledger import tenant_account
 from payments.models import Invoice
@@ -223,10 +226,16 @@ def _installed_meter(unit: Unit) -> Meter | None:
 
 @transaction.atomic
 def tenancy_move_in(
-    *, tenancy: Tenancy, opening_wh: int, actor_id: int | None, now: datetime | None = None
+    *,
+    tenancy: Tenancy,
+    opening_wh: int,
+    actor_id: int | None,
+    deposit_minor: int | None = None,
+    now: datetime | None = None,
 ) -> MoveIn:
     """Record the register at move-in. A meter with no reading yet takes it as its
-    billing baseline; otherwise the meter's own latest reading stands (shown to compare)."""
+    billing baseline; otherwise the meter's own latest reading stands (shown to compare).
+    ``deposit_minor``: ask the tenant for a deposit (``payments.deposits``)."""
     now = now or timezone.now()
     if opening_wh < 0:
         raise PeopleError("A register reading cannot be negative.")
@@ -243,6 +252,11 @@ def tenancy_move_in(
         meter.refresh_from_db()
     tenancy.opening_wh = opening_wh
     tenancy.save(update_fields=["opening_wh"])
+    if deposit_minor:
+        try:
+            deposit_request(tenancy=tenancy, amount_minor=deposit_minor, actor_id=actor_id)
+        except DepositError as exc:
+            raise PeopleError(str(exc)) from None
     audit_record(
         landlord_id=tenancy.landlord_id,
         actor_id=actor_id,
@@ -337,6 +351,8 @@ def tenancy_move_out(
     invoice = None
     if not unit.is_prepaid:
         invoice = _closing_bill(tenancy=tenancy, last_day=end_date, now=now)
+    # The deposit held pays what is still owed; the rest goes back to the tenant.
+    deposit = deposit_settle(tenancy=tenancy, actor_id=actor_id, now=now)
     balance = tenant_account(tenancy=tenancy).balance_minor
     audit_record(
         landlord_id=tenancy.landlord_id,
@@ -349,6 +365,7 @@ def tenancy_move_out(
             "closing_wh": closing_wh,
             "balance_minor": balance,
             "invoice": invoice.pk if invoice else None,
+            "deposit_applied_minor": deposit.applied_minor if deposit else 0,
         },
     )
     supply_evaluate(unit=unit, reason="tenant moved out", now=now)

@@ -37,4 +37,5 @@ urlpatterns = [
     path("tenancies/<int:tenancy_id>/move-in/", views.tenancy_move_in, name="move_in"),
     path("tenancies/<int:tenancy_id>/move-out/", views.tenancy_move_out, name="move_out"),
     path("tenancies/<int:tenancy_id>/statement/", views.tenancy_statement, name="statement"),
+    path("tenancies/<int:tenancy_id>/deposit/", views.tenancy_deposit, name="deposit"),
 ]

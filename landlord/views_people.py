@@ -26,10 +26,13 @@ from meters.devices import DeviceRegistrationError, device_register, device_secr
 from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
 from meters.readings import ReadingRejected
+from payments import deposits
+from payments.selectors import tenancy_advice
 
 from . import access, mode_switches, people, selectors
 from .access import Action
 from .forms_people import (
+    DepositForm,
     DeviceRegisterForm,
     InviteAcceptForm,
     InviteForm,
@@ -39,6 +42,7 @@ from .forms_people import (
     ModeSwitchForm,
     MoveInForm,
     MoveOutForm,
+    to_minor,
     to_wh,
 )
 from .models import Invitation, Tenancy, Unit
@@ -293,6 +297,7 @@ def tenancy_move_in(request: HttpRequest, tenancy_id: int) -> HttpResponse:
                 context["done"] = people.tenancy_move_in(
                     tenancy=tenancy,
                     opening_wh=to_wh(form.cleaned_data["opening"]),
+                    deposit_minor=to_minor(form.cleaned_data["deposit"]),
                     actor_id=request.user.pk,
                 )
             except people.PeopleError as exc:
@@ -344,6 +349,59 @@ def tenancy_statement(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     )
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def tenancy_deposit(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    """Ask for a deposit (or change what is asked); after the move-out, ask the
+    provider again to refund what is still held."""
+    refund = request.POST.get("action") == "refund"
+    if request.method != "POST":
+        action = Action.VIEW
+    else:
+        action = Action.REFUND if refund else Action.TENANTS
+    tenancy = access.access_landlord_tenancy(
+        user=request.user, tenancy_id=tenancy_id, action=action
+    )
+    form = DepositForm(None if refund or request.method != "POST" else request.POST)
+    status, error = 200, ""
+    if request.method == "POST":
+        try:
+            if refund:
+                asked = deposits.deposit_refund_rest(tenancy=tenancy, actor_id=request.user.pk)
+                messages.success(
+                    request, f"Asked the payment provider to refund {asked / 100:.2f}."
+                )
+                return redirect("landlord:people:deposit", tenancy_id=tenancy.pk)
+            if form.is_valid():
+                deposits.deposit_request(
+                    tenancy=tenancy,
+                    amount_minor=to_minor(form.cleaned_data["deposit"]) or 0,
+                    actor_id=request.user.pk,
+                )
+                messages.success(request, "Deposit asked for: the tenant can pay it online.")
+                return redirect("landlord:people:deposit", tenancy_id=tenancy.pk)
+        except deposits.DepositError as exc:
+            error = str(exc)
+        status = 400
+    return render(
+        request,
+        "landlord/people/deposit.html",
+        {
+            "tenancy": tenancy,
+            "unit": tenancy.unit,
+            "form": form,
+            "error": error,
+            "may_ask": access.may(
+                user=request.user, landlord_id=tenancy.landlord_id, action=Action.TENANTS
+            ),
+            "may_refund": access.may(
+                user=request.user, landlord_id=tenancy.landlord_id, action=Action.REFUND
+            ),
+        },
+        status=status,
+    )
+
+
 # --- Billing mode ---------------------------------------------------------------------
 
 
@@ -366,9 +424,12 @@ def _billing_mode_page(
 ) -> HttpResponse:
     target = _mode_target(unit)
     tz = _tz(unit)
+    row = selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
     context = {
         "unit": unit,
-        "row": selectors.landlord_unit_view(landlord_id=unit.landlord_id, unit_id=unit.pk),
+        "row": row,
+        # A suggestion with its reasons, never acted on: the landlord decides.
+        "advice": tenancy_advice(tenancy=row.tenancy) if row and row.tenancy else None,
         "target": target,
         "form": form or ModeSwitchForm(initial={"mode": target}),
         "error": error,

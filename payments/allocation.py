@@ -1,6 +1,7 @@
 """Payments applied to postpaid bills, oldest first.
 
-A tenancy's **funds** are its succeeded payments whose credit was not
+A tenancy's **funds** are its succeeded payments (deposits apart: they are
+held in their own account, ``payments.deposits``) whose credit was not
 reversed (``ledger_reverse``), each net of what its refunds and chargebacks
 took back (as posted to the ledger: a refund that
 failed after it was posted counts no more, reinstated chargeback funds are
@@ -111,6 +112,8 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
+        # A deposit is held apart (payments.deposits): it pays no bill as a payment.
+        .exclude(purpose=Payment.Purpose.DEPOSIT)
         .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
         .values_list("pk", "amount_minor", "reversed_by", "ledger_transaction_id")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from landlord.models import Landlord, Tenancy
@@ -52,6 +52,23 @@ def tenant_account(*, tenancy: Tenancy) -> Account:
         defaults={
             "landlord_id": tenancy.landlord_id,
             "kind": Account.Kind.TENANT,
+            "currency": tenancy.unit.property.currency,
+        },
+    )
+    return account
+
+
+def deposit_account(*, tenancy: Tenancy) -> Account:
+    """The account holding the tenancy's deposit: apart from its balance, so a deposit
+    is never credit to spend, nor a payment of a bill."""
+    account = Account.objects.filter(deposit_tenancy_id=tenancy.pk).first()
+    if account is not None:
+        return account
+    account, _ = Account.objects.get_or_create(
+        deposit_tenancy_id=tenancy.pk,
+        defaults={
+            "landlord_id": tenancy.landlord_id,
+            "kind": Account.Kind.DEPOSIT,
             "currency": tenancy.unit.property.currency,
         },
     )
@@ -177,6 +194,7 @@ def ledger_verify() -> list[str]:
     problems += _verify_reversals()
     problems += _verify_emergency_credit()
     problems += _verify_usage()
+    problems += _verify_deposits()
     problems += allocations_verify()
     return problems
 
@@ -264,4 +282,47 @@ def _verify_usage() -> list[str]:
             )
         if meter.pending_sub < 0:
             problems.append(f"meter {meter.pk}: a negative pending amount was never corrected")
+    return problems
+
+
+def _verify_deposits() -> list[str]:
+    """A deposit held is never negative, and moves only between the payment clearing
+    account and its own tenancy's balance (applied to what the tenant owes)."""
+    problems = [
+        f"deposit account {pk} holds {balance}, less than nothing"
+        for pk, balance in Account.objects.filter(
+            kind=Account.Kind.DEPOSIT, balance_minor__lt=0
+        ).values_list("pk", "balance_minor")
+    ]
+    rows = Posting.objects.filter(
+        Q(debit__kind=Account.Kind.DEPOSIT) | Q(credit__kind=Account.Kind.DEPOSIT)
+    ).values_list(
+        "pk",
+        "debit__kind",
+        "debit__tenancy_id",
+        "debit__deposit_tenancy_id",
+        "credit__kind",
+        "credit__tenancy_id",
+        "credit__deposit_tenancy_id",
+    )
+    for pk, d_kind, d_tenancy, d_held, c_kind, c_tenancy, c_held in rows:
+        held_for = d_held if d_kind == Account.Kind.DEPOSIT else c_held
+        other_kind, other_tenancy = (
+            (c_kind, c_tenancy) if d_kind == Account.Kind.DEPOSIT else (d_kind, d_tenancy)
+        )
+        if other_kind == Account.Kind.CLEARING:
+            continue
+        if other_kind == Account.Kind.TENANT and other_tenancy == held_for:
+            continue
+        problems.append(f"posting {pk} moves a deposit to or from a wrong account")
+    wrong = (
+        Posting.objects.filter(
+            transaction__payment__purpose="deposit",
+            transaction__kind=LedgerTransaction.Kind.PAYMENT,
+        )
+        .exclude(credit__kind=Account.Kind.DEPOSIT)
+        .count()
+    )
+    if wrong:
+        problems.append(f"{wrong} deposit payments were not credited to a deposit account")
     return problems

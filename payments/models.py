@@ -192,6 +192,7 @@ class Account(models.Model):
         CLEARING = "clearing", "Payments received (clearing)"
         ADVANCE = "advance", "Emergency credit advanced"
         VACANT = "vacant", "Energy of vacant units (landlord's own)"
+        DEPOSIT = "deposit", "Deposit held"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="accounts"
@@ -205,6 +206,15 @@ class Account(models.Model):
         null=True,
         blank=True,
     )
+    # A deposit held for a tenancy (kind "deposit"): the landlord holds it apart
+    # from the tenant's balance until the move-out settles it (payments.deposits).
+    deposit_tenancy = models.OneToOneField(
+        "landlord.Tenancy",
+        on_delete=models.PROTECT,
+        related_name="deposit_account",
+        null=True,
+        blank=True,
+    )
     balance_minor = models.BigIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -215,15 +225,21 @@ class Account(models.Model):
                 | (~Q(kind="tenant") & Q(tenancy__isnull=True)),
                 name="account_tenant_has_tenancy",
             ),
+            models.CheckConstraint(
+                condition=(Q(kind="deposit") & Q(deposit_tenancy__isnull=False))
+                | (~Q(kind="deposit") & Q(deposit_tenancy__isnull=True)),
+                name="account_deposit_has_tenancy",
+            ),
             models.UniqueConstraint(
                 fields=["landlord", "kind", "currency"],
-                condition=~Q(kind="tenant"),
+                condition=~Q(kind__in=["tenant", "deposit"]),
                 name="account_one_landlord_account_per_kind",
             ),
         ]
 
     def __str__(self) -> str:
-        owner = f"tenancy {self.tenancy_id}" if self.tenancy_id else f"landlord {self.landlord_id}"
+        tenancy_id = self.tenancy_id or self.deposit_tenancy_id
+        owner = f"tenancy {tenancy_id}" if tenancy_id else f"landlord {self.landlord_id}"
         return f"{self.get_kind_display()} ({owner}, {self.currency})"
 
 
@@ -240,6 +256,7 @@ class LedgerTransaction(models.Model):
         REFUND = "refund", "Refund"
         CHARGEBACK = "chargeback", "Chargeback"
         LATE_FEE = "late_fee", "Late fee"
+        DEPOSIT = "deposit", "Deposit applied"
 
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="ledger_transactions"
@@ -299,6 +316,7 @@ class Payment(models.Model):
         BILL = "bill", "Bill payment"
         AUTO_TOPUP = "auto_topup", "Automatic top-up"
         AUTOPAY = "autopay", "Autopay"
+        DEPOSIT = "deposit", "Deposit"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -410,6 +428,40 @@ class PaymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.event_id} {self.type}"
+
+
+class Deposit(models.Model):
+    """The deposit a landlord asks of a tenancy, and how the move-out settled it.
+
+    The money itself is in the ledger: what is held is the balance of the
+    tenancy's deposit account (``Account.Kind.DEPOSIT``), credited by the
+    tenant's deposit payments. At move-out (``payments.deposits.deposit_settle``)
+    it pays what the tenant still owes, and the rest is refunded.
+    """
+
+    landlord = models.ForeignKey("landlord.Landlord", on_delete=models.PROTECT, related_name="+")
+    tenancy = models.OneToOneField(
+        "landlord.Tenancy", on_delete=models.PROTECT, related_name="deposit"
+    )
+    currency = models.CharField(max_length=3)
+    amount_minor = models.BigIntegerField(help_text="What the landlord asks the tenant to pay.")
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # Set by the move-out: what the held deposit paid of the tenant's debt, and
+    # what was asked back through the payment provider.
+    settled_at = models.DateTimeField(null=True, blank=True)
+    applied_minor = models.BigIntegerField(default=0)
+    refund_asked_minor = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="deposit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Deposit of tenancy {self.tenancy_id}: {self.amount_minor} {self.currency}"
 
 
 class BillingState(models.Model):

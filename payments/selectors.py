@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from landlord.models import Tenancy
+import itertools
+import zoneinfo
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
 
-from . import automatic
-from .models import Payment
+from django.utils import timezone
+
+from landlord.models import Tenancy
+from meters.models import Interval
+
+from . import advice, automatic
+from .ledger import tenant_account
+from .models import Invoice, Payment
 from .providers import get_provider
+from .services import invoice_amount_due
 
 
 def tenant_payment_context(*, tenancy: Tenancy) -> dict[str, object]:
@@ -28,3 +38,74 @@ def tenant_payment_context(*, tenancy: Tenancy) -> dict[str, object]:
             ).exclude(action_url="")[:3]
         ),
     }
+
+
+ADVICE_DAYS = 60
+PAYMENT_HISTORY_DAYS = 365
+
+
+def tenancy_advice(*, tenancy: Tenancy, now: datetime | None = None) -> advice.Advice:
+    """The facts ``payments.advice.advise`` weighs, read for one tenancy, and its advice."""
+    now = now or timezone.now()
+    tz = zoneinfo.ZoneInfo(tenancy.unit.property.timezone)
+    today = timezone.localdate(now, tz)
+    since = now - timedelta(days=ADVICE_DAYS)
+    start = max(since, datetime.combine(tenancy.start_date, time(0), tz))
+    daily: dict[date, int] = defaultdict(int)
+    slots = Interval.objects.filter(
+        meter__unit_id=tenancy.unit_id, kind=Interval.Kind.SLOT, start__gte=start, start__lt=now
+    ).values_list("start", "energy_wh")
+    for at, wh in slots:
+        daily[timezone.localtime(at, tz).date()] += wh
+    # Today is not over: its energy would look like a low day.
+    daily.pop(today, None)
+
+    bills_due = bills_late = 0
+    due = Invoice.objects.filter(tenancy_id=tenancy.pk, due_date__lt=today).order_by("pk")
+    for invoice in due.prefetch_related("allocations__payment__ledger_transaction"):
+        bills_due += 1
+        due_date = invoice.due_date or today
+        on_time = 0
+        for row in invoice.allocations.all():
+            credited = row.payment.ledger_transaction
+            if credited is not None and timezone.localdate(credited.created_at, tz) <= due_date:
+                on_time += row.amount_minor
+        if on_time < max(invoice.total_minor, 0):
+            bills_late += 1
+
+    payments = Payment.objects.filter(
+        tenancy_id=tenancy.pk,
+        created_at__gte=now - timedelta(days=PAYMENT_HISTORY_DAYS),
+        status__in=[Payment.Status.SUCCEEDED, Payment.Status.FAILED],
+    ).exclude(purpose=Payment.Purpose.DEPOSIT)
+    tried = failed = 0
+    topups: list[datetime] = []
+    for status, purpose, at in payments.values_list("status", "purpose", "created_at"):
+        tried += 1
+        failed += status == Payment.Status.FAILED
+        if (
+            status == Payment.Status.SUCCEEDED
+            and purpose in (Payment.Purpose.TOPUP, Payment.Purpose.AUTO_TOPUP)
+            and at >= since
+        ):
+            topups.append(at)
+    topups.sort()
+    gaps = [(b - a).total_seconds() / 86400 for a, b in itertools.pairwise(topups)]
+
+    balance = tenant_account(tenancy=tenancy).balance_minor
+    if tenancy.unit.is_prepaid:
+        arrears = max(-balance, 0)
+    else:
+        arrears = min(sum(invoice_amount_due(invoice=i) for i in due), max(-balance, 0))
+    return advice.advise(
+        advice.History(
+            mode=tenancy.unit.billing_mode,
+            daily_wh=[daily[d] for d in sorted(daily)],
+            bills_due=bills_due,
+            bills_late=bills_late,
+            payments_tried=tried,
+            payments_failed=failed,
+            topup_gap_days=gaps,
+            arrears_minor=arrears,
+        )
+    )

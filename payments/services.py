@@ -20,10 +20,18 @@ from supply.decision import supply_evaluate
 
 from .allocation import bills_allocate, invoice_outstanding_minor
 from .emergency import debt_recover
-from .ledger import Leg, landlord_account, ledger_post, tenant_account
+from .ledger import (
+    Leg,
+    accounts_lock,
+    deposit_account,
+    landlord_account,
+    ledger_post,
+    tenant_account,
+)
 from .models import (
     Account,
     ConnectAccount,
+    Deposit,
     Dispute,
     Invoice,
     LedgerTransaction,
@@ -53,6 +61,36 @@ def invoice_amount_due(*, invoice: Invoice) -> int:
     return min(owed, invoice_outstanding_minor(invoice=invoice))
 
 
+def deposit_pending_refunds_minor(*, tenancy_id: int) -> int:
+    """Refunds of the tenancy's deposit payments asked for but not posted yet."""
+    total = (
+        Refund.objects.filter(
+            payment__tenancy_id=tenancy_id,
+            payment__purpose=Payment.Purpose.DEPOSIT,
+            ledger_transaction__isnull=True,
+        )
+        .exclude(status__in=[Refund.Status.FAILED, Refund.Status.CANCELED])
+        .aggregate(s=Sum("amount_minor"))["s"]
+    )
+    return int(total or 0)
+
+
+def deposit_to_pay_minor(*, tenancy: Tenancy) -> int:
+    """What the tenant still has to pay of the deposit asked of them: the amount
+    asked, less what is held and what is on its way (a bank debit processing).
+    Nothing once the move-out settled it."""
+    deposit = Deposit.objects.filter(tenancy_id=tenancy.pk).first()
+    if deposit is None or deposit.settled_at is not None:
+        return 0
+    held = deposit_account(tenancy=tenancy).balance_minor
+    on_the_way = Payment.objects.filter(
+        tenancy_id=tenancy.pk,
+        purpose=Payment.Purpose.DEPOSIT,
+        status=Payment.Status.PROCESSING,
+    ).aggregate(s=Sum("amount_minor"))["s"]
+    return max(deposit.amount_minor - held - int(on_the_way or 0), 0)
+
+
 @transaction.atomic
 def payment_create(
     *,
@@ -71,12 +109,24 @@ def payment_create(
     After a tenancy ends only its bills can be paid, and a bill no more than is
     still owed on it.
     """
-    low, high = topup_limits()
-    if amount_minor < low or amount_minor > high:
-        raise PaymentError(f"Choose an amount between {low / 100:.2f} and {high / 100:.2f}.")
+    if purpose == Payment.Purpose.DEPOSIT:
+        # A deposit is paid as asked, whatever the top-up limits.
+        if not tenancy.is_current():
+            raise PaymentError("This tenancy has ended: its deposit can no longer be paid.")
+        due = deposit_to_pay_minor(tenancy=tenancy)
+        if due <= 0:
+            raise PaymentError("No deposit is due.")
+        if amount_minor != due:
+            raise PaymentError(f"The deposit to pay is {due / 100:.2f}.")
+        invoice = None
+        reference = "deposit"
+    else:
+        low, high = topup_limits()
+        if amount_minor < low or amount_minor > high:
+            raise PaymentError(f"Choose an amount between {low / 100:.2f} and {high / 100:.2f}.")
     if invoice is not None:
         reference = Payment.bill_reference(invoice)
-    if not tenancy.is_current():
+    if not tenancy.is_current() and purpose != Payment.Purpose.DEPOSIT:
         if not reference.startswith(Payment.BILL_REFERENCE):
             raise PaymentError("This tenancy has ended: only its bills can be paid.")
         # A reference alone comes from autopay, which charges what is owed.
@@ -135,6 +185,12 @@ def refund_create(
     if locked.status != Payment.Status.SUCCEEDED:
         raise PaymentError("Only a payment that succeeded can be refunded.")
     available = refundable_minor(payment=locked)
+    if locked.purpose == Payment.Purpose.DEPOSIT:
+        # Only what is still held can go back: the rest paid the tenant's debt.
+        tenancy = Tenancy.objects.select_related("unit__property").get(pk=locked.tenancy_id)
+        held = deposit_account(tenancy=tenancy).balance_minor
+        pending = deposit_pending_refunds_minor(tenancy_id=tenancy.pk)
+        available = min(available, max(held - pending, 0))
     if amount_minor <= 0 or amount_minor > available:
         raise PaymentError(f"Refund between 0.01 and {available / 100:.2f}.")
     refund = Refund.objects.create(
@@ -692,6 +748,30 @@ def _reversals_settle(*, payment: Payment) -> None:
     clearing = landlord_account(
         landlord=tenancy.landlord, kind=Account.Kind.CLEARING, currency=payment.currency
     )
+
+    def take_back(amount_minor: int) -> list[Leg]:
+        """Legs taking ``amount_minor`` of the payment back to clearing: from the
+        tenant's balance, or for a deposit from what is held (and only what it no
+        longer holds, because the move-out applied it, from the balance)."""
+        if payment.purpose != Payment.Purpose.DEPOSIT:
+            return [Leg(debit=tenant, credit=clearing, amount_minor=amount_minor)]
+        held = deposit_account(tenancy=tenancy)
+        held = accounts_lock(account_ids=[held.pk])[held.pk]
+        from_held = min(max(held.balance_minor, 0), amount_minor)
+        legs = [Leg(debit=held, credit=clearing, amount_minor=from_held)] if from_held else []
+        if amount_minor > from_held:
+            legs.append(Leg(debit=tenant, credit=clearing, amount_minor=amount_minor - from_held))
+        return legs
+
+    def give_back(taken: LedgerTransaction, amount_minor: int) -> list[Leg]:
+        """Legs returning what ``taken`` took back, to the accounts it came from."""
+        if payment.purpose != Payment.Purpose.DEPOSIT:
+            return [Leg(debit=clearing, credit=tenant, amount_minor=amount_minor)]
+        return [
+            Leg(debit=posting.credit, credit=posting.debit, amount_minor=posting.amount_minor)
+            for posting in taken.postings.select_related("debit", "credit").order_by("pk")
+        ]
+
     changed = False
     for refund in Refund.objects.filter(
         payment=payment, succeeded_at__isnull=False, ledger_transaction__isnull=True
@@ -700,7 +780,7 @@ def _reversals_settle(*, payment: Payment) -> None:
             landlord_id=payment.landlord_id,
             kind=LedgerTransaction.Kind.REFUND,
             idempotency_key=f"refund:{refund.uuid}",
-            legs=[Leg(debit=tenant, credit=clearing, amount_minor=refund.amount_minor)],
+            legs=take_back(refund.amount_minor),
             memo=f"Refund: {refund.reason}",
             created_by_id=refund.created_by_id,
         )
@@ -719,15 +799,21 @@ def _reversals_settle(*, payment: Payment) -> None:
             },
         )
         changed = changed or created
-    for refund in Refund.objects.filter(
-        payment=payment, status=Refund.Status.FAILED, ledger_transaction__isnull=False
-    ).order_by("pk"):
-        # The refund failed after it was posted: the money stays with the tenant.
+    for refund in (
+        Refund.objects.filter(
+            payment=payment, status=Refund.Status.FAILED, ledger_transaction__isnull=False
+        )
+        .select_related("ledger_transaction")
+        .order_by("pk")
+    ):
+        # The refund failed after it was posted: the money stays with the tenant
+        # (a deposit's is held again).
+        assert refund.ledger_transaction is not None
         _, created = ledger_post(
             landlord_id=payment.landlord_id,
             kind=LedgerTransaction.Kind.REFUND,
             idempotency_key=f"refund:{refund.uuid}:failed",
-            legs=[Leg(debit=clearing, credit=tenant, amount_minor=refund.amount_minor)],
+            legs=give_back(refund.ledger_transaction, refund.amount_minor),
             memo=f"Refund failed: {refund.reason}",
         )
         if created:
@@ -744,20 +830,26 @@ def _reversals_settle(*, payment: Payment) -> None:
             )
         changed = changed or created
     for dispute in Dispute.objects.filter(payment=payment, funds_withdrawn=True).order_by("pk"):
-        _, created = ledger_post(
-            landlord_id=payment.landlord_id,
-            kind=LedgerTransaction.Kind.CHARGEBACK,
-            idempotency_key=f"dispute:{dispute.provider_ref}:withdrawn",
-            legs=[Leg(debit=tenant, credit=clearing, amount_minor=dispute.amount_minor)],
-            memo=f"Chargeback {dispute.provider_ref}: funds withdrawn",
-        )
+        key = f"dispute:{dispute.provider_ref}:withdrawn"
+        withdrawn = LedgerTransaction.objects.filter(
+            landlord_id=payment.landlord_id, idempotency_key=key
+        ).first()
+        created = False
+        if withdrawn is None:
+            withdrawn, created = ledger_post(
+                landlord_id=payment.landlord_id,
+                kind=LedgerTransaction.Kind.CHARGEBACK,
+                idempotency_key=key,
+                legs=take_back(dispute.amount_minor),
+                memo=f"Chargeback {dispute.provider_ref}: funds withdrawn",
+            )
         changed = changed or created
         if dispute.funds_reinstated:
             _, created = ledger_post(
                 landlord_id=payment.landlord_id,
                 kind=LedgerTransaction.Kind.CHARGEBACK,
                 idempotency_key=f"dispute:{dispute.provider_ref}:reinstated",
-                legs=[Leg(debit=clearing, credit=tenant, amount_minor=dispute.amount_minor)],
+                legs=give_back(withdrawn, dispute.amount_minor),
                 memo=f"Chargeback {dispute.provider_ref}: funds reinstated",
             )
             changed = changed or created
@@ -782,8 +874,13 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
         payment.provider_ref = provider_ref
     fields = ["status", "updated_at", "provider_ref"]
     tenancy = Tenancy.objects.select_related("unit", "landlord").get(pk=payment.tenancy_id)
+    # A deposit is held in its own account: never credit on the balance, never
+    # a payment of a bill, no change to the supply (payments.deposits).
+    is_deposit = payment.purpose == Payment.Purpose.DEPOSIT
     if status == Payment.Status.SUCCEEDED:
-        tenant = tenant_account(tenancy=tenancy)
+        credited = (
+            deposit_account(tenancy=tenancy) if is_deposit else tenant_account(tenancy=tenancy)
+        )
         clearing = landlord_account(
             landlord=tenancy.landlord, kind=Account.Kind.CLEARING, currency=payment.currency
         )
@@ -791,27 +888,28 @@ def payment_transition(*, payment: Payment, status: str, provider_ref: str) -> s
             landlord_id=payment.landlord_id,
             kind=LedgerTransaction.Kind.PAYMENT,
             idempotency_key=f"payment:{payment.uuid}",
-            legs=[Leg(debit=clearing, credit=tenant, amount_minor=payment.amount_minor)],
-            memo=f"Payment via {payment.provider}",
+            legs=[Leg(debit=clearing, credit=credited, amount_minor=payment.amount_minor)],
+            memo=f"{'Deposit' if is_deposit else 'Payment'} via {payment.provider}",
             created_by_id=payment.created_by_id,
         )
         payment.ledger_transaction = txn
         fields.append("ledger_transaction")
-        # Emergency credit is repaid from top-ups, a capped share of each.
-        debt_recover(
-            tenancy=tenancy,
-            topup_minor=payment.amount_minor,
-            idempotency_key=f"recovery:{payment.uuid}",
-        )
+        if not is_deposit:
+            # Emergency credit is repaid from top-ups, a capped share of each.
+            debt_recover(
+                tenancy=tenancy,
+                topup_minor=payment.amount_minor,
+                idempotency_key=f"recovery:{payment.uuid}",
+            )
         audit_record(
             landlord_id=payment.landlord_id,
             actor_id=payment.created_by_id,
-            action="payment.credited",
+            action="deposit.paid" if is_deposit else "payment.credited",
             tenancy=tenancy,
             data={"payment": str(payment.uuid), "amount_minor": payment.amount_minor},
         )
     payment.save(update_fields=fields)
-    if status == Payment.Status.SUCCEEDED:
+    if status == Payment.Status.SUCCEEDED and not is_deposit:
         bills_allocate(tenancy=tenancy)
         supply_evaluate(unit=tenancy.unit, reason="payment received")
     if newly_linked:

@@ -108,9 +108,10 @@ class StripeGateway:
             raise PaymentError("Your landlord cannot take card payments yet.")
         fee = application_fee_minor(amount_minor=payment.amount_minor)
         tenancy = payment.tenancy
-        label = (
-            "Electricity top-up" if payment.purpose == Payment.Purpose.TOPUP else "Electricity bill"
-        )
+        label = {
+            Payment.Purpose.TOPUP: "Electricity top-up",
+            Payment.Purpose.DEPOSIT: "Deposit",
+        }.get(Payment.Purpose(payment.purpose), "Electricity bill")
         metadata = {
             "payment_uuid": str(payment.uuid),
             "tenancy_id": str(tenancy.pk),

@@ -5,6 +5,7 @@ from . import billing_views, views
 app_name = "payments"
 urlpatterns = [
     path("tenancies/<int:tenancy_id>/topup/", views.topup, name="topup"),
+    path("tenancies/<int:tenancy_id>/deposit/", views.deposit_pay, name="deposit_pay"),
     path("tenancies/<int:tenancy_id>/automatic/", views.automatic_payments, name="automatic"),
     path(
         "tenancies/<int:tenancy_id>/methods/<int:method_id>/remove/",

@@ -24,6 +24,7 @@ from .selectors import tenant_payment_context
 from .services import (
     EventRejected,
     PaymentError,
+    deposit_to_pay_minor,
     payment_abandon,
     payment_create,
     payment_event_receive,
@@ -106,6 +107,42 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
             None, "The payment provider could not be reached. Nothing was charged; try again."
         )
         return _home_with_error(request, tenancy, form, 502)
+    return response
+
+
+@login_required
+@require_POST
+def deposit_pay(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    """The tenant pays the deposit their landlord asked for, in full, at the provider."""
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    # No input: the form only carries the error back to the history page.
+    form = TopUpForm(None, currency=tenancy.unit.property.currency)
+    form.cleaned_data = {}
+    provider = get_provider()
+    if provider is None:
+        form.add_error(None, "Payments are not available yet. Please try again later.")
+        return tenancy_history(request, tenancy, form=form, status=503)
+    payee = provider.payee_status(landlord=tenancy.landlord)
+    if not payee.ready:
+        form.add_error(None, payee.message)
+        return tenancy_history(request, tenancy, form=form, status=409)
+    try:
+        payment = payment_create(
+            tenancy=tenancy,
+            amount_minor=deposit_to_pay_minor(tenancy=tenancy),
+            provider=provider.name,
+            created_by_id=request.user.pk,
+            purpose=Payment.Purpose.DEPOSIT,
+        )
+    except PaymentError as exc:
+        form.add_error(None, str(exc))
+        return tenancy_history(request, tenancy, form=form, status=400)
+    response = _checkout_redirect(request, provider, payment)
+    if response is None:
+        form.add_error(
+            None, "The payment provider could not be reached. Nothing was charged; try again."
+        )
+        return tenancy_history(request, tenancy, form=form, status=502)
     return response
 
 

@@ -130,9 +130,10 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     client.force_login(world.staff)
     url = reverse("landlord:unit", args=[world.prepaid.pk])
     # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
-    # one the switch of billing mode scheduled for the unit, if any. The raw records are
-    # on the details tab; the overview reads bills, payments and 30 days of daily usage.
-    _get_counted(client, url, django_assert_num_queries, 18)
+    # one the switch of billing mode scheduled for the unit, if any, one the tenancy's
+    # deposit, if any. The raw records are on the details tab; the overview reads bills,
+    # payments and 30 days of daily usage.
+    _get_counted(client, url, django_assert_num_queries, 19)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):

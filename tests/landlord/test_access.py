@@ -260,6 +260,8 @@ HTTP: dict[str, list[Case]] = {
         Case("post", only({TENANT: 302}), {"threshold": "2", "amount": "10", "monthly_cap": "50"}),
     ],
     "payments:method_remove": [Case("post", only({TENANT: 302}))],
+    # No deposit was asked of the tenancy: refused on the page.
+    "payments:deposit_pay": [Case("post", only({TENANT: 400}))],
     # A tenant's own payments and bills, also after the tenancy ended.
     "payments:status": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "payments:dev_checkout": [Case("get", only({TENANT: 200, FORMER: 200}))],
@@ -335,6 +337,12 @@ HTTP: dict[str, list[Case]] = {
     "landlord:people:move_in": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:move_out": [Case("get", A_OBJECT_PAGE)],
     "landlord:people:statement": [Case("get", A_OBJECT_PAGE)],
+    "landlord:people:deposit": [
+        Case("get", A_OBJECT_PAGE),
+        Case("post", only({OWNER: 302, STAFF: 302}), {"deposit": "100"}),
+        # The tenancy runs: its deposit is returned at the move-out, not now.
+        Case("post", only({OWNER: 400, STAFF: 403}), {"action": "refund"}),
+    ],
     # The signed link is the credential: the same page for everyone.
     "invite": [Case("get", everyone_gets(200))],
     "member_invite": [Case("get", everyone_gets(200))],

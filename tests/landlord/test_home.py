@@ -154,8 +154,9 @@ def _counted(client, url, django_assert_num_queries, expected):
 # devices, meters and tenancies, the role, then the home's own fixed queries
 # (one of them every prepaid meter's last hour at once, for the runways).
 HOME_QUERIES = 21
-# The unit page also asks for a switch of billing mode scheduled for the unit.
-UNIT_QUERIES = 19
+# The unit page also asks for a switch of billing mode scheduled for the unit and for
+# the tenancy's deposit.
+UNIT_QUERIES = 20
 
 
 @pytest.mark.parametrize("count", [20, 200])
