@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.tasks import task
 from django.utils import timezone
 
@@ -428,20 +428,28 @@ def open_alerts(*, tenancy_id: int) -> list[Alert]:
     """What the tenant's page shows: open conditions, and "supply restored" for an hour.
 
     A scheduled cut-off is shown from its ``CutoffNotice`` instead, so a top-up
-    removes it at once.
+    removes it at once. One query: the open alerts and the last hour's events
+    (an event older than an hour is never shown, and any newer one is later
+    than it).
     """
-    alerts = Alert.objects.filter(
-        subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT
-    ).order_by("-created_at")
-    shown = list(alerts.filter(cleared_at__isnull=True)[:5])
-    latest_event = alerts.filter(kind__in=EVENT_KINDS).first()
+    since = timezone.now() - timedelta(hours=1)
+    rows = list(
+        Alert.objects.filter(subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT)
+        .filter(Q(cleared_at__isnull=True) | Q(kind__in=EVENT_KINDS, created_at__gte=since))
+        .order_by("-created_at")[:OPEN_ALERTS_READ]
+    )
+    shown = [a for a in rows if a.cleared_at is None][:5]
+    latest_event = next((a for a in rows if a.kind in EVENT_KINDS), None)
     if (
         latest_event is not None
         and latest_event.kind == Alert.Kind.SUPPLY_RESTORED
-        and latest_event.created_at >= timezone.now() - timedelta(hours=1)
+        and latest_event.created_at >= since
     ):
         shown.append(latest_event)
     return shown
 
 
+# Open alerts are few (one per kind and subject); the bound keeps a burst of events
+# from making the page read them all.
+OPEN_ALERTS_READ = 50
 EVENT_KINDS = [Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED]
