@@ -6,5 +6,7 @@ app_name = "tenant"
 urlpatterns = [
     path("<int:tenancy_id>/", views.tenant_home, name="home"),
     path("<int:tenancy_id>/history/", tenant_views.tenant_history, name="history"),
+    path("<int:tenancy_id>/usage/", tenant_views.tenant_usage, name="usage"),
+    path("<int:tenancy_id>/usage.json", tenant_views.tenant_usage_data, name="usage_data"),
     path("<int:tenancy_id>/topup-preview/", tenant_views.topup_preview, name="topup_preview"),
 ]
