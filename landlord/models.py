@@ -388,3 +388,24 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"
+
+
+class TenantNotifications(models.Model):
+    """A tenant's choices about the alerts of one tenancy.
+
+    A disconnection warning is always emailed, at once: neither a switch nor
+    quiet hours hold it back (``supply.alerts.alert_email_send``).
+    """
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
+    tenancy = models.OneToOneField(Tenancy, on_delete=models.PROTECT, related_name="notifications")
+    # Warn below this balance (minor units) instead of the unit's own threshold, if higher.
+    low_credit_threshold_minor = models.PositiveIntegerField(null=True, blank=True)
+    email_low_credit = models.BooleanField(default=True)
+    email_supply_restored = models.BooleanField(default=True)
+    # Local times in the property's time zone; start after end spans midnight.
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"notifications of tenancy {self.tenancy_id}"

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from config.formats import format_money
 from meters.models import Alert, CutoffNotice, Device, Interval, Meter, Reading
+from payments.automatic import saved_method_for
 from payments.billing import (
     open_period_accrued,
 )
@@ -36,7 +37,14 @@ from payments.emergency import (
     recovery_percent,
 )
 from payments.forms import PRESETS_MINOR
-from payments.models import Account, Invoice, LedgerTransaction, Payment, Posting
+from payments.models import (
+    Account,
+    Invoice,
+    LedgerTransaction,
+    Payment,
+    PaymentSettings,
+    Posting,
+)
 from payments.rating import SCALE, Line, Unpriceable, round_half_up
 from payments.tariffs import current_price_per_kwh, unit_schedule
 from supply.alerts import open_alerts
@@ -667,3 +675,26 @@ def unit_meter_label(*, unit: Unit) -> str:
     if meter is None:
         return ""
     return f"meter {meter.serial}"
+
+
+def automatic_payments_sentence(*, tenancy: Tenancy) -> str:
+    """Prepaid auto top-up or postpaid autopay, said as a sentence."""
+    found = PaymentSettings.objects.filter(tenancy=tenancy).first()
+    card = saved_method_for(tenancy=tenancy)
+    currency = tenancy.unit.property.currency
+    if tenancy.unit.is_prepaid:
+        if found is None or not found.auto_topup_enabled:
+            return "Automatic top-up is off: nothing is charged unless you top up."
+        if card is None:
+            return "Automatic top-up is on, but no card is saved, so nothing can be charged."
+        return (
+            f"When your credit falls below {format_money(found.auto_topup_threshold_minor, currency)}, "
+            f"{format_money(found.auto_topup_amount_minor, currency)} is charged to your {card}, "
+            f"at most once every {found.auto_topup_period_hours} hours and "
+            f"{format_money(found.auto_topup_monthly_cap_minor, currency)} a month."
+        )
+    if found is None or not found.autopay_enabled:
+        return "Your bills are not paid automatically: pay each one from its page."
+    if card is None:
+        return "Automatic bill payment is on, but no card is saved, so nothing can be charged."
+    return f"Each bill is paid automatically from your {card} on its due date."

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import date
+from typing import cast
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from payments.forms import TopUpForm
 
 from . import access, selectors, usage
+from .forms_tenant import EmailForm, NotificationsForm
+from .tenant_settings import tenant_email_change, tenant_notifications_for, tenant_notifications_set
 from .views import tenancy_history
 
 
@@ -93,3 +98,89 @@ def tenant_usage_data(request: HttpRequest, tenancy_id: int) -> JsonResponse:
     if error:
         return JsonResponse({"error": error}, status=400)
     return JsonResponse(usage.tenancy_usage(tenancy=tenancy, period=period, day=day).as_json())
+
+
+def _user(request: HttpRequest) -> User:
+    return cast(User, request.user)  # signed in: the views are login_required
+
+
+def _notifications_initial(tenancy: access.Tenancy) -> dict[str, object]:
+    prefs = tenant_notifications_for(tenancy=tenancy)
+    threshold = prefs.low_credit_threshold_minor
+    return {
+        "low_credit_threshold": "" if threshold is None else f"{threshold / 100:.2f}",
+        "email_low_credit": prefs.email_low_credit,
+        "email_supply_restored": prefs.email_supply_restored,
+        "quiet_start": prefs.quiet_start,
+        "quiet_end": prefs.quiet_end,
+    }
+
+
+def _settings_page(
+    request: HttpRequest,
+    tenancy: access.Tenancy,
+    *,
+    notifications: NotificationsForm | None = None,
+    email: EmailForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "tenant/settings.html",
+        {
+            "tenancy": tenancy,
+            "notifications": notifications
+            or NotificationsForm(initial=_notifications_initial(tenancy)),
+            "email_form": email or EmailForm(user=_user(request)),
+            "automatic": selectors.automatic_payments_sentence(tenancy=tenancy),
+            "unit_threshold_minor": tenancy.unit.low_credit_threshold_minor,
+            "currency": tenancy.unit.property.currency,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def tenant_settings(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    """Email, password, notification choices and automatic payments, in one place."""
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    return _settings_page(request, tenancy)
+
+
+@login_required
+@require_http_methods(["POST"])
+def tenant_notifications(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    form = NotificationsForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, tenancy, notifications=form, status=400)
+    data = form.cleaned_data
+    tenant_notifications_set(
+        tenancy=tenancy,
+        actor_id=request.user.pk,
+        low_credit_threshold_minor=data["low_credit_threshold"],
+        email_low_credit=data["email_low_credit"],
+        email_supply_restored=data["email_supply_restored"],
+        quiet_start=data["quiet_start"],
+        quiet_end=data["quiet_end"],
+    )
+    messages.success(request, "Your notification choices are saved.")
+    return redirect("tenant:settings", tenancy.pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def tenant_email(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    form = EmailForm(request.POST, user=_user(request))
+    if not form.is_valid():
+        return _settings_page(request, tenancy, email=form, status=400)
+    tenant_email_change(
+        user=_user(request),
+        tenancy=tenancy,
+        email=form.cleaned_data["email"],
+        actor_id=request.user.pk,
+    )
+    messages.success(request, "Your email address is changed.")
+    return redirect("tenant:settings", tenancy.pk)
