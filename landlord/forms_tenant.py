@@ -73,3 +73,25 @@ class EmailForm(forms.Form):
         if taken.exists():
             raise forms.ValidationError("Another account uses that address.")
         return email
+
+
+class PlanRequestForm(forms.Form):
+    weekly = forms.CharField(
+        required=False,
+        label="What I could pay each week (optional)",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "e.g. 10"}),
+    )
+    message = forms.CharField(
+        label="Message to your landlord",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+    def clean_weekly(self) -> int | None:
+        raw = self.cleaned_data["weekly"]
+        if not raw.strip():
+            return None
+        minor = _minor(raw)
+        if minor <= 0:
+            raise forms.ValidationError("Enter an amount above zero, or leave it empty.")
+        return minor

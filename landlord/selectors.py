@@ -52,7 +52,7 @@ from supply.cutoff import ScheduledCutoff, cutoff_from_notice, cutoff_schedule, 
 from supply.protections import Protections
 from supply.runway import mean_power_w, runway_hours, runway_text, runway_until_text
 
-from .models import Tenancy, Unit
+from .models import Membership, PaymentPlanRequest, Tenancy, Unit
 from .tenant_status import (
     SupplyFacts,
     SupplyLine,
@@ -570,7 +570,11 @@ def flagged_for_landlord(*, landlord_id: int, limit: int = 200) -> dict[str, obj
         .select_related("meter__unit__property")
         .order_by("-start")[:limit]
     )
-    return {"flagged_readings": list(readings), "held_intervals": list(held)}
+    return {
+        "flagged_readings": list(readings),
+        "held_intervals": list(held),
+        "plan_requests": open_plan_requests(landlord_id=landlord_id),
+    }
 
 
 # --- The tenant's history and receipts -------------------------------------------
@@ -698,3 +702,27 @@ def automatic_payments_sentence(*, tenancy: Tenancy) -> str:
     if card is None:
         return "Automatic bill payment is on, but no card is saved, so nothing can be charged."
     return f"Each bill is paid automatically from your {card} on its due date."
+
+
+def landlord_contacts(*, landlord_id: int) -> dict[str, object]:
+    """Who a tenant can contact: the landlord's name and its owners' email addresses."""
+    owners = (
+        Membership.objects.filter(landlord_id=landlord_id, role=Membership.Role.OWNER)
+        .exclude(user__email="")
+        .select_related("user", "landlord")
+        .order_by("pk")
+    )
+    rows = list(owners)
+    name = rows[0].landlord.name if rows else ""
+    return {"name": name, "emails": [m.user.email for m in rows]}
+
+
+def open_plan_requests(*, landlord_id: int) -> list[PaymentPlanRequest]:
+    """The tenants' open payment-plan requests, for the landlord's flagged page."""
+    return list(
+        PaymentPlanRequest.objects.filter(
+            landlord_id=landlord_id, status=PaymentPlanRequest.Status.OPEN
+        )
+        .select_related("tenancy__unit__property", "tenancy__tenant")
+        .order_by("created_at")
+    )

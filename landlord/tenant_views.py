@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from payments.forms import TopUpForm
 
 from . import access, selectors, usage
-from .forms_tenant import EmailForm, NotificationsForm
+from .forms_tenant import EmailForm, NotificationsForm, PlanRequestForm
+from .hardship import PlanRequestError, open_plan_request, payment_plan_request
 from .tenant_settings import tenant_email_change, tenant_notifications_for, tenant_notifications_set
 from .views import tenancy_history
 
@@ -184,3 +185,55 @@ def tenant_email(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     )
     messages.success(request, "Your email address is changed.")
     return redirect("tenant:settings", tenancy.pk)
+
+
+def _cant_pay_page(
+    request: HttpRequest,
+    tenancy: access.Tenancy,
+    form: PlanRequestForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    view = selectors.tenancy_view(tenancy=tenancy)
+    return render(
+        request,
+        "tenant/cant_pay.html",
+        {
+            "tenancy": tenancy,
+            "v": view,
+            "recovery_percent": selectors.recovery_percent(),
+            "contacts": selectors.landlord_contacts(landlord_id=tenancy.landlord_id),
+            "open_request": open_plan_request(tenancy=tenancy),
+            "form": form or PlanRequestForm(),
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def tenant_cant_pay(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    """What a tenant can do when they cannot top up: emergency credit if they may
+    take it, their landlord's contact, and a payment-plan request."""
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    return _cant_pay_page(request, tenancy)
+
+
+@login_required
+@require_http_methods(["POST"])
+def tenant_plan_request(request: HttpRequest, tenancy_id: int) -> HttpResponse:
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    form = PlanRequestForm(request.POST)
+    if not form.is_valid():
+        return _cant_pay_page(request, tenancy, form, status=400)
+    try:
+        payment_plan_request(
+            tenancy=tenancy,
+            actor_id=request.user.pk,
+            weekly_minor=form.cleaned_data["weekly"],
+            message=form.cleaned_data["message"],
+        )
+    except PlanRequestError as exc:
+        form.add_error(None, str(exc))
+        return _cant_pay_page(request, tenancy, form, status=400)
+    messages.success(request, "Your request is with your landlord.")
+    return redirect("tenant:cant_pay", tenancy.pk)

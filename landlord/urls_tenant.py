@@ -15,5 +15,7 @@ urlpatterns = [
         name="notifications",
     ),
     path("<int:tenancy_id>/settings/email/", tenant_views.tenant_email, name="email"),
+    path("<int:tenancy_id>/cant-pay/", tenant_views.tenant_cant_pay, name="cant_pay"),
+    path("<int:tenancy_id>/cant-pay/plan/", tenant_views.tenant_plan_request, name="plan_request"),
     path("<int:tenancy_id>/topup-preview/", tenant_views.topup_preview, name="topup_preview"),
 ]

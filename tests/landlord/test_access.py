@@ -231,6 +231,8 @@ HTTP: dict[str, list[Case]] = {
     "tenant:usage": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "tenant:usage_data": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "tenant:settings": [Case("get", only({TENANT: 200}))],
+    "tenant:cant_pay": [Case("get", only({TENANT: 200}))],
+    "tenant:plan_request": [Case("post", only({TENANT: 302}), {"message": "Can we talk?"})],
     "tenant:notifications": [Case("post", only({TENANT: 302}), {"email_low_credit": "on"})],
     "tenant:email": [
         Case("post", only({TENANT: 302}), {"email": "n@example.com", "password": "pw"})
