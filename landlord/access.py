@@ -18,7 +18,7 @@ import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from meters.models import Device, Interval, Meter
@@ -111,15 +111,16 @@ def access_landlord_payment(
     return payment
 
 
-def access_tenancy(*, user: User, tenancy_id: int) -> Tenancy:
-    """One of the user's own tenancies, running or ended: its history and bills."""
+def access_tenancy(
+    *, user: User, tenancy_id: int, queryset: QuerySet[Tenancy] | None = None
+) -> Tenancy:
+    """One of the user's own tenancies, running or ended: its history and bills.
+    ``queryset``: the tenancies with what the page reads with them (one query)."""
     if not user.is_authenticated:
         raise Http404
-    tenancy = (
-        Tenancy.objects.select_related("unit__property", "landlord")
-        .filter(pk=tenancy_id, tenant_id=user.pk)
-        .first()
-    )
+    if queryset is None:
+        queryset = Tenancy.objects.select_related("unit__property", "landlord")
+    tenancy = queryset.filter(pk=tenancy_id, tenant_id=user.pk).first()
     if tenancy is None:
         raise Http404
     return tenancy

@@ -460,3 +460,53 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.subject}"
+
+
+class TenantNotifications(models.Model):
+    """A tenant's choices about the alerts of one tenancy.
+
+    A disconnection warning is always emailed, at once: neither a switch nor
+    quiet hours hold it back (``supply.alerts.alert_email_send``).
+    """
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
+    tenancy = models.OneToOneField(Tenancy, on_delete=models.PROTECT, related_name="notifications")
+    # Warn below this balance (minor units) instead of the unit's own threshold, if higher.
+    low_credit_threshold_minor = models.PositiveIntegerField(null=True, blank=True)
+    email_low_credit = models.BooleanField(default=True)
+    email_supply_restored = models.BooleanField(default=True)
+    # Local times in the property's time zone; start after end spans midnight.
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"notifications of tenancy {self.tenancy_id}"
+
+
+class PaymentPlanRequest(models.Model):
+    """A tenant's request to pay what they owe over time; the landlord sees it on
+    their flagged page until they close it. One open request per tenancy."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
+    tenancy = models.ForeignKey(Tenancy, on_delete=models.PROTECT, related_name="plan_requests")
+    weekly_minor = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField(max_length=1000)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenancy"],
+                condition=Q(status="open"),
+                name="plan_request_one_open_per_tenancy",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan request of tenancy {self.tenancy_id} ({self.status})"

@@ -9,28 +9,53 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Max, Prefetch, Q, QuerySet, Sum, When
-from django.db.models.functions import TruncDate, TruncMinute
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    Max,
+    Min,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate, TruncMinute
 from django.utils import timezone
 
 from config.formats import format_money
-from meters.models import Alert, Device, Interval, Meter, Reading
-from payments.allocation import invoice_outstanding_minor
+from meters.models import Alert, CutoffNotice, Device, Interval, Meter, Reading
 from payments.arrears import invoices_with_owed
+from payments.automatic import saved_method_for
 from payments.billing import (
     open_period_accrued,
 )
-from payments.emergency import emergency_credit_available, emergency_debt, recovery_percent
+from payments.emergency import (
+    emergency_credit_available,
+    emergency_debt_expression,
+    recovery_percent,
+)
 from payments.forms import PRESETS_MINOR
-from payments.models import Account, Invoice, LedgerTransaction, Payment, Posting
+from payments.models import (
+    Account,
+    Invoice,
+    LedgerTransaction,
+    Payment,
+    PaymentSettings,
+    Posting,
+)
 from payments.rating import SCALE, Line, Unpriceable, round_half_up
 from payments.tariffs import current_price_per_kwh, unit_schedule
 from supply.alerts import open_alerts
-from supply.cutoff import ScheduledCutoff, cutoff_schedule, protections_for
+from supply.cutoff import ScheduledCutoff, cutoff_from_notice, cutoff_schedule, protections_for
 from supply.protections import Protections
 from supply.runway import mean_power_w, runway_hours, runway_text, runway_until_text
 
-from .models import Tenancy, Unit
+from .models import Membership, PaymentPlanRequest, Tenancy, Unit
 from .tenant_status import (
     SupplyFacts,
     SupplyLine,
@@ -161,9 +186,20 @@ class UnitView:
         return "supply on" if self.relay_reported == "on" else "supply off"
 
 
-def _unit_view(unit: Unit, tenancy: Tenancy | None, balance: int | None) -> UnitView:
-    devices: list[Device] = list(unit.devices.all())
-    meters: list[Meter] = [m for m in unit.meters.all() if m.removed_at is None]
+def _unit_view(
+    unit: Unit,
+    tenancy: Tenancy | None,
+    balance: int | None,
+    installed: list[Meter] | None = None,
+) -> UnitView:
+    """``installed``: the unit's installed meters with their devices, already read
+    (the tenant's page); the device is then the installed meter's."""
+    if installed is None:
+        meters: list[Meter] = [m for m in unit.meters.all() if m.removed_at is None]
+        devices: list[Device] = list(unit.devices.all())
+    else:
+        meters = installed
+        devices = [m.device for m in meters] or list(unit.devices.all())
     device = devices[0] if devices else None
     meter = meters[0] if meters else None
     view = UnitView(
@@ -279,18 +315,56 @@ def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | N
     return view
 
 
-def tenancy_view(*, tenancy: Tenancy, now: datetime | None = None) -> UnitView:
-    now = now or timezone.now()
-    fresh = (
-        Tenancy.objects.select_related("account", "unit__property", "unit__tariff")
-        .prefetch_related("unit__devices", "unit__meters")
-        .get(pk=tenancy.pk)
+def tenant_home_tenancies() -> QuerySet[Tenancy]:
+    """Tenancies with what the tenant's home reads with them, in one query (the
+    balance, unit, property and tariff, the open cut-off notice, the emergency
+    credit owed), and their installed meters with their devices in a second."""
+    # The type stubs do not know select_related on a FilteredRelation's name.
+    return (
+        Tenancy.objects.annotate(  # type: ignore[misc]
+            open_notice=FilteredRelation(
+                "cutoff_notices",
+                condition=Q(cutoff_notices__status=CutoffNotice.Status.SCHEDULED),
+            ),
+            emergency_debt_minor=emergency_debt_expression(),
+        )
+        .select_related("account", "landlord", "unit__property", "unit__tariff", "open_notice")
+        .prefetch_related(
+            Prefetch(
+                "unit__meters",
+                queryset=Meter.objects.filter(removed_at__isnull=True)
+                .select_related("device")
+                .order_by("pk"),
+                to_attr="installed_meters",
+            )
+        )
     )
-    view = _unit_view(fresh.unit, fresh, _balance(fresh))
-    view.protections = protections_for(unit=fresh.unit, tenancy=fresh)
-    _add_usage(view)
+
+
+def tenancy_view(
+    *, tenancy: Tenancy, now: datetime | None = None, loaded: bool = False
+) -> UnitView:
+    """The tenant's home as it stands. ``loaded``: ``tenancy`` came from
+    ``tenant_home_tenancies`` in this request (else it is read again, fresh)."""
+    now = now or timezone.now()
+    fresh = tenancy if loaded else tenant_home_tenancies().get(pk=tenancy.pk)
+    installed: list[Meter] = fresh.unit.installed_meters  # type: ignore[attr-defined]
+    view = _unit_view(fresh.unit, fresh, _balance(fresh), installed)
+    # Set by the join only when the tenancy has an open notice.
+    notice: CutoffNotice | None = getattr(fresh, "open_notice", None)
+    # A freeze (a query) shows only on prepaid credit or a scheduled cut-off.
+    view.protections = protections_for(
+        unit=fresh.unit, tenancy=fresh, hooks=view.is_prepaid or notice is not None
+    )
+    _add_usage(view, installed[0] if installed else None, now)
     _add_billing(view, fresh, now)
-    _add_safety(view)
+    view.cutoff = cutoff_from_notice(
+        notice=notice,
+        balance_minor=view.balance_minor,
+        protections=view.protections,
+        currency=view.currency,
+    )
+    view.alerts = open_alerts(tenancy_id=fresh.pk)
     _add_tenant_status(view, now)
     return view
 
@@ -365,54 +439,75 @@ def month_projection(*, accrued_minor: int, now: datetime, tz: zoneinfo.ZoneInfo
 
 
 def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
-    view.invoices = list(Invoice.objects.filter(tenancy=tenancy).order_by("-period_start")[:12])
+    # What each bill's payments paid, read with the bills (allocations).
+    view.invoices = list(
+        Invoice.objects.filter(tenancy=tenancy)
+        .annotate(paid_minor=Coalesce(Sum("allocations__amount_minor"), 0))
+        .order_by("-period_start")[:12]
+    )
     if view.invoices and not view.unit.is_prepaid and view.balance_minor is not None:
-        view.latest_bill_owed_minor = min(
-            max(-view.balance_minor, 0), invoice_outstanding_minor(invoice=view.invoices[0])
+        latest = view.invoices[0]
+        # payments.allocation.invoice_outstanding_minor, from the sum read above.
+        outstanding = max(latest.total_minor, 0) - latest.paid_minor  # type: ignore[attr-defined]
+        view.latest_bill_owed_minor = min(max(-view.balance_minor, 0), outstanding)
+    if not view.unit.is_prepaid:  # the month so far and its projection: postpaid only
+        view.accrued_minor, view.accrued_wh = open_period_accrued(unit=view.unit, now=now)
+        view.projected_minor = month_projection(
+            accrued_minor=view.accrued_minor, now=now, tz=view.tz
         )
-    view.accrued_minor, view.accrued_wh = open_period_accrued(unit=view.unit, now=now)
-    view.projected_minor = month_projection(accrued_minor=view.accrued_minor, now=now, tz=view.tz)
-    view.emergency_debt_minor = emergency_debt(tenancy=tenancy)
+    view.emergency_debt_minor = tenancy.emergency_debt_minor  # type: ignore[attr-defined]
     view.emergency_available = emergency_credit_available(
-        tenancy=tenancy, balance_minor=view.balance_minor
+        tenancy=tenancy, balance_minor=view.balance_minor, debt_minor=view.emergency_debt_minor
     )
 
 
-def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
+def _add_usage(
+    view: UnitView, meter: Meter | None, now: datetime, minutes: int = 60, bars: int = 12
+) -> None:
     """Energy per 5-minute slot over the last hour, and the average power.
 
     Each slot's energy is its highest register minus the one before it; the
     first slot starts from the last reading before the window (or, on a new
-    meter, the first reading inside it), so it is never blank.
+    meter, the first reading inside it), so it is never blank. One query: the
+    readings from that last one before the window on, a row per minute (the
+    reading before the window in a row of its own).
     """
-    meter = next((m for m in view.unit.meters.all() if m.removed_at is None), None)
     if meter is None:
         return
-    now = timezone.now()
     start = now - timedelta(minutes=minutes)
     actual = Reading.objects.filter(meter=meter, quality=Reading.Quality.ACTUAL)
-    origin = (
-        actual.filter(taken_at__lt=start).order_by("-taken_at").first()
-        or actual.filter(taken_at__gte=start).order_by("taken_at").first()
+    before = actual.filter(taken_at__lt=start).order_by("-taken_at").values("taken_at")[:1]
+    rows = list(
+        actual.filter(taken_at__gte=Coalesce(Subquery(before), Value(start)))
+        .annotate(
+            minute=TruncMinute("taken_at"),
+            before=Case(When(taken_at__lt=start, then=Value(True)), default=Value(False)),
+        )
+        .values("minute", "before")
+        .annotate(
+            top=Max("register_wh"),
+            last=Max("taken_at"),
+            low=Min("register_wh"),
+            first=Min("taken_at"),
+        )
+        .order_by("-before", "minute")
     )
-    if origin is None:
+    if not rows:
         return
-    per_minute = (
-        actual.filter(taken_at__gte=start)
-        .annotate(minute=TruncMinute("taken_at"))
-        .values("minute")
-        .annotate(top=Max("register_wh"), last=Max("taken_at"))
-        .order_by("minute")
-    )
+    if rows[0]["before"]:
+        origin_at, origin_wh = rows[0]["last"], rows[0]["top"]
+        rows = rows[1:]
+    else:  # a new meter: from its first reading
+        origin_at, origin_wh = rows[0]["first"], rows[0]["low"]
     slot = minutes // bars
     tops: list[int | None] = [None] * bars
-    last_at, last_top = origin.taken_at, origin.register_wh
-    for row in per_minute:
+    last_at, last_top = origin_at, origin_wh
+    for row in rows:
         idx = min(max(int((row["minute"] - start).total_seconds() // (slot * 60)), 0), bars - 1)
         tops[idx] = row["top"]
         last_at, last_top = row["last"], row["top"]
     usage: list[int] = []
-    previous = origin.register_wh
+    previous = origin_wh
     for top in tops:
         usage.append(max(top - previous, 0) if top is not None else 0)
         if top is not None:
@@ -425,9 +520,7 @@ def _add_usage(view: UnitView, minutes: int = 60, bars: int = 12) -> None:
         )
         for edge, wh in zip(edges, usage, strict=True)
     ]
-    power = mean_power_w(
-        start_at=origin.taken_at, start_wh=origin.register_wh, end_at=last_at, end_wh=last_top
-    )
+    power = mean_power_w(start_at=origin_at, start_wh=origin_wh, end_at=last_at, end_wh=last_top)
     if power is not None:
         view.avg_power_w = round(power)
         view.runway = _runway(view)
@@ -480,7 +573,11 @@ def flagged_for_landlord(*, landlord_id: int, limit: int = 200) -> dict[str, obj
         .select_related("meter__unit__property")
         .order_by("-start")[:limit]
     )
-    return {"flagged_readings": list(readings), "held_intervals": list(held)}
+    return {
+        "flagged_readings": list(readings),
+        "held_intervals": list(held),
+        "plan_requests": open_plan_requests(landlord_id=landlord_id),
+    }
 
 
 # --- The tenant's history and receipts -------------------------------------------
@@ -682,3 +779,50 @@ def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, objec
         "usage_total_wh": sum(d.wh or 0 for d in days),
         "usage_total_minor": sum(d.minor or 0 for d in days),
     }
+
+
+def automatic_payments_sentence(*, tenancy: Tenancy) -> str:
+    """Prepaid auto top-up or postpaid autopay, said as a sentence."""
+    found = PaymentSettings.objects.filter(tenancy=tenancy).first()
+    card = saved_method_for(tenancy=tenancy)
+    currency = tenancy.unit.property.currency
+    if tenancy.unit.is_prepaid:
+        if found is None or not found.auto_topup_enabled:
+            return "Automatic top-up is off: nothing is charged unless you top up."
+        if card is None:
+            return "Automatic top-up is on, but no card is saved, so nothing can be charged."
+        return (
+            f"When your credit falls below {format_money(found.auto_topup_threshold_minor, currency)}, "
+            f"{format_money(found.auto_topup_amount_minor, currency)} is charged to your {card}, "
+            f"at most once every {found.auto_topup_period_hours} hours and "
+            f"{format_money(found.auto_topup_monthly_cap_minor, currency)} a month."
+        )
+    if found is None or not found.autopay_enabled:
+        return "Your bills are not paid automatically: pay each one from its page."
+    if card is None:
+        return "Automatic bill payment is on, but no card is saved, so nothing can be charged."
+    return f"Each bill is paid automatically from your {card} on its due date."
+
+
+def landlord_contacts(*, landlord_id: int) -> dict[str, object]:
+    """Who a tenant can contact: the landlord's name and its owners' email addresses."""
+    owners = (
+        Membership.objects.filter(landlord_id=landlord_id, role=Membership.Role.OWNER)
+        .exclude(user__email="")
+        .select_related("user", "landlord")
+        .order_by("pk")
+    )
+    rows = list(owners)
+    name = rows[0].landlord.name if rows else ""
+    return {"name": name, "emails": [m.user.email for m in rows]}
+
+
+def open_plan_requests(*, landlord_id: int) -> list[PaymentPlanRequest]:
+    """The tenants' open payment-plan requests, for the landlord's flagged page."""
+    return list(
+        PaymentPlanRequest.objects.filter(
+            landlord_id=landlord_id, status=PaymentPlanRequest.Status.OPEN
+        )
+        .select_related("tenancy__unit__property", "tenancy__tenant")
+        .order_by("created_at")
+    )

@@ -52,13 +52,15 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
-    tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
+    tenancy = access.access_tenancy(
+        user=request.user, tenancy_id=tenancy_id, queryset=selectors.tenant_home_tenancies()
+    )
     if not tenancy.is_current():
         return tenancy_history(request, tenancy)
-    context = selectors.tenant_panel_context(tenancy=tenancy)
+    view = selectors.tenancy_view(tenancy=tenancy, loaded=True)
+    context = selectors.tenant_panel_context(tenancy=tenancy, view=view)
     if request.htmx and not request.htmx.boosted:
         return render(request, "tenant/home.html#panel", context)
-    view = context["v"]
     context["form"] = TopUpForm(currency=view.currency)
     context["previews"] = selectors.preset_previews(view)
     context["pay"] = tenant_payment_context(tenancy=tenancy)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Case, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 
 from config.live import unit_changed
 from landlord.audit import audit_record
@@ -17,26 +18,58 @@ from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import Account, LedgerTransaction, Posting
 
 
+def _debt_postings(*, landlord_id: object, tenancy_id: object) -> Q:
+    """Postings between the tenancy's account and its landlord's advance account."""
+    advance = Account.Kind.ADVANCE
+    return Q(landlord_id=landlord_id) & (
+        Q(debit__kind=advance, credit__tenancy_id=tenancy_id)
+        | Q(credit__kind=advance, debit__tenancy_id=tenancy_id)
+    )
+
+
+# Lent (advance -> tenant) counts up, repaid (tenant -> advance) counts down.
+_LENT_MINUS_REPAID = Sum(
+    Case(
+        When(debit__kind=Account.Kind.ADVANCE, then=F("amount_minor")),
+        default=-F("amount_minor"),
+    )
+)
+
+
+def emergency_debt_expression() -> Coalesce:
+    """``emergency_debt`` as an annotation on a Tenancy queryset, so a page reads it
+    with the tenancy in one query."""
+    debt = (
+        Posting.objects.filter(
+            _debt_postings(landlord_id=OuterRef("landlord_id"), tenancy_id=OuterRef("pk"))
+        )
+        .order_by()
+        .values("landlord_id")
+        .annotate(debt=_LENT_MINUS_REPAID)
+        .values("debt")
+    )
+    return Coalesce(Subquery(debt), Value(0))
+
+
 def emergency_debt(*, tenancy: Tenancy) -> int:
     """Emergency credit advanced to the tenancy and not yet repaid, in minor units."""
-    account = Account.objects.filter(tenancy_id=tenancy.pk).first()
-    if account is None:
-        return 0
-    advance = Account.objects.filter(
-        landlord_id=tenancy.landlord_id, kind=Account.Kind.ADVANCE, currency=account.currency
-    ).first()
-    if advance is None:
-        return 0
-    lent = Posting.objects.filter(debit=advance, credit=account).aggregate(s=Sum("amount_minor"))
-    repaid = Posting.objects.filter(debit=account, credit=advance).aggregate(s=Sum("amount_minor"))
-    return (lent["s"] or 0) - (repaid["s"] or 0)
+    debt = Posting.objects.filter(
+        _debt_postings(landlord_id=tenancy.landlord_id, tenancy_id=tenancy.pk)
+    ).aggregate(debt=_LENT_MINUS_REPAID)["debt"]
+    return int(debt or 0)
 
 
-def emergency_credit_available(*, tenancy: Tenancy, balance_minor: int | None = None) -> bool:
+def emergency_credit_available(
+    *, tenancy: Tenancy, balance_minor: int | None = None, debt_minor: int | None = None
+) -> bool:
+    """Whether the tenant may take emergency credit now (``debt_minor``: the debt, if
+    already read)."""
     unit = tenancy.unit
     if not unit.is_prepaid or unit.emergency_credit_minor <= 0:
         return False
-    if emergency_debt(tenancy=tenancy) > 0:
+    if debt_minor is None:
+        debt_minor = emergency_debt(tenancy=tenancy)
+    if debt_minor > 0:
         return False
     if balance_minor is None:
         balance_minor = tenant_account(tenancy=tenancy).balance_minor

@@ -15,6 +15,7 @@ call to the unit's meter (the device socket sends alerts whose
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.tasks import task
 from django.utils import timezone
 
@@ -36,7 +37,7 @@ from config.live import (
     unit_changed_message,
     unit_changed_notify,
 )
-from landlord.models import Membership, Tenancy, Unit
+from landlord.models import Membership, Tenancy, TenantNotifications, Unit
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from payments.tariffs import current_price_per_kwh
 
@@ -137,7 +138,7 @@ def tenancy_alerts_evaluate(
         return
     key = _tenant_key(tenancy)
     currency = unit.property.currency
-    threshold = unit.low_credit_threshold_minor
+    threshold = low_credit_threshold(tenancy=tenancy, unit=unit)
     margin = max(threshold // 4, int(_cfg("LOW_CREDIT_HYSTERESIS_MINOR")))
     if balance_minor < threshold:
         _open(
@@ -192,6 +193,16 @@ def tenancy_alerts_evaluate(
         )
     elif runs_out - now >= limit * 1.25:
         _clear(key, Alert.Kind.LOW_RUNWAY, now)
+
+
+def low_credit_threshold(*, tenancy: Tenancy, unit: Unit) -> int:
+    """The unit's low-credit threshold, or the tenant's own if higher (a tenant may
+    ask to be warned earlier, never later). Read with the tenancy where it is hot."""
+    try:
+        chosen = tenancy.notifications.low_credit_threshold_minor
+    except TenantNotifications.DoesNotExist:
+        chosen = None
+    return max(unit.low_credit_threshold_minor, chosen or 0)
 
 
 def runway_message(*, runs_out: datetime, protections: Protections) -> str:
@@ -348,12 +359,51 @@ def relay_switching_again(*, device: Device, now: datetime) -> None:
 # --- Delivery --------------------------------------------------------------
 
 
+# Which tenant choice switches the email of an alert kind; a disconnection
+# warning has none: it is always sent, at once.
+EMAIL_SWITCHES: dict[str, str] = {
+    Alert.Kind.LOW_CREDIT: "email_low_credit",
+    Alert.Kind.LOW_RUNWAY: "email_low_credit",
+    Alert.Kind.SUPPLY_RESTORED: "email_supply_restored",
+}
+
+
+def tenant_email_choice(
+    *, kind: str, prefs: TenantNotifications | None, now: datetime, tz: str
+) -> tuple[bool, datetime | None]:
+    """(send at all, hold until): the tenant's switches and quiet hours for an alert's
+    email. A disconnection warning is never switched off nor held back."""
+    if prefs is None or kind == Alert.Kind.CUTOFF_WARNING:
+        return True, None
+    switch = EMAIL_SWITCHES.get(kind)
+    if switch is not None and not getattr(prefs, switch):
+        return False, None
+    start, end = prefs.quiet_start, prefs.quiet_end
+    if start is None or end is None or start == end:
+        return True, None
+    zone = zoneinfo.ZoneInfo(tz)
+    local = timezone.localtime(now, zone)
+    t = local.time()
+    quiet = (start <= t < end) if start < end else (t >= start or t < end)
+    if not quiet:
+        return True, None
+    until = datetime.combine(local.date(), end, zone)
+    if until <= local:
+        until = datetime.combine(local.date() + timedelta(days=1), end, zone)
+    return True, until
+
+
 def alert_email_send(*, alert_id: int) -> bool:
-    """Email an alert once to its audience; True if a message went out."""
+    """Email an alert once to its audience; True if a message went out.
+
+    A tenant's email follows their choices (``tenant_email_choice``): not sent
+    when switched off, and in quiet hours queued again for their end, except a
+    disconnection warning, which goes at once whatever the hour.
+    """
     with transaction.atomic():
         alert = (
             Alert.objects.select_for_update(of=("self",))
-            .select_related("tenancy__tenant", "unit")
+            .select_related("tenancy__tenant", "tenancy__notifications", "unit__property")
             .filter(pk=alert_id, emailed_at__isnull=True)
             .first()
         )
@@ -361,6 +411,25 @@ def alert_email_send(*, alert_id: int) -> bool:
             return False
         if alert.audience == Alert.Audience.TENANT:
             recipients = [alert.tenancy.tenant.email] if alert.tenancy else []
+            if alert.tenancy is not None:
+                try:
+                    prefs: TenantNotifications | None = alert.tenancy.notifications
+                except TenantNotifications.DoesNotExist:
+                    prefs = None
+                send, hold = tenant_email_choice(
+                    kind=alert.kind,
+                    prefs=prefs,
+                    now=timezone.now(),
+                    tz=alert.unit.property.timezone,
+                )
+                if not send:
+                    return False
+                if hold is not None:
+                    transaction.on_commit(
+                        lambda: alert_email_task.using(run_after=hold).enqueue(alert_id),
+                        robust=True,
+                    )
+                    return False
         else:
             User = get_user_model()
             recipients = list(
@@ -428,20 +497,28 @@ def open_alerts(*, tenancy_id: int) -> list[Alert]:
     """What the tenant's page shows: open conditions, and "supply restored" for an hour.
 
     A scheduled cut-off is shown from its ``CutoffNotice`` instead, so a top-up
-    removes it at once.
+    removes it at once. One query: the open alerts and the last hour's events
+    (an event older than an hour is never shown, and any newer one is later
+    than it).
     """
-    alerts = Alert.objects.filter(
-        subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT
-    ).order_by("-created_at")
-    shown = list(alerts.filter(cleared_at__isnull=True)[:5])
-    latest_event = alerts.filter(kind__in=EVENT_KINDS).first()
+    since = timezone.now() - timedelta(hours=1)
+    rows = list(
+        Alert.objects.filter(subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT)
+        .filter(Q(cleared_at__isnull=True) | Q(kind__in=EVENT_KINDS, created_at__gte=since))
+        .order_by("-created_at")[:OPEN_ALERTS_READ]
+    )
+    shown = [a for a in rows if a.cleared_at is None][:5]
+    latest_event = next((a for a in rows if a.kind in EVENT_KINDS), None)
     if (
         latest_event is not None
         and latest_event.kind == Alert.Kind.SUPPLY_RESTORED
-        and latest_event.created_at >= timezone.now() - timedelta(hours=1)
+        and latest_event.created_at >= since
     ):
         shown.append(latest_event)
     return shown
 
 
+# Open alerts are few (one per kind and subject); the bound keeps a burst of events
+# from making the page read them all.
+OPEN_ALERTS_READ = 50
 EVENT_KINDS = [Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED]

@@ -24,8 +24,11 @@ from .protections import (
 logger = logging.getLogger(__name__)
 
 
-def protections_for(*, unit: Unit, tenancy: Tenancy | None) -> Protections:
-    """Read a unit's protections from its property and tenancy (and the freeze hooks)."""
+def protections_for(*, unit: Unit, tenancy: Tenancy | None, hooks: bool = True) -> Protections:
+    """Read a unit's protections from its property and tenancy (and the freeze hooks).
+
+    ``hooks=False``: without the freeze hooks (a query each), for a screen that
+    shows nothing they decide."""
     prop = unit.property
     holidays = set()
     for item in prop.cutoff_holidays or []:
@@ -34,7 +37,7 @@ def protections_for(*, unit: Unit, tenancy: Tenancy | None) -> Protections:
         except ValueError:
             logger.warning("property %s: ignoring bad holiday %r", prop.pk, item)
     freeze = ""
-    if tenancy is not None:
+    if tenancy is not None and hooks:
         for path in settings.SUBMETER.get("DISCONNECTION_FREEZE_HOOKS", []):
             freeze = import_string(path)(tenancy=tenancy) or ""
             if freeze:
@@ -87,10 +90,29 @@ def cutoff_schedule(*, tenancy: Tenancy, balance_minor: int | None) -> Scheduled
         .select_related("unit__property")
         .first()
     )
-    if notice is None or notice.cut_at is not None or balance_minor is None:
+    if notice is None:
         return None
-    unit = notice.unit
-    protections = protections_for(unit=unit, tenancy=tenancy)
+    return cutoff_from_notice(
+        notice=notice,
+        balance_minor=balance_minor,
+        protections=protections_for(unit=notice.unit, tenancy=tenancy),
+        currency=notice.unit.property.currency,
+    )
+
+
+def cutoff_from_notice(
+    *,
+    notice: CutoffNotice | None,
+    balance_minor: int | None,
+    protections: Protections,
+    currency: str,
+) -> ScheduledCutoff | None:
+    """``cutoff_schedule`` from a notice and protections the caller already read
+    (the tenant's page reads them with the tenancy)."""
+    if notice is None or notice.status != CutoffNotice.Status.SCHEDULED:
+        return None
+    if notice.cut_at is not None or balance_minor is None:
+        return None
     at = cutoff_expected_at(notice=notice, protections=protections, now=timezone.now())
     if at is None:
         return None
@@ -98,5 +120,5 @@ def cutoff_schedule(*, tenancy: Tenancy, balance_minor: int | None) -> Scheduled
         at=at,
         amount_minor=cutoff_amount_to_cancel(balance_minor),
         tz=protections.tz,
-        currency=unit.property.currency,
+        currency=currency,
     )

@@ -100,7 +100,8 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
     """
     now = now or timezone.now()
     unit = Unit.objects.select_related("property").get(pk=unit.pk)
-    tenancy = Tenancy.objects.active().filter(unit=unit).first()
+    # The tenant's notification choices come with it (supply.alerts.low_credit_threshold).
+    tenancy = Tenancy.objects.active().filter(unit=unit).select_related("notifications").first()
     balance = tenant_account(tenancy=tenancy).balance_minor if tenancy is not None else None
     protections = protections_for(unit=unit, tenancy=tenancy)
     notice = None

@@ -25,9 +25,13 @@ from landlord.models import Tenancy, Unit
 from meters import intake, readings
 from meters.models import Meter, Reading
 from payments import tariffs
+from payments.emergency import emergency_credit_take
 from payments.ledger import tenant_account
+from payments.models import Invoice
 from payments.services import payment_create
+from supply.decision import supply_evaluate
 from tests.factories import make_device
+from tests.landlord.tenant_helpers import credit as move
 from tests.payments.conftest import ACCT_A, connected, fake_stripe  # noqa: F401 (fixtures)
 from tests.payments.stripe_fake import deliver, event, intent_obj, session_obj
 
@@ -86,14 +90,62 @@ def _get_counted(client, url, django_assert_num_queries, expected):
     return resp
 
 
-def test_tenant_home(world, django_assert_num_queries):
-    client = Client()
-    client.force_login(world.prepaid_tenant)
-    url = reverse("tenant:home", args=[world.prepaid_tenancy.pk])
-    # One of them is the dispute freeze hook (disputes.freeze), asked by the
-    # protections the page reads to say when a cut-off could happen.
-    resp = _get_counted(client, url, django_assert_num_queries, 19)
-    assert "Lasts until about" in resp.content.decode()
+# The tenant's home, whatever it shows: session and user, the tenancy with its
+# balance, unit, property, tariff, open cut-off notice and emergency credit owed;
+# the installed meter with its device; the dispute freeze (prepaid, or a scheduled
+# cut-off); the last hour's readings; bills with what was paid on them (postpaid:
+# the month so far instead of the freeze); alerts; the saved card; payments.
+TENANT_HOME_QUERIES = 10
+
+
+def _tenant_home(client, tenancy, django_assert_num_queries):
+    client.force_login(tenancy.tenant)
+    url = reverse("tenant:home", args=[tenancy.pk])
+    return _get_counted(client, url, django_assert_num_queries, TENANT_HOME_QUERIES).content
+
+
+def test_tenant_home_prepaid(world, django_assert_num_queries):
+    body = _tenant_home(Client(), world.prepaid_tenancy, django_assert_num_queries).decode()
+    assert "Lasts until about" in body
+    assert 'class="bar"' in body
+
+
+def test_tenant_home_prepaid_on_emergency_credit_with_a_cutoff(world, django_assert_num_queries):
+    """Emergency credit owed, a scheduled cut-off, an alert, payments: the same count."""
+    tenancy = world.prepaid_tenancy
+    Unit.objects.filter(pk=world.prepaid.pk).update(emergency_credit_minor=300)
+    world.prop.cutoff_notice_minutes = 60
+    world.prop.save(update_fields=["cutoff_notice_minutes"])
+    move(tenancy, -2500 - 40)
+    emergency_credit_take(tenancy=tenancy, actor_id=None)
+    move(tenancy, -300)  # the emergency credit spent: below zero, a cut-off is scheduled
+    supply_evaluate(unit=world.prepaid, reason="test")
+    for amount in (500, 1000):
+        payment_create(tenancy=tenancy, amount_minor=amount, provider="dev", created_by_id=None)
+    body = _tenant_home(Client(), tenancy, django_assert_num_queries).decode()
+    assert "scheduled off" in body
+    assert "Emergency credit to repay: £3.00" in body
+    assert 'data-testid="alert"' in body
+    assert "R-" in body  # the receipts
+
+
+def test_tenant_home_postpaid_with_a_bill(world, django_assert_num_queries):
+    tenancy = world.postpaid_tenancy
+    for seq, minutes_ago, register_wh in [(1, 90, 1000), (2, 40, 1100), (3, 2, 1400)]:
+        _reading(world.postpaid_device.device, seq, minutes_ago, register_wh)
+    move(tenancy, -3000)
+    today = timezone.localdate()
+    Invoice.objects.create(
+        landlord=world.landlord,
+        tenancy=tenancy,
+        period_start=(today.replace(day=1) - timedelta(days=1)).replace(day=1),
+        period_end=today.replace(day=1),
+        currency="GBP",
+        total_minor=3000,
+    )
+    body = _tenant_home(Client(), tenancy, django_assert_num_queries).decode()
+    assert "£30.00 still to pay" in body
+    assert 'data-testid="accrued"' in body and 'data-testid="projected"' in body
 
 
 def _add_units(world, count):
@@ -131,9 +183,10 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     url = reverse("landlord:unit", args=[world.prepaid.pk])
     # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
     # one the switch of billing mode scheduled for the unit, if any, one the tenancy's
-    # deposit, if any. The raw records are on the details tab; the overview reads bills,
-    # payments and 30 days of daily usage.
-    _get_counted(client, url, django_assert_num_queries, 19)
+    # deposit, if any; the tenant alerts are one query (supply.alerts.open_alerts). The
+    # raw records are on the details tab; the overview reads bills, payments and 30 days
+    # of daily usage.
+    _get_counted(client, url, django_assert_num_queries, 18)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):
@@ -183,8 +236,9 @@ def test_stripe_top_up_webhook(
     client = Client()
     # Receiving (verify, store) and processing (credit, re-evaluate the supply),
     # which the view queues for after its commit.
-    # 45 + the dispute freeze hook asked when the unit is re-evaluated.
-    with django_assert_num_queries(46), django_capture_on_commit_callbacks(execute=True):
+    # 44 + the dispute freeze hook asked when the unit is re-evaluated (the emergency
+    # credit owed is one query: payments.emergency.emergency_debt).
+    with django_assert_num_queries(45), django_capture_on_commit_callbacks(execute=True):
         resp = deliver(client, event(kind, obj, account=ACCT_A))
     assert resp.status_code == 200 and resp.json()["duplicate"] is False
     assert tenant_account(tenancy=world.prepaid_tenancy).balance_minor == balance + 1000

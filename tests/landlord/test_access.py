@@ -215,6 +215,7 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
         "dispute_id": lambda: world.objects["dispute"].pk,
         "attachment_id": lambda: world.objects["attachment"].pk,
         "chargeback_id": lambda: world.objects["chargeback"].pk,
+        "uidb64": lambda: "MQ",
     }
     return {name: makers[name]() for name in pattern.pattern.converters}
 
@@ -252,6 +253,22 @@ HTTP: dict[str, list[Case]] = {
     "tenant:home": [Case("get", only({TENANT: 200, FORMER: 200}))],  # former: history only
     "tenant:history": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "tenant:topup_preview": [Case("get", only({TENANT: 200}))],
+    "tenant:usage": [Case("get", only({TENANT: 200, FORMER: 200}))],
+    "tenant:usage_data": [Case("get", only({TENANT: 200, FORMER: 200}))],
+    "tenant:settings": [Case("get", only({TENANT: 200}))],
+    "tenant:cant_pay": [Case("get", only({TENANT: 200}))],
+    "tenant:plan_request": [Case("post", only({TENANT: 302}), {"message": "Can we talk?"})],
+    "tenant:notifications": [Case("post", only({TENANT: 302}), {"email_low_credit": "on"})],
+    "tenant:email": [
+        Case("post", only({TENANT: 302}), {"email": "n@example.com", "password": "pw"})
+    ],
+    # Password change is the signed-in user's own; reset is for anyone.
+    "password_change": [Case("get", {**everyone_gets(200), ANON: LOGIN})],
+    "password_change_done": [Case("get", {**everyone_gets(200), ANON: LOGIN})],
+    "password_reset": [Case("get", everyone_gets(200))],
+    "password_reset_done": [Case("get", everyone_gets(200))],
+    "password_reset_confirm": [Case("get", everyone_gets(200))],  # a bad link says so
+    "password_reset_complete": [Case("get", everyone_gets(200))],
     "api-tenancy": [Case("get", only({TENANT: 200}, anonymous=403))],
     "payments:topup": [Case("post", only({TENANT: 302}), {"amount": "10"})],
     "payments:emergency_credit": [Case("post", only({TENANT: 302}))],

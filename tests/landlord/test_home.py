@@ -156,7 +156,7 @@ def _counted(client, url, django_assert_num_queries, expected):
 HOME_QUERIES = 21
 # The unit page also asks for a switch of billing mode scheduled for the unit and for
 # the tenancy's deposit.
-UNIT_QUERIES = 20
+UNIT_QUERIES = 19
 
 
 @pytest.mark.parametrize("count", [20, 200])
