@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the project root comes first
+    sys.path.insert(0, str(ROOT))
+from bench.fresh import postgres_database, run_child  # noqa: E402
+
 SLOTS = 8
 SETUP_SECONDS_PER_10K = 40.0
-STALLED = 2
 TARGET_SECONDS = 60.0
 TARGET_TENANCIES = 100_000
 
@@ -267,23 +267,11 @@ def child(tenancies: int, deadline: float) -> None:
 
 
 def run(env: dict[str, str], args: argparse.Namespace, limit: float) -> int:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        "--tenancies",
-        str(args.tenancies),
-        "--deadline",
-        str(args.deadline),
-    ]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, start_new_session=True)
-    try:
-        return proc.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        print(f"\n  STALLED: no result within {limit:.0f} s; killed after the last line above")
-        return STALLED
+    return run_child(
+        [__file__, "--child", "--tenancies", str(args.tenancies), "--deadline", str(args.deadline)],
+        env,
+        limit,
+    )
 
 
 def main() -> int:
@@ -321,20 +309,8 @@ def main() -> int:
         if not url.startswith("postgres"):
             print("postgresql skipped: set DATABASE_URL=postgres://... (the target is set there)")
             return run({**env, "DATABASE_URL": ""}, args, limit)
-        import psycopg
-
-        parts = urlparse(url)
-        name = parts.path.lstrip("/") + "_billing"
-        admin = urlunparse(parts._replace(path="/postgres"))
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            bench_url = urlunparse(parts._replace(path=f"/{name}"))
+        with postgres_database(url, "_billing") as bench_url:
             return run({**env, "DATABASE_URL": bench_url}, args, limit)
-        finally:
-            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +35,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the project root comes first
+    sys.path.insert(0, str(ROOT))
+from bench.fresh import postgres_database, run_child  # noqa: E402
+
 FRAME = 500
 # A run gets this long for migrating and creating its fleet, beyond its stages' deadlines.
 SETUP_SECONDS = 120.0
 QUICK_BUDGET_SECONDS = 55.0
-STALLED = 2
 
 
 def fork_safe_close() -> None:
@@ -392,47 +392,30 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
 
 def run(env: dict[str, str], args: argparse.Namespace, limit: float | None) -> int:
     """One backend in a fresh interpreter; killed if it outlives ``limit`` seconds."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        "--readings",
-        str(args.readings),
-        "--devices",
-        str(args.devices),
-        "--workers",
-        str(args.workers),
-        "--deadline",
-        str(args.deadline),
-    ]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=ROOT, start_new_session=True)
-    try:
-        return proc.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        print(f"  STALLED: no result within {limit:.0f} s; killed after the last line above")
-        return STALLED
+    return run_child(
+        [
+            __file__,
+            "--child",
+            "--readings",
+            str(args.readings),
+            "--devices",
+            str(args.devices),
+            "--workers",
+            str(args.workers),
+            "--deadline",
+            str(args.deadline),
+        ],
+        env,
+        limit,
+    )
 
 
 def run_postgres(
     url: str, env: dict[str, str], args: argparse.Namespace, limit: float | None
 ) -> int:
     """On a fresh database next to DATABASE_URL's, dropped afterwards."""
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/") + "_bench"
-    admin = urlunparse(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        bench_url = urlunparse(parts._replace(path=f"/{name}"))
+    with postgres_database(url, "_bench") as bench_url:
         return run({**env, "DATABASE_URL": bench_url}, args, limit)
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> int:

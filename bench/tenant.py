@@ -35,10 +35,11 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # run as a script: the project root comes first
+    sys.path.insert(0, str(ROOT))
+from bench.fresh import postgres_database  # noqa: E402
 
 TARGET_P95_MS = 50.0
 
@@ -302,19 +303,8 @@ def main() -> int:
         }
         if not url.startswith("postgres"):
             return run(args, {**env, "DATABASE_URL": ""})
-        import psycopg
-
-        parts = urlparse(url)
-        name = parts.path.lstrip("/") + "_tenant"
-        admin = urlunparse(parts._replace(path="/postgres"))
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            return run(args, {**env, "DATABASE_URL": urlunparse(parts._replace(path=f"/{name}"))})
-        finally:
-            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with postgres_database(url, "_tenant") as bench_url:
+            return run(args, {**env, "DATABASE_URL": bench_url})
 
 
 if __name__ == "__main__":
