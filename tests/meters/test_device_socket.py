@@ -371,11 +371,19 @@ async def test_device_secret_command_sets_a_working_secret(tpersonas):
     from django.core.management import call_command
 
     ident = tpersonas.a.prepaid_device.device.ident
+    # a socket open with the old secret is closed by the command
+    old = device_communicator(tpersonas.a.prepaid_device.headers)
+    connected, _ = await old.connect()
+    assert connected
     out = io.StringIO()
     await database_sync_to_async(call_command)(
         "device_secret", ident, stdout=out, stderr=io.StringIO()
     )
     secret = out.getvalue().split("secret: ")[1].strip()
+    closed = await old.receive_output(timeout=5)
+    while closed["type"] != "websocket.close":
+        closed = await old.receive_output(timeout=5)
+    assert closed["code"] == 4401
     comm = device_communicator(_basic(ident, secret))
     connected, _ = await comm.connect()
     assert connected

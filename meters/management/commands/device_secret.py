@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from landlord.audit import audit_record
+from meters.devices import device_secret_rotate
 from meters.models import Device
 
 
@@ -21,14 +20,8 @@ class Command(BaseCommand):
         device = Device.objects.filter(ident=opts["ident"]).first()
         if device is None:
             raise CommandError(f"No device {opts['ident']!r}.")
-        secret = secrets.token_urlsafe(24)
-        device.set_secret(secret)
-        device.save(update_fields=["secret_hash"])
-        audit_record(
-            landlord_id=device.landlord_id,
-            action="device.secret_rotated",
-            device=device,
-            reason="manage.py device_secret",
-        )
+        # The same service as the landlord's page: the old secret stops working at
+        # once (an open socket with it is closed) and the change is audit-logged.
+        secret = device_secret_rotate(device=device, actor_id=None)
         self.stdout.write(f"ident:  {device.ident}\nsecret: {secret}")
         self.stderr.write("The secret is shown only now; configure the device with it.")
