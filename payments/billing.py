@@ -45,7 +45,9 @@ from .tariffs import unit_schedule
 
 
 def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
-    return Tenancy.objects.active(on).filter(unit_id=unit.pk).order_by("pk").first()
+    """The unit's tenancy on the local day ``on`` (default: today where the unit is)."""
+    day = on or timezone.localdate(timezone=zoneinfo.ZoneInfo(unit.property.timezone))
+    return Tenancy.objects.active(day).filter(unit_id=unit.pk).order_by("pk").first()
 
 
 def _tenancy_on(unit: Unit, day: date | None) -> Tenancy | None:
