@@ -640,6 +640,20 @@ def invoice_issue(
     return invoice
 
 
+def invoice_postpaid_from(*, invoice: Invoice) -> datetime | None:
+    """When the unit turned postpaid (local time), if that was during this bill's
+    period: the bill charges only what came after it."""
+    switched = (
+        BillingState.objects.filter(tenancy_id=invoice.tenancy_id)
+        .values_list("postpaid_from", flat=True)
+        .first()
+    )
+    if switched is None:
+        return None
+    local = timezone.localtime(switched, zoneinfo.ZoneInfo(invoice.tenancy.unit.property.timezone))
+    return local if invoice.period_start <= local.date() < invoice.period_end else None
+
+
 def invoices_issue_due(
     *, now: datetime | None = None, on_progress: Callable[[int], bool] | None = None
 ) -> list[Invoice]:

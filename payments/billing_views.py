@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import zoneinfo
-from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from landlord import access
 
 from . import allocation, billing, emergency
-from .models import BillingState, Invoice
 from .services import invoice_amount_due
 
 
@@ -47,25 +43,9 @@ def _invoice_context(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
         "paid_minor": allocation.invoice_paid_minor(invoice=invoice),
         "outstanding_minor": allocation.invoice_outstanding_minor(invoice=invoice),
         "fee_billed_on": invoice.late_fee_billed_on,
-        "postpaid_from": _switched_within(invoice),
+        "postpaid_from": billing.invoice_postpaid_from(invoice=invoice),
         "carried_debt_minor": allocation.tenancy_carried_debt_minor(tenancy_id=invoice.tenancy_id),
     }
-
-
-def _switched_within(invoice: Invoice) -> datetime | None:
-    """When the unit turned postpaid, if that was during this bill's period."""
-    switched = (
-        BillingState.objects.filter(tenancy_id=invoice.tenancy_id)
-        .values_list("postpaid_from", flat=True)
-        .first()
-    )
-    tz = zoneinfo.ZoneInfo(invoice.tenancy.unit.property.timezone)
-    if (
-        switched
-        and invoice.period_start <= timezone.localtime(switched, tz).date() < invoice.period_end
-    ):
-        return timezone.localtime(switched, tz)
-    return None
 
 
 @login_required
