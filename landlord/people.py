@@ -132,22 +132,31 @@ def invitation_create(
     return invitation
 
 
-def invitation_check(*, token: str) -> Invitation:
-    """The invitation a link names, if it may still be accepted."""
+def invitation_token_pk(*, token: str, salt: str, key: str, ask: str) -> int | None:
+    """The row id a signed invitation link names, or a clear refusal when the link
+    is expired or not one of ours; ``ask`` says whom to ask for a new one."""
     try:
-        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE)
+        data = signing.loads(token, salt=salt, max_age=INVITATION_MAX_AGE)
     except signing.SignatureExpired:
         raise InvitationInvalid(
-            "This invitation has expired. Ask your landlord to send a new one."
+            f"This invitation has expired. Ask {ask} to send a new one."
         ) from None
     except signing.BadSignature:
         raise InvitationInvalid(
             "This link is not a valid invitation. Check that you copied all of it."
         ) from None
-    pk = data.get("invitation") if isinstance(data, dict) else None
+    pk = data.get(key) if isinstance(data, dict) else None
+    return pk if isinstance(pk, int) else None
+
+
+def invitation_check(*, token: str) -> Invitation:
+    """The invitation a link names, if it may still be accepted."""
+    pk = invitation_token_pk(
+        token=token, salt=INVITATION_SALT, key="invitation", ask="your landlord"
+    )
     invitation = (
         Invitation.objects.select_related("unit__property").filter(pk=pk).first()
-        if isinstance(pk, int)
+        if pk is not None
         else None
     )
     if invitation is None:

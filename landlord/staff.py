@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from .audit import audit_record
 from .models import Landlord, MemberInvitation, Membership
-from .people import INVITATION_MAX_AGE, InvitationInvalid, PeopleError
+from .people import INVITATION_MAX_AGE, InvitationInvalid, PeopleError, invitation_token_pk
 
 MEMBER_INVITATION_SALT = "landlord.member_invitation"
 
@@ -118,20 +118,12 @@ def member_invite(
 
 def member_invitation_check(*, token: str) -> MemberInvitation:
     """The invitation a link names, if it may still be accepted."""
-    try:
-        data = signing.loads(token, salt=MEMBER_INVITATION_SALT, max_age=INVITATION_MAX_AGE)
-    except signing.SignatureExpired:
-        raise InvitationInvalid(
-            "This invitation has expired. Ask the owner to send a new one."
-        ) from None
-    except signing.BadSignature:
-        raise InvitationInvalid(
-            "This link is not a valid invitation. Check that you copied all of it."
-        ) from None
-    pk = data.get("member_invitation") if isinstance(data, dict) else None
+    pk = invitation_token_pk(
+        token=token, salt=MEMBER_INVITATION_SALT, key="member_invitation", ask="the owner"
+    )
     invitation = (
         MemberInvitation.objects.select_related("landlord").filter(pk=pk).first()
-        if isinstance(pk, int)
+        if pk is not None
         else None
     )
     if invitation is None:
