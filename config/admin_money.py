@@ -10,32 +10,25 @@ row's own (``currency``, or its payment's, unit's or tenancy's), else pounds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .formats import SYMBOLS, format_money
-
-CENT = Decimal("0.01")
+from .formats import AmountError, format_money, parse_amount
 
 
 def to_minor(text: str) -> int:
     """'£1,234.5' -> 123450; ValueError with a reason when it is not an amount."""
-    cleaned = text.strip().replace(",", "")
-    for symbol in SYMBOLS.values():
-        cleaned = cleaned.replace(symbol, "")
     try:
-        amount = Decimal(cleaned.strip())
-    except InvalidOperation:
-        raise ValueError("Enter an amount like 12.34.") from None
-    if not amount.is_finite() or abs(amount) >= 10**15:
-        raise ValueError("Enter an amount like 12.34.")
-    if amount != amount.quantize(CENT):
-        raise ValueError("Give at most two decimal places (12.34).")
-    return int(amount * 100)
+        return parse_amount(text)
+    except AmountError as exc:
+        raise ValueError(
+            "Give at most two decimal places (12.34)."
+            if exc.places
+            else "Enter an amount like 12.34."
+        ) from None
 
 
 def to_major(minor: int | None) -> str:

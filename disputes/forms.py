@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal, InvalidOperation
+
+from config.formats import AmountError, parse_amount
 
 from .services import DisputeError
-
-AMOUNT_BOUND = Decimal(10**12)
 
 
 def amount_parse(raw: str, *, required: bool = False) -> int | None:
     """A typed amount (``12.50``, ``£1,000``) in minor units; '' is None unless required."""
-    text = (raw or "").strip().replace(",", "").lstrip("£$€")
-    if not text:
+    if not (raw or "").strip():
         if required:
             raise DisputeError("Give an amount such as 10 or 12.50.")
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise DisputeError("Give an amount such as 10 or 12.50.") from exc
-    if not value.is_finite() or abs(value) >= AMOUNT_BOUND:
-        raise DisputeError("Give an amount such as 10 or 12.50.")
-    if value != value.quantize(Decimal("0.01")):
-        raise DisputeError("Use at most two decimal places.")
-    return int(value * 100)
+        return parse_amount(raw, bound=10**12)
+    except AmountError as exc:
+        if exc.places:
+            raise DisputeError("Use at most two decimal places.") from None
+        raise DisputeError("Give an amount such as 10 or 12.50.") from None
 
 
 def date_parse(raw: str, what: str) -> date | None:

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 
-from payments.forms import _minor
+from payments.forms import amount_minor
 
 # A tenant may ask to be warned earlier than the unit's threshold, up to this.
 THRESHOLD_MAX_MINOR = 100_00
@@ -36,7 +36,7 @@ class NotificationsForm(forms.Form):
         raw = self.cleaned_data["low_credit_threshold"]
         if not raw.strip():
             return None
-        minor = _minor(raw)
+        minor = amount_minor(raw)
         if minor < 0 or minor > THRESHOLD_MAX_MINOR:
             raise forms.ValidationError(
                 f"Choose an amount between 0 and {THRESHOLD_MAX_MINOR // 100}."
@@ -91,7 +91,7 @@ class PlanRequestForm(forms.Form):
         raw = self.cleaned_data["weekly"]
         if not raw.strip():
             return None
-        minor = _minor(raw)
+        minor = amount_minor(raw)
         if minor <= 0:
             raise forms.ValidationError("Enter an amount above zero, or leave it empty.")
         return minor

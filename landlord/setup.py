@@ -14,7 +14,7 @@ import io
 import zoneinfo
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.formats import AmountError, parse_amount
 from payments import rating
 from payments.errors import BillingError
 from payments.models import Tariff, TariffVersion
@@ -315,16 +316,15 @@ class ImportRow:
 
 def parse_money(raw: str, *, label: str) -> int:
     """A typed amount of money (``3``, ``2.50``) in minor units."""
-    text = raw.strip().lstrip("£$€").replace(",", "")
     try:
-        value = Decimal(text or "0")
-    except InvalidOperation:
+        minor = parse_amount(raw.strip() or "0", bound=10**9)
+    except AmountError as exc:
+        if exc.places:
+            raise SetupError(f"{label}: use at most two decimal places.") from None
         raise SetupError(f"{label}: {raw!r} is not an amount like 2.50.") from None
-    if not value.is_finite() or value < 0 or value >= 10**9:
+    if minor < 0:
         raise SetupError(f"{label}: {raw!r} is not an amount like 2.50.")
-    if value != value.quantize(Decimal("0.01")):
-        raise SetupError(f"{label}: use at most two decimal places.")
-    return int(value * 100)
+    return minor
 
 
 def _import_row(

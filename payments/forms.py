@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
+
+from config.formats import AmountError, parse_amount
 
 from .refunds import refund_request
 from .services import PaymentError, topup_limits
@@ -11,23 +12,14 @@ from .services import PaymentError, topup_limits
 PRESETS_MINOR = (500, 1000, 2000)
 
 
-# Far above any amount a form accepts; checked before any arithmetic, because
-# quantizing a value like 1e30 to cents exceeds Decimal's precision and raises.
-AMOUNT_BOUND = Decimal(10**15)
-
-
-def _minor(raw: str) -> int:
+def amount_minor(raw: str) -> int:
     """A typed amount (``12.50``, ``£1,000``) in minor units, or a form error."""
-    value_raw = raw.strip().replace(",", "").lstrip("£$€")
     try:
-        value = Decimal(value_raw)
-    except InvalidOperation as exc:
-        raise forms.ValidationError("Enter an amount such as 10 or 12.50.") from exc
-    if value.is_finite() and abs(value) >= AMOUNT_BOUND:
-        raise forms.ValidationError("Enter an amount such as 10 or 12.50.")
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise forms.ValidationError("Use at most two decimal places.")
-    return int(value * 100)
+        return parse_amount(raw)
+    except AmountError as exc:
+        if exc.places or not exc.finite:
+            raise forms.ValidationError("Use at most two decimal places.") from None
+        raise forms.ValidationError("Enter an amount such as 10 or 12.50.") from None
 
 
 class TopUpForm(forms.Form):
@@ -43,7 +35,7 @@ class TopUpForm(forms.Form):
         self.presets = PRESETS_MINOR
 
     def clean_amount(self) -> int:
-        minor = _minor(self.cleaned_data["amount"])
+        minor = amount_minor(self.cleaned_data["amount"])
         low, high = topup_limits()
         if minor < low or minor > high:
             raise forms.ValidationError(
@@ -63,7 +55,7 @@ class RefundForm(forms.Form):
             self.initial["amount"] = f"{available_minor / 100:.2f}"
 
     def clean_amount(self) -> int:
-        minor = _minor(self.cleaned_data["amount"])
+        minor = amount_minor(self.cleaned_data["amount"])
         if minor <= 0 or minor > self.available_minor:
             raise forms.ValidationError(
                 f"Refund between 0.01 and {self.available_minor / 100:.2f}."
@@ -124,13 +116,13 @@ class AutomaticPaymentsForm(forms.Form):
         return bool(data.get("auto_topup_enabled") or data.get("autopay_enabled"))
 
     def clean_threshold(self) -> int:
-        minor = _minor(self.cleaned_data["threshold"])
+        minor = amount_minor(self.cleaned_data["threshold"])
         if minor < 0 or minor > 100_000:
             raise forms.ValidationError("Choose a threshold between 0 and 1000.00.")
         return minor
 
     def clean_amount(self) -> int:
-        minor = _minor(self.cleaned_data["amount"])
+        minor = amount_minor(self.cleaned_data["amount"])
         low, high = topup_limits()
         if minor < low or minor > high:
             raise forms.ValidationError(
@@ -139,7 +131,7 @@ class AutomaticPaymentsForm(forms.Form):
         return minor
 
     def clean_monthly_cap(self) -> int:
-        minor = _minor(self.cleaned_data["monthly_cap"])
+        minor = amount_minor(self.cleaned_data["monthly_cap"])
         if minor < 0 or minor > 1_000_000:
             raise forms.ValidationError("Choose a monthly cap between 0 and 10000.00.")
         return minor
