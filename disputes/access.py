@@ -38,7 +38,12 @@ def access_dispute(*, user: User, dispute_id: int) -> tuple[Dispute, str]:
         raise Http404
     dispute = (
         Dispute.objects.select_related(
-            "tenancy__tenant", "unit__property", "landlord", "assigned_to", "approval_by"
+            "tenancy__tenant",
+            "unit__property",
+            "landlord",
+            "assigned_to",
+            "approval_by",
+            "proposed_payment",
         )
         .filter(pk=dispute_id)
         .first()

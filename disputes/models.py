@@ -50,6 +50,8 @@ class Dispute(models.Model):
 
     class Response(models.TextChoices):
         ACCEPT = "accept", "Accepted"
+        # Accepted, and the landlord returns money to the tenant's card (``proposed_payment``).
+        REFUND = "refund", "Accepted with a refund"
         PARTIAL = "partial", "Proposed a partial adjustment"
         CONTEST = "contest", "Contested"
 
@@ -90,6 +92,13 @@ class Dispute(models.Model):
     overdue_for = models.DateTimeField(null=True, blank=True)
     response = models.CharField(max_length=8, choices=Response.choices, blank=True)
     proposed_minor = models.BigIntegerField(null=True, blank=True)
+    # A landlord's offer of a refund to the card: ``proposed_minor`` of this payment,
+    # asked of the provider when the tenant accepts (or the tenant's window passes);
+    # with ``proposed_credit`` the amount is credited to the balance first.
+    proposed_payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    proposed_credit = models.BooleanField(default=False)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

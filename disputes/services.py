@@ -2,7 +2,8 @@
 
 ::
 
-    open ──respond──▶ responded ──accept──▶ accepted ──▶ resolved (the landlord's offer posted)
+    open ──respond──▶ responded ──accept──▶ accepted ──▶ resolved (the landlord's offer posted,
+      │                   │                                        or their refund asked for)
       │                   │
       │ (after the        └──escalate──▶ escalated ──resolve──▶ resolved
       │  response window)                   │    └──(above the four-eyes amount)──▶ approval
@@ -64,6 +65,11 @@ class IllegalTransition(DisputeError):
 
 class FourEyes(DisputeError):
     pass
+
+
+class RefundOfferLapsed(DisputeError):
+    """The landlord's offered refund can no longer be made (the payment was refunded
+    meanwhile, its provider is gone): the case needs an admin."""
 
 
 # action -> (the statuses it may start from, the status it leads to)
@@ -399,20 +405,39 @@ def dispute_open(
 
 @transaction.atomic
 def dispute_tenant_accept(*, dispute: Dispute, actor: AbstractBaseUser, note: str = "") -> Dispute:
-    """The tenant accepts the landlord's answer; an offered adjustment is posted."""
+    """The tenant accepts the landlord's answer; an offered adjustment is posted, an
+    offered refund is asked of the payment provider (checked against the payment
+    again: it may have been refunded since it was offered)."""
     dispute = _locked(dispute)
     _tenant_only(dispute, actor)
     _move(dispute, "accept")
+    body, headline, what = note.strip(), "The tenant accepted the landlord's answer", ""
+    refund_data: dict[str, Any] = {}
+    if dispute.proposed_payment is not None:
+        what = _offered_refund_make(dispute)
+        done = (
+            f"{what[0].upper()}{what[1:]} was asked of the payment provider; the balance "
+            "follows when the provider confirms it."
+        )
+        body = f"{body}\n\n{done}".strip()
+        headline = f"The tenant accepted the landlord's offer: {what}"
+        refund_data = {
+            "refund_minor": dispute.proposed_minor,
+            "payment": str(dispute.proposed_payment.uuid),
+        }
     _step(
         dispute,
         actor=actor,
         role=Role.TENANT,
         step="accepted",
-        body=note.strip(),
-        headline="The tenant accepted the landlord's answer",
+        body=body,
+        headline=headline,
+        **refund_data,
     )
     _move(dispute, "settle")
-    if dispute.proposed_minor:
+    if what:
+        outcome = f"the tenant accepted the landlord's offer: {what}"
+    elif dispute.proposed_minor:
         _post_adjustment(dispute, amount_minor=dispute.proposed_minor, actor=actor)
         outcome = f"adjusted by the landlord's offer ({dispute.proposed_minor} minor units)"
     else:
@@ -424,8 +449,43 @@ def dispute_tenant_accept(*, dispute: Dispute, actor: AbstractBaseUser, note: st
         action="resolved",
         reason=outcome,
         adjustment_minor=dispute.adjustment_minor,
+        **refund_data,
     )
     return dispute
+
+
+def _offered_by(dispute: Dispute) -> AbstractBaseUser | None:
+    """The landlord's member whose response made the offer standing on the case."""
+    message = (
+        dispute.messages.filter(step="responded", role=Role.LANDLORD)
+        .select_related("author")
+        .order_by("-pk")
+        .first()
+    )
+    return message.author if message is not None else None
+
+
+def _offered_refund_make(dispute: Dispute) -> str:
+    """Make the landlord's offered refund (the tenant accepted, or their window passed):
+    checked again, recorded in the landlord member's name, sent on commit. Says what."""
+    payment, amount = dispute.proposed_payment, int(dispute.proposed_minor or 0)
+    assert payment is not None
+    try:
+        with transaction.atomic():
+            _refund_make(
+                dispute,
+                payment=payment,
+                amount_minor=amount,
+                credit=dispute.proposed_credit,
+                actor=_offered_by(dispute),
+                reason="refund offered by the landlord in answer to the dispute",
+            )
+    except DisputeError as exc:
+        raise RefundOfferLapsed(
+            f"The landlord's refund cannot be made any more: {exc} Escalate the dispute "
+            "so an admin decides."
+        ) from exc
+    return _refund_words(dispute, amount, dispute.proposed_credit)
 
 
 @transaction.atomic
@@ -494,35 +554,80 @@ def dispute_respond(
     adjustment_minor: int | None = None,
     over_reason: str = "",
     files: Sequence[UploadedFile] = (),
+    payment: Payment | None = None,
+    credit: bool = False,
 ) -> Dispute:
-    """The landlord accepts (with an adjustment), proposes a partial one, or contests."""
+    """The landlord accepts (with an adjustment, or with a refund of ``adjustment_minor``
+    of ``payment`` to the tenant's card), proposes a partial adjustment, or contests.
+
+    Any money offered is the landlord's own, so it needs a member allowed to refund
+    (an owner) and no admin's approval; it moves only once the tenant accepts (or
+    their window passes), as an adjustment offer does. ``credit`` (a refund only):
+    the amount is credited to the balance first, as for an admin's refund.
+    """
     dispute = _locked(dispute)
-    if not Membership.objects.filter(user_id=actor.pk, landlord_id=dispute.landlord_id).exists():
+    membership = Membership.objects.filter(
+        user_id=actor.pk, landlord_id=dispute.landlord_id
+    ).first()
+    if membership is None:
         raise DisputeError("Only the landlord can respond to this dispute.")
     if response not in Dispute.Response.values:
         raise DisputeError("Choose how you respond.")
-    if response == Dispute.Response.CONTEST:
+    R = Dispute.Response
+    if response == R.CONTEST:
         body = _text(note, "why you contest the dispute")
-        adjustment_minor = None
+        adjustment_minor, payment, credit = None, None, False
     else:
+        if not membership.may(Membership.Action.REFUND):
+            raise DisputeError(
+                "Only an owner can offer an adjustment or a refund; you may contest."
+            )
         body = note.strip()
         if adjustment_minor is None:
-            raise DisputeError("Give the adjustment you offer.")
+            raise DisputeError(
+                "Give the amount you refund."
+                if response == R.REFUND
+                else "Give the adjustment you offer."
+            )
         _check_adjustment(dispute, adjustment_minor, over_reason)
         if (
-            response == Dispute.Response.PARTIAL
+            response == R.PARTIAL
             and dispute.amount_minor is not None
             and adjustment_minor >= dispute.amount_minor
         ):
             raise DisputeError("A partial adjustment is less than the disputed amount.")
+        if response == R.REFUND:
+            if payment is None:
+                raise DisputeError("Choose the payment to refund.")
+            _refund_check(dispute, payment, adjustment_minor)
+        else:
+            payment, credit = None, False
     checked = _files_check(files)
     _move(dispute, "respond")
     dispute.response = response
     dispute.proposed_minor = adjustment_minor
+    dispute.proposed_payment, dispute.proposed_credit = payment, credit
     dispute.due_at = timezone.now() + _days("DISPUTE_RESPONSE_DAYS")
     dispute.save()
     if over_reason.strip():
         body = f"{body}\n\nMore than the disputed amount because: {over_reason.strip()}".strip()
+    refund_data: dict[str, Any] = {}
+    headline = f"The landlord responded: {Dispute.Response(response).label.lower()}"
+    if payment is not None and adjustment_minor is not None:
+        what = _refund_words(dispute, adjustment_minor, credit)
+        offer = (
+            f"The landlord offers {what}, from the payment of "
+            f"{format_money(payment.amount_minor, payment.currency)} made "
+            f"{_when(dispute, payment.created_at)}. It is asked of the payment provider when "
+            "the tenant accepts."
+        )
+        body = f"{body}\n\n{offer}".strip()
+        headline = f"The landlord accepted the dispute and offers {what}"
+        refund_data = {
+            "refund_minor": adjustment_minor,
+            "payment": str(payment.uuid),
+            "credit": credit,
+        }
     _step(
         dispute,
         actor=actor,
@@ -530,9 +635,10 @@ def dispute_respond(
         step="responded",
         body=body,
         files=checked,
-        headline=f"The landlord responded: {Dispute.Response(response).label.lower()}",
+        headline=headline,
         response=response,
-        adjustment_minor=adjustment_minor,
+        adjustment_minor=adjustment_minor if payment is None else None,
+        **refund_data,
     )
     return dispute
 
@@ -660,9 +766,8 @@ def _post_refund(
     """Record the refund through the payments' refund service and ask the provider
     on commit; its ledger reversal follows the provider's event. With ``credit``
     the amount is first credited to the balance (it was charged wrongly), so the
-    refund returns it to the card and the balance ends where it was."""
-    if credit:
-        _post_adjustment(dispute, amount_minor=amount_minor, actor=actor)
+    refund returns it to the card and the balance ends where it was. The refund is
+    recorded first, so a refusal leaves nothing posted and the case unchanged."""
     try:
         refund = refund_create(
             payment=payment,
@@ -672,8 +777,32 @@ def _post_refund(
         )
     except PaymentError as exc:
         raise DisputeError(str(exc)) from exc
+    if credit:
+        _post_adjustment(dispute, amount_minor=amount_minor, actor=actor)
     dispute.refund = refund
     transaction.on_commit(lambda: refund_send(refund=refund), robust=True)
+
+
+def _refund_make(
+    dispute: Dispute,
+    *,
+    payment: Payment,
+    amount_minor: int,
+    credit: bool,
+    actor: AbstractBaseUser | None,
+    reason: str,
+) -> None:
+    """A refund decided earlier (proposed, offered), checked against the payment as it
+    is now, then recorded and sent on commit."""
+    _refund_check(dispute, payment, amount_minor)
+    _post_refund(
+        dispute,
+        payment=payment,
+        amount_minor=amount_minor,
+        credit=credit,
+        actor=actor,
+        reason=reason,
+    )
 
 
 @transaction.atomic
@@ -753,9 +882,8 @@ def dispute_approve(*, dispute: Dispute, actor: AbstractBaseUser, note: str = ""
     payment = dispute.approval_payment
     if payment is not None:
         # Checked again: the payment may have been refunded since it was proposed.
-        _refund_check(dispute, payment, amount)
         credit = dispute.approval_credit
-        _post_refund(
+        _refund_make(
             dispute,
             payment=payment,
             amount_minor=amount,
@@ -940,12 +1068,14 @@ def _remind(dispute: Dispute) -> str:
     elif dispute.status == S.LANDLORD_RESPONDED:
         recipients = [dispute.tenancy.tenant.email]
         headline = f"Reminder: accept the landlord's answer or escalate by {when}"
-        stands = (
-            f"their offer of {format_money(dispute.proposed_minor, dispute.currency)} is "
-            "credited to your balance"
-            if dispute.proposed_minor
-            else "nothing is credited"
-        )
+        if dispute.proposed_payment_id is not None and dispute.proposed_minor:
+            refund = _refund_words(dispute, dispute.proposed_minor, dispute.proposed_credit)
+            stands = f"their offer of {refund} is made"
+        elif dispute.proposed_minor:
+            offer = format_money(dispute.proposed_minor, dispute.currency)
+            stands = f"their offer of {offer} is credited to your balance"
+        else:
+            stands = "nothing is credited"
         body = (
             "If you have not answered by then, the landlord's answer stands and the dispute "
             f"closes: {stands}."
@@ -983,25 +1113,58 @@ def _auto_escalate(dispute: Dispute, now: datetime) -> str:
 def _lapse(dispute: Dispute, now: datetime) -> str:
     assert dispute.due_at is not None
     missed = _when(dispute, dispute.due_at)
+    what = ""
+    if dispute.proposed_payment is not None:
+        try:
+            what = _offered_refund_make(dispute)
+        except RefundOfferLapsed as exc:
+            return _lapse_to_desk(dispute, now, missed, str(exc))
     _move(dispute, "lapse")
     dispute.updated_at = now
-    if dispute.proposed_minor:
+    if what:
+        outcome = f"the tenant did not answer by {missed}: the landlord's offer of {what} stands"
+    elif dispute.proposed_minor:
         offer = format_money(dispute.proposed_minor, dispute.currency)
         _post_adjustment(dispute, amount_minor=dispute.proposed_minor, actor=None)
         outcome = f"the tenant did not answer by {missed}: the landlord's offer of {offer} stands"
     else:
         outcome = f"the tenant did not answer by {missed}: the landlord's answer stands"
     _close(dispute, outcome)
+    body = outcome[0].upper() + outcome[1:] + "."
+    if dispute.refund is not None:
+        body += " The refund was asked of the payment provider."
     _step(
         dispute,
         actor=None,
         role=Role.SYSTEM,
         step="lapsed",
-        body=outcome[0].upper() + outcome[1:] + ".",
+        body=body,
         headline="Closed: the landlord's answer stands",
         adjustment_minor=dispute.adjustment_minor,
+        refund_minor=dispute.refund.amount_minor if dispute.refund is not None else 0,
     )
     return "lapsed"
+
+
+def _lapse_to_desk(dispute: Dispute, now: datetime, missed: str, why: str) -> str:
+    """The tenant's window passed but the landlord's offered refund can no longer be
+    made: rather than close the case on an offer nobody can honour, the admins decide."""
+    _move(dispute, "escalate")
+    dispute.updated_at = now
+    dispute.due_at = now + _days("DISPUTE_ADMIN_DAYS")
+    dispute.save()
+    body = f"The tenant did not answer by {missed}. {why}"
+    _step(
+        dispute,
+        actor=None,
+        role=Role.SYSTEM,
+        step="escalated",
+        body=body,
+        headline="Escalated to an admin: the landlord's refund can no longer be made",
+        missed=missed,
+    )
+    _desk_notify(dispute, why=body)
+    return "escalated"
 
 
 def _admins_overdue(dispute: Dispute) -> str:

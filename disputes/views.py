@@ -133,15 +133,34 @@ def dispute_new(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 # --- the case page, for every side ------------------------------------------------------
 
 
+# The landlord's choices, worded as what they do now (the model's labels say what was done).
+RESPONSE_OPTIONS = [
+    (Dispute.Response.ACCEPT, "Accept with an adjustment to the balance"),
+    (Dispute.Response.REFUND, "Accept with a refund to the tenant's card"),
+    (Dispute.Response.PARTIAL, "Propose a partial adjustment"),
+    (Dispute.Response.CONTEST, "Contest"),
+]
+
+
 def _case_context(request: HttpRequest, dispute: Dispute, role: str) -> dict[str, Any]:
     may_offer = role == Role.LANDLORD and landlord_access.may(
         user=request.user, landlord_id=dispute.landlord_id, action=landlord_access.Action.REFUND
     )
+    refundable = []
+    if may_offer and dispute.status == Dispute.Status.OPEN:
+        refundable = selectors.refundable_payments(dispute=dispute)
+    responses = [
+        (value, label)
+        for value, label in RESPONSE_OPTIONS
+        if value == Dispute.Response.CONTEST
+        or (may_offer and (value != Dispute.Response.REFUND or refundable))
+    ]
     return {
         "d": dispute,
         "role": role,
         "messages_list": selectors.dispute_messages(dispute=dispute),
-        "responses": Dispute.Response.choices,
+        "responses": responses,
+        "refundable": refundable,
         "may_offer": may_offer,
         "max_mb": max_bytes() // (1024 * 1024),
         "posted": request.POST,
@@ -182,23 +201,37 @@ def _act(request: HttpRequest, dispute_id: int, roles: set[str], call: Any) -> H
     return redirect("disputes:detail", dispute_id=dispute.pk)
 
 
+def _payment_chosen(request: HttpRequest, dispute: Dispute) -> Payment:
+    """The payment picked in a refund form: one of the dispute's tenancy, or an error."""
+    try:
+        ref = uuid.UUID(request.POST.get("payment", ""))
+    except ValueError:
+        raise services.DisputeError("Choose the payment to refund.") from None
+    payment = Payment.objects.filter(uuid=ref, tenancy_id=dispute.tenancy_id).first()
+    if payment is None:
+        raise services.DisputeError("Choose the payment to refund.")
+    return payment
+
+
 @login_required
 @require_POST
 def dispute_respond(request: HttpRequest, dispute_id: int) -> HttpResponse:
     def call(dispute: Dispute, role: str) -> None:
         response = request.POST.get("response", "")
-        if response != Dispute.Response.CONTEST and not landlord_access.may(
-            user=request.user, landlord_id=dispute.landlord_id, action=landlord_access.Action.REFUND
-        ):
-            raise services.DisputeError("Only an owner can offer an adjustment; you may contest.")
+        refund = response == Dispute.Response.REFUND
+        # Who may offer money is the service's rule (an owner); a contest needs none.
         services.dispute_respond(
             dispute=dispute,
             actor=_actor(request),
             response=response,
             note=request.POST.get("note", ""),
-            adjustment_minor=amount_parse(request.POST.get("adjustment", "")),
+            adjustment_minor=amount_parse(
+                request.POST.get("refund_amount" if refund else "adjustment", "")
+            ),
             over_reason=request.POST.get("over_reason", ""),
             files=_files(request),
+            payment=_payment_chosen(request, dispute) if refund else None,
+            credit=refund and request.POST.get("credit") == "1",
         )
 
     return _act(request, dispute_id, {Role.LANDLORD}, call)
@@ -394,17 +427,10 @@ def desk_resolve(request: HttpRequest, dispute_id: int) -> HttpResponse:
 @require_POST
 def desk_refund(request: HttpRequest, dispute_id: int) -> HttpResponse:
     def call(dispute: Dispute) -> None:
-        try:
-            ref = uuid.UUID(request.POST.get("payment", ""))
-        except ValueError:
-            raise services.DisputeError("Choose the payment to refund.") from None
-        payment = Payment.objects.filter(uuid=ref, tenancy_id=dispute.tenancy_id).first()
-        if payment is None:
-            raise services.DisputeError("Choose the payment to refund.")
         services.dispute_resolve_refund(
             dispute=dispute,
             actor=_actor(request),
-            payment=payment,
+            payment=_payment_chosen(request, dispute),
             amount_minor=amount_parse(request.POST.get("amount", ""), required=True) or 0,
             note=request.POST.get("note", ""),
             credit=request.POST.get("credit") == "1",

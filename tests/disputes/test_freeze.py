@@ -97,6 +97,8 @@ ACTIONS = st.sampled_from(
         "deadlines",
         "refund_small",
         "refund_big",
+        "respond_refund",
+        "respond_refund_credit",
     ]
 )
 
@@ -110,6 +112,17 @@ def _do(action, d, world, admin, admin2, payment):
     if action == "respond_offer":
         services.dispute_respond(
             dispute=d, actor=world.staff, response="partial", note="", adjustment_minor=400
+        )
+    elif action in ("respond_refund", "respond_refund_credit"):
+        # The landlord's own refund: above the four-eyes amount, and no admin approves it.
+        services.dispute_respond(
+            dispute=d,
+            actor=world.staff,
+            response="refund",
+            note="",
+            adjustment_minor=700,
+            payment=payment,
+            credit=action == "respond_refund_credit",
         )
     elif action == "respond_contest":
         services.dispute_respond(dispute=d, actor=world.staff, response="contest", note="no")
@@ -153,11 +166,14 @@ def _do(action, d, world, admin, admin2, payment):
 @given(steps=st.lists(st.tuples(ACTIONS, st.integers(0, 1)), max_size=10))
 @example(steps=[("refund_small", 0), ("refund_big", 1), ("approve", 1)])
 @example(steps=[("respond_contest", 1), ("deadlines", 0), ("deadlines", 1), ("deadlines", 0)])
+@example(
+    steps=[("respond_refund", 0), ("respond_refund_credit", 1), ("accept", 0), ("deadlines", 0)]
+)
 def test_property_freeze_follows_the_cases(
     personas, steps, django_settings_for_four_eyes, django_capture_on_commit_callbacks
 ):
     """Any sequence of steps on two cases of one tenancy (the deadlines and refunds
-    through the development provider among them): the supply is held on exactly
+    through the development provider, an admin's or the landlord's, among them): the supply is held on exactly
     while a case is open, never frozen once both are closed and never released
     while one is open; the balance moves by exactly the adjustments posted less
     the refunds the provider confirmed."""
