@@ -70,7 +70,7 @@
     root.querySelector("[data-offline-label]").textContent = (saved.label || "Balance") + " · last known";
     root.querySelector("[data-offline-value]").textContent = saved.value;
     root.querySelector("[data-offline-age]").textContent = label;
-    root.querySelector("[data-offline-supply]").textContent = saved.supply ? "Supply then: " + saved.supply : "";
+    root.querySelector("[data-offline-supply]").textContent = saved.supply ? "At that time: " + saved.supply : "";
   }
   document.addEventListener("DOMContentLoaded", function () {
     var root = document.querySelector("[data-offline]");

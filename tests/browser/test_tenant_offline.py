@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from landlord.demo import DEMO_PASSWORD
 from tests.browser.conftest import PHONE
+from tests.browser.test_tenant_axe import _violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -74,5 +75,18 @@ def test_offline_reload_shows_the_last_balance_with_its_age(
         page.goto(home)
         expect(page.get_by_test_id("balance")).to_contain_text("£")
         expect(page.get_by_test_id("offline-balance")).to_have_count(0)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_offline_page_passes_axe(submeter_server: str, browser: Any, scheme: str) -> None:
+    context = browser.new_context(**PHONE_390, color_scheme=scheme)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(submeter_server + "/offline/")
+        page.wait_for_load_state("load")
+        assert _violations(page) == []
     finally:
         context.close()
