@@ -4,15 +4,19 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from landlord import views as landlord_views
-from landlord.auth_views import RateLimitedAdminLoginView, RateLimitedLoginView
+from landlord.auth_views import RateLimitedAdminLoginView, RateLimitedLoginView, SignOutView
 
-from . import views
+from . import pwa, views
 
 urlpatterns = [
     path("", landlord_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", SignOutView.as_view(), name="logout"),
+    # The installable app: at the site root, so the service worker's scope is the whole site.
+    path("manifest.webmanifest", pwa.manifest, name="manifest"),
+    path("sw.js", pwa.service_worker, name="service_worker"),
+    path("offline/", pwa.offline, name="offline"),
     # Password change and reset: Django's views, with the templates in templates/registration.
     path(
         "accounts/password/change/",

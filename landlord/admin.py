@@ -6,7 +6,7 @@ from django.contrib import admin
 from config.admin_money import MoneyAdminMixin
 from supply.decision import supply_evaluate
 
-from .models import AuditEvent, Landlord, Membership, Property, Tenancy, Unit
+from .models import AuditEvent, Landlord, Membership, Property, PushSubscription, Tenancy, Unit
 
 
 class MembershipInline(admin.TabularInline):
@@ -72,4 +72,21 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(admin.ModelAdmin):
+    """Read-only: which phones get a tenancy's alerts, and whether the last push failed.
+    Only the tenant turns them on or off (their settings page)."""
+
+    list_display = ["tenancy", "user", "created_at", "last_success_at", "last_failure_at"]
+    list_filter = ["landlord"]
+    readonly_fields = ["last_failure"]
+    exclude = ["p256dh", "auth"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         return False

@@ -77,3 +77,18 @@ class RateLimitedAdminLoginView(RateLimitedLoginView):
             username=self.request.user.get_username(),
         )
         return context
+
+
+class SignOutView(auth_views.LogoutView):
+    """Sign out, and have the browser drop what it kept of the session's pages.
+
+    ``Clear-Site-Data`` removes this site's local storage (the last balance
+    the offline page shows), its caches and its service worker, with the push
+    subscription tied to it, so the next person on this phone sees nothing of
+    the last one's. Browsers honour it over HTTPS (and on localhost).
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        response["Clear-Site-Data"] = '"cache", "storage"'
+        return response

@@ -483,6 +483,40 @@ class TenantNotifications(models.Model):
         return f"notifications of tenancy {self.tenancy_id}"
 
 
+class PushSubscription(models.Model):
+    """One browser's Web Push subscription to a tenancy's alerts: one row per phone
+    or browser that turned notifications on (``landlord.push``).
+
+    The push service's endpoint is the browser's address; a 404 or 410 from it
+    means the browser dropped the subscription, and the row is deleted.
+    """
+
+    landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
+    # A subscription means nothing without its tenancy or its user: it goes with them.
+    tenancy = models.ForeignKey(
+        Tenancy, on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.URLField(max_length=1000)
+    # The browser's keys for encrypting messages to it (base64url).
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenancy", "endpoint"], name="push_subscription_one_per_endpoint"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"push subscription {self.pk} of tenancy {self.tenancy_id}"
+
+
 class PaymentPlanRequest(models.Model):
     """A tenant's request to pay what they owe over time; the landlord sees it on
     their flagged page until they close it. One open request per tenancy."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from datetime import date
 from typing import cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -19,6 +21,13 @@ from payments.forms import TopUpForm
 from . import access, selectors, usage
 from .forms_tenant import EmailForm, NotificationsForm, PlanRequestForm
 from .hardship import PlanRequestError, open_plan_request, payment_plan_request
+from .push import (
+    SubscriptionError,
+    push_configured,
+    push_subscribe,
+    push_unsubscribe,
+    subscription_parse,
+)
 from .tenant_settings import tenant_email_change, tenant_notifications_for, tenant_notifications_set
 from .views import tenancy_history
 
@@ -136,6 +145,7 @@ def _settings_page(
             "automatic": selectors.automatic_payments_sentence(tenancy=tenancy),
             "unit_threshold_minor": tenancy.unit.low_credit_threshold_minor,
             "currency": tenancy.unit.property.currency,
+            "push_public_key": settings.VAPID_PUBLIC_KEY if push_configured() else "",
         },
         status=status,
     )
@@ -237,3 +247,42 @@ def tenant_plan_request(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         return _cant_pay_page(request, tenancy, form, status=400)
     messages.success(request, "Your request is with your landlord.")
     return redirect("tenant:cant_pay", tenancy.pk)
+
+
+def _json_body(request: HttpRequest) -> object:
+    try:
+        return json.loads(request.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SubscriptionError("The body is not valid JSON.") from exc
+
+
+@login_required
+@require_http_methods(["POST"])
+def tenant_push_subscribe(request: HttpRequest, tenancy_id: int) -> JsonResponse:
+    """This browser's push subscription (JSON from ``PushSubscription.toJSON()``)."""
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    if not push_configured():
+        return JsonResponse({"error": "Phone notifications are not set up here."}, status=409)
+    try:
+        endpoint, p256dh, auth = subscription_parse(_json_body(request))
+    except SubscriptionError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    push_subscribe(
+        tenancy=tenancy, user_id=_user(request).pk, endpoint=endpoint, p256dh=p256dh, auth=auth
+    )
+    return JsonResponse({"subscribed": True}, status=201)
+
+
+@login_required
+@require_http_methods(["POST"])
+def tenant_push_unsubscribe(request: HttpRequest, tenancy_id: int) -> JsonResponse:
+    tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
+    try:
+        data = _json_body(request)
+    except SubscriptionError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    endpoint = data.get("endpoint") if isinstance(data, dict) else None
+    if not isinstance(endpoint, str) or not endpoint:
+        return JsonResponse({"error": "endpoint is missing."}, status=400)
+    removed = push_unsubscribe(tenancy=tenancy, user_id=_user(request).pk, endpoint=endpoint)
+    return JsonResponse({"subscribed": False, "removed": removed})

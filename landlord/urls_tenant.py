@@ -17,5 +17,15 @@ urlpatterns = [
     path("<int:tenancy_id>/settings/email/", tenant_views.tenant_email, name="email"),
     path("<int:tenancy_id>/cant-pay/", tenant_views.tenant_cant_pay, name="cant_pay"),
     path("<int:tenancy_id>/cant-pay/plan/", tenant_views.tenant_plan_request, name="plan_request"),
+    path(
+        "<int:tenancy_id>/push/subscribe/",
+        tenant_views.tenant_push_subscribe,
+        name="push_subscribe",
+    ),
+    path(
+        "<int:tenancy_id>/push/unsubscribe/",
+        tenant_views.tenant_push_unsubscribe,
+        name="push_unsubscribe",
+    ),
     path("<int:tenancy_id>/topup-preview/", tenant_views.topup_preview, name="topup_preview"),
 ]

@@ -1,5 +1,8 @@
 """Reminders of postpaid bills by email: one before the due date and one once
 it has passed, at most once each per bill, and only while something is owed.
+Each is also pushed to the tenant's phones (``landlord.push``) in a task of
+its own after the email's transaction commits, held in the tenant's quiet
+hours; a push failure never holds back the email.
 
 ``bill_reminders_send`` runs hourly (``payments.tasks``); each reminder is
 claimed by setting its ``reminded_*_at`` in the transaction that sends the
@@ -17,10 +20,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
+from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
 
 from config.formats import format_money
+from landlord.models import TenantNotifications
+from landlord.push import push_configured, push_payload, tenant_push_send
+from supply.alerts import tenant_email_choice
 
 from .models import Invoice, PaymentSettings
 from .services import invoice_amount_due
@@ -86,7 +93,58 @@ def bill_reminder_send(*, invoice_id: int, kind: str, now: datetime) -> bool:
         setattr(invoice, field, now)
         invoice.save(update_fields=[field])
         _send(invoice, kind, amount)
+        if push_configured():
+            transaction.on_commit(
+                lambda: bill_reminder_push_task.enqueue(invoice_id, kind), robust=True
+            )
         return True
+
+
+def bill_reminder_push(*, invoice_id: int, kind: str, now: datetime | None = None) -> int:
+    """Push a bill's reminder to the tenant's phones (after its email); how many took it.
+
+    Held until the end of the tenant's quiet hours; not pushed if the bill was
+    paid meanwhile. Runs in a task, outside any transaction.
+    """
+    now = now or timezone.now()
+    invoice = (
+        Invoice.objects.select_related("tenancy__notifications", "tenancy__unit__property")
+        .filter(pk=invoice_id, tenancy__isnull=False)
+        .first()
+    )
+    if invoice is None or invoice.due_date is None:
+        return 0
+    amount = invoice_amount_due(invoice=invoice)
+    if amount <= 0:
+        return 0
+    try:
+        prefs: TenantNotifications | None = invoice.tenancy.notifications
+    except TenantNotifications.DoesNotExist:
+        prefs = None
+    _, hold = tenant_email_choice(
+        kind=f"bill_{kind}", prefs=prefs, now=now, tz=invoice.tenancy.unit.property.timezone
+    )
+    if hold is not None:
+        bill_reminder_push_task.using(run_after=hold).enqueue(invoice_id, kind)
+        return 0
+    owed = format_money(amount, invoice.currency)
+    due = f"{invoice.due_date:%d %b %Y}"
+    if kind == DUE:
+        title, body = f"Bill due on {due}", f"{owed} still to pay on bill {invoice.number}."
+    else:
+        title, body = "Bill overdue", f"Bill {invoice.number} was due on {due}: {owed} to pay."
+    payload = push_payload(
+        title=title,
+        body=body,
+        url=reverse("payments:invoice", args=[invoice.pk]),
+        tag=f"bill-{invoice.pk}",
+    )
+    return tenant_push_send(tenancy_id=invoice.tenancy_id, payload=payload)
+
+
+@task()
+def bill_reminder_push_task(invoice_id: int, kind: str) -> int:
+    return bill_reminder_push(invoice_id=invoice_id, kind=kind)
 
 
 def bill_reminders_send(*, now: datetime | None = None) -> int:

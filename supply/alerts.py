@@ -5,11 +5,13 @@ An alert is a row (``meters.models.Alert``). Condition alerts stay open
 until the condition clears past a margin (hysteresis), and a unique
 constraint allows one open alert per subject and kind, so a balance that
 wobbles around a threshold, or a reading every two seconds, never repeats
-one. Each new alert is delivered three ways, all after commit: the tenant's
-or landlord's live page re-renders (pages read open alerts from the
-database), an email (a task), and for tenant alerts a native ``Notify``
-call to the unit's meter (the device socket sends alerts whose
-``device_notified_at`` is empty, so a lost wake-up only delays it).
+one. Each new alert is delivered all after commit: the tenant's or
+landlord's live page re-renders (pages read open alerts from the database),
+an email (a task), and for tenant alerts a Web Push to the tenant's phones (a
+task of its own, so a push failure never holds back the email) and a native
+``Notify`` call to the unit's meter (the device socket sends alerts whose
+``device_notified_at`` is empty, so a lost wake-up only delays it). Email and
+push follow the same tenant choices (``tenant_email_choice``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.tasks import task
+from django.urls import reverse
 from django.utils import timezone
 
 from config.formats import clock
@@ -38,6 +41,7 @@ from config.live import (
     unit_changed_notify,
 )
 from landlord.models import Membership, Tenancy, TenantNotifications, Unit
+from landlord.push import push_configured, push_payload, tenant_push_send
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
 from payments.tariffs import current_price_per_kwh
 
@@ -87,6 +91,8 @@ def _deliver(alert: Alert) -> None:
             broadcast_on_commit(device_group(device_id), {"type": "relay.wake"})
     alert_id = alert.pk
     transaction.on_commit(lambda: alert_email_task.enqueue(alert_id), robust=True)
+    if alert.audience == Alert.Audience.TENANT and alert.tenancy_id and push_configured():
+        transaction.on_commit(lambda: alert_push_task.enqueue(alert_id), robust=True)
 
 
 def _tenant_key(tenancy: Tenancy) -> str:
@@ -372,7 +378,8 @@ def tenant_email_choice(
     *, kind: str, prefs: TenantNotifications | None, now: datetime, tz: str
 ) -> tuple[bool, datetime | None]:
     """(send at all, hold until): the tenant's switches and quiet hours for an alert's
-    email. A disconnection warning is never switched off nor held back."""
+    email and push. A disconnection warning is never switched off nor held back.
+    A kind without a switch (a bill reminder) is held in quiet hours only."""
     if prefs is None or kind == Alert.Kind.CUTOFF_WARNING:
         return True, None
     switch = EMAIL_SWITCHES.get(kind)
@@ -456,6 +463,64 @@ def alert_email_send(*, alert_id: int) -> bool:
 @task()
 def alert_email_task(alert_id: int) -> bool:
     return alert_email_send(alert_id=alert_id)
+
+
+# What a tenant's phone shows as the notification's title, by alert kind.
+PUSH_TITLES: dict[str, str] = {
+    Alert.Kind.LOW_CREDIT: "Low credit",
+    Alert.Kind.LOW_RUNWAY: "Credit running out",
+    Alert.Kind.CUTOFF_WARNING: "Supply will be switched off",
+    Alert.Kind.SUPPLY_RESTORED: "Supply back on",
+}
+
+
+def alert_push_send(*, alert_id: int, now: datetime | None = None) -> int:
+    """Push a tenant alert to the tenant's phones, by the same choices as its email;
+    how many phones took it.
+
+    In quiet hours it is queued again for their end (a disconnection warning
+    never is); a condition that cleared meanwhile (credit topped up in the
+    night) is not pushed late. Runs in a task, outside any transaction: each
+    push is an HTTP call.
+    """
+    now = now or timezone.now()
+    alert = (
+        Alert.objects.select_related("tenancy__notifications", "unit__property")
+        .filter(pk=alert_id, audience=Alert.Audience.TENANT, tenancy__isnull=False)
+        .first()
+    )
+    if alert is None or alert.tenancy is None or alert.kind not in PUSH_TITLES:
+        return 0
+    if alert.kind not in EVENT_KINDS and alert.cleared_at is not None:
+        return 0
+    try:
+        prefs: TenantNotifications | None = alert.tenancy.notifications
+    except TenantNotifications.DoesNotExist:
+        prefs = None
+    send, hold = tenant_email_choice(
+        kind=alert.kind, prefs=prefs, now=now, tz=alert.unit.property.timezone
+    )
+    if not send:
+        return 0
+    if hold is not None:
+        alert_push_task.using(run_after=hold).enqueue(alert_id)
+        return 0
+    payload = push_payload(
+        title=f"{PUSH_TITLES[alert.kind]} · {alert.unit.name}",
+        body=alert.message,
+        url=reverse("tenant:home", args=[alert.tenancy_id]),
+        tag=f"alert-{alert.kind}",
+    )
+    return tenant_push_send(
+        tenancy_id=alert.tenancy.pk,
+        payload=payload,
+        urgent=alert.kind == Alert.Kind.CUTOFF_WARNING,
+    )
+
+
+@task()
+def alert_push_task(alert_id: int) -> int:
+    return alert_push_send(alert_id=alert_id)
 
 
 def alerts_for_device(*, device_id: int, now: datetime) -> list[Alert]:

@@ -233,6 +233,14 @@ STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", "300")
 STRIPE_APPLICATION_FEE_BPS = int(os.environ.get("STRIPE_APPLICATION_FEE_BPS", "100"))
 STRIPE_APPLICATION_FEE_FIXED_MINOR = int(os.environ.get("STRIPE_APPLICATION_FEE_FIXED_MINOR", "0"))
 
+# --- Web Push ---------------------------------------------------------------
+# Phone notifications of tenant alerts beside their emails (landlord/push.py).
+# Off while the keys are unset; ``manage.py push_keys`` prints a new pair.
+# The subject is how a push service reaches the operator (mailto: or https:).
+VAPID_PUBLIC_KEY = os.environ.get("VAPID_PUBLIC_KEY", "")
+VAPID_PRIVATE_KEY = os.environ.get("VAPID_PRIVATE_KEY", "")
+VAPID_SUBJECT = os.environ.get("VAPID_SUBJECT", "mailto:operations@example.com")
+
 # --- Product settings -----------------------------------------------------
 SUBMETER: dict[str, Any] = {
     # Smallest and largest single top-up, in minor units of the currency.

@@ -249,6 +249,10 @@ HTTP: dict[str, list[Case]] = {
     "logout": [Case("post", everyone_gets(LOGIN))],
     "admin-login": [Case("get", {**everyone_gets(200), ADMIN: 302})],
     "api-schema": [Case("get", everyone_gets(200))],
+    # The installable app's files: public, nobody's data in them.
+    "manifest": [Case("get", everyone_gets(200))],
+    "service_worker": [Case("get", everyone_gets(200))],
+    "offline": [Case("get", everyone_gets(200))],
     # Live pages and the money a tenant moves: the running tenancy only.
     "tenant:home": [Case("get", only({TENANT: 200, FORMER: 200}))],  # former: history only
     "tenant:history": [Case("get", only({TENANT: 200, FORMER: 200}))],
@@ -259,6 +263,9 @@ HTTP: dict[str, list[Case]] = {
     "tenant:cant_pay": [Case("get", only({TENANT: 200}))],
     "tenant:plan_request": [Case("post", only({TENANT: 302}), {"message": "Can we talk?"})],
     "tenant:notifications": [Case("post", only({TENANT: 302}), {"email_low_credit": "on"})],
+    # Phone notifications: off without VAPID keys (409); a form body is no subscription (400).
+    "tenant:push_subscribe": [Case("post", only({TENANT: 409}))],
+    "tenant:push_unsubscribe": [Case("post", only({TENANT: 400}))],
     "tenant:email": [
         Case("post", only({TENANT: 302}), {"email": "n@example.com", "password": "pw"})
     ],
