@@ -20,7 +20,7 @@ from payments.selectors import tenant_payment_context
 from supply.cutoff import protections_for
 from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
 
-from . import access, dashboard, selectors
+from . import access, dashboard, selectors, usage
 from .access import Action
 from .forms import IntervalDayForm, ReasonForm
 from .models import AuditEvent, Tenancy, Unit
@@ -131,7 +131,7 @@ def _unit_detail_context(
     request: HttpRequest, unit: Unit, day_form: IntervalDayForm | None = None
 ) -> dict[str, object]:
     """The unit page: for people up front (tenant, mode, balance, supply and why,
-    meter, bills and payments, daily usage, supply control); the raw records
+    meter, bills and payments, the usage chart, supply control); the raw records
     (readings, postings, relay commands, audit rows, priced intervals) on the
     "details" tab (``?tab=details``, or a day of intervals asked for)."""
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
@@ -163,6 +163,10 @@ def _unit_detail_context(
         context.update(_unit_details(unit, view, _day(day_form)))
     else:
         context.update(selectors.unit_people_facts(unit=unit, tenancy=view.tenancy))
+        period, day, error = usage.usage_params(request.GET, view.unit.property.timezone)
+        data = usage.unit_usage(unit=view.unit, period=period, day=day)
+        context.update(usage.usage_context(data))
+        context.update({"usage_error": error, "usage_series": data.as_json()})
     return context
 
 

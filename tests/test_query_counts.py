@@ -184,9 +184,10 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
     # one the switch of billing mode scheduled for the unit, if any, one the tenancy's
     # deposit, if any; the tenant alerts are one query (supply.alerts.open_alerts). The
-    # raw records are on the details tab; the overview reads bills, payments and 30 days
-    # of daily usage.
-    _get_counted(client, url, django_assert_num_queries, 18)
+    # raw records are on the details tab; the overview reads bills, payments and the
+    # usage chart (8: the meters, the tenancies, then for the period and the one before
+    # the slots, each meter's priced total before it, the standing charges).
+    _get_counted(client, url, django_assert_num_queries, 25)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):
