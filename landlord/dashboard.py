@@ -32,7 +32,7 @@ from payments.tariffs import current_price_per_kwh
 from supply.cutoff import cutoff_expected_at, protections_for
 from supply.runway import duration_text, mean_power_w, runway_hours
 
-from .models import Unit
+from .models import PaymentPlanRequest, Unit
 from .selectors import UnitView
 
 LIMIT = 50
@@ -410,7 +410,48 @@ def _dispute_issues(landlord_id: int) -> list[Issue]:
     return issues
 
 
-ORDER = {"cutoff": 0, "off": 1, "relay": 2, "runway": 3, "dispute": 4, "chargeback": 5}
+def _plan_issues(landlord_id: int) -> list[Issue]:
+    """Tenants' payment-plan requests waiting for an answer (given on the unit page)."""
+    found = list(
+        PaymentPlanRequest.objects.filter(
+            landlord_id=landlord_id, status=PaymentPlanRequest.Status.OPEN
+        )
+        .select_related("tenancy__unit__property", "tenancy__tenant")
+        .order_by("created_at")[:6]
+    )
+    issues = []
+    for plan in found[:5]:
+        unit = plan.tenancy.unit
+        tenant = plan.tenancy.tenant
+        issues.append(
+            Issue(
+                "plan",
+                f"{_unit_name(unit)}: payment-plan request",
+                f"{tenant.get_full_name() or tenant.get_username()} asked on "
+                f"{timezone.localtime(plan.created_at):%d %b}: answer it",
+                _unit_url(unit) + "#plan-request",
+                "warn",
+                unit,
+            )
+        )
+    if len(found) > 5:
+        issues.append(
+            Issue(
+                "plan", "More payment-plan requests", "see all of them", reverse("landlord:flagged")
+            )
+        )
+    return issues
+
+
+ORDER = {
+    "cutoff": 0,
+    "off": 1,
+    "relay": 2,
+    "runway": 3,
+    "dispute": 4,
+    "chargeback": 5,
+    "plan": 6,
+}
 
 
 def landlord_issues(
@@ -426,6 +467,7 @@ def landlord_issues(
         + _relay_issues(landlord_id, now)
         + _runway_issues(rows, landlord_id, now, cut_units)
         + _dispute_issues(landlord_id)
+        + _plan_issues(landlord_id)
         + _payment_issues(landlord_id, now)
         + _flagged_issues(landlord_id, now)
     )

@@ -688,7 +688,7 @@ def unit_meter_label(*, unit: Unit) -> str:
 def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, object]:
     """What the unit page shows up front besides the unit's state and its usage
     chart (``landlord.usage``): its bills (with what is still owed on each) and its
-    latest payments."""
+    latest payments, and the tenant's payment-plan request (open, or its answer)."""
     bills = list(
         invoices_with_owed(Invoice.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit))
         .select_related("tenancy__tenant")
@@ -700,7 +700,16 @@ def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, objec
         .select_related("tenancy__tenant")
         .order_by("-created_at")[:10]
     )
-    return {"bills": bills, "payments": payments}
+    plan = (
+        PaymentPlanRequest.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit)
+        .select_related("tenancy__tenant", "answered_by")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if plan is not None and plan.status != PaymentPlanRequest.Status.OPEN:
+        # An answer stays on the page for the tenancy it was given to, not for the next.
+        plan = plan if tenancy is not None and plan.tenancy_id == tenancy.pk else None
+    return {"bills": bills, "payments": payments, "plan_request": plan}
 
 
 def automatic_payments_sentence(*, tenancy: Tenancy) -> str:

@@ -15,7 +15,7 @@ from payments.forms import TopUpForm
 
 from . import access, selectors, usage
 from .forms_tenant import EmailForm, NotificationsForm, PlanRequestForm
-from .hardship import PlanRequestError, open_plan_request, payment_plan_request
+from .hardship import PlanRequestError, last_plan_request, payment_plan_request
 from .tenant_settings import tenant_email_change, tenant_notifications_for, tenant_notifications_set
 from .views import tenancy_history
 
@@ -164,7 +164,7 @@ def _cant_pay_page(
             "v": view,
             "recovery_percent": selectors.recovery_percent(),
             "contacts": selectors.landlord_contacts(landlord_id=tenancy.landlord_id),
-            "open_request": open_plan_request(tenancy=tenancy),
+            "last_request": last_plan_request(tenancy=tenancy),
             "form": form or PlanRequestForm(),
         },
         status=status,

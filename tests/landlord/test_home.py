@@ -152,13 +152,14 @@ def _counted(client, url, django_assert_num_queries, expected):
 # One query per scheduled cut-off (its protections ask the dispute freeze hook);
 # the world has one. The rest: the session and membership, the units with their
 # devices, meters and tenancies, the role, then the home's own fixed queries
-# (one of them every prepaid meter's last hour at once, for the runways).
-HOME_QUERIES = 21
+# (one of them every prepaid meter's last hour at once, for the runways; one the
+# payment-plan requests waiting for an answer).
+HOME_QUERIES = 22
 # The unit page also asks for a switch of billing mode scheduled for the unit and for
 # the tenancy's deposit; its usage chart (landlord.usage.unit_usage) reads the meters and
 # the tenancies, then, for the period and the one before, the slots, each meter's priced
-# total before it and the standing charges: 8.
-UNIT_QUERIES = 26
+# total before it and the standing charges: 8; and the tenant's payment-plan request: 1.
+UNIT_QUERIES = 27
 
 
 @pytest.mark.parametrize("count", [20, 200])
