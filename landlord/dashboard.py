@@ -36,10 +36,6 @@ from .models import PaymentPlanRequest, Unit
 from .selectors import UnitView
 
 LIMIT = 50
-# A connected meter that sent no reading for this long is "silent".
-SILENT_MINUTES = 30
-# A relay command neither acknowledged nor superseded this long after it was made.
-RELAY_STUCK_SECONDS = 120
 # Readings flagged, and payments failed, this recently are listed.
 FLAGGED_DAYS = 7
 FAILED_PAYMENT_DAYS = 30
@@ -90,6 +86,18 @@ class Home:
     month_start: date | None = None
 
 
+def meter_silent_after() -> timedelta:
+    """A connected meter that sent no reading for this long is "silent"
+    (``SUBMETER["METER_SILENT_MINUTES"]``)."""
+    return timedelta(minutes=int(settings.SUBMETER.get("METER_SILENT_MINUTES", 30)))
+
+
+def relay_stuck_after() -> timedelta:
+    """A relay command neither acknowledged nor superseded this long after it was made
+    is "not switching" (``SUBMETER["RELAY_STUCK_SECONDS"]``)."""
+    return timedelta(seconds=int(settings.SUBMETER.get("RELAY_STUCK_SECONDS", 120)))
+
+
 def _first_property_row(rows: list[UnitView]) -> UnitView | None:
     return min(rows, key=lambda row: row.unit.property_id, default=None)
 
@@ -125,7 +133,7 @@ def _unit_name(unit: Unit) -> str:
 
 def _supply_issues(rows: list[UnitView], now: datetime) -> list[Issue]:
     issues = []
-    stale = timedelta(minutes=SILENT_MINUTES)
+    stale = meter_silent_after()
     for row in rows:
         unit = row.unit
         device = next(iter(unit.devices.all()), None)
@@ -295,7 +303,7 @@ def _relay_issues(landlord_id: int, now: datetime) -> list[Issue]:
                 RelayCommand.Status.SENT,
                 RelayCommand.Status.REJECTED,
             ],
-            created_at__lt=now - timedelta(seconds=RELAY_STUCK_SECONDS),
+            created_at__lt=now - relay_stuck_after(),
         )
         .select_related("device__unit__property")
         .order_by("created_at")[:LIMIT]

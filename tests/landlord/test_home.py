@@ -406,3 +406,25 @@ def test_unit_page_shows_people_first_and_records_behind_details(personas):
     assert "Recent readings" not in body and "Relay commands" not in body
     details = client.get(url, {"tab": "details"}).content.decode()
     assert "Recent readings" in details and "Relay commands" in details and "Audit log" in details
+
+
+def test_silent_and_stuck_thresholds_are_settings(personas, settings):
+    world = personas.a
+    units = build_units(world, 12)  # unit 11's meter: no reading for two hours
+    _exceptions(world)  # a relay command sent ten minutes ago, not acknowledged
+    client = _client(world.staff)
+
+    def section():
+        body = client.get(reverse("landlord:units")).content.decode()
+        return body.split('data-testid="exceptions"')[1].split('data-testid="kpis"')[0]
+
+    silent = f'data-kind="silent" data-unit="{units[11].pk}"'
+    assert silent in section() and 'data-kind="relay"' in section()
+    settings.SUBMETER = {
+        **settings.SUBMETER,
+        "METER_SILENT_MINUTES": 180,
+        "RELAY_STUCK_SECONDS": 3600,
+    }
+    assert silent not in section() and 'data-kind="relay"' not in section()
+    settings.SUBMETER = {**settings.SUBMETER, "METER_SILENT_MINUTES": 60}
+    assert silent in section()
