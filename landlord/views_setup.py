@@ -225,6 +225,10 @@ def unit_import(request: HttpRequest) -> HttpResponse:
     status = (
         400 if request.method == "POST" and (rows is None or any(r.error for r in rows)) else 200
     )
+    if status == 400 and is_htmx(request):
+        # The refused rows are the answer to show, not a failed request: 422, which the
+        # form's part swaps in (a 400 is taken over by django-htmx's debug error page).
+        status = 422
     template = "landlord/setup/unit_import.html"
     return render(
         request,

@@ -50,7 +50,7 @@
           values: function (u, ticks) { return ticks.map(function (t) { return data.labels[t] || ""; }); },
           space: 40,
         },
-        { stroke: ink, size: 56, values: function (u, ticks) { return ticks.map(function (t) { return unit === "wh" ? t + " kWh" : money(Math.round(t * 100), data.currency); }); } },
+        { stroke: ink, size: 64, values: function (u, ticks) { return ticks.map(function (t) { return unit === "wh" ? t + " kWh" : money(Math.round(t * 100), data.currency); }); } },
       ],
       series: [
         {},

@@ -405,12 +405,12 @@ def test_csv_import_with_htmx_swaps_only_the_form_and_preview(personas):
     body = resp.content.decode()
     assert resp.status_code == 200 and body.lstrip().startswith('<div id="unit-import"')
     assert "<html" not in body and "Add these 2 units" in body and "Flat 31,postpaid," in body
-    # row errors: a 400 that is still swapped (the element's before-swap handler)
+    # row errors: a 422 that is still swapped (the element's before-swap handler)
     bad = "name,billing_mode\nFlat 32,monthly\n"
     resp = client.post(
         url, {"property": personas.a.prop.pk, "csv_text": bad, "preview": "1"}, headers=htmx
     )
-    assert resp.status_code == 400 and "Choose prepaid or postpaid" in resp.content.decode()
+    assert resp.status_code == 422 and "Choose prepaid or postpaid" in resp.content.decode()
     assert "<html" not in resp.content.decode() and "Flat 32,monthly" in resp.content.decode()
     # the confirm: the browser is sent to the set-up page, the units exist
     resp = client.post(
