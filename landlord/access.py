@@ -29,6 +29,7 @@ from .models import (
     MemberInvitation,
     Membership,
     ModeSwitchSchedule,
+    PaymentPlanRequest,
     Property,
     Tenancy,
     Unit,
@@ -313,3 +314,18 @@ def access_unit_mode_switch(*, unit: Unit, switch_id: int) -> ModeSwitchSchedule
     if switch is None:
         raise Http404
     return switch
+
+
+def access_unit_plan_request(*, unit: Unit, request_id: int) -> PaymentPlanRequest:
+    """A payment-plan request of one of this unit's tenancies (the unit was already
+    checked)."""
+    found = (
+        PaymentPlanRequest.objects.filter(
+            pk=request_id, landlord_id=unit.landlord_id, tenancy__unit_id=unit.pk
+        )
+        .select_related("tenancy")
+        .first()
+    )
+    if found is None:
+        raise Http404
+    return found

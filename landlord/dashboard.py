@@ -32,14 +32,10 @@ from payments.tariffs import current_price_per_kwh
 from supply.cutoff import cutoff_expected_at, protections_for
 from supply.runway import duration_text, mean_power_w, runway_hours
 
-from .models import Unit
+from .models import PaymentPlanRequest, Unit
 from .selectors import UnitView
 
 LIMIT = 50
-# A connected meter that sent no reading for this long is "silent".
-SILENT_MINUTES = 30
-# A relay command neither acknowledged nor superseded this long after it was made.
-RELAY_STUCK_SECONDS = 120
 # Readings flagged, and payments failed, this recently are listed.
 FLAGGED_DAYS = 7
 FAILED_PAYMENT_DAYS = 30
@@ -90,6 +86,18 @@ class Home:
     month_start: date | None = None
 
 
+def meter_silent_after() -> timedelta:
+    """A connected meter that sent no reading for this long is "silent"
+    (``SUBMETER["METER_SILENT_MINUTES"]``)."""
+    return timedelta(minutes=int(settings.SUBMETER.get("METER_SILENT_MINUTES", 30)))
+
+
+def relay_stuck_after() -> timedelta:
+    """A relay command neither acknowledged nor superseded this long after it was made
+    is "not switching" (``SUBMETER["RELAY_STUCK_SECONDS"]``)."""
+    return timedelta(seconds=int(settings.SUBMETER.get("RELAY_STUCK_SECONDS", 120)))
+
+
 def _first_property_row(rows: list[UnitView]) -> UnitView | None:
     return min(rows, key=lambda row: row.unit.property_id, default=None)
 
@@ -125,7 +133,7 @@ def _unit_name(unit: Unit) -> str:
 
 def _supply_issues(rows: list[UnitView], now: datetime) -> list[Issue]:
     issues = []
-    stale = timedelta(minutes=SILENT_MINUTES)
+    stale = meter_silent_after()
     for row in rows:
         unit = row.unit
         device = next(iter(unit.devices.all()), None)
@@ -295,7 +303,7 @@ def _relay_issues(landlord_id: int, now: datetime) -> list[Issue]:
                 RelayCommand.Status.SENT,
                 RelayCommand.Status.REJECTED,
             ],
-            created_at__lt=now - timedelta(seconds=RELAY_STUCK_SECONDS),
+            created_at__lt=now - relay_stuck_after(),
         )
         .select_related("device__unit__property")
         .order_by("created_at")[:LIMIT]
@@ -410,7 +418,48 @@ def _dispute_issues(landlord_id: int) -> list[Issue]:
     return issues
 
 
-ORDER = {"cutoff": 0, "off": 1, "relay": 2, "runway": 3, "dispute": 4, "chargeback": 5}
+def _plan_issues(landlord_id: int) -> list[Issue]:
+    """Tenants' payment-plan requests waiting for an answer (given on the unit page)."""
+    found = list(
+        PaymentPlanRequest.objects.filter(
+            landlord_id=landlord_id, status=PaymentPlanRequest.Status.OPEN
+        )
+        .select_related("tenancy__unit__property", "tenancy__tenant")
+        .order_by("created_at")[:6]
+    )
+    issues = []
+    for plan in found[:5]:
+        unit = plan.tenancy.unit
+        tenant = plan.tenancy.tenant
+        issues.append(
+            Issue(
+                "plan",
+                f"{_unit_name(unit)}: payment-plan request",
+                f"{tenant.get_full_name() or tenant.get_username()} asked on "
+                f"{timezone.localtime(plan.created_at):%d %b}: answer it",
+                _unit_url(unit) + "#plan-request",
+                "warn",
+                unit,
+            )
+        )
+    if len(found) > 5:
+        issues.append(
+            Issue(
+                "plan", "More payment-plan requests", "see all of them", reverse("landlord:flagged")
+            )
+        )
+    return issues
+
+
+ORDER = {
+    "cutoff": 0,
+    "off": 1,
+    "relay": 2,
+    "runway": 3,
+    "dispute": 4,
+    "chargeback": 5,
+    "plan": 6,
+}
 
 
 def landlord_issues(
@@ -426,6 +475,7 @@ def landlord_issues(
         + _relay_issues(landlord_id, now)
         + _runway_issues(rows, landlord_id, now, cut_units)
         + _dispute_issues(landlord_id)
+        + _plan_issues(landlord_id)
         + _payment_issues(landlord_id, now)
         + _flagged_issues(landlord_id, now)
     )

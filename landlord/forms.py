@@ -32,3 +32,23 @@ class IntervalDayForm(forms.Form):
                 f"Pick a day between {FIRST_DAY:%d %b %Y} and {last:%d %b %Y}."
             )
         return day
+
+
+class PlanAnswerForm(forms.Form):
+    """A landlord's answer to a payment-plan request: accept with the plan's terms,
+    or decline saying why; either way the tenant reads the note."""
+
+    decision = forms.ChoiceField(
+        choices=[("accept", "Accept"), ("decline", "Decline")],
+        error_messages={
+            "required": "Choose to accept or to decline.",
+            "invalid_choice": "Choose to accept or to decline.",
+        },
+    )
+    note = forms.CharField(
+        max_length=1000,
+        error_messages={
+            "required": "Write the plan's terms, or why you decline: the tenant reads it.",
+            "max_length": "Keep the note under 1000 characters.",
+        },
+    )

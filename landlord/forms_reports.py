@@ -52,6 +52,12 @@ class DateRangeForm(forms.Form):
         return self.cleaned_data.get("from"), self.cleaned_data.get("to")
 
 
+# The longest range one export covers, in days (both ends included): a year,
+# leap day and all. Longer ranges are taken a year at a time, so one request
+# never holds a database cursor open over years of postings.
+EXPORT_MAX_DAYS = 366
+
+
 class ExportForm(DateRangeForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, required=True, **kwargs)
@@ -59,3 +65,16 @@ class ExportForm(DateRangeForm):
             label="What", choices=list(EXPORT_KINDS.items()), widget=forms.RadioSelect
         )
         self.order_fields(["kind", "from", "to"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        first, last = data.get("from"), data.get("to")
+        if first is not None and last is not None and not self.errors:
+            days = (last - first).days + 1
+            if days > EXPORT_MAX_DAYS:
+                self.add_error(
+                    "to",
+                    f"An export covers at most {EXPORT_MAX_DAYS} days; this range has {days}. "
+                    "Export it in parts, a year or less at a time.",
+                )
+        return data

@@ -1,8 +1,11 @@
-"""When a tenant cannot top up: a payment-plan request that reaches the landlord."""
+"""When a tenant cannot top up: a payment-plan request that reaches the landlord,
+and the landlord's answer that reaches the tenant (their page and an email)."""
 
 from __future__ import annotations
 
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from config.live import unit_changed
 
@@ -14,10 +17,9 @@ class PlanRequestError(Exception):
     """A request that cannot be made, with the reason to show."""
 
 
-def open_plan_request(*, tenancy: Tenancy) -> PaymentPlanRequest | None:
-    return PaymentPlanRequest.objects.filter(
-        tenancy=tenancy, status=PaymentPlanRequest.Status.OPEN
-    ).first()
+def last_plan_request(*, tenancy: Tenancy) -> PaymentPlanRequest | None:
+    """The tenancy's newest request, open or answered: what the tenant's page says."""
+    return PaymentPlanRequest.objects.filter(tenancy=tenancy).order_by("-created_at", "-pk").first()
 
 
 @transaction.atomic
@@ -46,3 +48,66 @@ def payment_plan_request(
     )
     unit_changed(tenancy.unit)
     return request
+
+
+ANSWER_MAX = 1000
+
+
+@transaction.atomic
+def payment_plan_answer(
+    *, plan_request: PaymentPlanRequest, actor_id: int | None, accept: bool, note: str
+) -> PaymentPlanRequest:
+    """The landlord accepts a payment-plan request with its terms, or declines it
+    saying why. Once: an answered request cannot be answered again (the tenant may
+    ask anew). The tenant is emailed on commit and sees the answer on their page."""
+    note = note.strip()
+    if not note:
+        raise PlanRequestError(
+            "Write the plan's terms." if accept else "Say why, so the tenant knows what to do."
+        )
+    if len(note) > ANSWER_MAX:
+        raise PlanRequestError(f"Keep the note under {ANSWER_MAX} characters.")
+    locked = (
+        PaymentPlanRequest.objects.select_for_update()
+        .select_related("tenancy__unit__property", "tenancy__tenant")
+        .get(pk=plan_request.pk)
+    )
+    if locked.status != PaymentPlanRequest.Status.OPEN:
+        raise PlanRequestError("This request has already been answered.")
+    status = PaymentPlanRequest.Status.ACCEPTED if accept else PaymentPlanRequest.Status.DECLINED
+    locked.status = status
+    locked.answer = note
+    locked.answered_by_id = actor_id
+    locked.closed_at = timezone.now()
+    locked.save(update_fields=["status", "answer", "answered_by", "closed_at"])
+    tenancy = locked.tenancy
+    audit_record(
+        landlord_id=locked.landlord_id,
+        actor_id=actor_id,
+        action=f"payment_plan.{status}",
+        tenancy=tenancy,
+        reason=note,
+        data={"request_id": locked.pk},
+    )
+    email = tenancy.tenant.email
+    if email:
+        unit = tenancy.unit
+        verdict = "accepted" if accept else "declined"
+        heading = "The plan's terms" if accept else "Your landlord's note"
+        body = (
+            f"Your landlord {verdict} your payment-plan request for {unit.property.name}, "
+            f"{unit.name}.\n\n{heading}:\n{note}\n\n"
+            'You can read this answer again on your "Can\'t top up" page.'
+        )
+        # A mail server that fails does not undo the answer: the tenant's page has it.
+        transaction.on_commit(
+            lambda: send_mail(
+                subject=f"Your payment-plan request: {verdict}",
+                message=body,
+                from_email=None,
+                recipient_list=[email],
+            ),
+            robust=True,
+        )
+    unit_changed(tenancy.unit)
+    return locked

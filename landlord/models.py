@@ -519,11 +519,14 @@ class PushSubscription(models.Model):
 
 class PaymentPlanRequest(models.Model):
     """A tenant's request to pay what they owe over time; the landlord sees it on
-    their flagged page until they close it. One open request per tenancy."""
+    their home until they answer it: accepted with its terms, or declined, with a
+    note the tenant reads. One open request per tenancy."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
 
     landlord = models.ForeignKey(Landlord, on_delete=models.PROTECT, related_name="+")
     tenancy = models.ForeignKey(Tenancy, on_delete=models.PROTECT, related_name="plan_requests")
@@ -532,6 +535,15 @@ class PaymentPlanRequest(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The landlord's answer: the plan's terms when accepted, why not when declined.
+    answer = models.TextField(max_length=1000, blank=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         constraints = [

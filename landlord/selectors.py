@@ -12,8 +12,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import (
     Case,
-    Count,
-    F,
     FilteredRelation,
     Max,
     Min,
@@ -25,7 +23,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate, TruncMinute
+from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
 from config.formats import format_money
@@ -695,78 +693,10 @@ def unit_meter_label(*, unit: Unit) -> str:
 # --- The unit page for people -----------------------------------------------------
 
 
-@dataclass
-class UsageDay:
-    """One local day of a unit's energy and what it was charged; ``wh`` None: no
-    data that day (a gap, drawn as a gap, never as zero)."""
-
-    day: date
-    wh: int | None
-    minor: int | None
-    held_wh: int = 0
-    estimated: bool = False
-
-    @property
-    def is_gap(self) -> bool:
-        return self.wh is None
-
-
-def unit_daily_usage(*, unit: Unit, days: int = 30, now: datetime | None = None) -> list[UsageDay]:
-    """The last ``days`` local days of the unit's intervals (all its meters), oldest
-    first, in one query. Held energy counts in ``wh`` and ``held_wh`` but has no
-    price yet; a held gap counts on the day it starts."""
-    tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    today = timezone.localtime(now or timezone.now(), tz).date()
-    first = today - timedelta(days=days - 1)
-    rows = (
-        Interval.objects.filter(
-            landlord_id=unit.landlord_id,
-            meter__unit=unit,
-            start__gte=datetime.combine(first, time(0), tz),
-        )
-        .annotate(day=TruncDate("start", tzinfo=tz))
-        .values("day")
-        .annotate(
-            wh=Sum("energy_wh"),
-            sub=Sum("gross_sub"),
-            held=Sum(Case(When(quality=Interval.Quality.HELD, then=F("energy_wh")), default=0)),
-            estimated=Count(Case(When(quality=Interval.Quality.ESTIMATED, then=1))),
-        )
-        .order_by("day")
-    )
-    found = {row["day"]: row for row in rows}
-    out = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        row = found.get(day)
-        if row is None:
-            out.append(UsageDay(day=day, wh=None, minor=None))
-            continue
-        sub = row["sub"]
-        out.append(
-            UsageDay(
-                day=day,
-                wh=int(row["wh"] or 0),
-                minor=round_half_up(sub) if sub is not None else None,
-                held_wh=int(row["held"] or 0),
-                estimated=bool(row["estimated"]),
-            )
-        )
-    return out
-
-
-def usage_series(days: list[UsageDay]) -> dict[str, list[object]]:
-    """The daily usage as plain columns for a chart (None where there is no data)."""
-    return {
-        "day": [d.day.isoformat() for d in days],
-        "wh": [d.wh for d in days],
-        "minor": [d.minor for d in days],
-    }
-
-
 def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, object]:
-    """What the unit page shows up front besides the unit's state: its bills (with
-    what is still owed on each), its latest payments and 30 days of daily usage."""
+    """What the unit page shows up front besides the unit's state and its usage
+    chart (``landlord.usage``): its bills (with what is still owed on each) and its
+    latest payments, and the tenant's payment-plan request (open, or its answer)."""
     bills = list(
         invoices_with_owed(Invoice.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit))
         .select_related("tenancy__tenant")
@@ -778,15 +708,16 @@ def unit_people_facts(*, unit: Unit, tenancy: Tenancy | None) -> dict[str, objec
         .select_related("tenancy__tenant")
         .order_by("-created_at")[:10]
     )
-    days = unit_daily_usage(unit=unit)
-    return {
-        "bills": bills,
-        "payments": payments,
-        "usage_days": list(reversed(days)),
-        "usage_series": usage_series(days),
-        "usage_total_wh": sum(d.wh or 0 for d in days),
-        "usage_total_minor": sum(d.minor or 0 for d in days),
-    }
+    plan = (
+        PaymentPlanRequest.objects.filter(landlord_id=unit.landlord_id, tenancy__unit=unit)
+        .select_related("tenancy__tenant", "answered_by")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if plan is not None and plan.status != PaymentPlanRequest.Status.OPEN:
+        # An answer stays on the page for the tenancy it was given to, not for the next.
+        plan = plan if tenancy is not None and plan.tenancy_id == tenancy.pk else None
+    return {"bills": bills, "payments": payments, "plan_request": plan}
 
 
 def automatic_payments_sentence(*, tenancy: Tenancy) -> str:

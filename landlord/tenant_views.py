@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import zoneinfo
-from datetime import date
 from typing import cast
 
 from django.conf import settings
@@ -13,14 +11,13 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from payments.forms import TopUpForm
 
 from . import access, selectors, usage
 from .forms_tenant import EmailForm, NotificationsForm, PlanRequestForm
-from .hardship import PlanRequestError, open_plan_request, payment_plan_request
+from .hardship import PlanRequestError, last_plan_request, payment_plan_request
 from .push import (
     SubscriptionError,
     push_configured,
@@ -53,50 +50,15 @@ def topup_preview(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     return render(request, "tenant/_topup_preview.html", {"preview": preview})
 
 
-def _usage_params(request: HttpRequest, tenancy_tz: str) -> tuple[str, date, str]:
-    """(period, day, error): a bad period or date falls back to today's day view,
-    with the error to say."""
-    today = timezone.localdate(timezone=zoneinfo.ZoneInfo(tenancy_tz))
-    period = request.GET.get("period", "day")
-    raw = request.GET.get("date", "")
-    if period not in usage.PERIODS:
-        return "day", today, f"There is no “{period[:20]}” view; showing today."
-    if not raw:
-        return period, today, ""
-    try:
-        return period, date.fromisoformat(raw), ""
-    except ValueError:
-        return period, today, f"“{raw[:20]}” is not a date (YYYY-MM-DD); showing today."
-
-
 @login_required
 @require_GET
 def tenant_usage(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     """Usage by half hour, day or month, in kWh or money, beside the previous period."""
     tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
-    period, day, error = _usage_params(request, tenancy.unit.property.timezone)
+    period, day, error = usage.usage_params(request.GET, tenancy.unit.property.timezone)
     data = usage.tenancy_usage(tenancy=tenancy, period=period, day=day)
-    return render(
-        request,
-        "tenant/usage.html",
-        {
-            "tenancy": tenancy,
-            "u": data,
-            "rows": list(
-                zip(
-                    data.current.labels,
-                    data.current.wh,
-                    data.current.minor,
-                    data.previous.wh + [None] * len(data.current.wh),
-                    strict=False,
-                )
-            ),
-            "periods": usage.PERIODS,
-            "earlier": usage.previous_day(period, day),
-            "later": usage.period_bounds(period, day)[1],
-            "error": error,
-        },
-    )
+    context = {"tenancy": tenancy, "error": error, **usage.usage_context(data)}
+    return render(request, "tenant/usage.html", context)
 
 
 @login_required
@@ -104,7 +66,7 @@ def tenant_usage(request: HttpRequest, tenancy_id: int) -> HttpResponse:
 def tenant_usage_data(request: HttpRequest, tenancy_id: int) -> JsonResponse:
     """The chart's data (see landlord.usage): a bad period or date is a 400 that says why."""
     tenancy = access.access_tenancy(user=request.user, tenancy_id=tenancy_id)
-    period, day, error = _usage_params(request, tenancy.unit.property.timezone)
+    period, day, error = usage.usage_params(request.GET, tenancy.unit.property.timezone)
     if error:
         return JsonResponse({"error": error}, status=400)
     return JsonResponse(usage.tenancy_usage(tenancy=tenancy, period=period, day=day).as_json())
@@ -212,7 +174,7 @@ def _cant_pay_page(
             "v": view,
             "recovery_percent": selectors.recovery_percent(),
             "contacts": selectors.landlord_contacts(landlord_id=tenancy.landlord_id),
-            "open_request": open_plan_request(tenancy=tenancy),
+            "last_request": last_plan_request(tenancy=tenancy),
             "form": form or PlanRequestForm(),
         },
         status=status,

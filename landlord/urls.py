@@ -13,6 +13,11 @@ urlpatterns = [
         views.landlord_unit_override_release,
         name="override_release",
     ),
+    path(
+        "units/<int:unit_id>/plan-requests/<int:request_id>/answer/",
+        views.landlord_plan_answer,
+        name="plan_answer",
+    ),
     path("held/<int:interval_id>/release/", views.landlord_held_release, name="held_release"),
     path("bills/", views_reports.landlord_bills, name="bills"),
     path("arrears/", views_reports.landlord_arrears_page, name="arrears"),

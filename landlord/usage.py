@@ -1,4 +1,5 @@
-"""The tenant's usage chart: energy and money per half hour, day or month.
+"""The usage chart: energy and money per half hour, day or month, for a tenancy
+(the tenant's page) or for a whole unit across its tenancies (the landlord's).
 
 Built from the priced half-hour slots (``meters.Interval``, kind SLOT) and the
 ledger. Money is what the balance is charged, to the penny:
@@ -26,12 +27,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Q, Sum
+from django.http import QueryDict
+from django.utils import timezone
 
 from meters.models import Interval, Meter
 from payments.models import LedgerTransaction, Posting
 from payments.rating import SCALE
 
-from .models import Tenancy
+from .models import Tenancy, Unit
 
 PERIODS = ("day", "week", "month", "year")
 SLOT = timedelta(minutes=30)
@@ -65,6 +68,7 @@ class Usage:
     standing_minor: int  # the standing charges posted for the period's days
     standing_in_bars: bool
     includes_tax: bool
+    charged: str = "your balance was charged"  # who paid, in the sentence below
 
     @property
     def last_day(self) -> date:
@@ -80,11 +84,9 @@ class Usage:
         """What the money figures include, for people."""
         energy = "energy including tax" if self.includes_tax else "energy"
         if self.standing_in_bars:
-            return (
-                f"Money is what your balance was charged: {energy} and the daily standing charge."
-            )
+            return f"Money is what {self.charged}: {energy} and the daily standing charge."
         return (
-            f"Money is what your balance was charged for {energy}; the day's standing "
+            f"Money is what {self.charged} for {energy}; the day's standing "
             "charge is in the total, not in the half-hour bars."
         )
 
@@ -166,20 +168,26 @@ def _buckets(
 
 def _series(
     *,
-    tenancy: Tenancy,
+    landlord_id: int,
+    tenancies: list[Tenancy],
+    clip: Tenancy | None,
     meters: list[int],
     period: str,
     start: date,
     end: date,
     tz: zoneinfo.ZoneInfo,
 ) -> tuple[Series, int, bool]:
+    """``tenancies``: whose standing charges count; ``clip``: the one tenancy whose
+    days alone are shown (a tenant's chart), or none (the unit's, every tenant's)."""
     buckets = _buckets(period, start, end, tz)
     edges = [b[0] for b in buckets] + [_midnight(end, tz)]
-    # Only the tenancy's own days: before or after it the unit was someone else's.
-    first = _midnight(max(start, tenancy.start_date), tz)
-    last = (
-        _midnight(min(end, tenancy.end_date + timedelta(days=1)), tz) if tenancy.end_date else None
-    )
+    first = _midnight(start, tz)
+    last = None
+    if clip is not None:
+        # Only the tenancy's own days: before or after it the unit was someone else's.
+        first = _midnight(max(start, clip.start_date), tz)
+        if clip.end_date:
+            last = _midnight(min(end, clip.end_date + timedelta(days=1)), tz)
     slots = Interval.objects.filter(
         meter_id__in=meters, kind=Interval.Kind.SLOT, start__gte=first, start__lt=edges[-1]
     )
@@ -211,7 +219,7 @@ def _series(
         before = carried.get(meter_id, 0)
         carried[meter_id] = before + gross
         money[i] = (money[i] or 0) + carried[meter_id] // SCALE - before // SCALE
-    standing = _standing(tenancy=tenancy, start=start, end=end)
+    standing = _standing(landlord_id=landlord_id, tenancies=tenancies, start=start, end=end)
     if period != "day":  # day bars carry their day's standing charge
         for day, amount in standing.items():
             i = bisect_right(edges, _midnight(day, tz)) - 1
@@ -225,20 +233,26 @@ def _series(
     return series, sum(standing.values()), includes_tax
 
 
-def _standing(*, tenancy: Tenancy, start: date, end: date) -> dict[date, int]:
-    """The standing charge the ledger posted for each local day of [start, end)."""
+def _standing(
+    *, landlord_id: int, tenancies: list[Tenancy], start: date, end: date
+) -> dict[date, int]:
+    """The standing charge the ledger posted for each local day of [start, end), to
+    the given tenancies."""
     keys = {}
-    day = start
-    while day < end:
-        keys[f"standing:{tenancy.pk}:{day.isoformat()}"] = day
-        day += timedelta(days=1)
+    for tenancy in tenancies:
+        day = start
+        while day < end:
+            keys[f"standing:{tenancy.pk}:{day.isoformat()}"] = day
+            day += timedelta(days=1)
+    if not keys:
+        return {}
     rows = (
         Posting.objects.filter(
-            landlord_id=tenancy.landlord_id,
+            landlord_id=landlord_id,
             transaction__kind=LedgerTransaction.Kind.STANDING,
             transaction__idempotency_key__in=list(keys),
         )
-        .filter(Q(debit__tenancy=tenancy))
+        .filter(Q(debit__tenancy__in=[t.pk for t in tenancies]))
         .values_list("transaction__idempotency_key", "amount_minor")
     )
     out: dict[date, int] = {}
@@ -253,12 +267,26 @@ def tenancy_usage(*, tenancy: Tenancy, period: str, day: date) -> Usage:
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
     meters = list(Meter.objects.filter(unit=unit).values_list("pk", flat=True))
     start, end = period_bounds(period, day)
-    current, standing, tax = _series(
-        tenancy=tenancy, meters=meters, period=period, start=start, end=end, tz=tz
-    )
     p_start, p_end = period_bounds(period, previous_day(period, day))
+    current, standing, tax = _series(
+        landlord_id=tenancy.landlord_id,
+        tenancies=[tenancy],
+        clip=tenancy,
+        meters=meters,
+        period=period,
+        start=start,
+        end=end,
+        tz=tz,
+    )
     previous, _, p_tax = _series(
-        tenancy=tenancy, meters=meters, period=period, start=p_start, end=p_end, tz=tz
+        landlord_id=tenancy.landlord_id,
+        tenancies=[tenancy],
+        clip=tenancy,
+        meters=meters,
+        period=period,
+        start=p_start,
+        end=p_end,
+        tz=tz,
     )
     return Usage(
         period=period,
@@ -272,3 +300,87 @@ def tenancy_usage(*, tenancy: Tenancy, period: str, day: date) -> Usage:
         standing_in_bars=period != "day",
         includes_tax=tax or p_tax,
     )
+
+
+def unit_usage(*, unit: Unit, period: str, day: date) -> Usage:
+    """The unit's usage for the period holding ``day`` and the period before it: all
+    its meters, every tenant's days and the vacant ones (whose energy the ledger posts
+    to the landlord's vacant-units account), and the standing charges posted to its
+    tenancies."""
+    tz = zoneinfo.ZoneInfo(unit.property.timezone)
+    meters = list(Meter.objects.filter(unit=unit).values_list("pk", flat=True))
+    start, end = period_bounds(period, day)
+    p_start, p_end = period_bounds(period, previous_day(period, day))
+    tenancies = list(
+        Tenancy.objects.filter(landlord_id=unit.landlord_id, unit=unit, start_date__lt=end).filter(
+            Q(end_date=None) | Q(end_date__gte=p_start)
+        )
+    )
+    current, standing, tax = _series(
+        landlord_id=unit.landlord_id,
+        tenancies=tenancies,
+        clip=None,
+        meters=meters,
+        period=period,
+        start=start,
+        end=end,
+        tz=tz,
+    )
+    previous, _, p_tax = _series(
+        landlord_id=unit.landlord_id,
+        tenancies=tenancies,
+        clip=None,
+        meters=meters,
+        period=period,
+        start=p_start,
+        end=p_end,
+        tz=tz,
+    )
+    return Usage(
+        period=period,
+        day=day,
+        start=start,
+        end=end,
+        currency=unit.property.currency,
+        current=current,
+        previous=previous,
+        standing_minor=standing,
+        standing_in_bars=period != "day",
+        includes_tax=tax or p_tax,
+        charged="the unit was charged (a vacant day to your vacant-units account)",
+    )
+
+
+def usage_params(query: QueryDict, tz: str) -> tuple[str, date, str]:
+    """(period, day, error) from ``?period=&date=``: a bad period or date falls back
+    to today's day view, with the error to say."""
+    today = timezone.localdate(timezone=zoneinfo.ZoneInfo(tz))
+    period = query.get("period", "day") or "day"
+    raw = query.get("date", "")
+    if period not in PERIODS:
+        return "day", today, f"There is no “{period[:20]}” view; showing today."
+    if not raw:
+        return period, today, ""
+    try:
+        return period, date.fromisoformat(raw), ""
+    except ValueError:
+        return period, today, f"“{raw[:20]}” is not a date (YYYY-MM-DD); showing today."
+
+
+def usage_context(data: Usage) -> dict[str, object]:
+    """What the chart's template (``usage/_chart.html``) shows besides the chart."""
+    return {
+        "u": data,
+        "rows": list(
+            zip(
+                data.current.labels,
+                data.current.wh,
+                data.current.minor,
+                data.previous.wh + [None] * len(data.current.wh),
+                strict=False,
+            )
+        ),
+        "periods": PERIODS,
+        "earlier": previous_day(data.period, data.day),
+        "later": period_bounds(data.period, data.day)[1],
+    }

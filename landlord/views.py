@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -20,9 +21,10 @@ from payments.selectors import tenant_payment_context
 from supply.cutoff import protections_for
 from supply.overrides import OverrideRefused, supply_override_release, supply_override_set
 
-from . import access, dashboard, selectors
+from . import access, dashboard, selectors, usage
 from .access import Action
-from .forms import IntervalDayForm, ReasonForm
+from .forms import IntervalDayForm, PlanAnswerForm, ReasonForm
+from .hardship import PlanRequestError, payment_plan_answer
 from .models import AuditEvent, Tenancy, Unit
 from .setup_selectors import onboarding_checklist
 
@@ -131,7 +133,7 @@ def _unit_detail_context(
     request: HttpRequest, unit: Unit, day_form: IntervalDayForm | None = None
 ) -> dict[str, object]:
     """The unit page: for people up front (tenant, mode, balance, supply and why,
-    meter, bills and payments, daily usage, supply control); the raw records
+    meter, bills and payments, the usage chart, supply control); the raw records
     (readings, postings, relay commands, audit rows, priced intervals) on the
     "details" tab (``?tab=details``, or a day of intervals asked for)."""
     view = selectors.landlord_unit_detail_view(landlord_id=unit.landlord_id, unit_id=unit.pk)
@@ -163,6 +165,10 @@ def _unit_detail_context(
         context.update(_unit_details(unit, view, _day(day_form)))
     else:
         context.update(selectors.unit_people_facts(unit=unit, tenancy=view.tenancy))
+        period, day, error = usage.usage_params(request.GET, view.unit.property.timezone)
+        data = usage.unit_usage(unit=view.unit, period=period, day=day)
+        context.update(usage.usage_context(data))
+        context.update({"usage_error": error, "usage_series": data.as_json()})
     return context
 
 
@@ -239,6 +245,34 @@ def landlord_unit_override_release(request: HttpRequest, unit_id: int) -> HttpRe
         return _override_refused(request, unit, str(form.errors["reason"][0]))
     supply_override_release(unit=unit, actor_id=request.user.pk, reason=form.cleaned_data["reason"])
     return redirect("landlord:unit", unit_id=unit.pk)
+
+
+@login_required
+@require_POST
+def landlord_plan_answer(request: HttpRequest, unit_id: int, request_id: int) -> HttpResponse:
+    """Accept a tenant's payment-plan request with its terms, or decline it with a
+    note (audit-logged; the tenant is emailed and reads it on their page)."""
+    unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.TENANTS)
+    plan = access.access_unit_plan_request(unit=unit, request_id=request_id)
+    form = PlanAnswerForm(request.POST)
+    if form.is_valid():
+        accept = form.cleaned_data["decision"] == "accept"
+        try:
+            payment_plan_answer(
+                plan_request=plan,
+                actor_id=request.user.pk,
+                accept=accept,
+                note=form.cleaned_data["note"],
+            )
+        except PlanRequestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            verdict = "accepted" if accept else "declined"
+            messages.success(request, f"Payment plan {verdict}: the tenant has been told.")
+            return redirect(reverse("landlord:unit", args=[unit.pk]) + "#plan-request")
+    context = _unit_detail_context(request, unit)
+    context["plan_form"] = form
+    return render(request, "landlord/unit_detail.html", context, status=400)
 
 
 def _day(form: IntervalDayForm | None) -> date | None:

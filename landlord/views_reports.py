@@ -14,7 +14,7 @@ from payments.arrears import BUCKET_KEYS, BUCKETS, landlord_arrears
 
 from . import access, reports
 from .audit import audit_record
-from .forms_reports import EXPORT_KINDS, DateRangeForm, ExportForm
+from .forms_reports import EXPORT_KINDS, EXPORT_MAX_DAYS, DateRangeForm, ExportForm
 
 PAGE_SIZE = 50
 
@@ -126,7 +126,13 @@ def landlord_exports(request: HttpRequest) -> HttpResponseBase:
         return render(
             request,
             "landlord/exports.html",
-            {"landlord": landlord, "form": form, "tz": tz, "kinds": EXPORT_KINDS},
+            {
+                "landlord": landlord,
+                "form": form,
+                "tz": tz,
+                "kinds": EXPORT_KINDS,
+                "max_days": EXPORT_MAX_DAYS,
+            },
             status=400 if form.is_bound else 200,
         )
     kind = form.cleaned_data["kind"]

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from payments.models import Tariff, TariffVersion
 
@@ -185,6 +186,12 @@ def unit_archive_view(request: HttpRequest, unit_id: int) -> HttpResponse:
     return redirect("landlord:setup")
 
 
+def is_htmx(request: HttpRequest) -> bool:
+    """Sent by htmx (``HX-Request``, read by django-htmx's middleware), not a boosted page."""
+    htmx = getattr(request, "htmx", None)
+    return htmx is not None and bool(htmx) and not htmx.boosted
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def unit_import(request: HttpRequest) -> HttpResponse:
@@ -206,6 +213,8 @@ def unit_import(request: HttpRequest) -> HttpResponse:
             if "confirm" in request.POST:
                 created = units_import(prop=prop, actor_id=request.user.pk, csv_text=csv_text)
                 messages.success(request, f"{len(created)} units were added to {prop.name}.")
+                if is_htmx(request):  # a redirect the browser follows, not the swap
+                    return HttpResponseClientRedirect(reverse("landlord:setup"))
                 return redirect("landlord:setup")
             rows = units_import_preview(prop=prop, csv_text=csv_text)
         except SetupError as exc:
@@ -216,9 +225,14 @@ def unit_import(request: HttpRequest) -> HttpResponse:
     status = (
         400 if request.method == "POST" and (rows is None or any(r.error for r in rows)) else 200
     )
+    if status == 400 and is_htmx(request):
+        # The refused rows are the answer to show, not a failed request: 422, which the
+        # form's part swaps in (a 400 is taken over by django-htmx's debug error page).
+        status = 422
+    template = "landlord/setup/unit_import.html"
     return render(
         request,
-        "landlord/setup/unit_import.html",
+        template + "#import" if is_htmx(request) else template,
         {
             "form": form,
             "rows": rows,

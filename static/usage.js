@@ -1,8 +1,10 @@
-// The usage chart (templates/tenant/usage.html): bars from the page's JSON,
-// drawn with uPlot; the period before as a line; kWh or money; tap a bar for its
-// value. Without JavaScript the page's table has the same figures.
+// The usage chart (templates/usage/_chart.html, on the tenant's usage page and the
+// landlord's unit page): bars from the period's JSON, fetched (data-usage-url) or
+// embedded in the page (data-usage-json: a json_script's id), drawn with uPlot;
+// the period before as a line; kWh or money; tap a bar for its value. Without
+// JavaScript the page's table has the same figures.
 (function () {
-  var root = document.querySelector("[data-usage-url]");
+  var root = document.querySelector("[data-usage-url], [data-usage-json]");
   if (!root || typeof uPlot === "undefined") { return; }
   var box = root.querySelector("[data-usage-chart]");
   var picked = root.querySelector("[data-usage-picked]");
@@ -48,7 +50,7 @@
           values: function (u, ticks) { return ticks.map(function (t) { return data.labels[t] || ""; }); },
           space: 40,
         },
-        { stroke: ink, size: 56, values: function (u, ticks) { return ticks.map(function (t) { return unit === "wh" ? t + " kWh" : money(Math.round(t * 100), data.currency); }); } },
+        { stroke: ink, size: 64, values: function (u, ticks) { return ticks.map(function (t) { return unit === "wh" ? t + " kWh" : money(Math.round(t * 100), data.currency); }); } },
       ],
       series: [
         {},
@@ -67,15 +69,22 @@
     };
     chart = new uPlot(opts, [xs, values(data[unit]), prev], box);
   }
-  fetch(root.getAttribute("data-usage-url"), { credentials: "same-origin" })
-    .then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (json) {
-      if (!json) { return; }
-      data = json;
-      toggle.hidden = false;
-      box.setAttribute("data-ready", "1");
-      draw();
-    });
+  function start(json) {
+    if (!json) { return; }
+    data = json;
+    toggle.hidden = false;
+    box.setAttribute("data-ready", "1");
+    draw();
+  }
+  var embedded = root.getAttribute("data-usage-json");
+  if (embedded) {
+    var script = document.getElementById(embedded);
+    start(script ? JSON.parse(script.textContent) : null);
+  } else {
+    fetch(root.getAttribute("data-usage-url"), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(start);
+  }
   toggle.addEventListener("change", function (e) {
     if (e.target && e.target.name === "usage-unit") { unit = e.target.value; draw(); }
   });

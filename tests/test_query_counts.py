@@ -172,8 +172,9 @@ def test_landlord_home_does_not_grow_with_units(world, units, django_assert_num_
     client = Client()
     client.force_login(world.staff)
     # The home: the units (8), then what needs attention and the numbers
-    # (landlord.dashboard: a fixed number of landlord-wide queries).
-    resp = _get_counted(client, reverse("landlord:units"), django_assert_num_queries, 20)
+    # (landlord.dashboard: a fixed number of landlord-wide queries, one of them the
+    # payment-plan requests waiting for an answer).
+    resp = _get_counted(client, reverse("landlord:units"), django_assert_num_queries, 21)
     assert resp.content.decode().count('class="unit"') == units
 
 
@@ -184,9 +185,11 @@ def test_landlord_unit_page(world, django_assert_num_queries):
     # One of them is the dispute freeze hook (disputes.freeze) asked by the protections,
     # one the switch of billing mode scheduled for the unit, if any, one the tenancy's
     # deposit, if any; the tenant alerts are one query (supply.alerts.open_alerts). The
-    # raw records are on the details tab; the overview reads bills, payments and 30 days
-    # of daily usage.
-    _get_counted(client, url, django_assert_num_queries, 18)
+    # raw records are on the details tab; the overview reads bills, payments and the
+    # usage chart (8: the meters, the tenancies, then for the period and the one before
+    # the slots, each meter's priced total before it, the standing charges), and the
+    # tenant's payment-plan request.
+    _get_counted(client, url, django_assert_num_queries, 26)
 
 
 def test_device_reading_frame(personas, django_assert_num_queries):

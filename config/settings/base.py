@@ -254,6 +254,12 @@ SUBMETER: dict[str, Any] = {
     # Live pages' sockets get a heartbeat this often; a page that hears nothing for
     # a little over two of them says "reconnecting…" and opens a new socket.
     "LIVE_HEARTBEAT_SECONDS": int(os.environ.get("LIVE_HEARTBEAT_SECONDS", "15")),
+    # The landlord's home lists a connected meter as "silent" when no reading came
+    # for this long (a meter reports every few seconds to a minute), and a relay as
+    # "not switching" when a command is neither acknowledged nor superseded this long
+    # after it was made (about four re-sends at the default retry timing).
+    "METER_SILENT_MINUTES": int(os.environ.get("METER_SILENT_MINUTES", "30")),
+    "RELAY_STUCK_SECONDS": int(os.environ.get("RELAY_STUCK_SECONDS", "120")),
     # The landlord's home re-sends what needs attention and its numbers at most this often.
     "LIVE_SUMMARY_SECONDS": float(os.environ.get("LIVE_SUMMARY_SECONDS", "5")),
     # Readings further in the future than this are rejected.

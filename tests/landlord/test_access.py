@@ -31,7 +31,14 @@ from django.utils import timezone
 from config import asgi
 from disputes.models import Dispute
 from disputes.services import DisputeItem, dispute_open
-from landlord.models import Invitation, MemberInvitation, Membership, ModeSwitchSchedule, Tenancy
+from landlord.models import (
+    Invitation,
+    MemberInvitation,
+    Membership,
+    ModeSwitchSchedule,
+    PaymentPlanRequest,
+    Tenancy,
+)
 from landlord.people import invitation_token
 from landlord.staff import member_invitation_token
 from meters.models import Interval, Meter
@@ -210,6 +217,13 @@ def _kwargs(world: World, pattern: URLPattern) -> dict[str, Any]:
                 },
             )[0].pk
         ),
+        "request_id": lambda: (
+            PaymentPlanRequest.objects.get_or_create(
+                tenancy=world.people.a.prepaid_tenancy,
+                status=PaymentPlanRequest.Status.OPEN,
+                defaults={"landlord": world.people.a.landlord, "message": "Can we talk?"},
+            )[0].pk
+        ),
         "property_id": lambda: world.people.a.prop.pk,
         "tariff_id": lambda: world.people.a.tariff.pk,
         "dispute_id": lambda: world.objects["dispute"].pk,
@@ -308,6 +322,11 @@ HTTP: dict[str, list[Case]] = {
         Case("post", only({OWNER: 302, STAFF: 403}), {"state": "off", "reason": "unsafe"}),
     ],
     "landlord:override_release": [Case("post", only({OWNER: 302, STAFF: 302}))],
+    # Answering a tenant's payment-plan request (owners and staff): the owner asks first,
+    # so the staff member finds it answered (staff answering: test_plan_answers.py).
+    "landlord:plan_answer": [
+        Case("post", only({OWNER: 302, STAFF: 400}), {"decision": "decline", "note": "Not now"})
+    ],
     "landlord:held_release": [
         Case("post", only({OWNER: 302, STAFF: 302}), {"reason": "meter was offline"})
     ],

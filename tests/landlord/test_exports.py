@@ -127,6 +127,8 @@ def test_a_range_leaves_out_what_is_outside_it(both):
         ({"kind": "units", "from": "31/01/2026", "to": "2026-02-01"}, "a date like"),
         ({"kind": "units", "from": "1999-12-31", "to": "2026-02-01"}, "Pick a day between"),
         ({"kind": "everything", **RANGE}, "Select a valid choice"),
+        # a year and a day: longer than one export covers
+        ({"kind": "postings", "from": "2025-01-01", "to": "2026-01-02"}, "at most 366 days"),
     ],
 )
 def test_bad_input_is_refused_with_the_form_kept(personas, params, error):
@@ -137,6 +139,11 @@ def test_bad_input_is_refused_with_the_form_kept(personas, params, error):
     if "from" in params and "/" not in params["from"]:
         assert f'value="{params["from"]}"' in body  # nothing typed is lost
     assert not AuditEvent.objects.filter(action="export").exists()
+
+
+def test_a_whole_leap_year_is_one_export(personas):
+    rows = _export(_client(personas.a.staff), "bills", **{"from": "2024-01-01", "to": "2024-12-31"})
+    assert rows == []  # 366 days: accepted (the world's bills are from 2026)
 
 
 def test_an_export_is_audit_logged_with_its_actor(personas):

@@ -152,11 +152,14 @@ def _counted(client, url, django_assert_num_queries, expected):
 # One query per scheduled cut-off (its protections ask the dispute freeze hook);
 # the world has one. The rest: the session and membership, the units with their
 # devices, meters and tenancies, the role, then the home's own fixed queries
-# (one of them every prepaid meter's last hour at once, for the runways).
-HOME_QUERIES = 21
+# (one of them every prepaid meter's last hour at once, for the runways; one the
+# payment-plan requests waiting for an answer).
+HOME_QUERIES = 22
 # The unit page also asks for a switch of billing mode scheduled for the unit and for
-# the tenancy's deposit.
-UNIT_QUERIES = 19
+# the tenancy's deposit; its usage chart (landlord.usage.unit_usage) reads the meters and
+# the tenancies, then, for the period and the one before, the slots, each meter's priced
+# total before it and the standing charges: 8; and the tenant's payment-plan request: 1.
+UNIT_QUERIES = 27
 
 
 @pytest.mark.parametrize("count", [20, 200])
@@ -178,7 +181,7 @@ def test_unit_page_query_count_does_not_grow_with_units(personas, count, django_
     _exceptions(world)
     url = reverse("landlord:unit", args=[world.prepaid.pk])
     body = _counted(_client(world.staff), url, django_assert_num_queries, UNIT_QUERIES)
-    assert 'data-testid="usage-days"' in body
+    assert 'data-testid="usage-rows"' in body
 
 
 # --- exceptions ---------------------------------------------------------------------
@@ -395,9 +398,33 @@ def test_unit_page_shows_people_first_and_records_behind_details(personas):
     assert "tenant_a1" in summary and "Prepaid" in summary and "£6.70" in summary
     assert "supply" in summary and 'data-testid="meter-status"' in summary
     assert 'id="unit-usage-chart"' in body and 'id="unit-usage-data"' in body
-    days = body.split('data-testid="usage-days"')[1].split("</table>")[0]
+    month = client.get(url, {"period": "month", "date": yesterday.isoformat()}).content.decode()
+    days = month.split('data-testid="usage-rows"')[1].split("</table>")[0]
     assert "1.000 kWh" in days and "£0.30" in days  # yesterday: two half hours of 500 Wh
-    assert days.count('data-gap="1"') == 29  # every other day has no data: a gap, not zero
+    # every other day of the month has no data: a gap, not zero
+    assert days.count('data-gap="1"') == days.count("<tr") - 2
     assert "Recent readings" not in body and "Relay commands" not in body
     details = client.get(url, {"tab": "details"}).content.decode()
     assert "Recent readings" in details and "Relay commands" in details and "Audit log" in details
+
+
+def test_silent_and_stuck_thresholds_are_settings(personas, settings):
+    world = personas.a
+    units = build_units(world, 12)  # unit 11's meter: no reading for two hours
+    _exceptions(world)  # a relay command sent ten minutes ago, not acknowledged
+    client = _client(world.staff)
+
+    def section():
+        body = client.get(reverse("landlord:units")).content.decode()
+        return body.split('data-testid="exceptions"')[1].split('data-testid="kpis"')[0]
+
+    silent = f'data-kind="silent" data-unit="{units[11].pk}"'
+    assert silent in section() and 'data-kind="relay"' in section()
+    settings.SUBMETER = {
+        **settings.SUBMETER,
+        "METER_SILENT_MINUTES": 180,
+        "RELAY_STUCK_SECONDS": 3600,
+    }
+    assert silent not in section() and 'data-kind="relay"' not in section()
+    settings.SUBMETER = {**settings.SUBMETER, "METER_SILENT_MINUTES": 60}
+    assert silent in section()

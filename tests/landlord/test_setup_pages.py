@@ -390,3 +390,31 @@ def test_the_demo_has_an_empty_landlord_to_onboard(db):
     assert client.login(username="newlandlord", password=DEMO_PASSWORD)
     body = client.get(reverse("landlord:units")).content.decode()
     assert 'data-testid="onboarding"' in body and "No property yet" in body
+
+
+def test_csv_import_with_htmx_swaps_only_the_form_and_preview(personas):
+    client = _owner(personas)
+    url = reverse("landlord:unit_import")
+    page = client.get(url).content.decode()
+    assert 'hx-post="' + url + '"' in page and 'id="unit-import"' in page
+    htmx = {"HX-Request": "true"}
+    # the preview: the part of the page that is swapped, not the whole page
+    upload = SimpleUploadedFile("units.csv", CSV.encode(), content_type="text/csv")
+    data = {"property": personas.a.prop.pk, "csv_file": upload, "preview": "1"}
+    resp = client.post(url, data, headers=htmx)
+    body = resp.content.decode()
+    assert resp.status_code == 200 and body.lstrip().startswith('<div id="unit-import"')
+    assert "<html" not in body and "Add these 2 units" in body and "Flat 31,postpaid," in body
+    # row errors: a 422 that is still swapped (the element's before-swap handler)
+    bad = "name,billing_mode\nFlat 32,monthly\n"
+    resp = client.post(
+        url, {"property": personas.a.prop.pk, "csv_text": bad, "preview": "1"}, headers=htmx
+    )
+    assert resp.status_code == 422 and "Choose prepaid or postpaid" in resp.content.decode()
+    assert "<html" not in resp.content.decode() and "Flat 32,monthly" in resp.content.decode()
+    # the confirm: the browser is sent to the set-up page, the units exist
+    resp = client.post(
+        url, {"property": personas.a.prop.pk, "csv_text": CSV, "confirm": "1"}, headers=htmx
+    )
+    assert resp.status_code == 200 and resp["HX-Redirect"] == reverse("landlord:setup")
+    assert Unit.objects.filter(name__in=["Flat 30", "Flat 31"]).count() == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -156,3 +157,79 @@ def test_another_tenants_usage_is_404(personas):
     client.force_login(personas.b.prepaid_tenant)
     for name in ("tenant:usage", "tenant:usage_data"):
         assert client.get(reverse(name, args=[personas.a.prepaid_tenancy.pk])).status_code == 404
+
+
+# --- the landlord's unit page: the same chart, every tenant of the unit --------------------
+
+
+def _unit_chart(client, unit, **params):
+    resp = client.get(reverse("landlord:unit", args=[unit.pk]), params)
+    assert resp.status_code == 200, resp.content
+    body = resp.content.decode()
+    raw = body.split('<script id="unit-usage-data" type="application/json">')[1].split("</script>")
+    return json.loads(raw[0]), body
+
+
+def test_unit_page_chart_equals_the_ledger_postings_for_the_day(usage_world):
+    a, tz, day, meter = usage_world
+    tenancy = a.prepaid_tenancy
+    # given: the day before (fractions already carried), the day itself, its standing charge
+    before = _day_slots(meter, day - timedelta(days=1), tz, SLOT_SUBS[:2])
+    _post_usage(meter, a.prepaid, before)
+    first_txn = LedgerTransaction.objects.latest("pk")
+    _post_usage(meter, a.prepaid, _day_slots(meter, day, tz, SLOT_SUBS, skip={2}))
+    billing.standing_charges_post(tenancy=tenancy, through=day)
+    # when: the landlord's staff open the unit page on that day
+    client = Client()
+    client.force_login(a.staff)
+    chart, body = _unit_chart(client, a.prepaid, period="day", date=day.isoformat())
+    # then: the same figures as the ledger, to the penny
+    account = tenant_account(tenancy=tenancy)
+    usage_posted = Posting.objects.filter(
+        debit=account,
+        transaction__kind=LedgerTransaction.Kind.USAGE,
+        transaction__pk__gt=first_txn.pk,
+    ).aggregate(s=Sum("amount_minor"))["s"]
+    standing_posted = Posting.objects.get(
+        debit=account, transaction__idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}"
+    ).amount_minor
+    assert chart["energy_minor"] == usage_posted
+    assert sum(v for v in chart["minor"] if v is not None) == usage_posted
+    assert chart["standing_minor"] == standing_posted
+    assert chart["total_minor"] == usage_posted + standing_posted
+    assert chart["wh"][2] is None and chart["minor"][2] is None  # a gap, not zero
+    assert chart["previous_total_minor"] == sum(s for _, s in before) // rating.SCALE
+    assert "the unit was charged" in chart["includes"]
+    assert 'data-usage-json="unit-usage-data"' in body and "usage.js" in body
+    # the week: the day's bar carries its standing charge, as the tenant's chart does
+    week, _ = _unit_chart(client, a.prepaid, period="week", date=day.isoformat())
+    assert week["minor"][day.weekday()] == usage_posted + standing_posted
+    tenant = Client()
+    tenant.force_login(a.prepaid_tenant)
+    theirs = _chart(tenant, tenancy, period="week", date=day.isoformat())
+    assert theirs["minor"] == week["minor"] and theirs["wh"] == week["wh"]
+
+
+def test_unit_page_chart_counts_a_vacant_day(usage_world):
+    a, tz, _day, meter = usage_world
+    vacant = a.prepaid_tenancy.start_date - timedelta(days=1)
+    _day_slots(meter, vacant, tz, SLOT_SUBS[:1])
+    # priced, not yet posted (to the landlord's vacant-units account; the ledger checks it)
+    Meter.objects.filter(pk=meter.pk).update(pending_sub=SLOT_SUBS[0])
+    client = Client()
+    client.force_login(a.staff)
+    chart, _ = _unit_chart(client, a.prepaid, period="day", date=vacant.isoformat())
+    assert chart["wh"][0] == 100 and chart["minor"][0] == SLOT_SUBS[0] // rating.SCALE
+    assert chart["standing_minor"] == 0  # no tenancy: no standing charge
+
+
+def test_unit_page_usage_bad_input_and_another_landlord(usage_world, personas):
+    a = usage_world[0]
+    client = Client()
+    client.force_login(a.staff)
+    url = reverse("landlord:unit", args=[a.prepaid.pk])
+    bad = client.get(url, {"period": "decade"})
+    assert bad.status_code == 200 and "There is no" in bad.content.decode()
+    other = Client()
+    other.force_login(personas.b.staff)
+    assert other.get(url, {"period": "week"}).status_code == 404
