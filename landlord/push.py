@@ -43,6 +43,12 @@ class SubscriptionError(ValueError):
     """What is wrong with a subscription a browser sent, in words for the response."""
 
 
+def push_service_allowed(host: str) -> bool:
+    """Whether ``host`` is one of ``PUSH_SERVICE_HOSTS`` or under one of them."""
+    host = host.lower().rstrip(".")
+    return any(host == known or host.endswith("." + known) for known in settings.PUSH_SERVICE_HOSTS)
+
+
 def subscription_parse(data: object) -> tuple[str, str, str]:
     """(endpoint, p256dh, auth) from a browser's ``PushSubscription.toJSON()``."""
     if not isinstance(data, dict):
@@ -52,8 +58,11 @@ def subscription_parse(data: object) -> tuple[str, str, str]:
     if not isinstance(endpoint, str) or not endpoint:
         raise SubscriptionError("endpoint is missing.")
     parts = urlsplit(endpoint)
-    if parts.scheme != "https" or not parts.netloc or len(endpoint) > 1000:
+    if parts.scheme != "https" or not parts.hostname or len(endpoint) > 1000:
         raise SubscriptionError("endpoint must be an https URL of at most 1000 characters.")
+    if not push_service_allowed(parts.hostname):
+        # The server posts to this address: never to one a browser made up.
+        raise SubscriptionError("endpoint is not a known push service.")
     if not isinstance(keys, dict):
         raise SubscriptionError("keys is missing.")
     p256dh, auth = keys.get("p256dh"), keys.get("auth")

@@ -240,6 +240,17 @@ STRIPE_APPLICATION_FEE_FIXED_MINOR = int(os.environ.get("STRIPE_APPLICATION_FEE_
 VAPID_PUBLIC_KEY = os.environ.get("VAPID_PUBLIC_KEY", "")
 VAPID_PRIVATE_KEY = os.environ.get("VAPID_PRIVATE_KEY", "")
 VAPID_SUBJECT = os.environ.get("VAPID_SUBJECT", "mailto:operations@example.com")
+# The push services a subscription may name (host, or a suffix after a dot): the
+# server sends to the endpoint a browser gives, so only to these. Chrome/Edge
+# (FCM), Firefox (Mozilla autopush), Windows (WNS) and Safari (Apple).
+PUSH_SERVICE_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "PUSH_SERVICE_HOSTS",
+        "fcm.googleapis.com,updates.push.services.mozilla.com,notify.windows.com,push.apple.com",
+    ).split(",")
+    if host.strip()
+]
 
 # --- Product settings -----------------------------------------------------
 SUBMETER: dict[str, Any] = {

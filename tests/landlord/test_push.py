@@ -33,7 +33,7 @@ KEYS = {
     "VAPID_SUBJECT": "mailto:ops@example.com",
 }
 SUB: dict[str, Any] = {
-    "endpoint": "https://push.example.net/send/abc123",
+    "endpoint": "https://fcm.googleapis.com/fcm/send/abc123",
     "keys": {"p256dh": "BPUBLICKEYOFTHEBROWSER", "auth": "AUTHSECRET"},
 }
 
@@ -67,7 +67,7 @@ def _post_json(client: Client, url: str, body: object, **extra):
 
 
 def _subscription(
-    tenancy, endpoint: str = "https://push.example.net/send/abc123"
+    tenancy, endpoint: str = "https://fcm.googleapis.com/fcm/send/abc123"
 ) -> PushSubscription:
     return PushSubscription.objects.create(
         landlord=tenancy.landlord,
@@ -145,7 +145,13 @@ def test_subscribe_is_for_the_tenant_only(personas, vapid):
         ("{not json", "The body is not valid JSON."),
         ("[1, 2]", "Expected a JSON object with endpoint and keys."),
         ({"keys": SUB["keys"]}, "endpoint is missing."),
-        ({**SUB, "endpoint": "http://push.example.net/x"}, "endpoint must be an https URL"),
+        ({**SUB, "endpoint": "http://fcm.googleapis.com/x"}, "endpoint must be an https URL"),
+        # The server posts to the endpoint: only to a known push service.
+        ({**SUB, "endpoint": "https://10.0.0.1/send/x"}, "endpoint is not a known push service."),
+        (
+            {**SUB, "endpoint": "https://fcm.googleapis.com.example.net/x"},
+            "endpoint is not a known push service.",
+        ),
         ({"endpoint": SUB["endpoint"]}, "keys is missing."),
         ({**SUB, "keys": {"p256dh": "x"}}, "keys.auth is missing or too long."),
     ],
@@ -196,9 +202,9 @@ def test_a_browser_subscribed_by_another_tenant_moves_to_the_new_one(personas, v
 
 def test_a_gone_subscription_is_deleted_and_the_others_still_get_it(personas, vapid, webpush):
     a = personas.a
-    gone = _subscription(a.prepaid_tenancy, "https://push.example.net/send/gone")
-    kept = _subscription(a.prepaid_tenancy, "https://push.example.net/send/kept")
-    broken = _subscription(a.prepaid_tenancy, "https://push.example.net/send/broken")
+    gone = _subscription(a.prepaid_tenancy, "https://fcm.googleapis.com/fcm/send/gone")
+    kept = _subscription(a.prepaid_tenancy, "https://fcm.googleapis.com/fcm/send/kept")
+    broken = _subscription(a.prepaid_tenancy, "https://fcm.googleapis.com/fcm/send/broken")
 
     def answer(*, subscription_info, **kw):
         endpoint = subscription_info["endpoint"]

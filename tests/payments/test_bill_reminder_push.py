@@ -34,7 +34,7 @@ def world(postpaid_tou, settings):
         landlord=tenancy.landlord,
         tenancy=tenancy,
         user=tenancy.tenant,
-        endpoint="https://push.example.net/send/1",
+        endpoint="https://fcm.googleapis.com/fcm/send/1",
         p256dh="P",
         auth="A",
     )
