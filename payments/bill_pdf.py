@@ -17,6 +17,7 @@ from datetime import datetime
 from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
+from fpdf.fonts import FontFace
 
 from config.formats import format_money
 
@@ -40,6 +41,8 @@ _PLAIN = str.maketrans(
 )
 
 WIDTHS = (86, 30, 34, 30)  # what, quantity, price, amount (mm; A4 less 15 mm margins)
+# A table row: its four cells, and whether it is in bold.
+Row = tuple[tuple[str, str, str, str], bool]
 
 
 def _text(value: object) -> str:
@@ -57,19 +60,21 @@ class _Bill(FPDF):
         self.set_font("Helvetica", "B" if bold else "", size)
         self.multi_cell(0, height, _text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
-    def row(self, cells: tuple[str, ...], *, bold: bool = False) -> None:
-        self.set_font("Helvetica", "B" if bold else "", 9)
-        for i, (width, text) in enumerate(zip(WIDTHS, cells, strict=True)):
-            last = i == len(WIDTHS) - 1
-            self.cell(
-                width,
-                6,
-                _text(text),
-                border="B",
-                align="R" if last else "L",
-                new_x=XPos.LMARGIN if last else XPos.RIGHT,
-                new_y=YPos.NEXT if last else YPos.TOP,
-            )
+    def rows(self, rows: list[Row]) -> None:
+        """A table of (cells, bold) rows, long texts wrapped within their column."""
+        self.set_font("Helvetica", "", 9)
+        with self.table(
+            col_widths=WIDTHS,
+            width=sum(WIDTHS),
+            align="LEFT",
+            text_align=("LEFT", "LEFT", "LEFT", "RIGHT"),
+            first_row_as_headings=False,
+            borders_layout="HORIZONTAL_LINES",
+            line_height=5,
+        ) as table:
+            for cells, bold in rows:
+                style = FontFace(emphasis="BOLD") if bold else None
+                table.row([_text(cell) for cell in cells], style=style)
 
 
 def bill_pdf_filename(invoice: Invoice) -> str:
@@ -125,14 +130,17 @@ def bill_pdf(statement: BillStatement) -> bytes:
             if reads.used_wh is not None:
                 pdf.line_of(f"Difference: {reads.used_wh / 1000:,.3f} kWh", size=9)
     pdf.ln(3)
-    pdf.row(("What", "Quantity", "Price", "Amount"), bold=True)
-    for line in s.lines:
-        pdf.row((line.description, line.quantity, line.unit_price, money(line.amount_minor)))
-    pdf.row(("Total", "", "", money(inv.total_minor)), bold=True)
+    rows: list[Row] = [(("What", "Quantity", "Price", "Amount"), True)]
+    rows += [
+        ((line.description, line.quantity, line.unit_price, money(line.amount_minor)), False)
+        for line in s.lines
+    ]
+    rows.append((("Total", "", "", money(inv.total_minor)), True))
     if inv.tax_inclusive and inv.tax_minor:
-        pdf.row(("of which tax", "", "", money(inv.tax_minor)))
-    pdf.row(("Paid", "", "", money(s.paid_minor)))
-    pdf.row(("Outstanding", "", "", money(s.outstanding_minor)), bold=True)
+        rows.append((("of which tax", "", "", money(inv.tax_minor)), False))
+    rows.append((("Paid", "", "", money(s.paid_minor)), False))
+    rows.append((("Outstanding", "", "", money(s.outstanding_minor)), True))
+    pdf.rows(rows)
     pdf.ln(3)
     due = f" by {inv.due_date:%d %b %Y}" if inv.due_date else ""
     pdf.line_of(f"Amount due{due}: {money(s.amount_due_minor)}", size=12, bold=True, height=7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from datetime import UTC, date, datetime
@@ -11,7 +12,10 @@ from django.test import Client
 
 from payments import billing
 from payments.bill_emails import bills_email_issued
-from payments.models import Invoice
+from payments.bill_pdf import bill_pdf
+from payments.invoicing import ROUNDING_LINE
+from payments.models import Invoice, InvoiceLine
+from payments.statements import bill_statement
 
 from .test_billing import _pay, _record
 
@@ -127,3 +131,17 @@ def test_a_bill_of_a_tenant_without_an_email_address_is_not_tried_again(personas
     assert mail.outbox == []
     bill.refresh_from_db()
     assert bill.emailed_at is not None
+
+
+def test_a_long_line_wraps_within_its_column_and_keeps_every_word(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    statement = bill_statement(invoice=bill)
+    long = InvoiceLine(
+        invoice=bill, position=99, kind="rounding", description=ROUNDING_LINE, amount_minor=1
+    )
+    pdf = bill_pdf(dataclasses.replace(statement, lines=[*statement.lines, long]))
+    shown = _text(pdf).split("\n")
+    # more than one line of the table holds it, and together they say all of it
+    assert ROUNDING_LINE not in shown
+    assert ROUNDING_LINE in " ".join(shown)
