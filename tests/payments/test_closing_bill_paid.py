@@ -17,9 +17,10 @@ from payments.ledger import ledger_verify, tenant_account
 from payments.models import BillAllocation, Invoice, Payment
 from payments.services import payment_create, payment_transition
 
-from .stripe_fake import deliver, recorded
+from .conftest import ACCT_A
+from .stripe_fake import deliver, event, recorded
 from .test_billing import _pay, _record
-from .test_deposits import _client, _move_out, _pay_deposit, _use
+from .test_deposits import _client, _dispute, _move_out, _pay_deposit, _use
 
 SWITCH = datetime(2026, 1, 10, 12, tzinfo=UTC)  # London: UTC in January
 
@@ -106,6 +107,24 @@ def test_a_deposit_smaller_than_the_closing_bill_pays_part_and_a_payment_the_res
         payment_transition(payment=payment, status=Payment.Status.SUCCEEDED, provider_ref="pi_x")
     assert _outstanding(bill) == 0
     assert allocation.tenancy_credit_minor(tenancy_id=tenancy.pk) == 0 == _balance(tenancy)
+    assert ledger_verify() == []
+
+
+def test_a_chargeback_of_the_deposit_applied_puts_the_closing_bill_back_to_unpaid(
+    personas, connected, hook, django_capture_on_commit_callbacks
+):
+    world = personas.a
+    tenancy = world.postpaid_tenancy
+    deposits.deposit_request(tenancy=tenancy, amount_minor=40, actor_id=None)
+    _pay_deposit(tenancy, 40, hook)
+    _use(tenancy, world.postpaid_device.device, 2000)  # 60p
+    _move_out(tenancy, django_capture_on_commit_callbacks)
+    bill = Invoice.objects.get(tenancy=tenancy)
+    assert _outstanding(bill) == 20
+    # when the deposit payment is charged back: it no longer paid anything
+    hook(event("charge.dispute.funds_withdrawn", _dispute(40, "lost"), account=ACCT_A))
+    assert _outstanding(bill) == 60 == -_balance(tenancy)
+    assert not BillAllocation.objects.filter(invoice=bill).exists()
     assert ledger_verify() == []
 
 
