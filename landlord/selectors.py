@@ -128,7 +128,7 @@ class UnitView:
     def latest_bill(self) -> Invoice | None:
         return self.invoices[0] if self.invoices else None
 
-    # What is still owed on the latest bill, as its own page says (postpaid only).
+    # What is still owed on the latest bill, as its own page says.
     latest_bill_owed_minor: int = 0
 
     @property
@@ -451,7 +451,9 @@ def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
         .annotate(paid_minor=Coalesce(Sum("allocations__amount_minor"), 0))
         .order_by("-period_start")[:12]
     )
-    if view.invoices and not view.unit.is_prepaid and view.balance_minor is not None:
+    # A prepaid unit's bills are from before it turned prepaid: top-ups pay the
+    # closing bill first (payments.allocation), and the panel says what is left.
+    if view.invoices and view.balance_minor is not None:
         latest = view.invoices[0]
         # payments.allocation.invoice_outstanding_minor, from the sum read above.
         outstanding = max(latest.total_minor, 0) - latest.paid_minor  # type: ignore[attr-defined]

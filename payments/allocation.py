@@ -1,7 +1,8 @@
 """Payments applied to postpaid bills, oldest first.
 
 A tenancy's **funds** are its succeeded payments (deposits apart: they are
-held in their own account, ``payments.deposits``) whose credit was not
+held in their own account, ``payments.deposits``, and count only for what
+the move-out applied of them to the balance, from that transfer on) whose credit was not
 reversed (``ledger_reverse``), each net of what its refunds and chargebacks
 took back (as posted to the ledger: a refund that
 failed after it was posted counts no more, reinstated chargeback funds are
@@ -39,6 +40,13 @@ So the invariant above holds for the bills since the switch, with the carried
 debt counted as the first bill, and a bill never shows paid by credit that
 prepaid usage had already spent.
 
+After a switch from postpaid to prepaid the closing bill's unpaid amount stays
+on the balance as debt, and the top-ups made since are funds like any
+payment: they pay what the bills still ask for first (oldest first, as above),
+and only what is left of them is prepaid credit. So the closing bill shows
+paid once the top-ups have covered it, on the bill page and on both sides'
+pages, whatever the prepaid usage since.
+
 Nothing here posts to the ledger: allocation only says which bill a payment
 paid; the tenant's balance already holds the money.
 """
@@ -51,9 +59,18 @@ from dataclasses import dataclass
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from landlord.models import Tenancy, Unit
+from landlord.models import Tenancy
 
-from .models import BillAllocation, BillingState, Dispute, Invoice, Payment, Refund
+from .models import (
+    BillAllocation,
+    BillingState,
+    Deposit,
+    Dispute,
+    Invoice,
+    LedgerTransaction,
+    Payment,
+    Refund,
+)
 
 # --- Pure -----------------------------------------------------------------------
 
@@ -104,6 +121,11 @@ def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
     return [fund for fund, _ in _funds_credited(tenancy_id=tenancy_id)]
 
 
+def deposit_applied_key(*, tenancy_id: int) -> str:
+    """The idempotency key of the move-out transfer of a deposit to the balance."""
+    return f"deposit:{tenancy_id}:applied"
+
+
 def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
     """:func:`tenancy_funds`, each with the ledger transaction that credited it."""
     found = (
@@ -112,15 +134,15 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
-        # A deposit is held apart (payments.deposits): it pays no bill as a payment.
-        .exclude(purpose=Payment.Purpose.DEPOSIT)
         .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
-        .values_list("pk", "amount_minor", "reversed_by", "ledger_transaction_id")
+        .values_list(
+            "pk", "amount_minor", "reversed_by", "ledger_transaction_id", "purpose", "landlord_id"
+        )
     )
     # A payment whose credit was reversed in the ledger (a correction) paid nothing.
-    payments = [(pk, amount, txn) for pk, amount, reversed_by, txn in found if reversed_by is None]
-    ids = [pk for pk, _, _ in payments]
+    payments = [row for row in found if row[2] is None]
+    ids = [row[0] for row in payments]
     refunded = dict(
         Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)
         .exclude(status=Refund.Status.FAILED)
@@ -134,10 +156,55 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
         .annotate(s=Sum("amount_minor"))
         .order_by()
     )
-    return [
-        (Fund(pk, amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))), txn)
-        for pk, amount, txn in payments
+
+    def net(pk: int, amount: int) -> int:
+        return amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))
+
+    funds = [
+        (Fund(pk, net(pk, amount)), txn)
+        for pk, amount, _, txn, purpose, _ in payments
+        if purpose != Payment.Purpose.DEPOSIT
     ]
+    held = [
+        (pk, net(pk, amount), landlord_id)
+        for pk, amount, _, _, purpose, landlord_id in payments
+        if purpose == Payment.Purpose.DEPOSIT
+    ]
+    return sorted(funds + _deposit_applied(tenancy_id=tenancy_id, held=held), key=lambda f: f[1])
+
+
+def _deposit_applied(
+    *, tenancy_id: int, held: list[tuple[int, int, int]]
+) -> list[tuple[Fund, int]]:
+    """What the move-out applied of the deposit to the balance, as funds of the deposit
+    payments (oldest first: the rest is refunded newest first), at the transfer's place.
+
+    What a refund or chargeback later took of a deposit payment beyond what was
+    held came from the balance (``payments.services._reversals_settle``), so the
+    deposit payments' net amounts cap what still counts as applied.
+    """
+    if not held:
+        return []  # no deposit paid: no queries
+    applied = Deposit.objects.filter(tenancy_id=tenancy_id).values_list("applied_minor", flat=True)
+    left = min(int(applied.first() or 0), sum(max(amount, 0) for _, amount, _ in held))
+    if left <= 0:
+        return []
+    txn = (
+        LedgerTransaction.objects.filter(
+            landlord_id=held[0][2], idempotency_key=deposit_applied_key(tenancy_id=tenancy_id)
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if txn is None:
+        return []
+    result: list[tuple[Fund, int]] = []
+    for pk, amount, _ in held:
+        take = min(max(amount, 0), left)
+        if take > 0:
+            result.append((Fund(pk, take), txn))
+            left -= take
+    return result
 
 
 def tenancy_bills(*, tenancy_id: int, after_invoice: int = 0) -> list[Owed]:
@@ -226,12 +293,12 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
 
     Call inside the transaction that changed a payment, refund, chargeback or
     bill of the tenancy; the tenancy row is locked so two such changes store
-    their allocations one after the other. A prepaid unit's payments are
-    top-ups, not payments of bills: nothing is done (not even a query, so a
-    top-up costs what it did).
+    their allocations one after the other. A tenancy with no bill has nothing
+    to allocate: every payment is credit (or a prepaid top-up). After a switch
+    to prepaid the closing bill's unpaid amount is a debt carried on the
+    balance, and top-ups pay it first, as they would a carried debt after a
+    switch to postpaid: so a prepaid tenancy with bills is allocated as well.
     """
-    if tenancy.unit.is_prepaid:
-        return
     if not Invoice.objects.filter(tenancy_id=tenancy.pk).exists():
         return  # nothing billed yet: every payment is credit carried
     Tenancy.objects.select_for_update().filter(pk=tenancy.pk).first()
@@ -311,13 +378,6 @@ def allocations_verify() -> list[str]:
     tenancy_ids = (
         BillAllocation.objects.values_list("invoice__tenancy_id", flat=True).distinct().order_by()
     )
-    # Bounds hold for every tenancy; the exact oldest-first rows only for
-    # postpaid units, the only ones allocated (bills_allocate).
-    postpaid = set(
-        Tenancy.objects.filter(pk__in=tenancy_ids)
-        .exclude(unit__billing_mode=Unit.BillingMode.PREPAID)
-        .values_list("pk", flat=True)
-    )
     for tenancy_id in tenancy_ids:
         funds = {f.payment_id: f.amount_minor for f in tenancy_funds(tenancy_id=tenancy_id)}
         applied = dict(
@@ -338,6 +398,6 @@ def allocations_verify() -> list[str]:
             invoice__tenancy_id=tenancy_id, invoice_id__gt=scope.after_invoice
         ).values_list("invoice_id", "payment_id", "amount_minor")
         stored = {(invoice_id, payment_id): amount for invoice_id, payment_id, amount in rows}
-        if tenancy_id in postpaid and stored != wanted:
+        if stored != wanted:
             problems.append(f"tenancy {tenancy_id}: allocations are not oldest first")
     return problems

@@ -12,8 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from landlord import access
 
-from . import allocation, billing, emergency
-from .services import invoice_amount_due
+from . import billing, emergency
+from .bill_pdf import bill_pdf, bill_pdf_filename
+from .statements import bill_statement
 
 
 @login_required
@@ -29,22 +30,23 @@ def invoice_print(request: HttpRequest, invoice_id: int) -> HttpResponse:
     return render(request, "payments/invoice_print.html", _invoice_context(request, invoice_id))
 
 
+@login_required
+@require_GET
+def invoice_pdf(request: HttpRequest, invoice_id: int) -> HttpResponse:
+    """The same bill as a PDF download."""
+    invoice = access.access_invoice(user=request.user, invoice_id=invoice_id)
+    response = HttpResponse(
+        bill_pdf(bill_statement(invoice=invoice)), content_type="application/pdf"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{bill_pdf_filename(invoice)}"'
+    return response
+
+
 def _invoice_context(request: HttpRequest, invoice_id: int) -> dict[str, Any]:
     invoice = access.access_invoice(user=request.user, invoice_id=invoice_id)
-    is_tenant = invoice.tenancy.tenant_id == request.user.pk
     return {
-        "invoice": invoice,
-        "lines": list(invoice.lines.all()),
-        "is_tenant": is_tenant,
-        "amount_due_minor": invoice_amount_due(invoice=invoice),
-        "applied": list(
-            invoice.allocations.select_related("payment").order_by("payment__created_at")
-        ),
-        "paid_minor": allocation.invoice_paid_minor(invoice=invoice),
-        "outstanding_minor": allocation.invoice_outstanding_minor(invoice=invoice),
-        "fee_billed_on": invoice.late_fee_billed_on,
-        "postpaid_from": billing.invoice_postpaid_from(invoice=invoice),
-        "carried_debt_minor": allocation.tenancy_carried_debt_minor(tenancy_id=invoice.tenancy_id),
+        **bill_statement(invoice=invoice).context(),
+        "is_tenant": invoice.tenancy.tenant_id == request.user.pk,
     }
 
 

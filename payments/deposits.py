@@ -5,13 +5,15 @@ A landlord asks for a deposit when moving a tenant in, or later
 like any payment (``payments.services.payment_create`` with purpose
 ``deposit``), and the provider's event credits it, once, to the tenancy's own
 **deposit account** (``Account.Kind.DEPOSIT``), never to the tenant's
-balance: a deposit is not credit to spend, pays no bill as a payment
-(``payments.allocation`` leaves it out) and changes nothing about the supply.
+balance: a deposit is not credit to spend, pays no bill while it is held
+(``payments.allocation`` leaves it out until the move-out) and changes nothing about the supply.
 
 At move-out (:func:`deposit_settle`, called by ``landlord.people.tenancy_move_out``
 after the closing bill) what is held pays what the tenant still owes on the
 final statement, and no more: one ledger transfer, deposit account → tenant
-account. The rest is refunded through the provider, newest deposit payment
+account, which from then on counts as a payment of the bills
+(``payments.allocation``: the deposit payments pay them, oldest first, up to
+what was applied), so the closing bill shows paid. The rest is refunded through the provider, newest deposit payment
 first; its ledger movement (deposit account → clearing) follows the
 provider's refund event like every refund. What cannot be refunded that way
 (no provider, a refund that failed) stays in the deposit account and is shown
@@ -39,6 +41,7 @@ from config.live import unit_changed_notify
 from landlord.audit import audit_record
 from landlord.models import Tenancy
 
+from .allocation import bills_allocate, deposit_applied_key
 from .ledger import Leg, accounts_lock, deposit_account, ledger_post, tenant_account
 from .models import Deposit, LedgerTransaction, Payment, Refund
 from .providers import get_provider
@@ -178,7 +181,7 @@ def deposit_settle(
         ledger_post(
             landlord_id=tenancy.landlord_id,
             kind=LedgerTransaction.Kind.DEPOSIT,
-            idempotency_key=f"deposit:{tenancy.pk}:applied",
+            idempotency_key=deposit_applied_key(tenancy_id=tenancy.pk),
             legs=[Leg(debit=held_account, credit=tenant, amount_minor=applied)],
             memo="Deposit applied to what was owed at move-out",
             created_by_id=actor_id,
@@ -187,6 +190,9 @@ def deposit_settle(
     deposit.refund_asked_minor = _refund_held(tenancy=tenancy, actor_id=actor_id)
     deposit.settled_at = now
     deposit.save(update_fields=["applied_minor", "refund_asked_minor", "settled_at"])
+    if applied:
+        # What the deposit paid is a payment of the closing bill (payments.allocation).
+        bills_allocate(tenancy=tenancy)
     audit_record(
         landlord_id=tenancy.landlord_id,
         actor_id=actor_id,

@@ -528,6 +528,9 @@ class Invoice(models.Model):
     # Reminders sent, at most once each (payments.reminders).
     reminded_due_at = models.DateTimeField(null=True, blank=True)
     reminded_overdue_at = models.DateTimeField(null=True, blank=True)
+    # The bill's email (with its PDF) went to the tenant, or there was no address
+    # to send it to: at most once (payments.bill_emails).
+    emailed_at = models.DateTimeField(null=True, blank=True)
     # The late fee charged because this bill was not paid in time (at most
     # once, payments.late_fees), and the later bill that shows it.
     late_fee_minor = models.BigIntegerField(default=0)
@@ -540,6 +543,14 @@ class Invoice(models.Model):
         ordering = ["-period_start"]
         constraints = [
             models.UniqueConstraint(fields=["tenancy", "period_start"], name="invoice_unique"),
+        ]
+        indexes = [
+            # The bills still to email: few at a time, whatever the number of bills.
+            models.Index(
+                fields=["issued_at"],
+                condition=Q(emailed_at__isnull=True),
+                name="invoice_to_email",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ queued before those moved runnable.
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
 
-from . import automatic, billing, late_fees, reminders, services
+from . import automatic, bill_emails, billing, late_fees, reminders, services
 from .automatic import autopay_invoice_task
 from .services import payment_event_process_task, saved_method_describe_task
 
@@ -34,6 +34,12 @@ def invoices_issue_periodic() -> int:
 @db_periodic_task(crontab(minute="*"), name="payment_events_redrive")
 def payment_events_redrive_periodic() -> int:
     return services.payment_events_redrive()
+
+
+# Each bill issued (by the run above, a move-out or a switch) emailed once with its PDF.
+@db_periodic_task(crontab(minute="*"), name="bills_email_issued")
+def bills_email_periodic() -> int:
+    return bill_emails.bills_email_issued()
 
 
 # Postpaid autopay on each bill's due date (local), once per bill.

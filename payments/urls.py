@@ -16,6 +16,7 @@ urlpatterns = [
     path("<uuid:payment_uuid>/", views.payment_status, name="status"),
     path("invoices/<int:invoice_id>/", billing_views.invoice_detail, name="invoice"),
     path("invoices/<int:invoice_id>/print/", billing_views.invoice_print, name="invoice_print"),
+    path("invoices/<int:invoice_id>/pdf/", billing_views.invoice_pdf, name="invoice_pdf"),
     path(
         "tenancies/<int:tenancy_id>/emergency-credit/",
         billing_views.emergency_credit,

@@ -240,8 +240,9 @@ def test_stripe_top_up_webhook(
     # Receiving (verify, store) and processing (credit, re-evaluate the supply),
     # which the view queues for after its commit.
     # 44 + the dispute freeze hook asked when the unit is re-evaluated (the emergency
-    # credit owed is one query: payments.emergency.emergency_debt).
-    with django_assert_num_queries(45), django_capture_on_commit_callbacks(execute=True):
+    # credit owed is one query: payments.emergency.emergency_debt) + whether the
+    # tenancy has bills a top-up would pay (payments.allocation.bills_allocate).
+    with django_assert_num_queries(46), django_capture_on_commit_callbacks(execute=True):
         resp = deliver(client, event(kind, obj, account=ACCT_A))
     assert resp.status_code == 200 and resp.json()["duplicate"] is False
     assert tenant_account(tenancy=world.prepaid_tenancy).balance_minor == balance + 1000

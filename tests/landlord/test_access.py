@@ -250,6 +250,7 @@ PROPERTY_FORM = {
     "cutoff_notice_minutes": "60",
 }
 MEMBERS_200 = {OWNER: 200, STAFF: 200}
+BILL_READERS: dict[str, int | str] = {TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200, ADMIN: 200}
 
 
 def PARTY_403(*personas: str) -> dict[str, int | str]:
@@ -304,10 +305,10 @@ HTTP: dict[str, list[Case]] = {
     "payments:status": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "payments:dev_checkout": [Case("get", only({TENANT: 200, FORMER: 200}))],
     "payments:resume": [Case("post", only({TENANT: 302, FORMER: 302}))],
-    "payments:invoice": [Case("get", only({TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200}))],
-    "payments:invoice_print": [
-        Case("get", only({TENANT: 200, FORMER: 200, OWNER: 200, STAFF: 200}))
-    ],
+    # A bill: its tenant, its landlord's members, and platform admins (dispute evidence).
+    "payments:invoice": [Case("get", only(BILL_READERS))],
+    "payments:invoice_print": [Case("get", only(BILL_READERS))],
+    "payments:invoice_pdf": [Case("get", only(BILL_READERS))],
     # Landlord pages: members of A; the owner-only actions are 403 for staff.
     "landlord:units": [Case("get", LANDLORD_PAGE)],
     "landlord:flagged": [Case("get", LANDLORD_PAGE)],

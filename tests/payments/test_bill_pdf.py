@@ -1,0 +1,147 @@
+"""A bill as a PDF download and as the email sent once it is issued."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+from datetime import UTC, date, datetime
+
+from django.core import mail
+from django.test import Client
+
+from payments import billing
+from payments.bill_emails import bills_email_issued
+from payments.bill_pdf import bill_pdf
+from payments.invoicing import ROUNDING_LINE
+from payments.models import Invoice, InvoiceLine
+from payments.statements import bill_statement
+
+from .test_billing import _pay, _record
+
+BILLED = datetime(2026, 2, 1, 9, tzinfo=UTC)
+
+
+def _text(pdf: bytes) -> str:
+    """The text shown on the pages: each content stream inflated, its strings joined."""
+    shown = []
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            content = zlib.decompress(raw)
+        except zlib.error:
+            content = raw
+        for string in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", content):
+            shown.append(re.sub(rb"\\(.)", rb"\1", string).decode("latin-1"))
+    return "\n".join(shown)
+
+
+def _january_bill(world) -> Invoice:
+    """20 kWh at 30p on 5 Jan 2026: a 600p bill, 200p of it paid."""
+    tenancy = world.postpaid_tenancy
+    tenancy.start_date = date(2026, 1, 1)
+    tenancy.save()
+    _record(
+        world.postpaid_device.device,
+        (1, 0, 1000),
+        (2, 60, 21_000),
+        base=datetime(2026, 1, 5, 1, tzinfo=UTC),
+    )
+    bill = billing.invoice_issue(tenancy=tenancy, period_start=date(2026, 1, 1), now=BILLED)
+    _pay(tenancy, 200)
+    return bill
+
+
+def _get(user, bill: Invoice):
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client.get(f"/payments/invoices/{bill.pk}/pdf/")
+
+
+def test_the_pdf_holds_what_the_bill_page_says(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    assert bill.total_minor == 600 and bill.due_date is not None
+    resp = _get(world.postpaid_tenant, bill)
+    assert resp.status_code == 200
+    assert resp["Content-Type"] == "application/pdf"
+    assert f'filename="bill-{bill.number}.pdf"' in resp["Content-Disposition"]
+    assert resp.content.startswith(b"%PDF-")
+    text = _text(resp.content)
+    due = f"{bill.due_date:%d %b %Y}"
+    assert f"Amount due by {due}: £4.00" in text
+    assert f"Due {due}" in text
+    assert "Bill for January 2026" in text
+    assert world.landlord.name in text
+    assert "Period 01 Jan 2026 to 01 Feb 2026 (not included) - 20.000 kWh used" in text
+    # the meter reads, with their times and quality
+    assert "Opening: 1.000 kWh at 05 Jan 2026 01:00 (Actual)" in text
+    assert "Closing: 21.000 kWh at 05 Jan 2026 02:00 (Actual)" in text
+    assert "Difference: 20.000 kWh" in text
+    for line in bill.lines.all():
+        assert line.description in text
+    assert "£6.00" in text  # the total
+    assert "£2.00" in text  # paid
+    # the landlord's members see the same bill
+    assert _get(world.staff, bill).status_code == 200
+    page = Client()
+    page.force_login(world.postpaid_tenant)
+    body = page.get(f"/payments/invoices/{bill.pk}/").content.decode()
+    assert 'data-testid="invoice-amount-due">£4.00' in body
+    assert 'data-testid="invoice-reads"' in body
+    assert f"/payments/invoices/{bill.pk}/pdf/" in body
+
+
+def test_the_pdf_is_a_404_to_anyone_else(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    other = personas.b
+    assert _get(other.staff, bill).status_code == 404
+    assert _get(other.postpaid_tenant, bill).status_code == 404
+    assert _get(world.prepaid_tenant, bill).status_code == 404
+    assert _get(None, bill).status_code == 302  # to the login page
+    assert _get(personas.admin, bill).status_code == 200
+
+
+def test_an_issued_bill_is_emailed_once_with_its_pdf(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    world.postpaid_tenant.email = "tenant@example.com"
+    world.postpaid_tenant.save()
+    # when the sweep runs (twice)
+    assert bills_email_issued() == 1
+    assert bills_email_issued() == 0
+    [message] = mail.outbox
+    assert message.to == ["tenant@example.com"]
+    assert message.subject == "Your bill for January 2026: £4.00 to pay"
+    assert f"by {bill.due_date:%d %b %Y}" in message.body
+    [(name, content, mimetype)] = message.attachments
+    assert name == f"bill-{bill.number}.pdf" and mimetype == "application/pdf"
+    assert "Amount due by" in _text(content) and "£4.00" in _text(content)
+    bill.refresh_from_db()
+    assert bill.emailed_at is not None
+
+
+def test_a_bill_of_a_tenant_without_an_email_address_is_not_tried_again(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    world.postpaid_tenant.email = ""
+    world.postpaid_tenant.save()
+    assert bills_email_issued() == 0
+    assert mail.outbox == []
+    bill.refresh_from_db()
+    assert bill.emailed_at is not None
+
+
+def test_a_long_line_wraps_within_its_column_and_keeps_every_word(personas):
+    world = personas.a
+    bill = _january_bill(world)
+    statement = bill_statement(invoice=bill)
+    long = InvoiceLine(
+        invoice=bill, position=99, kind="rounding", description=ROUNDING_LINE, amount_minor=1
+    )
+    pdf = bill_pdf(dataclasses.replace(statement, lines=[*statement.lines, long]))
+    shown = _text(pdf).split("\n")
+    # more than one line of the table holds it, and together they say all of it
+    assert ROUNDING_LINE not in shown
+    assert ROUNDING_LINE in " ".join(shown)
