@@ -5,8 +5,10 @@ deposit applied at move-out, or top-ups after the unit turned prepaid
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
@@ -171,4 +173,29 @@ def test_top_ups_after_a_switch_to_prepaid_pay_the_closing_bill_first(personas):
     assert 'data-testid="invoice-outstanding">£0.00' in page
     assert "Nothing is owed on this bill." in page
     assert Payment.objects.filter(tenancy=tenancy, status="succeeded").count() == 2
+    assert ledger_verify() == []
+
+
+def test_bills_reallocate_rewrites_allocations_stored_under_older_rules(
+    personas, connected, fake_stripe, hook, django_capture_on_commit_callbacks
+):
+    world = personas.a
+    tenancy = world.postpaid_tenancy
+    deposits.deposit_request(tenancy=tenancy, amount_minor=5000, actor_id=None)
+    deposit = _pay_deposit(tenancy, 5000, hook)
+    _use(tenancy, world.postpaid_device.device, 2000)
+    fake_stripe.add("post", "/v1/refunds", recorded("refund", amount=4940))
+    _move_out(tenancy, django_capture_on_commit_callbacks)
+    bill = Invoice.objects.get(tenancy=tenancy)
+    # given an allocation stored before the deposit counted as paying the bill
+    BillAllocation.objects.filter(invoice=bill).update(amount_minor=10)
+    assert f"tenancy {tenancy.pk}: allocations are not oldest first" in ledger_verify()
+    # when the operator runs the command (twice: it changes nothing the second time)
+    out = StringIO()
+    call_command("bills_reallocate", stdout=out)
+    call_command("bills_reallocate", stdout=StringIO())
+    # then the deposit pays the bill and the ledger is clean
+    assert "allocations recomputed; tenancies with bills: 1" in out.getvalue()
+    [row] = BillAllocation.objects.filter(invoice=bill)
+    assert (row.payment_id, row.amount_minor) == (deposit.pk, 60)
     assert ledger_verify() == []
