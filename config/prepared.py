@@ -18,8 +18,9 @@ derived from a run (``count()``, ``filter()``) is compiled as usual.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Expression, Field, QuerySet
@@ -44,10 +45,10 @@ class _Slot:
     """Where a ``Param``'s value goes among the compiled SQL's parameters."""
 
     name: str
-    field: Field[Any, Any]
+    output_field: Field[Any, Any]
 
     def bind(self, values: Mapping[str, object], connection: BaseDatabaseWrapper) -> object:
-        return self.field.get_db_prep_value(values[self.name], connection, prepared=False)
+        return self.output_field.get_db_prep_value(values[self.name], connection, prepared=False)
 
 
 class Param(Expression):
@@ -73,6 +74,9 @@ class _Compiled:
     params: tuple[Any, ...]
     names: frozenset[str]
     state: dict[str, object]
+    converters: WeakKeyDictionary[BaseDatabaseWrapper, dict[int, Any]] = field(
+        default_factory=WeakKeyDictionary
+    )
 
 
 class Prepared[R]:
@@ -113,7 +117,28 @@ class Prepared[R]:
         )
         # The instance's own as_sql: execute_sql asks it for the SQL of this run.
         compiler.as_sql = lambda *args, **kwargs: (compiled.sql, params)  # type: ignore[method-assign]
+        self._keep_converters(compiler, compiled)
         return compiler
+
+    @staticmethod
+    def _keep_converters(compiler: SQLCompiler, compiled: _Compiled) -> None:
+        """The row converters of the selected columns, looked up once per connection
+        (the backend's are the connection's methods)."""
+        columns = [column[0] for column in compiler.select[: compiler.col_count]]
+        connection = compiler.connection
+        kept = compiled.converters.get(connection)
+        if kept is None:
+            kept = compiled.converters[connection] = compiler.get_converters(columns)
+        look_up = compiler.get_converters
+
+        def get_converters(expressions: list[Any]) -> dict[int, Any]:
+            if len(expressions) == len(columns) and all(
+                a is b for a, b in zip(expressions, columns, strict=True)
+            ):
+                return kept
+            return look_up(expressions)
+
+        compiler.get_converters = get_converters  # type: ignore[method-assign]
 
 
 class _BoundQuery(Query):
