@@ -16,8 +16,10 @@ looking at the phone; jittered) and ask again, for ``--seconds``:
 1. the baseline: ``/healthz``, a Django view that runs one ``SELECT 1``;
 2. each tenant's own home page (``/tenant/<id>/``), rendered in full.
 
-It prints the latencies (p50, p95, p99) and pages per second of each, and
-the target: the tenant home's p95 at or under 50 ms.
+It prints the latencies (p50, p95, p99) and pages per second of each, the
+server's CPU time per page (its processes' user and system time over the
+stage, on Linux: what a page costs, whatever else the machine is running), the
+machine's load average, and the target: the tenant home's p95 at or under 50 ms.
 """
 
 from __future__ import annotations
@@ -193,14 +195,53 @@ async def stage(
     return latencies, errors, time.monotonic() - started
 
 
-def report(name: str, latencies: list[float], errors: int, took: float) -> float:
+def _load() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} CPUs"
+
+
+def server_cpu_seconds(pgid: int) -> float | None:
+    """CPU time (user + system) used so far by the server's processes (Linux)."""
+    total = 0
+    try:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            if int(fields[2]) == pgid:  # pgrp; utime and stime in clock ticks
+                total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_stage(
+    port: int, pgid: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+) -> tuple[list[float], int, float, float | None]:
+    """``stage``, and the server's CPU time a page (s) over it, so a figure taken on a
+    busy machine says what the server itself spent."""
+    cpu_before = server_cpu_seconds(pgid)
+    latencies, errors, took = asyncio.run(stage(port, sessions, path_of, seconds, think))
+    cpu_after = server_cpu_seconds(pgid)
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and latencies:
+        cpu = (cpu_after - cpu_before) / len(latencies)
+    return latencies, errors, took, cpu
+
+
+def report(name: str, latencies: list[float], errors: int, took: float, cpu: float | None) -> float:
     if len(latencies) < 2:
         print(f"  {name:<28} too few answers ({len(latencies)})")
         return float("inf")
     q = statistics.quantiles(latencies, n=100)
+    cpu_text = "" if cpu is None else f"  server CPU {cpu * 1000:5.1f} ms/page"
     print(
         f"  {name:<28} p50 {q[49]:6.1f} ms  p95 {q[94]:6.1f} ms  p99 {q[98]:6.1f} ms"
-        f"  {len(latencies) / took:6.0f} pages/s  {errors} errors"
+        f"  {len(latencies) / took:6.0f} pages/s  {errors} errors{cpu_text}"
     )
     return q[94]
 
@@ -249,16 +290,16 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
     print(
         f"{vendor}: {args.tenants} prepaid tenancies with an hour of readings each"
         f" (set up in {time.perf_counter() - set_up:.1f} s); uvicorn, {args.workers} worker(s);"
-        f" each client asks every {args.think:g} s (jittered) for {args.seconds:g} s",
+        f" each client asks every {args.think:g} s (jittered) for {args.seconds:g} s; {_load()}",
         flush=True,
     )
     port = _free_port()
     proc = serve({**os.environ}, port, args.workers)
     try:
-        base = asyncio.run(stage(port, sessions, lambda _t: "/healthz", args.seconds, args.think))
+        base = run_stage(port, proc.pid, sessions, lambda _t: "/healthz", args.seconds, args.think)
         base_p95 = report("baseline: /healthz", *base)
-        home = asyncio.run(
-            stage(port, sessions, lambda t: f"/tenant/{t}/", args.seconds, args.think)
+        home = run_stage(
+            port, proc.pid, sessions, lambda t: f"/tenant/{t}/", args.seconds, args.think
         )
         home_p95 = report("tenant home /tenant/<id>/", *home)
     finally:
@@ -268,7 +309,7 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     print(
-        f"  tenant home p95 is {home_p95 / base_p95:.1f}x the baseline's;"
+        f"  {_load()}; tenant home p95 is {home_p95 / base_p95:.1f}x the baseline's;"
         f" target: p95 <= {TARGET_P95_MS:.0f} ms at {args.tenants} tenants"
         f" ({'met' if home_p95 <= TARGET_P95_MS else 'not met'})"
     )

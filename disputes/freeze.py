@@ -16,8 +16,9 @@ closes, so the freeze applies and lifts at once.
 
 from __future__ import annotations
 
-from django.db.models import CharField, Value
+from django.db.models import BigIntegerField, CharField, QuerySet, Value
 
+from config.prepared import Param, Prepared
 from landlord.models import Tenancy
 from payments.models import Dispute as Chargeback
 
@@ -26,25 +27,31 @@ from .models import Dispute
 DISPUTE, CHARGEBACK = "dispute", "chargeback"
 
 
-def open_dispute_freeze(*, tenancy: Tenancy) -> str:
-    kind = Value(DISPUTE, output_field=CharField())
+def _open_cases() -> QuerySet[Dispute, tuple[int, str]]:
+    tenancy_id = Param("tenancy_id", BigIntegerField())
     disputes = (
         Dispute.objects.unresolved()
-        .filter(tenancy_id=tenancy.pk)
+        .filter(tenancy_id=tenancy_id)
         .order_by()
-        .annotate(kind=kind)
+        .annotate(kind=Value(DISPUTE, output_field=CharField()))
         .values_list("pk", "kind")
     )
     chargebacks = (
-        Chargeback.objects.filter(payment__tenancy_id=tenancy.pk, funds_withdrawn=True)
+        Chargeback.objects.filter(payment__tenancy_id=tenancy_id, funds_withdrawn=True)
         .exclude(status__in=Chargeback.FINAL)
         .order_by()
         .annotate(kind=Value(CHARGEBACK, output_field=CharField()))
         .values_list("pk", "kind")
     )
-    rows = sorted(
-        disputes.union(chargebacks, all=True).order_by(), key=lambda row: (row[1] != DISPUTE, row)
-    )
+    return disputes.union(chargebacks, all=True).order_by()
+
+
+# Asked on every evaluation and tenant page: compiled once (config.prepared).
+_OPEN_CASES: Prepared[tuple[int, str]] = Prepared(_open_cases)
+
+
+def open_dispute_freeze(*, tenancy: Tenancy) -> str:
+    rows = sorted(_OPEN_CASES.run(tenancy_id=tenancy.pk), key=lambda row: (row[1] != DISPUTE, row))
     if not rows:
         return ""
     pk, what = rows[0]

@@ -15,10 +15,11 @@ credit and automatic payments are for the tenancy running today
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import Http404
 
 from meters.models import Device, Interval, Meter
@@ -113,15 +114,20 @@ def access_landlord_payment(
 
 
 def access_tenancy(
-    *, user: User, tenancy_id: int, queryset: QuerySet[Tenancy] | None = None
+    *, user: User, tenancy_id: int, load: Callable[..., Tenancy | None] | None = None
 ) -> Tenancy:
     """One of the user's own tenancies, running or ended: its history and bills.
-    ``queryset``: the tenancies with what the page reads with them (one query)."""
+    ``load(tenancy_id=, tenant_id=)``: the tenancy with what the page reads with it."""
     if not user.is_authenticated:
         raise Http404
-    if queryset is None:
-        queryset = Tenancy.objects.select_related("unit__property", "landlord")
-    tenancy = queryset.filter(pk=tenancy_id, tenant_id=user.pk).first()
+    if load is not None:
+        tenancy = load(tenancy_id=tenancy_id, tenant_id=user.pk)
+    else:
+        tenancy = (
+            Tenancy.objects.select_related("unit__property", "landlord")
+            .filter(pk=tenancy_id, tenant_id=user.pk)
+            .first()
+        )
     if tenancy is None:
         raise Http404
     return tenancy

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db.models import (
+    BigIntegerField,
     Case,
+    Count,
+    DateTimeField,
+    F,
     FilteredRelation,
     Max,
     Min,
@@ -27,6 +30,7 @@ from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
 from config.formats import format_money
+from config.prepared import Param, Prepared
 from meters.models import Alert, CutoffNotice, Device, Interval, Meter, Reading
 from payments.arrears import invoices_with_owed
 from payments.automatic import saved_method_for
@@ -314,46 +318,66 @@ def landlord_unit_detail_view(*, landlord_id: int, unit_id: int) -> UnitView | N
     return view
 
 
-def tenant_home_tenancies() -> QuerySet[Tenancy]:
-    """Tenancies with what the tenant's home reads with them, in one query (the
-    balance, unit, property and tariff, the open cut-off notice, the emergency
-    credit owed), and their installed meters with their devices in a second."""
-    # Resolving the annotations costs about a millisecond, on every page: the
-    # query is built once per process and each caller gets a fresh copy.
-    return _tenant_home_tenancies().all()
-
-
-@functools.cache
-def _tenant_home_tenancies() -> QuerySet[Tenancy]:
-    # The type stubs do not know select_related on a FilteredRelation's name.
-    return (
-        Tenancy.objects.annotate(  # type: ignore[misc]
-            open_notice=FilteredRelation(
-                "cutoff_notices",
-                condition=Q(cutoff_notices__status=CutoffNotice.Status.SCHEDULED),
-            ),
-            emergency_debt_minor=emergency_debt_expression(),
-        )
-        .select_related("account", "landlord", "unit__property", "unit__tariff", "open_notice")
-        .prefetch_related(
-            Prefetch(
-                "unit__meters",
-                queryset=Meter.objects.filter(removed_at__isnull=True)
-                .select_related("device")
-                .order_by("pk"),
-                to_attr="installed_meters",
+def _tenant_home_query(*, by_tenant: bool) -> Prepared[Tenancy]:
+    def build() -> QuerySet[Tenancy]:
+        # The type stubs do not know select_related on a FilteredRelation's name.
+        tenancies = (
+            Tenancy.objects.annotate(  # type: ignore[misc]
+                open_notice=FilteredRelation(
+                    "cutoff_notices",
+                    condition=Q(cutoff_notices__status=CutoffNotice.Status.SCHEDULED),
+                ),
+                emergency_debt_minor=emergency_debt_expression(),
             )
+            .select_related("account", "landlord", "unit__property", "unit__tariff", "open_notice")
+            .filter(pk=Param("tenancy_id", BigIntegerField()))
         )
+        if by_tenant:
+            tenancies = tenancies.filter(tenant_id=Param("tenant_id", BigIntegerField()))
+        return tenancies
+
+    return Prepared(build)
+
+
+_TENANT_HOME = _tenant_home_query(by_tenant=False)
+_TENANT_HOME_OF = _tenant_home_query(by_tenant=True)
+_INSTALLED_METERS: Prepared[Meter] = Prepared(
+    lambda: (
+        Meter.objects.filter(unit_id=Param("unit_id", BigIntegerField()), removed_at__isnull=True)
+        .select_related("device")
+        .order_by("pk")
     )
+)
+
+
+def tenant_home_tenancy(*, tenancy_id: int, tenant_id: int | None = None) -> Tenancy | None:
+    """A tenancy with what the tenant's home reads with it, in one query (the
+    balance, unit, property and tariff, the open cut-off notice, the emergency
+    credit owed), and its unit's installed meters with their devices in a second
+    (``unit.installed_meters``). ``tenant_id``: only if it is this tenant's.
+
+    Both queries are compiled once per process (``config.prepared``): building
+    them costs more than the database takes to answer."""
+    if tenant_id is None:
+        found = _TENANT_HOME.run(tenancy_id=tenancy_id)
+    else:
+        found = _TENANT_HOME_OF.run(tenancy_id=tenancy_id, tenant_id=tenant_id)
+    if not found:
+        return None
+    tenancy = found[0]
+    tenancy.unit.installed_meters = _INSTALLED_METERS.run(unit_id=tenancy.unit_id)  # type: ignore[attr-defined]
+    return tenancy
 
 
 def tenancy_view(
     *, tenancy: Tenancy, now: datetime | None = None, loaded: bool = False
 ) -> UnitView:
     """The tenant's home as it stands. ``loaded``: ``tenancy`` came from
-    ``tenant_home_tenancies`` in this request (else it is read again, fresh)."""
+    ``tenant_home_tenancy`` in this request (else it is read again, fresh)."""
     now = now or timezone.now()
-    fresh = tenancy if loaded else tenant_home_tenancies().get(pk=tenancy.pk)
+    fresh = tenancy if loaded else tenant_home_tenancy(tenancy_id=tenancy.pk)
+    if fresh is None:
+        raise Tenancy.DoesNotExist
     installed: list[Meter] = fresh.unit.installed_meters  # type: ignore[attr-defined]
     view = _unit_view(fresh.unit, fresh, _balance(fresh), installed)
     # Set by the join only when the tenancy has an open notice.
@@ -444,13 +468,18 @@ def month_projection(*, accrued_minor: int, now: datetime, tz: zoneinfo.ZoneInfo
     return round(accrued_minor * (following - start).total_seconds() / elapsed)
 
 
-def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
-    # What each bill's payments paid, read with the bills (allocations).
-    view.invoices = list(
-        Invoice.objects.filter(tenancy=tenancy)
+_LATEST_BILLS: Prepared[Invoice] = Prepared(
+    lambda: (
+        Invoice.objects.filter(tenancy_id=Param("tenancy_id", BigIntegerField()))
         .annotate(paid_minor=Coalesce(Sum("allocations__amount_minor"), 0))
         .order_by("-period_start")[:12]
     )
+)
+
+
+def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
+    # What each bill's payments paid, read with the bills (allocations).
+    view.invoices = _LATEST_BILLS.run(tenancy_id=tenancy.pk)
     # A prepaid unit's bills are from before it turned prepaid: top-ups pay the
     # closing bill first (payments.allocation), and the panel says what is left.
     if view.invoices and view.balance_minor is not None:
@@ -469,6 +498,35 @@ def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
     )
 
 
+def _usage_minutes() -> QuerySet[Any, Any]:
+    """A meter's actual readings from the last one before ``start`` on, a row per
+    minute, the reading before ``start`` in a row of its own (first)."""
+    start = Param("start", DateTimeField())
+    actual = Reading.objects.filter(
+        meter_id=Param("meter_id", BigIntegerField()), quality=Reading.Quality.ACTUAL
+    )
+    before = actual.filter(taken_at__lt=start).order_by("-taken_at").values("taken_at")[:1]
+    return (
+        actual.filter(taken_at__gte=Coalesce(Subquery(before), start))
+        .annotate(
+            # UTC, not the time zone active when first compiled: the same minutes.
+            minute=TruncMinute("taken_at", tzinfo=UTC),
+            before=Case(When(taken_at__lt=start, then=Value(True)), default=Value(False)),
+        )
+        .values("minute", "before")
+        .annotate(
+            top=Max("register_wh"),
+            last=Max("taken_at"),
+            low=Min("register_wh"),
+            first=Min("taken_at"),
+        )
+        .order_by("-before", "minute")
+    )
+
+
+_USAGE_MINUTES: Prepared[dict[str, Any]] = Prepared(_usage_minutes)
+
+
 def _add_usage(
     view: UnitView, meter: Meter | None, now: datetime, minutes: int = 60, bars: int = 12
 ) -> None:
@@ -483,23 +541,7 @@ def _add_usage(
     if meter is None:
         return
     start = now - timedelta(minutes=minutes)
-    actual = Reading.objects.filter(meter=meter, quality=Reading.Quality.ACTUAL)
-    before = actual.filter(taken_at__lt=start).order_by("-taken_at").values("taken_at")[:1]
-    rows = list(
-        actual.filter(taken_at__gte=Coalesce(Subquery(before), Value(start)))
-        .annotate(
-            minute=TruncMinute("taken_at"),
-            before=Case(When(taken_at__lt=start, then=Value(True)), default=Value(False)),
-        )
-        .values("minute", "before")
-        .annotate(
-            top=Max("register_wh"),
-            last=Max("taken_at"),
-            low=Min("register_wh"),
-            first=Min("taken_at"),
-        )
-        .order_by("-before", "minute")
-    )
+    rows = _USAGE_MINUTES.run(meter_id=meter.pk, start=start)
     if not rows:
         return
     if rows[0]["before"]:

@@ -55,7 +55,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def tenant_home(request: HtmxHttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_tenancy(
-        user=request.user, tenancy_id=tenancy_id, queryset=selectors.tenant_home_tenancies()
+        user=request.user, tenancy_id=tenancy_id, load=selectors.tenant_home_tenancy
     )
     if not tenancy.is_current():
         return tenancy_history(request, tenancy)

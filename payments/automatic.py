@@ -18,11 +18,12 @@ import zoneinfo
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import BigIntegerField, Sum
 from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
 
+from config.prepared import Param, Prepared
 from landlord.audit import audit_record
 from landlord.models import Tenancy
 
@@ -42,8 +43,16 @@ logger = logging.getLogger(__name__)
 LIVE = [Payment.Status.PENDING, Payment.Status.PROCESSING, Payment.Status.SUCCEEDED]
 
 
+_LATEST_METHOD: Prepared[SavedPaymentMethod] = Prepared(
+    lambda: SavedPaymentMethod.objects.filter(
+        tenancy_id=Param("tenancy_id", BigIntegerField())
+    ).order_by("-created_at", "-pk")[:1]
+)
+
+
 def saved_method_for(*, tenancy: Tenancy) -> SavedPaymentMethod | None:
-    return SavedPaymentMethod.objects.filter(tenancy=tenancy).order_by("-created_at", "-pk").first()
+    found = _LATEST_METHOD.run(tenancy_id=tenancy.pk)
+    return found[0] if found else None
 
 
 def payment_settings_for(*, tenancy: Tenancy) -> PaymentSettings:

@@ -7,9 +7,10 @@ import zoneinfo
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Q
+from django.db.models import BigIntegerField, Q, QuerySet
 from django.utils import timezone
 
+from config.prepared import Param, Prepared
 from landlord.models import Tenancy
 from meters.models import Interval
 
@@ -32,14 +33,23 @@ def tenant_payment_context(*, tenancy: Tenancy) -> dict[str, object]:
     }
 
 
+def _recent_and_to_confirm_query() -> QuerySet[Payment]:
+    order = ("-created_at", "-pk")
+    live = Payment.objects.filter(tenancy_id=Param("tenancy_id", BigIntegerField())).exclude(
+        status=Payment.Status.CANCELED
+    )
+    recent = live.order_by(*order).values("pk")[:5]
+    to_confirm = Q(status=Payment.Status.PENDING, off_session=True) & ~Q(action_url="")
+    return live.filter(Q(pk__in=recent) | to_confirm).order_by(*order)
+
+
+_RECENT_AND_TO_CONFIRM: Prepared[Payment] = Prepared(_recent_and_to_confirm_query)
+
+
 def _recent_and_to_confirm(*, tenancy: Tenancy) -> dict[str, list[Payment]]:
     """The last five payments and those the bank asks the tenant to confirm, in one
     query: the five newest rows are the recent ones (any other row is older)."""
-    order = ("-created_at", "-pk")
-    live = Payment.objects.filter(tenancy=tenancy).exclude(status=Payment.Status.CANCELED)
-    recent = live.order_by(*order).values("pk")[:5]
-    to_confirm = Q(status=Payment.Status.PENDING, off_session=True) & ~Q(action_url="")
-    rows = list(live.filter(Q(pk__in=recent) | to_confirm).order_by(*order))
+    rows = _RECENT_AND_TO_CONFIRM.run(tenancy_id=tenancy.pk)
     return {
         "recent_payments": rows[:5],
         "payments_to_confirm": [

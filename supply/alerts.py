@@ -25,7 +25,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import CharField, DateTimeField, Exists, OuterRef, Q
 from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone
@@ -40,6 +40,7 @@ from config.live import (
     unit_changed_message,
     unit_changed_notify,
 )
+from config.prepared import Param, Prepared
 from landlord.models import Membership, Tenancy, TenantNotifications, Unit
 from landlord.push import push_configured, push_payload, tenant_push_send
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
@@ -567,11 +568,7 @@ def open_alerts(*, tenancy_id: int) -> list[Alert]:
     than it).
     """
     since = timezone.now() - timedelta(hours=1)
-    rows = list(
-        Alert.objects.filter(subject_key=f"tenancy:{tenancy_id}", audience=Alert.Audience.TENANT)
-        .filter(Q(cleared_at__isnull=True) | Q(kind__in=EVENT_KINDS, created_at__gte=since))
-        .order_by("-created_at")[:OPEN_ALERTS_READ]
-    )
+    rows = _OPEN_ALERTS.run(subject_key=f"tenancy:{tenancy_id}", since=since)
     shown = [a for a in rows if a.cleared_at is None][:5]
     latest_event = next((a for a in rows if a.kind in EVENT_KINDS), None)
     if (
@@ -587,3 +584,15 @@ def open_alerts(*, tenancy_id: int) -> list[Alert]:
 # from making the page read them all.
 OPEN_ALERTS_READ = 50
 EVENT_KINDS = [Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED]
+_OPEN_ALERTS: Prepared[Alert] = Prepared(
+    lambda: (
+        Alert.objects.filter(
+            subject_key=Param("subject_key", CharField()), audience=Alert.Audience.TENANT
+        )
+        .filter(
+            Q(cleared_at__isnull=True)
+            | Q(kind__in=EVENT_KINDS, created_at__gte=Param("since", DateTimeField()))
+        )
+        .order_by("-created_at")[:OPEN_ALERTS_READ]
+    )
+)

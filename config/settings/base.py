@@ -71,6 +71,9 @@ MIDDLEWARE = [
     "config.middleware.SyncChain",  # keep last: see its docstring
 ]
 
+# Django's database sessions, read by a query compiled once per process.
+SESSION_ENGINE = "config.sessions"
+
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
