@@ -12,9 +12,7 @@ from django.conf import settings
 from django.db.models import (
     BigIntegerField,
     Case,
-    Count,
     DateTimeField,
-    F,
     FilteredRelation,
     Max,
     Min,
