@@ -264,6 +264,31 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
     )
 
 
+def bills_allocate_many(*, tenancies: Sequence[Tenancy]) -> None:
+    """:func:`bills_allocate` for each of many tenancies (new bills of a billing run).
+
+    A tenancy with no payment to apply and no allocation stored has nothing to
+    allocate, whatever its bills: two queries find those for the whole batch, so
+    only the others cost their own.
+    """
+    ids = [tenancy.pk for tenancy in tenancies]
+    concerned = set(
+        Payment.objects.filter(
+            tenancy_id__in=ids, status=Payment.Status.SUCCEEDED, ledger_transaction__isnull=False
+        )
+        .exclude(purpose=Payment.Purpose.DEPOSIT)
+        .values_list("tenancy_id", flat=True)
+    )
+    concerned |= set(
+        BillAllocation.objects.filter(invoice__tenancy_id__in=ids).values_list(
+            "invoice__tenancy_id", flat=True
+        )
+    )
+    for tenancy in sorted(tenancies, key=lambda t: t.pk):
+        if tenancy.pk in concerned:
+            bills_allocate(tenancy=tenancy)
+
+
 # --- Reading -----------------------------------------------------------------------
 
 
