@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -551,11 +551,19 @@ def _drafts_read(drafts: list[_Draft]) -> None:
         start__gte=min(d.period.start_at for d in drafts),
         start__lt=max(d.period.end_at for d in drafts),
     ).order_by("start", "pk")
-    for row in intervals.values("meter_id", "start", *invoicing.Usage.STORED):
-        meter_id, start = row.pop("meter_id"), row.pop("start")
+    stored = intervals.values_list("meter_id", "start", *invoicing.Usage.STORED)
+    for meter_id, start, energy_wh, gross_sub, lines, held_reason, note in stored:
+        usage = None
         for d in by_meter[meter_id]:
             if d.period.start_at <= start < d.period.end_at:
-                d.usage.append(invoicing.Usage.stored(**row))
+                usage = usage or invoicing.Usage.stored(
+                    energy_wh=energy_wh,
+                    gross_sub=gross_sub,
+                    lines=lines,
+                    held_reason=held_reason,
+                    note=note,
+                )
+                d.usage.append(usage)
     # Late fees charged since the last bill are shown (and totalled) on this one.
     late = Invoice.objects.filter(
         tenancy_id__in=list(by_tenancy), late_fee_minor__gt=0, late_fee_billed_on__isnull=True
@@ -694,7 +702,11 @@ def _invoices_store(rows: list[Invoice]) -> list[tuple[Invoice, bool]]:
 
 @transaction.atomic
 def invoices_issue(
-    *, due: Sequence[BillDue], now: datetime | None = None, final: bool = False
+    *,
+    due: Sequence[BillDue],
+    now: datetime | None = None,
+    final: bool = False,
+    units: Mapping[int, Unit] | None = None,
 ) -> list[Invoice | BillingError | rating.Unpriceable]:
     """Issue a batch of bills, at most one per tenancy, in one transaction: per bill
     (in ``due``'s order) the invoice, or why it cannot be issued (a period still
@@ -702,6 +714,9 @@ def invoices_issue(
     returned as it is. The facts of the whole batch are read with a few queries
     and the rows written with bulk inserts; each bill is composed by the same
     rules as :func:`invoice_issue`, which is a batch of one.
+
+    ``units``: the tenancies' units with their property and tariff, when the
+    caller (the billing run) has just read them; otherwise they are read here.
     """
     now = now or timezone.now()
     tenancy_ids = [item.tenancy.pk for item in due]
@@ -714,9 +729,10 @@ def invoices_issue(
             tenancy_id__in=tenancy_ids, period_start__in={item.period_start for item in due}
         )
     }
-    units = Unit.objects.select_related("property", "tariff", "landlord").in_bulk(
-        {item.tenancy.unit_id for item in due}
-    )
+    if units is None:
+        units = Unit.objects.select_related("property", "tariff").in_bulk(
+            {item.tenancy.unit_id for item in due}
+        )
     states = {s.tenancy_id: s for s in BillingState.objects.filter(tenancy_id__in=tenancy_ids)}
     meters: dict[int, list[int]] = defaultdict(list)
     unsettled: set[int] = set()
@@ -907,7 +923,7 @@ def invoices_issue_due(
             break
         tenancies = (
             Tenancy.objects.filter(pk__in=ids[done : done + batch])
-            .select_related("unit__property", "billing_state")
+            .select_related("unit__property", "unit__tariff", "billing_state")
             .order_by("pk")
         )
         waiting = [
@@ -916,7 +932,9 @@ def invoices_issue_due(
         ]
         while waiting := [(t, starts) for t, starts in waiting if starts]:
             due = [BillDue(t, starts.pop(0)) for t, starts in waiting]
-            issued += [r for r in invoices_issue(due=due, now=now) if isinstance(r, Invoice)]
+            units = {t.unit_id: t.unit for t, _ in waiting}
+            results = invoices_issue(due=due, now=now, units=units)
+            issued += [r for r in results if isinstance(r, Invoice)]
     return issued
 
 
