@@ -45,6 +45,7 @@ paid; the tenant's balance already holds the money.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,9 +107,14 @@ def tenancy_funds(*, tenancy_id: int) -> list[Fund]:
 
 def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
     """:func:`tenancy_funds`, each with the ledger transaction that credited it."""
+    return _funds_credited_many(tenancy_ids=[tenancy_id]).get(tenancy_id, [])
+
+
+def _funds_credited_many(*, tenancy_ids: Sequence[int]) -> dict[int, list[tuple[Fund, int]]]:
+    """Per tenancy, its funds each with the ledger transaction that credited it."""
     found = (
         Payment.objects.filter(
-            tenancy_id=tenancy_id,
+            tenancy_id__in=tenancy_ids,
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
@@ -116,11 +122,15 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
         .exclude(purpose=Payment.Purpose.DEPOSIT)
         .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
-        .values_list("pk", "amount_minor", "reversed_by", "ledger_transaction_id")
+        .values_list("tenancy_id", "pk", "amount_minor", "reversed_by", "ledger_transaction_id")
     )
     # A payment whose credit was reversed in the ledger (a correction) paid nothing.
-    payments = [(pk, amount, txn) for pk, amount, reversed_by, txn in found if reversed_by is None]
-    ids = [pk for pk, _, _ in payments]
+    payments = [
+        (tenancy_id, pk, amount, txn)
+        for tenancy_id, pk, amount, reversed_by, txn in found
+        if reversed_by is None
+    ]
+    ids = [pk for _, pk, _, _ in payments]
     refunded = dict(
         Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)
         .exclude(status=Refund.Status.FAILED)
@@ -134,10 +144,11 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
         .annotate(s=Sum("amount_minor"))
         .order_by()
     )
-    return [
-        (Fund(pk, amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))), txn)
-        for pk, amount, txn in payments
-    ]
+    credited: dict[int, list[tuple[Fund, int]]] = defaultdict(list)
+    for tenancy_id, pk, amount, txn in payments:
+        net = amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))
+        credited[tenancy_id].append((Fund(pk, net), txn))
+    return credited
 
 
 def tenancy_bills(*, tenancy_id: int, after_invoice: int = 0) -> list[Owed]:
@@ -174,48 +185,72 @@ class Allocation:
 def tenancy_allocation(*, tenancy_id: int) -> Allocation:
     """What allocation works from: every bill and payment, or, after a switch from
     prepaid to postpaid, the bills since and the funds left then and paid since."""
-    credited = _funds_credited(tenancy_id=tenancy_id)
-    switch = (
-        BillingState.objects.filter(tenancy_id=tenancy_id, postpaid_from__isnull=False)
-        .values_list(
-            "postpaid_after_transaction",
-            "postpaid_after_invoice",
-            "postpaid_opening_minor",
-            "postpaid_opening_funds_minor",
+    return tenancies_allocation(tenancy_ids=[tenancy_id])[tenancy_id]
+
+
+def tenancies_allocation(*, tenancy_ids: Sequence[int]) -> dict[int, Allocation]:
+    """:func:`tenancy_allocation` of many tenancies, read with a few queries."""
+    credited = _funds_credited_many(tenancy_ids=tenancy_ids)
+    switches = {
+        tenancy_id: (after_txn or 0, after_invoice or 0, opening, opening_funds)
+        for tenancy_id, after_txn, after_invoice, opening, opening_funds in (
+            BillingState.objects.filter(tenancy_id__in=tenancy_ids, postpaid_from__isnull=False)
+            .order_by("pk")
+            .values_list(
+                "tenancy_id",
+                "postpaid_after_transaction",
+                "postpaid_after_invoice",
+                "postpaid_opening_minor",
+                "postpaid_opening_funds_minor",
+            )
         )
-        .first()
-    )
-    if switch is None:
-        return Allocation(tenancy_bills(tenancy_id=tenancy_id), [f for f, _ in credited])
-    after_txn, after_invoice, opening, opening_funds = switch
-    after_txn, after_invoice = after_txn or 0, after_invoice or 0
-    before = [fund for fund, txn in credited if txn <= after_txn]
-    since = [fund for fund, txn in credited if txn > after_txn]
-    # What the earlier payments' refunds and chargebacks changed since the switch
-    # changed the balance left then by as much.
-    left = opening + sum(f.amount_minor for f in before) - opening_funds
+    }
+    bills: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for tenancy_id, pk, total in (
+        Invoice.objects.filter(tenancy_id__in=tenancy_ids)
+        .order_by("period_start", "pk")
+        .values_list("tenancy_id", "pk", "total_minor")
+    ):
+        bills[tenancy_id].append((pk, total))
     # Earlier payments already applied to earlier bills (an earlier postpaid time)
     # cannot pay again.
-    used = dict(
-        BillAllocation.objects.filter(invoice__tenancy_id=tenancy_id, invoice_id__lte=after_invoice)
-        .values_list("payment_id")
-        .annotate(s=Sum("amount_minor"))
-        .order_by()
-    )
-    carried: list[Fund] = []
-    remaining = max(left, 0)
-    for fund in reversed(before):
-        take = min(max(fund.amount_minor - int(used.get(fund.payment_id, 0)), 0), remaining)
-        if take > 0:
-            carried.append(Fund(fund.payment_id, take))
-            remaining -= take
-    carried.reverse()
-    return Allocation(
-        bills=tenancy_bills(tenancy_id=tenancy_id, after_invoice=after_invoice),
-        funds=carried + since,
-        carried_debt_minor=max(-left, 0),
-        after_invoice=after_invoice,
-    )
+    used: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
+        invoice__tenancy_id__in=list(switches)
+    ).values_list("invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
+        if invoice_id <= switches[tenancy_id][1]:
+            used[tenancy_id][payment_id] += amount
+    scopes = {}
+    for tenancy_id in tenancy_ids:
+        funds = credited.get(tenancy_id, [])
+        switch = switches.get(tenancy_id)
+        after_invoice = switch[1] if switch else 0
+        owed = [Owed(pk, max(total, 0)) for pk, total in bills[tenancy_id] if pk > after_invoice]
+        if switch is None:
+            scopes[tenancy_id] = Allocation(owed, [f for f, _ in funds])
+            continue
+        after_txn, _, opening, opening_funds = switch
+        before = [fund for fund, txn in funds if txn <= after_txn]
+        since = [fund for fund, txn in funds if txn > after_txn]
+        # What the earlier payments' refunds and chargebacks changed since the switch
+        # changed the balance left then by as much.
+        left = opening + sum(f.amount_minor for f in before) - opening_funds
+        carried: list[Fund] = []
+        remaining = max(left, 0)
+        for fund in reversed(before):
+            unused = fund.amount_minor - int(used[tenancy_id].get(fund.payment_id, 0))
+            take = min(max(unused, 0), remaining)
+            if take > 0:
+                carried.append(Fund(fund.payment_id, take))
+                remaining -= take
+        carried.reverse()
+        scopes[tenancy_id] = Allocation(
+            bills=owed,
+            funds=carried + since,
+            carried_debt_minor=max(-left, 0),
+            after_invoice=after_invoice,
+        )
+    return scopes
 
 
 # --- Service ----------------------------------------------------------------------
@@ -234,44 +269,18 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
         return
     if not Invoice.objects.filter(tenancy_id=tenancy.pk).exists():
         return  # nothing billed yet: every payment is credit carried
-    Tenancy.objects.select_for_update().filter(pk=tenancy.pk).first()
-    scope = tenancy_allocation(tenancy_id=tenancy.pk)
-    wanted = scope.wanted()
-    now = timezone.now()
-    stored = {
-        (row.invoice_id, row.payment_id): row
-        for row in BillAllocation.objects.filter(
-            invoice__tenancy_id=tenancy.pk, invoice_id__gt=scope.after_invoice
-        )
-    }
-    for key, row in stored.items():
-        if key not in wanted:
-            row.delete()
-        elif row.amount_minor != wanted[key]:
-            row.amount_minor = wanted[key]
-            row.updated_at = now
-            row.save(update_fields=["amount_minor", "updated_at"])
-    BillAllocation.objects.bulk_create(
-        BillAllocation(
-            landlord_id=tenancy.landlord_id,
-            invoice_id=invoice_id,
-            payment_id=payment_id,
-            amount_minor=amount,
-            updated_at=now,
-        )
-        for (invoice_id, payment_id), amount in wanted.items()
-        if (invoice_id, payment_id) not in stored
-    )
+    _allocations_store(tenancies=[tenancy])
 
 
 def bills_allocate_many(*, tenancies: Sequence[Tenancy]) -> None:
     """:func:`bills_allocate` for each of many tenancies (new bills of a billing run).
 
     A tenancy with no payment to apply and no allocation stored has nothing to
-    allocate, whatever its bills: two queries find those for the whole batch, so
-    only the others cost their own.
+    allocate, whatever its bills: two queries find those for the whole batch;
+    the others are allocated together, with a few queries.
     """
-    ids = [tenancy.pk for tenancy in tenancies]
+    postpaid = [tenancy for tenancy in tenancies if not tenancy.unit.is_prepaid]
+    ids = [tenancy.pk for tenancy in postpaid]
     concerned = set(
         Payment.objects.filter(
             tenancy_id__in=ids, status=Payment.Status.SUCCEEDED, ledger_transaction__isnull=False
@@ -284,9 +293,50 @@ def bills_allocate_many(*, tenancies: Sequence[Tenancy]) -> None:
             "invoice__tenancy_id", flat=True
         )
     )
-    for tenancy in sorted(tenancies, key=lambda t: t.pk):
-        if tenancy.pk in concerned:
-            bills_allocate(tenancy=tenancy)
+    _allocations_store(tenancies=[t for t in postpaid if t.pk in concerned])
+
+
+def _allocations_store(*, tenancies: Sequence[Tenancy]) -> None:
+    """Store the oldest-first allocation of each tenancy's funds to its bills: rows
+    no longer wanted deleted, changed amounts updated, new ones inserted. The
+    tenancies are locked first, in primary-key order."""
+    if not tenancies:
+        return
+    ids = sorted({tenancy.pk for tenancy in tenancies})
+    landlords = {tenancy.pk: tenancy.landlord_id for tenancy in tenancies}
+    list(Tenancy.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    scopes = tenancies_allocation(tenancy_ids=ids)
+    wanted = {tenancy_id: scope.wanted() for tenancy_id, scope in scopes.items()}
+    now = timezone.now()
+    gone: list[int] = []
+    stored: set[tuple[int, int]] = set()
+    for pk, tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
+        invoice__tenancy_id__in=ids
+    ).values_list("pk", "invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
+        if invoice_id <= scopes[tenancy_id].after_invoice:
+            continue
+        key = (invoice_id, payment_id)
+        stored.add(key)
+        if key not in wanted[tenancy_id]:
+            gone.append(pk)
+        elif amount != wanted[tenancy_id][key]:
+            BillAllocation.objects.filter(pk=pk).update(
+                amount_minor=wanted[tenancy_id][key], updated_at=now
+            )
+    if gone:
+        BillAllocation.objects.filter(pk__in=gone).delete()
+    BillAllocation.objects.bulk_create(
+        BillAllocation(
+            landlord_id=landlords[tenancy_id],
+            invoice_id=invoice_id,
+            payment_id=payment_id,
+            amount_minor=amount,
+            updated_at=now,
+        )
+        for tenancy_id in ids
+        for (invoice_id, payment_id), amount in wanted[tenancy_id].items()
+        if (invoice_id, payment_id) not in stored
+    )
 
 
 # --- Reading -----------------------------------------------------------------------
