@@ -5,11 +5,12 @@ gets when issued alone (``invoice_issue``), whatever the batch size or order."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, connections, transaction
 
 from landlord.models import Tenancy, Unit
 from payments import billing, late_fees, rating, tariffs
@@ -273,4 +274,55 @@ def test_a_batch_reports_what_cannot_be_billed_and_issues_the_rest(personas, set
     assert all(isinstance(r, Invoice) for r in results[1:])
     with pytest.raises(ValueError, match="one bill per tenancy"):
         billing.invoices_issue(due=[*rest, rest[0]], now=BILLED)
+    assert ledger_verify() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL (real concurrent writers)"
+)
+def test_two_billing_runs_at_once_issue_each_bill_once(tpersonas):
+    # given two postpaid tenancies with January usage (2 kWh) and 31 days at 10p
+    for world, price in ((tpersonas.a, "30"), (tpersonas.b, "20")):
+        world.postpaid.tariff = Tariff.objects.create_flat(
+            landlord=world.landlord,
+            name="With standing charge",
+            price_per_kwh_minor=price,
+            standing_charge_per_day_minor="10",
+        )
+        world.postpaid.save()
+        world.postpaid_tenancy.start_date = date(2026, 1, 1)
+        world.postpaid_tenancy.save()
+        _record(world.postpaid_device.device, (1, 0, 0), (2, 60, 2000), base=JAN)
+    # when two runs issue them at once, one bill per batch
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            billing.invoices_issue_due(now=BILLED, batch=1)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # then each bill exists once, with its lines once, and the ledger is exact
+    assert errors == []
+    bills = Invoice.objects.filter(period_start=date(2026, 1, 1))
+    assert sorted(bills.values_list("tenancy_id", flat=True)) == sorted(
+        [tpersonas.a.postpaid_tenancy.pk, tpersonas.b.postpaid_tenancy.pk]
+    )
+    for bill in bills:
+        positions = list(bill.lines.values_list("position", flat=True))
+        assert positions == sorted(set(positions))
+        assert (
+            bill.total_minor
+            == (60 if bill.tenancy_id == tpersonas.a.postpaid_tenancy.pk else 40) + 310
+        )
     assert ledger_verify() == []
