@@ -172,6 +172,16 @@ def unit_changed_notify(
         broadcast_on_commit(tenancy_group(tenancy_id), msg)
 
 
+def tenancies_changed_notify(rows: Iterable[tuple[int, int, int]]) -> None:
+    """``unit_changed_notify`` for many (landlord, unit, tenancy): the landlord's and
+    the tenancy's screens, sent together on commit."""
+    sends = []
+    for landlord_id, unit_id, tenancy_id in rows:
+        msg = unit_changed_message(unit_id)
+        sends += [(landlord_group(landlord_id), msg), (tenancy_group(tenancy_id), msg)]
+    broadcast_many_on_commit(sends)
+
+
 def units_changed(units: Iterable[Unit]) -> None:
     """``unit_changed`` for many units: one tenancy query, the broadcasts sent together."""
     by_pk = {unit.pk: unit for unit in units}

@@ -53,6 +53,7 @@ paid; the tenant's balance already holds the money.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -128,21 +129,32 @@ def deposit_applied_key(*, tenancy_id: int) -> str:
 
 def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
     """:func:`tenancy_funds`, each with the ledger transaction that credited it."""
+    return _funds_credited_many(tenancy_ids=[tenancy_id]).get(tenancy_id, [])
+
+
+def _funds_credited_many(*, tenancy_ids: Sequence[int]) -> dict[int, list[tuple[Fund, int]]]:
+    """Per tenancy, its funds each with the ledger transaction that credited it."""
     found = (
         Payment.objects.filter(
-            tenancy_id=tenancy_id,
+            tenancy_id__in=tenancy_ids,
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
         .annotate(reversed_by=F("ledger_transaction__reversed_by"))
         .order_by("ledger_transaction_id")
         .values_list(
-            "pk", "amount_minor", "reversed_by", "ledger_transaction_id", "purpose", "landlord_id"
+            "tenancy_id",
+            "pk",
+            "amount_minor",
+            "reversed_by",
+            "ledger_transaction_id",
+            "purpose",
+            "landlord_id",
         )
     )
     # A payment whose credit was reversed in the ledger (a correction) paid nothing.
-    payments = [row for row in found if row[2] is None]
-    ids = [row[0] for row in payments]
+    payments = [row for row in found if row[3] is None]
+    ids = [row[1] for row in payments]
     refunded = dict(
         Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)
         .exclude(status=Refund.Status.FAILED)
@@ -160,17 +172,19 @@ def _funds_credited(*, tenancy_id: int) -> list[tuple[Fund, int]]:
     def net(pk: int, amount: int) -> int:
         return amount - int(refunded.get(pk, 0)) - int(withdrawn.get(pk, 0))
 
-    funds = [
-        (Fund(pk, net(pk, amount)), txn)
-        for pk, amount, _, txn, purpose, _ in payments
-        if purpose != Payment.Purpose.DEPOSIT
-    ]
-    held = [
-        (pk, net(pk, amount), landlord_id)
-        for pk, amount, _, _, purpose, landlord_id in payments
-        if purpose == Payment.Purpose.DEPOSIT
-    ]
-    return sorted(funds + _deposit_applied(tenancy_id=tenancy_id, held=held), key=lambda f: f[1])
+    funds: dict[int, list[tuple[Fund, int]]] = defaultdict(list)
+    held: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for tenancy_id, pk, amount, _, txn, purpose, landlord_id in payments:
+        if purpose == Payment.Purpose.DEPOSIT:
+            held[tenancy_id].append((pk, net(pk, amount), landlord_id))
+        else:
+            funds[tenancy_id].append((Fund(pk, net(pk, amount)), txn))
+    for tenancy_id, deposits in held.items():
+        funds[tenancy_id] = sorted(
+            funds[tenancy_id] + _deposit_applied(tenancy_id=tenancy_id, held=deposits),
+            key=lambda f: f[1],
+        )
+    return funds
 
 
 def _deposit_applied(
@@ -241,48 +255,72 @@ class Allocation:
 def tenancy_allocation(*, tenancy_id: int) -> Allocation:
     """What allocation works from: every bill and payment, or, after a switch from
     prepaid to postpaid, the bills since and the funds left then and paid since."""
-    credited = _funds_credited(tenancy_id=tenancy_id)
-    switch = (
-        BillingState.objects.filter(tenancy_id=tenancy_id, postpaid_from__isnull=False)
-        .values_list(
-            "postpaid_after_transaction",
-            "postpaid_after_invoice",
-            "postpaid_opening_minor",
-            "postpaid_opening_funds_minor",
+    return tenancies_allocation(tenancy_ids=[tenancy_id])[tenancy_id]
+
+
+def tenancies_allocation(*, tenancy_ids: Sequence[int]) -> dict[int, Allocation]:
+    """:func:`tenancy_allocation` of many tenancies, read with a few queries."""
+    credited = _funds_credited_many(tenancy_ids=tenancy_ids)
+    switches = {
+        tenancy_id: (after_txn or 0, after_invoice or 0, opening, opening_funds)
+        for tenancy_id, after_txn, after_invoice, opening, opening_funds in (
+            BillingState.objects.filter(tenancy_id__in=tenancy_ids, postpaid_from__isnull=False)
+            .order_by("pk")
+            .values_list(
+                "tenancy_id",
+                "postpaid_after_transaction",
+                "postpaid_after_invoice",
+                "postpaid_opening_minor",
+                "postpaid_opening_funds_minor",
+            )
         )
-        .first()
-    )
-    if switch is None:
-        return Allocation(tenancy_bills(tenancy_id=tenancy_id), [f for f, _ in credited])
-    after_txn, after_invoice, opening, opening_funds = switch
-    after_txn, after_invoice = after_txn or 0, after_invoice or 0
-    before = [fund for fund, txn in credited if txn <= after_txn]
-    since = [fund for fund, txn in credited if txn > after_txn]
-    # What the earlier payments' refunds and chargebacks changed since the switch
-    # changed the balance left then by as much.
-    left = opening + sum(f.amount_minor for f in before) - opening_funds
+    }
+    bills: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for tenancy_id, pk, total in (
+        Invoice.objects.filter(tenancy_id__in=tenancy_ids)
+        .order_by("period_start", "pk")
+        .values_list("tenancy_id", "pk", "total_minor")
+    ):
+        bills[tenancy_id].append((pk, total))
     # Earlier payments already applied to earlier bills (an earlier postpaid time)
     # cannot pay again.
-    used = dict(
-        BillAllocation.objects.filter(invoice__tenancy_id=tenancy_id, invoice_id__lte=after_invoice)
-        .values_list("payment_id")
-        .annotate(s=Sum("amount_minor"))
-        .order_by()
-    )
-    carried: list[Fund] = []
-    remaining = max(left, 0)
-    for fund in reversed(before):
-        take = min(max(fund.amount_minor - int(used.get(fund.payment_id, 0)), 0), remaining)
-        if take > 0:
-            carried.append(Fund(fund.payment_id, take))
-            remaining -= take
-    carried.reverse()
-    return Allocation(
-        bills=tenancy_bills(tenancy_id=tenancy_id, after_invoice=after_invoice),
-        funds=carried + since,
-        carried_debt_minor=max(-left, 0),
-        after_invoice=after_invoice,
-    )
+    used: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
+        invoice__tenancy_id__in=list(switches)
+    ).values_list("invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
+        if invoice_id <= switches[tenancy_id][1]:
+            used[tenancy_id][payment_id] += amount
+    scopes = {}
+    for tenancy_id in tenancy_ids:
+        funds = credited.get(tenancy_id, [])
+        switch = switches.get(tenancy_id)
+        after_invoice = switch[1] if switch else 0
+        owed = [Owed(pk, max(total, 0)) for pk, total in bills[tenancy_id] if pk > after_invoice]
+        if switch is None:
+            scopes[tenancy_id] = Allocation(owed, [f for f, _ in funds])
+            continue
+        after_txn, _, opening, opening_funds = switch
+        before = [fund for fund, txn in funds if txn <= after_txn]
+        since = [fund for fund, txn in funds if txn > after_txn]
+        # What the earlier payments' refunds and chargebacks changed since the switch
+        # changed the balance left then by as much.
+        left = opening + sum(f.amount_minor for f in before) - opening_funds
+        carried: list[Fund] = []
+        remaining = max(left, 0)
+        for fund in reversed(before):
+            unused = fund.amount_minor - int(used[tenancy_id].get(fund.payment_id, 0))
+            take = min(max(unused, 0), remaining)
+            if take > 0:
+                carried.append(Fund(fund.payment_id, take))
+                remaining -= take
+        carried.reverse()
+        scopes[tenancy_id] = Allocation(
+            bills=owed,
+            funds=carried + since,
+            carried_debt_minor=max(-left, 0),
+            after_invoice=after_invoice,
+        )
+    return scopes
 
 
 # --- Service ----------------------------------------------------------------------
@@ -301,32 +339,70 @@ def bills_allocate(*, tenancy: Tenancy) -> None:
     """
     if not Invoice.objects.filter(tenancy_id=tenancy.pk).exists():
         return  # nothing billed yet: every payment is credit carried
-    Tenancy.objects.select_for_update().filter(pk=tenancy.pk).first()
-    scope = tenancy_allocation(tenancy_id=tenancy.pk)
-    wanted = scope.wanted()
-    now = timezone.now()
-    stored = {
-        (row.invoice_id, row.payment_id): row
-        for row in BillAllocation.objects.filter(
-            invoice__tenancy_id=tenancy.pk, invoice_id__gt=scope.after_invoice
+    _allocations_store(tenancies=[tenancy])
+
+
+def bills_allocate_many(*, tenancies: Sequence[Tenancy]) -> None:
+    """:func:`bills_allocate` for each of many tenancies (new bills of a billing run).
+
+    A tenancy with no payment to apply and no allocation stored has nothing to
+    allocate, whatever its bills: two queries find those for the whole batch;
+    the others are allocated together, with a few queries. (A deposit payment
+    counts: what the move-out applied of it pays bills.)
+    """
+    ids = [tenancy.pk for tenancy in tenancies]
+    concerned = set(
+        Payment.objects.filter(
+            tenancy_id__in=ids, status=Payment.Status.SUCCEEDED, ledger_transaction__isnull=False
+        ).values_list("tenancy_id", flat=True)
+    )
+    concerned |= set(
+        BillAllocation.objects.filter(invoice__tenancy_id__in=ids).values_list(
+            "invoice__tenancy_id", flat=True
         )
-    }
-    for key, row in stored.items():
-        if key not in wanted:
-            row.delete()
-        elif row.amount_minor != wanted[key]:
-            row.amount_minor = wanted[key]
-            row.updated_at = now
-            row.save(update_fields=["amount_minor", "updated_at"])
+    )
+    _allocations_store(tenancies=[t for t in tenancies if t.pk in concerned])
+
+
+def _allocations_store(*, tenancies: Sequence[Tenancy]) -> None:
+    """Store the oldest-first allocation of each tenancy's funds to its bills: rows
+    no longer wanted deleted, changed amounts updated, new ones inserted. The
+    tenancies are locked first, in primary-key order."""
+    if not tenancies:
+        return
+    ids = sorted({tenancy.pk for tenancy in tenancies})
+    landlords = {tenancy.pk: tenancy.landlord_id for tenancy in tenancies}
+    list(Tenancy.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    scopes = tenancies_allocation(tenancy_ids=ids)
+    wanted = {tenancy_id: scope.wanted() for tenancy_id, scope in scopes.items()}
+    now = timezone.now()
+    gone: list[int] = []
+    stored: set[tuple[int, int]] = set()
+    for pk, tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
+        invoice__tenancy_id__in=ids
+    ).values_list("pk", "invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
+        if invoice_id <= scopes[tenancy_id].after_invoice:
+            continue
+        key = (invoice_id, payment_id)
+        stored.add(key)
+        if key not in wanted[tenancy_id]:
+            gone.append(pk)
+        elif amount != wanted[tenancy_id][key]:
+            BillAllocation.objects.filter(pk=pk).update(
+                amount_minor=wanted[tenancy_id][key], updated_at=now
+            )
+    if gone:
+        BillAllocation.objects.filter(pk__in=gone).delete()
     BillAllocation.objects.bulk_create(
         BillAllocation(
-            landlord_id=tenancy.landlord_id,
+            landlord_id=landlords[tenancy_id],
             invoice_id=invoice_id,
             payment_id=payment_id,
             amount_minor=amount,
             updated_at=now,
         )
-        for (invoice_id, payment_id), amount in wanted.items()
+        for tenancy_id in ids
+        for (invoice_id, payment_id), amount in wanted[tenancy_id].items()
         if (invoice_id, payment_id) not in stored
     )
 

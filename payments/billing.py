@@ -8,18 +8,19 @@ debits by :func:`usage_settle` (see its docstring for when).
 
 from __future__ import annotations
 
-import contextlib
 import zoneinfo
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Q, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import F, Lookup, Max, Q, Sum
 from django.utils import timezone
 
-from config.live import unit_changed, unit_changed_notify
+from config.live import tenancies_changed_notify, unit_changed
 from landlord.audit import audit_record
 from landlord.models import Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
@@ -27,7 +28,7 @@ from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
 
 from . import invoicing, rating
-from .allocation import bills_allocate, tenancy_funds
+from .allocation import bills_allocate, bills_allocate_many, tenancy_funds
 from .errors import BillingError
 from .ledger import LedgerError, Leg, landlord_account, ledger_post, tenant_account
 from .models import (
@@ -345,23 +346,6 @@ def _priced_before(*, meter_ids: list[int], at: datetime) -> dict[int, invoicing
     return {row["meter_id"]: invoicing.Priced(row["g"], row["n"], row["w"]) for row in rows}
 
 
-def _standing_posted(*, tenancy: Tenancy, start: date, end: date) -> int:
-    """Standing charges posted for the local days [start, end) (one key per day)."""
-    keys = []
-    day = start
-    while day < end:
-        keys.append(f"standing:{tenancy.pk}:{day.isoformat()}")
-        day += timedelta(days=1)
-    return (
-        Posting.objects.filter(
-            landlord_id=tenancy.landlord_id,
-            transaction__kind=LedgerTransaction.Kind.STANDING,
-            transaction__idempotency_key__in=keys,
-        ).aggregate(s=Sum("amount_minor"))["s"]
-        or 0
-    )
-
-
 ROUNDING_LINE = invoicing.ROUNDING_LINE
 
 
@@ -458,77 +442,231 @@ def _bill_period(
     return _BillPeriod(start, end, start_at, end_at)
 
 
-def _meter_totals(
-    *, tenancy: Tenancy, meter_ids: list[int], period: _BillPeriod, switch_priced: dict
-) -> dict[int, invoicing.MeterTotals]:
+# --- Issuing bills, one or a batch at a time --------------------------------------
+
+# Bills issued per transaction by the billing run. A batch's facts are read with
+# a few queries whatever its size and its rows written with bulk inserts; a
+# larger batch holds its locks (the landlord's revenue account among them, when
+# usage is posted on the way) for longer.
+BILLING_BATCH = 1000
+# Idempotency keys looked up per query (SQLite caps a statement's parameters).
+_KEYS_PER_QUERY = 5000
+
+
+class _KeyIn(Lookup):
+    """``lhs IN (keys)``; on PostgreSQL the keys (text without a comma) go as one
+    parameter split by the server, so thousands of them cost one parameter to send
+    rather than one each."""
+
+    lookup_name = "key_in"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        keys = list(self.rhs)
+        return f"{lhs} IN ({', '.join(['%s'] * len(keys))})", (*lhs_params, *keys)
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        joined = ",".join(self.rhs)
+        if joined.count(",") != len(self.rhs) - 1:
+            raise ValueError("A key holds a comma.")
+        return f"{lhs} = ANY(string_to_array(%s, ','))", (*lhs_params, joined)
+
+
+@dataclass(frozen=True)
+class BillDue:
+    """A bill to issue: a tenancy and the first day of one of its billing cycles."""
+
+    tenancy: Tenancy
+    period_start: date
+
+
+@dataclass
+class _Draft:
+    """A bill of a batch on its way: what it covers, then the facts read for it."""
+
+    due: BillDue
+    unit: Unit
+    tz: zoneinfo.ZoneInfo
+    schedule: rating.Schedule
+    period: _BillPeriod
+    switch_priced: dict
+    meter_ids: list[int]
+    usage: list[invoicing.Usage] = field(default_factory=list)
+    late: list[Invoice] = field(default_factory=list)
+    priced: dict[int, tuple[invoicing.Priced, invoicing.Priced]] = field(default_factory=dict)
+    billed_through: dict | None = None
+    standing_minor: int = 0
+
+    @property
+    def tenancy(self) -> Tenancy:
+        return self.due.tenancy
+
+
+def _priced_around(
+    *, meter_ids: list[int], start_at: datetime, end_at: datetime
+) -> dict[int, tuple[invoicing.Priced, invoicing.Priced]]:
+    """Per meter, its priced slots before ``start_at`` and before ``end_at``."""
+    before = Q(start__lt=start_at)
+    rows = (
+        Interval.objects.filter(
+            meter_id__in=meter_ids,
+            kind=Interval.Kind.SLOT,
+            gross_sub__isnull=False,
+            start__lt=end_at,
+        )
+        .values("meter_id")
+        .annotate(
+            bg=Sum("gross_sub", filter=before),
+            bn=Sum("net_sub", filter=before),
+            bw=Sum("energy_wh", filter=before),
+            g=Sum("gross_sub"),
+            n=Sum("net_sub"),
+            w=Sum("energy_wh"),
+        )
+        .order_by()
+    )
+    return {
+        row["meter_id"]: (
+            invoicing.Priced(row["bg"] or 0, row["bn"] or 0, row["bw"] or 0),
+            invoicing.Priced(row["g"], row["n"], row["w"]),
+        )
+        for row in rows
+    }
+
+
+def _drafts_read(drafts: list[_Draft]) -> None:
+    """Read what every draft's bill is made of, with a few queries for the batch."""
+    by_tenancy = {d.tenancy.pk: d for d in drafts}
+    by_meter: dict[int, list[_Draft]] = defaultdict(list)
+    for d in drafts:
+        for meter_id in d.meter_ids:
+            by_meter[meter_id].append(d)
+    # The bill shows unpriced slots (whatever their quality) and gaps still
+    # held; a released gap is billed through the slots it was spread over.
+    intervals = Interval.objects.filter(
+        Q(gross_sub__isnull=False) | Q(kind=Interval.Kind.SLOT) | Q(quality=Interval.Quality.HELD),
+        meter_id__in=list(by_meter),
+        start__gte=min(d.period.start_at for d in drafts),
+        start__lt=max(d.period.end_at for d in drafts),
+    ).order_by("start", "pk")
+    stored = intervals.values_list("meter_id", "start", *invoicing.Usage.STORED)
+    for meter_id, start, energy_wh, gross_sub, lines, held_reason, note in stored:
+        usage = None
+        for d in by_meter[meter_id]:
+            if d.period.start_at <= start < d.period.end_at:
+                usage = usage or invoicing.Usage.stored(
+                    energy_wh=energy_wh,
+                    gross_sub=gross_sub,
+                    lines=lines,
+                    held_reason=held_reason,
+                    note=note,
+                )
+                d.usage.append(usage)
+    # Late fees charged since the last bill are shown (and totalled) on this one.
+    late = Invoice.objects.filter(
+        tenancy_id__in=list(by_tenancy), late_fee_minor__gt=0, late_fee_billed_on__isnull=True
+    ).order_by("period_start")
+    for invoice in late:
+        by_tenancy[invoice.tenancy_id].late.append(invoice)
+    # Priced energy per meter before each period's start and end, one query per
+    # distinct period (most of a batch shares one).
+    periods: dict[tuple[datetime, datetime], list[_Draft]] = defaultdict(list)
+    for d in drafts:
+        periods[(d.period.start_at, d.period.end_at)].append(d)
+    for (start_at, end_at), members in periods.items():
+        meter_ids = sorted({m for d in members for m in d.meter_ids})
+        priced = _priced_around(meter_ids=meter_ids, start_at=start_at, end_at=end_at)
+        for d in members:
+            d.priced = priced
+    # What the previous bill charged through (the first bill after a switch to
+    # postpaid starts from what was priced by the switch).
+    plain = [d for d in drafts if not d.period.from_switch]
+    previous: dict[tuple[int, date], dict] = {}
+    for tenancy_id, period_end, billed_through in (
+        Invoice.objects.filter(
+            tenancy_id__in=[d.tenancy.pk for d in plain],
+            period_end__in={d.period.start for d in plain},
+        )
+        .order_by("-period_start", "pk")
+        .values_list("tenancy_id", "period_end", "billed_through")
+    ):
+        previous.setdefault((tenancy_id, period_end), billed_through)
+    for d in drafts:
+        d.billed_through = (
+            d.switch_priced
+            if d.period.from_switch
+            else previous.get((d.tenancy.pk, d.period.start), {})
+        )
+    # Standing charges the ledger posted for each period's days (one key per day).
+    keys: dict[str, _Draft] = {}
+    for d in drafts:
+        day, end, prefix = d.period.start, d.period.end, f"standing:{d.tenancy.pk}:"
+        while day < end:
+            keys[prefix + day.isoformat()] = d
+            day += timedelta(days=1)
+    landlords = {d.tenancy.landlord_id for d in drafts}
+    wanted = list(keys)
+    for first in range(0, len(wanted), _KEYS_PER_QUERY):
+        rows = Posting.objects.filter(
+            _KeyIn(F("transaction__idempotency_key"), wanted[first : first + _KEYS_PER_QUERY]),
+            landlord_id__in=landlords,
+            transaction__kind=LedgerTransaction.Kind.STANDING,
+        ).values_list("landlord_id", "transaction__idempotency_key", "amount_minor")
+        for landlord_id, key, amount in rows:
+            d = keys[key]
+            if landlord_id == d.tenancy.landlord_id:
+                d.standing_minor += amount
+
+
+def _meter_totals(draft: _Draft) -> dict[int, invoicing.MeterTotals]:
     """Per meter: priced before the period, before its end, and through the
     previous bill (or, on the first bill after a switch to postpaid, by the switch:
     energy priced later for slots before it is shown as an adjustment)."""
-    before = _priced_before(meter_ids=meter_ids, at=period.start_at)
-    through = _priced_before(meter_ids=meter_ids, at=period.end_at)
-    if period.from_switch:
-        billed_through = switch_priced
-    else:
-        previous = Invoice.objects.filter(tenancy=tenancy, period_end=period.start).first()
-        billed_through = previous.billed_through if previous else {}
     billed = {
         int(meter_id): invoicing.Priced.from_json(values)
-        for meter_id, values in billed_through.items()
+        for meter_id, values in (draft.billed_through or {}).items()
     }
-    if period.from_switch:
+    if draft.period.from_switch:
         # A meter with nothing priced by the switch starts from zero.
-        billed = {m: billed.get(m, invoicing.Priced()) for m in meter_ids}
+        billed = {m: billed.get(m, invoicing.Priced()) for m in draft.meter_ids}
+    nothing = (invoicing.Priced(), invoicing.Priced())
     return {
         meter_id: invoicing.MeterTotals(
-            before=before.get(meter_id, invoicing.Priced()),
-            through=through.get(meter_id, invoicing.Priced()),
+            before=draft.priced.get(meter_id, nothing)[0],
+            through=draft.priced.get(meter_id, nothing)[1],
             billed=billed.get(meter_id),
         )
-        for meter_id in meter_ids
+        for meter_id in draft.meter_ids
     }
 
 
-def _bill(
-    *,
-    tenancy: Tenancy,
-    schedule: rating.Schedule,
-    meter_ids: list[int],
-    period: _BillPeriod,
-    usage: list[invoicing.Usage],
-    fees: list[tuple[str, int]],
-    switch_priced: dict,
-) -> invoicing.Bill:
-    """Fetch what the ledger posted for the period and compose the bill."""
+def _bill(draft: _Draft) -> invoicing.Bill:
+    """Compose a draft's bill from the facts read for it."""
     return invoicing.bill_compose(
-        fees=fees,
-        schedule=schedule,
-        start=period.start,
-        end=period.end,
-        usage=usage,
-        meters=_meter_totals(
-            tenancy=tenancy, meter_ids=meter_ids, period=period, switch_priced=switch_priced
-        ),
-        standing_posted_minor=_standing_posted(tenancy=tenancy, start=period.start, end=period.end),
+        fees=[
+            (f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor)
+            for i in draft.late
+        ],
+        schedule=draft.schedule,
+        start=draft.period.start,
+        end=draft.period.end,
+        usage=draft.usage,
+        meters=_meter_totals(draft),
+        standing_posted_minor=draft.standing_minor,
     )
 
 
-def _invoice_create(
-    *,
-    tenancy: Tenancy,
-    period_start: date,
-    period_end: date,
-    currency: str,
-    now: datetime,
-    bill: invoicing.Bill,
-    due_date: date,
-) -> Invoice:
-    invoice = Invoice.objects.create(
-        due_date=due_date,
-        landlord_id=tenancy.landlord_id,
-        tenancy=tenancy,
-        period_start=period_start,
-        period_end=period_end,
-        currency=currency,
+def _invoice_row(draft: _Draft, bill: invoicing.Bill, now: datetime) -> Invoice:
+    prop = draft.unit.property
+    return Invoice(
+        due_date=timezone.localtime(now, draft.tz).date() + timedelta(days=prop.bill_due_days),
+        landlord_id=draft.tenancy.landlord_id,
+        tenancy=draft.tenancy,
+        period_start=draft.due.period_start,
+        period_end=draft.period.end,
+        currency=prop.currency,
         issued_at=now,
         energy_wh=bill.energy_wh,
         net_minor=bill.net_minor,
@@ -539,9 +677,124 @@ def _invoice_create(
         held_reason=bill.held_reason[:300],
         billed_through=bill.billed_through,
     )
+
+
+def _invoices_store(rows: list[Invoice]) -> list[tuple[Invoice, bool]]:
+    """Insert the bills: (invoice, True), or (the one already there, False) where
+    another run issued that tenancy's bill for the period first (the unique
+    constraint on tenancy and period decides; its bill stands)."""
+    try:
+        with transaction.atomic():
+            return [(row, True) for row in Invoice.objects.bulk_create(rows)]
+    except IntegrityError:
+        pass
+    stored = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+            stored.append((row, True))
+        except IntegrityError:
+            found = Invoice.objects.get(tenancy_id=row.tenancy_id, period_start=row.period_start)
+            stored.append((found, False))
+    return stored
+
+
+@transaction.atomic
+def invoices_issue(
+    *,
+    due: Sequence[BillDue],
+    now: datetime | None = None,
+    final: bool = False,
+    units: Mapping[int, Unit] | None = None,
+) -> list[Invoice | BillingError | rating.Unpriceable]:
+    """Issue a batch of bills, at most one per tenancy, in one transaction: per bill
+    (in ``due``'s order) the invoice, or why it cannot be issued (a period still
+    open, prepaid throughout, nothing to price it with). A bill already issued is
+    returned as it is. The facts of the whole batch are read with a few queries
+    and the rows written with bulk inserts; each bill is composed by the same
+    rules as :func:`invoice_issue`, which is a batch of one.
+
+    ``units``: the tenancies' units with their property and tariff, when the
+    caller (the billing run) has just read them; otherwise they are read here.
+    """
+    now = now or timezone.now()
+    tenancy_ids = [item.tenancy.pk for item in due]
+    if len(set(tenancy_ids)) != len(tenancy_ids):
+        raise ValueError("A batch holds at most one bill per tenancy.")
+    results: list[Invoice | BillingError | rating.Unpriceable | None] = [None] * len(due)
+    existing = {
+        (invoice.tenancy_id, invoice.period_start): invoice
+        for invoice in Invoice.objects.filter(
+            tenancy_id__in=tenancy_ids, period_start__in={item.period_start for item in due}
+        )
+    }
+    if units is None:
+        units = Unit.objects.select_related("property", "tariff").in_bulk(
+            {item.tenancy.unit_id for item in due}
+        )
+    states = {s.tenancy_id: s for s in BillingState.objects.filter(tenancy_id__in=tenancy_ids)}
+    meters: dict[int, list[int]] = defaultdict(list)
+    unsettled: set[int] = set()
+    for meter_id, unit_id, pending, since, held in (
+        Meter.objects.filter(unit_id__in=list(units))
+        .order_by("pk")
+        .values_list("pk", "unit_id", "pending_sub", "pending_since", "held_from")
+    ):
+        meters[unit_id].append(meter_id)
+        # What settling the meter (usage_settle_meter, forced) would change; a
+        # meter it would leave as it is is not locked.
+        if held is not None or pending // rating.SCALE != 0 or (pending == 0 and since):
+            unsettled.add(meter_id)
+    drafts: list[tuple[int, _Draft]] = []
+    for index, item in enumerate(due):
+        found = existing.get((item.tenancy.pk, item.period_start))
+        if found is not None:
+            results[index] = found
+            continue
+        unit = units[item.tenancy.unit_id]
+        tz = zoneinfo.ZoneInfo(unit.property.timezone)
+        state = states.get(item.tenancy.pk)
+        try:
+            period = _bill_period(
+                tenancy=item.tenancy,
+                period_start=item.period_start,
+                tz=tz,
+                now=now,
+                cycle_day=unit.property.bill_cycle_day,
+                final=final,
+                switched_at=state.postpaid_from if state else None,
+            )
+            schedule = unit_schedule(unit=unit)
+        except (BillingError, rating.Unpriceable) as error:
+            results[index] = error
+            continue
+        switch_priced = state.postpaid_priced if state else {}
+        drafts.append(
+            (index, _Draft(item, unit, tz, schedule, period, switch_priced, meters[unit.pk]))
+        )
+    if not drafts:
+        return [r for r in results if r is not None]
+
+    # Everything in a period reaches the ledger before it is itemised (held
+    # energy that can be priced by now is priced on the way).
+    for meter_id in sorted({m for _, d in drafts for m in d.meter_ids} & unsettled):
+        usage_settle_meter(meter_id=meter_id, now=now, force=True)
+    for _, d in drafts:
+        through = d.period.end - timedelta(days=1)
+        last = min(through, d.tenancy.end_date or through)
+        state = states.get(d.tenancy.pk)
+        if state is None or state.standing_through is None or state.standing_through < last:
+            standing_charges_post(tenancy=d.tenancy, through=through)
+
+    _drafts_read([d for _, d in drafts])
+    bills = [_bill(d) for _, d in drafts]
+    stored = _invoices_store(
+        [_invoice_row(d, b, now) for (_, d), b in zip(drafts, bills, strict=True)]
+    )
     InvoiceLine.objects.bulk_create(
         InvoiceLine(
-            invoice=invoice,
+            invoice_id=invoice.pk,
             position=i,
             kind=InvoiceLine.Kind(line.kind),
             description=line.description,
@@ -549,12 +802,26 @@ def _invoice_create(
             unit_price=line.unit_price,
             amount_minor=line.amount_minor,
         )
+        for (invoice, created), bill in zip(stored, bills, strict=True)
+        if created
         for i, line in enumerate(bill.lines)
     )
-    return invoice
+    issued = []
+    for (index, d), (invoice, created) in zip(drafts, stored, strict=True):
+        results[index] = invoice
+        if not created:
+            continue
+        issued.append(d.tenancy)
+        if d.late:
+            Invoice.objects.filter(pk__in=[i.pk for i in d.late]).update(late_fee_billed_on=invoice)
+    # Credit carried from earlier payments is applied to the new bills.
+    bills_allocate_many(tenancies=issued)
+    tenancies_changed_notify((t.landlord_id, t.unit_id, t.pk) for t in issued)
+    # Postpaid autopay charges the saved card on the due date, not now
+    # (payments.automatic.autopays_run_due).
+    return [r for r in results if r is not None]
 
 
-@transaction.atomic
 def invoice_issue(
     *, tenancy: Tenancy, period_start: date, now: datetime | None = None, final: bool = False
 ) -> Invoice:
@@ -570,74 +837,14 @@ def invoice_issue(
     of a minor unit carried to the next bill, so a tenancy's bills add up to its
     postings. Lines show
     exact amounts rounded down; a rounding line holds what that leaves out.
+    A batch of one (:func:`invoices_issue`).
     """
-    now = now or timezone.now()
-    existing = Invoice.objects.filter(tenancy=tenancy, period_start=period_start).first()
-    if existing is not None:
-        return existing
-    unit = Unit.objects.select_related("property", "tariff", "landlord").get(pk=tenancy.unit_id)
-    tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    switch = BillingState.objects.filter(tenancy_id=tenancy.pk).first()
-    period = _bill_period(
-        tenancy=tenancy,
-        period_start=period_start,
-        tz=tz,
-        now=now,
-        cycle_day=unit.property.bill_cycle_day,
-        final=final,
-        switched_at=switch.postpaid_from if switch else None,
+    (result,) = invoices_issue(
+        due=[BillDue(tenancy, period_start)], now=now or timezone.now(), final=final
     )
-    # Everything in the period reaches the ledger before it is itemised (held
-    # energy that can be priced by now is priced on the way).
-    meter_ids = list(unit.meters.order_by("pk").values_list("pk", flat=True))
-    for meter_id in meter_ids:
-        usage_settle_meter(meter_id=meter_id, now=now, force=True)
-    standing_charges_post(tenancy=tenancy, through=period.end - timedelta(days=1))
-
-    schedule = unit_schedule(unit=unit)
-    # The bill shows unpriced slots (whatever their quality) and gaps still
-    # held; a released gap is billed through the slots it was spread over.
-    intervals = Interval.objects.filter(
-        Q(gross_sub__isnull=False) | Q(kind=Interval.Kind.SLOT) | Q(quality=Interval.Quality.HELD),
-        meter_id__in=meter_ids,
-        start__gte=period.start_at,
-        start__lt=period.end_at,
-    ).order_by("start")
-    usage = [invoicing.Usage.stored(**row) for row in intervals.values(*invoicing.Usage.STORED)]
-    # Late fees charged since the last bill are shown (and totalled) on this one.
-    late = list(
-        Invoice.objects.filter(
-            tenancy=tenancy, late_fee_minor__gt=0, late_fee_billed_on__isnull=True
-        ).order_by("period_start")
-    )
-    fees = [
-        (f"Late fee: bill {i.number} unpaid after its due date", i.late_fee_minor) for i in late
-    ]
-    bill = _bill(
-        tenancy=tenancy,
-        schedule=schedule,
-        meter_ids=meter_ids,
-        period=period,
-        usage=usage,
-        fees=fees,
-        switch_priced=switch.postpaid_priced if switch else {},
-    )
-    invoice = _invoice_create(
-        tenancy=tenancy,
-        period_start=period_start,
-        period_end=period.end,
-        currency=unit.property.currency,
-        now=now,
-        bill=bill,
-        due_date=timezone.localtime(now, tz).date() + timedelta(days=unit.property.bill_due_days),
-    )
-    Invoice.objects.filter(pk__in=[i.pk for i in late]).update(late_fee_billed_on=invoice)
-    # Credit carried from earlier payments is applied to the new bill.
-    bills_allocate(tenancy=tenancy)
-    _notify(tenancy)
-    # Postpaid autopay charges the saved card on the due date, not now
-    # (payments.automatic.autopays_run_due).
-    return invoice
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def invoice_postpaid_from(*, invoice: Invoice) -> datetime | None:
@@ -654,18 +861,51 @@ def invoice_postpaid_from(*, invoice: Invoice) -> datetime | None:
     return local if invoice.period_start <= local.date() < invoice.period_end else None
 
 
+def _cycles_due(*, tenancy: Tenancy, latest: date | None, now: datetime) -> list[date]:
+    """The first days of the closed billing cycles a postpaid tenancy has no bill
+    for yet, oldest first: after its latest bill, or from its start (or its switch
+    to postpaid)."""
+    prop = tenancy.unit.property
+    tz = zoneinfo.ZoneInfo(prop.timezone)
+    today = timezone.localtime(now, tz).date()
+    current_start, _ = cycle_bounds(today, prop.bill_cycle_day)
+    if latest is not None:
+        start = cycle_bounds(latest, prop.bill_cycle_day)[1]
+    else:
+        first_day = tenancy.start_date
+        state = getattr(tenancy, "billing_state", None)
+        if state is not None and state.postpaid_from is not None:
+            first_day = max(first_day, timezone.localtime(state.postpaid_from, tz).date())
+        start = cycle_bounds(first_day, prop.bill_cycle_day)[0]
+    starts = []
+    while start < current_start:
+        if tenancy.end_date is not None and tenancy.end_date < start:
+            break
+        starts.append(start)
+        start = cycle_bounds(start, prop.bill_cycle_day)[1]
+    return starts
+
+
 def invoices_issue_due(
-    *, now: datetime | None = None, on_progress: Callable[[int], bool] | None = None
+    *,
+    now: datetime | None = None,
+    on_progress: Callable[[int], bool] | None = None,
+    batch: int = BILLING_BATCH,
 ) -> list[Invoice]:
     """Issue every closed billing cycle (in each property's time zone and cycle)
     that a postpaid tenancy has no bill for yet, oldest first: the cycles after
     its latest bill, or from its start (or its switch to postpaid), so cycles
     missed while the task was not running are billed when it runs again.
 
-    ``on_progress`` is told how many tenancies are done before each next one;
+    Tenancies are taken ``batch`` at a time (:func:`invoices_issue`, one
+    transaction each; a tenancy with several cycles due has its oldest issued
+    first, then the next, each in its own). A cycle that cannot be billed
+    (prepaid then, or not priceable yet) is left for a later run.
+
+    ``on_progress`` is told how many tenancies are done before each next batch;
     when it answers False the run stops there (a later run carries on)."""
     now = now or timezone.now()
-    issued = []
+    issued: list[Invoice] = []
     latest = dict(
         Invoice.objects.filter(tenancy__unit__billing_mode=Unit.BillingMode.POSTPAID)
         .values_list("tenancy_id")
@@ -674,35 +914,27 @@ def invoices_issue_due(
     )
     # Tenancies that ended more than a year ago had their closing bill.
     horizon = now.date() - timedelta(days=400)
-    tenancies = (
-        Tenancy.objects.filter(unit__billing_mode=Unit.BillingMode.POSTPAID)
-        .filter(Q(end_date__isnull=True) | Q(end_date__gte=horizon))
-        .select_related("unit__property", "billing_state")
-        .order_by("pk")
+    postpaid = Tenancy.objects.filter(unit__billing_mode=Unit.BillingMode.POSTPAID).filter(
+        Q(end_date__isnull=True) | Q(end_date__gte=horizon)
     )
-    for done, tenancy in enumerate(tenancies):
+    ids = list(postpaid.order_by("pk").values_list("pk", flat=True))
+    for done in range(0, len(ids), batch):
         if on_progress is not None and done and not on_progress(done):
             break
-        prop = tenancy.unit.property
-        tz = zoneinfo.ZoneInfo(prop.timezone)
-        today = timezone.localtime(now, tz).date()
-        current_start, _ = cycle_bounds(today, prop.bill_cycle_day)
-        last = latest.get(tenancy.pk)
-        if last is not None:
-            start = cycle_bounds(last, prop.bill_cycle_day)[1]
-        else:
-            first_day = tenancy.start_date
-            state = getattr(tenancy, "billing_state", None)
-            if state is not None and state.postpaid_from is not None:
-                first_day = max(first_day, timezone.localtime(state.postpaid_from, tz).date())
-            start = cycle_bounds(first_day, prop.bill_cycle_day)[0]
-        while start < current_start:
-            if tenancy.end_date is not None and tenancy.end_date < start:
-                break
-            # Nothing to bill in it (prepaid then), or not priceable yet: the next.
-            with contextlib.suppress(BillingError, rating.Unpriceable):
-                issued.append(invoice_issue(tenancy=tenancy, period_start=start, now=now))
-            start = cycle_bounds(start, prop.bill_cycle_day)[1]
+        tenancies = (
+            Tenancy.objects.filter(pk__in=ids[done : done + batch])
+            .select_related("unit__property", "unit__tariff", "billing_state")
+            .order_by("pk")
+        )
+        waiting = [
+            (tenancy, _cycles_due(tenancy=tenancy, latest=latest.get(tenancy.pk), now=now))
+            for tenancy in tenancies
+        ]
+        while waiting := [(t, starts) for t, starts in waiting if starts]:
+            due = [BillDue(t, starts.pop(0)) for t, starts in waiting]
+            units = {t.unit_id: t.unit for t, _ in waiting}
+            results = invoices_issue(due=due, now=now, units=units)
+            issued += [r for r in results if isinstance(r, Invoice)]
     return issued
 
 
@@ -752,9 +984,3 @@ def ledger_reverse(
         reason=reason[:300],
     )
     return reversal
-
-
-def _notify(tenancy: Tenancy) -> None:
-    unit_changed_notify(
-        landlord_id=tenancy.landlord_id, unit_id=tenancy.unit_id, tenancy_ids=[tenancy.pk]
-    )

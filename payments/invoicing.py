@@ -19,6 +19,7 @@ the tax.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -283,7 +284,7 @@ def standing_part(*, schedule: rating.Schedule, start: date, end: date) -> Part:
     versions = {v.id: v for v in schedule.versions}
     lines: list[BillLine] = []
     gross_sub = tax_sub = 0
-    for vid, (days, gross, tax) in sorted(_standing_by_version(schedule, start, end).items()):
+    for vid, (days, gross, tax) in _standing_by_version(schedule, start, end):
         version = versions[vid]
         if not version.standing_per_day_minor:
             continue
@@ -302,8 +303,13 @@ def standing_part(*, schedule: rating.Schedule, start: date, end: date) -> Part:
     return Part(tuple(lines), gross_sub, tax_sub)
 
 
-def _standing_by_version(schedule: rating.Schedule, start: date, end: date) -> dict[int, list[int]]:
-    """Version id -> [days, gross, tax] of the standing charges of the local days [start, end)."""
+@functools.lru_cache(maxsize=256)
+def _standing_by_version(
+    schedule: rating.Schedule, start: date, end: date
+) -> tuple[tuple[int, tuple[int, int, int]], ...]:
+    """(version id, (days, gross, tax)) of the standing charges of the local days
+    [start, end), by version id. Remembered: a billing run asks it once per
+    tariff and period, not once per bill."""
     per_version: dict[int, list[int]] = {}
     for offset in range((end - start).days):
         day = start + timedelta(days=offset)
@@ -315,7 +321,9 @@ def _standing_by_version(schedule: rating.Schedule, start: date, end: date) -> d
         days_gross_tax[0] += 1
         days_gross_tax[1] += gross
         days_gross_tax[2] += tax
-    return per_version
+    return tuple(
+        (vid, (days, gross, tax)) for vid, (days, gross, tax) in sorted(per_version.items())
+    )
 
 
 def tax_part(
