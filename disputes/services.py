@@ -1092,18 +1092,30 @@ def _remind(dispute: Dispute) -> str:
 def _auto_escalate(dispute: Dispute, now: datetime) -> str:
     assert dispute.due_at is not None
     missed = _when(dispute, dispute.due_at)
+    return _system_escalate(
+        dispute,
+        now,
+        missed=missed,
+        body=f"The landlord did not respond by {missed}, so the platform's admins will decide.",
+        headline="Escalated to an admin: the landlord did not respond in time",
+    )
+
+
+def _system_escalate(
+    dispute: Dispute, now: datetime, *, missed: str, body: str, headline: str
+) -> str:
+    """A deadline passed and the case goes to the admins, with the time they have."""
     _move(dispute, "escalate")
     dispute.updated_at = now
     dispute.due_at = now + _days("DISPUTE_ADMIN_DAYS")
     dispute.save()
-    body = f"The landlord did not respond by {missed}, so the platform's admins will decide."
     _step(
         dispute,
         actor=None,
         role=Role.SYSTEM,
         step="escalated",
         body=body,
-        headline="Escalated to an admin: the landlord did not respond in time",
+        headline=headline,
         missed=missed,
     )
     _desk_notify(dispute, why=body)
@@ -1149,22 +1161,13 @@ def _lapse(dispute: Dispute, now: datetime) -> str:
 def _lapse_to_desk(dispute: Dispute, now: datetime, missed: str, why: str) -> str:
     """The tenant's window passed but the landlord's offered refund can no longer be
     made: rather than close the case on an offer nobody can honour, the admins decide."""
-    _move(dispute, "escalate")
-    dispute.updated_at = now
-    dispute.due_at = now + _days("DISPUTE_ADMIN_DAYS")
-    dispute.save()
-    body = f"The tenant did not answer by {missed}. {why}"
-    _step(
+    return _system_escalate(
         dispute,
-        actor=None,
-        role=Role.SYSTEM,
-        step="escalated",
-        body=body,
-        headline="Escalated to an admin: the landlord's refund can no longer be made",
+        now,
         missed=missed,
+        body=f"The tenant did not answer by {missed}. {why}",
+        headline="Escalated to an admin: the landlord's refund can no longer be made",
     )
-    _desk_notify(dispute, why=body)
-    return "escalated"
 
 
 def _admins_overdue(dispute: Dispute) -> str:

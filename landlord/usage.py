@@ -20,6 +20,7 @@ is ``None``, drawn as a gap; never zero.
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -261,33 +262,32 @@ def _standing(
     return out
 
 
-def tenancy_usage(*, tenancy: Tenancy, period: str, day: date) -> Usage:
-    """The tenant's usage for the period holding ``day``, and the period before it."""
-    unit = tenancy.unit
+def _usage(
+    *,
+    unit: Unit,
+    tenancies: list[Tenancy],
+    clip: Tenancy | None,
+    period: str,
+    day: date,
+    **extra: str,
+) -> Usage:
+    """The usage of ``unit``'s meters for the period holding ``day`` and the period
+    before it (``tenancies``, ``clip``: as for :func:`_series`)."""
     tz = zoneinfo.ZoneInfo(unit.property.timezone)
     meters = list(Meter.objects.filter(unit=unit).values_list("pk", flat=True))
     start, end = period_bounds(period, day)
     p_start, p_end = period_bounds(period, previous_day(period, day))
-    current, standing, tax = _series(
-        landlord_id=tenancy.landlord_id,
-        tenancies=[tenancy],
-        clip=tenancy,
+    series = functools.partial(
+        _series,
+        landlord_id=unit.landlord_id,
+        tenancies=tenancies,
+        clip=clip,
         meters=meters,
         period=period,
-        start=start,
-        end=end,
         tz=tz,
     )
-    previous, _, p_tax = _series(
-        landlord_id=tenancy.landlord_id,
-        tenancies=[tenancy],
-        clip=tenancy,
-        meters=meters,
-        period=period,
-        start=p_start,
-        end=p_end,
-        tz=tz,
-    )
+    current, standing, tax = series(start=start, end=end)
+    previous, _, p_tax = series(start=p_start, end=p_end)
     return Usage(
         period=period,
         day=day,
@@ -299,7 +299,13 @@ def tenancy_usage(*, tenancy: Tenancy, period: str, day: date) -> Usage:
         standing_minor=standing,
         standing_in_bars=period != "day",
         includes_tax=tax or p_tax,
+        **extra,
     )
+
+
+def tenancy_usage(*, tenancy: Tenancy, period: str, day: date) -> Usage:
+    """The tenant's usage for the period holding ``day``, and the period before it."""
+    return _usage(unit=tenancy.unit, tenancies=[tenancy], clip=tenancy, period=period, day=day)
 
 
 def unit_usage(*, unit: Unit, period: str, day: date) -> Usage:
@@ -307,46 +313,19 @@ def unit_usage(*, unit: Unit, period: str, day: date) -> Usage:
     its meters, every tenant's days and the vacant ones (whose energy the ledger posts
     to the landlord's vacant-units account), and the standing charges posted to its
     tenancies."""
-    tz = zoneinfo.ZoneInfo(unit.property.timezone)
-    meters = list(Meter.objects.filter(unit=unit).values_list("pk", flat=True))
-    start, end = period_bounds(period, day)
-    p_start, p_end = period_bounds(period, previous_day(period, day))
+    end = period_bounds(period, day)[1]
+    p_start = period_bounds(period, previous_day(period, day))[0]
     tenancies = list(
         Tenancy.objects.filter(landlord_id=unit.landlord_id, unit=unit, start_date__lt=end).filter(
             Q(end_date=None) | Q(end_date__gte=p_start)
         )
     )
-    current, standing, tax = _series(
-        landlord_id=unit.landlord_id,
+    return _usage(
+        unit=unit,
         tenancies=tenancies,
         clip=None,
-        meters=meters,
-        period=period,
-        start=start,
-        end=end,
-        tz=tz,
-    )
-    previous, _, p_tax = _series(
-        landlord_id=unit.landlord_id,
-        tenancies=tenancies,
-        clip=None,
-        meters=meters,
-        period=period,
-        start=p_start,
-        end=p_end,
-        tz=tz,
-    )
-    return Usage(
         period=period,
         day=day,
-        start=start,
-        end=end,
-        currency=unit.property.currency,
-        current=current,
-        previous=previous,
-        standing_minor=standing,
-        standing_in_bars=period != "day",
-        includes_tax=tax or p_tax,
         charged="the unit was charged (a vacant day to your vacant-units account)",
     )
 
