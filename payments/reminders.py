@@ -25,9 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from config.formats import format_money
-from landlord.models import TenantNotifications
 from landlord.push import push_configured, push_payload, tenant_push_send
-from supply.alerts import tenant_email_choice
+from supply.alerts import tenancy_notifications, tenant_email_choice
 
 from .models import Invoice, PaymentSettings
 from .services import invoice_amount_due
@@ -117,10 +116,7 @@ def bill_reminder_push(*, invoice_id: int, kind: str, now: datetime | None = Non
     amount = invoice_amount_due(invoice=invoice)
     if amount <= 0:
         return 0
-    try:
-        prefs: TenantNotifications | None = invoice.tenancy.notifications
-    except TenantNotifications.DoesNotExist:
-        prefs = None
+    prefs = tenancy_notifications(invoice.tenancy)
     _, hold = tenant_email_choice(
         kind=f"bill_{kind}", prefs=prefs, now=now, tz=invoice.tenancy.unit.property.timezone
     )

@@ -205,10 +205,8 @@ def tenancy_alerts_evaluate(
 def low_credit_threshold(*, tenancy: Tenancy, unit: Unit) -> int:
     """The unit's low-credit threshold, or the tenant's own if higher (a tenant may
     ask to be warned earlier, never later). Read with the tenancy where it is hot."""
-    try:
-        chosen = tenancy.notifications.low_credit_threshold_minor
-    except TenantNotifications.DoesNotExist:
-        chosen = None
+    prefs = tenancy_notifications(tenancy)
+    chosen = prefs.low_credit_threshold_minor if prefs is not None else None
     return max(unit.low_credit_threshold_minor, chosen or 0)
 
 
@@ -375,6 +373,14 @@ EMAIL_SWITCHES: dict[str, str] = {
 }
 
 
+def tenancy_notifications(tenancy: Tenancy) -> TenantNotifications | None:
+    """The tenant's notification choices, or None where they never chose."""
+    try:
+        return tenancy.notifications
+    except TenantNotifications.DoesNotExist:
+        return None
+
+
 def tenant_email_choice(
     *, kind: str, prefs: TenantNotifications | None, now: datetime, tz: str
 ) -> tuple[bool, datetime | None]:
@@ -420,10 +426,7 @@ def alert_email_send(*, alert_id: int) -> bool:
         if alert.audience == Alert.Audience.TENANT:
             recipients = [alert.tenancy.tenant.email] if alert.tenancy else []
             if alert.tenancy is not None:
-                try:
-                    prefs: TenantNotifications | None = alert.tenancy.notifications
-                except TenantNotifications.DoesNotExist:
-                    prefs = None
+                prefs = tenancy_notifications(alert.tenancy)
                 send, hold = tenant_email_choice(
                     kind=alert.kind,
                     prefs=prefs,
@@ -494,10 +497,7 @@ def alert_push_send(*, alert_id: int, now: datetime | None = None) -> int:
         return 0
     if alert.kind not in EVENT_KINDS and alert.cleared_at is not None:
         return 0
-    try:
-        prefs: TenantNotifications | None = alert.tenancy.notifications
-    except TenantNotifications.DoesNotExist:
-        prefs = None
+    prefs = tenancy_notifications(alert.tenancy)
     send, hold = tenant_email_choice(
         kind=alert.kind, prefs=prefs, now=now, tz=alert.unit.property.timezone
     )
