@@ -4,11 +4,12 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 
 from payments import tariffs
 from payments.models import ConnectAccount, Tariff
 
-from .stripe_fake import CONNECT_SECRET, PLATFORM_SECRET, FakeStripeHTTP
+from .stripe_fake import CONNECT_SECRET, PLATFORM_SECRET, FakeStripeHTTP, deliver
 
 ACCT_A = "acct_1QfakeLandlordA"
 ACCT_B = "acct_1QfakeLandlordB"
@@ -66,3 +67,17 @@ def postpaid_tou(personas):
     world.postpaid_tenancy.start_date = date(2025, 12, 1)
     world.postpaid_tenancy.save()
     return world
+
+
+@pytest.fixture
+def hook(django_capture_on_commit_callbacks):
+    """Deliver a signed provider event and run what it queued on commit."""
+    client = Client()
+
+    def send(evt):
+        with django_capture_on_commit_callbacks(execute=True):
+            resp = deliver(client, evt)
+        assert resp.status_code == 200
+        return resp
+
+    return send

@@ -8,7 +8,6 @@ withdrawal that empties the balance would cut the supply in the same request.
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from disputes.freeze import open_dispute_freeze
 from meters.models import CutoffNotice, Device, RelayState
@@ -17,22 +16,9 @@ from payments.models import Dispute, Payment
 from payments.services import payment_create
 
 from .conftest import ACCT_A
-from .stripe_fake import deliver, event, intent_obj
+from .stripe_fake import event, intent_obj
 
 PI = "pi_3QfakeIntent0002"
-
-
-@pytest.fixture
-def hook(django_capture_on_commit_callbacks):
-    client = Client()
-
-    def send(evt):
-        with django_capture_on_commit_callbacks(execute=True):
-            resp = deliver(client, evt)
-        assert resp.status_code == 200
-        return resp
-
-    return send
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from io import StringIO
 
-import pytest
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
@@ -20,25 +19,11 @@ from payments.models import BillAllocation, Invoice, Payment
 from payments.services import payment_create, payment_transition
 
 from .conftest import ACCT_A
-from .stripe_fake import deliver, event, recorded
+from .stripe_fake import event, recorded
 from .test_billing import _pay, _record
 from .test_deposits import _client, _dispute, _move_out, _pay_deposit, _use
 
 SWITCH = datetime(2026, 1, 10, 12, tzinfo=UTC)  # London: UTC in January
-
-
-@pytest.fixture
-def hook(django_capture_on_commit_callbacks):
-    """Deliver a signed provider event and run what it queued on commit."""
-    client = Client()
-
-    def send(evt):
-        with django_capture_on_commit_callbacks(execute=True):
-            resp = deliver(client, evt)
-        assert resp.status_code == 200
-        return resp
-
-    return send
 
 
 def _outstanding(invoice: Invoice) -> int:

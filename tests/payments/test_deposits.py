@@ -19,22 +19,9 @@ from payments.models import Account, BillAllocation, Invoice, LedgerTransaction,
 from payments.services import PaymentError, payment_create
 
 from .conftest import ACCT_A
-from .stripe_fake import deliver, event, intent_obj, recorded
+from .stripe_fake import event, intent_obj, recorded
 
 PI = "pi_3QfakeDeposit001"
-
-
-@pytest.fixture
-def hook(django_capture_on_commit_callbacks):
-    client = Client()
-
-    def send(evt):
-        with django_capture_on_commit_callbacks(execute=True):
-            resp = deliver(client, evt)
-        assert resp.status_code == 200
-        return resp
-
-    return send
 
 
 def _pay_deposit(tenancy: Tenancy, amount: int, hook) -> Payment:

@@ -14,22 +14,9 @@ from payments.models import Dispute, LedgerTransaction, Payment, Refund
 from payments.services import payment_create, refundable_minor
 
 from .conftest import ACCT_A
-from .stripe_fake import deliver, event, intent_obj, recorded
+from .stripe_fake import event, intent_obj, recorded
 
 PI = "pi_3QfakeIntent0001"
-
-
-@pytest.fixture
-def hook(django_capture_on_commit_callbacks):
-    client = Client()
-
-    def send(evt):
-        with django_capture_on_commit_callbacks(execute=True):
-            resp = deliver(client, evt)
-        assert resp.status_code == 200
-        return resp
-
-    return send
 
 
 @pytest.fixture
