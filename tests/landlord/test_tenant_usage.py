@@ -80,6 +80,21 @@ def _chart(client, tenancy, **params):
     return resp.json()
 
 
+def _posted(tenancy, first_txn, day) -> tuple[int, int]:
+    """The ledger's usage postings to the tenant since ``first_txn``, and ``day``'s
+    standing charge."""
+    account = tenant_account(tenancy=tenancy)
+    usage_posted = Posting.objects.filter(
+        debit=account,
+        transaction__kind=LedgerTransaction.Kind.USAGE,
+        transaction__pk__gt=first_txn.pk,
+    ).aggregate(s=Sum("amount_minor"))["s"]
+    standing_posted = Posting.objects.get(
+        debit=account, transaction__idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}"
+    ).amount_minor
+    return int(usage_posted), standing_posted
+
+
 def test_days_money_equals_the_ledger_postings_for_that_day(usage_world):
     a, tz, day, meter = usage_world
     tenancy = a.prepaid_tenancy
@@ -95,15 +110,7 @@ def test_days_money_equals_the_ledger_postings_for_that_day(usage_world):
     client.force_login(a.prepaid_tenant)
     chart = _chart(client, tenancy, period="day", date=day.isoformat())
     # then: the day's usage postings and its standing charge, to the penny
-    account = tenant_account(tenancy=tenancy)
-    usage_posted = Posting.objects.filter(
-        debit=account,
-        transaction__kind=LedgerTransaction.Kind.USAGE,
-        transaction__pk__gt=first_txn.pk,
-    ).aggregate(s=Sum("amount_minor"))["s"]
-    standing_posted = Posting.objects.get(
-        debit=account, transaction__idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}"
-    ).amount_minor
+    usage_posted, standing_posted = _posted(tenancy, first_txn, day)
     assert chart["energy_minor"] == usage_posted
     assert sum(v for v in chart["minor"] if v is not None) == usage_posted
     assert chart["standing_minor"] == standing_posted
@@ -184,15 +191,7 @@ def test_unit_page_chart_equals_the_ledger_postings_for_the_day(usage_world):
     client.force_login(a.staff)
     chart, body = _unit_chart(client, a.prepaid, period="day", date=day.isoformat())
     # then: the same figures as the ledger, to the penny
-    account = tenant_account(tenancy=tenancy)
-    usage_posted = Posting.objects.filter(
-        debit=account,
-        transaction__kind=LedgerTransaction.Kind.USAGE,
-        transaction__pk__gt=first_txn.pk,
-    ).aggregate(s=Sum("amount_minor"))["s"]
-    standing_posted = Posting.objects.get(
-        debit=account, transaction__idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}"
-    ).amount_minor
+    usage_posted, standing_posted = _posted(tenancy, first_txn, day)
     assert chart["energy_minor"] == usage_posted
     assert sum(v for v in chart["minor"] if v is not None) == usage_posted
     assert chart["standing_minor"] == standing_posted
