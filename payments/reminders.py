@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from config.formats import format_money
 from landlord.push import push_configured, push_payload, tenant_push_send
-from supply.alerts import tenancy_notifications, tenant_email_choice
+from supply.alerts import tenancy_notifications, tenant_notification_choice
 
 from .models import Invoice, PaymentSettings
 from .services import invoice_amount_due
@@ -117,7 +117,7 @@ def bill_reminder_push(*, invoice_id: int, kind: str, now: datetime | None = Non
     if amount <= 0:
         return 0
     prefs = tenancy_notifications(invoice.tenancy)
-    _, hold = tenant_email_choice(
+    _, hold = tenant_notification_choice(
         kind=f"bill_{kind}", prefs=prefs, now=now, tz=invoice.tenancy.unit.property.timezone
     )
     if hold is not None:

@@ -11,7 +11,7 @@ an email (a task), and for tenant alerts a Web Push to the tenant's phones (a
 task of its own, so a push failure never holds back the email) and a native
 ``Notify`` call to the unit's meter (the device socket sends alerts whose
 ``device_notified_at`` is empty, so a lost wake-up only delays it). Email and
-push follow the same tenant choices (``tenant_email_choice``).
+push follow the same tenant choices (``tenant_notification_choice``).
 """
 
 from __future__ import annotations
@@ -381,7 +381,7 @@ def tenancy_notifications(tenancy: Tenancy) -> TenantNotifications | None:
         return None
 
 
-def tenant_email_choice(
+def tenant_notification_choice(
     *, kind: str, prefs: TenantNotifications | None, now: datetime, tz: str
 ) -> tuple[bool, datetime | None]:
     """(send at all, hold until): the tenant's switches and quiet hours for an alert's
@@ -410,7 +410,7 @@ def tenant_email_choice(
 def alert_email_send(*, alert_id: int) -> bool:
     """Email an alert once to its audience; True if a message went out.
 
-    A tenant's email follows their choices (``tenant_email_choice``): not sent
+    A tenant's email follows their choices (``tenant_notification_choice``): not sent
     when switched off, and in quiet hours queued again for their end, except a
     disconnection warning, which goes at once whatever the hour.
     """
@@ -427,7 +427,7 @@ def alert_email_send(*, alert_id: int) -> bool:
             recipients = [alert.tenancy.tenant.email] if alert.tenancy else []
             if alert.tenancy is not None:
                 prefs = tenancy_notifications(alert.tenancy)
-                send, hold = tenant_email_choice(
+                send, hold = tenant_notification_choice(
                     kind=alert.kind,
                     prefs=prefs,
                     now=timezone.now(),
@@ -498,7 +498,7 @@ def alert_push_send(*, alert_id: int, now: datetime | None = None) -> int:
     if alert.kind not in EVENT_KINDS and alert.cleared_at is not None:
         return 0
     prefs = tenancy_notifications(alert.tenancy)
-    send, hold = tenant_email_choice(
+    send, hold = tenant_notification_choice(
         kind=alert.kind, prefs=prefs, now=now, tz=alert.unit.property.timezone
     )
     if not send:

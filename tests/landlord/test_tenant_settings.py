@@ -15,7 +15,7 @@ from django.utils import timezone
 from landlord.models import AuditEvent, TenantNotifications
 from meters.models import Alert
 from payments.models import PaymentSettings, SavedPaymentMethod
-from supply.alerts import alert_email_send, tenant_email_choice
+from supply.alerts import alert_email_send, tenant_notification_choice
 from supply.decision import supply_evaluate
 from tests.landlord.tenant_helpers import credit
 
@@ -45,21 +45,23 @@ def _at(hour, minute=0):
     ],
 )
 def test_quiet_hours_rule(kind, at, expected):
-    assert tenant_email_choice(kind=kind, prefs=_prefs(), now=at, tz=LONDON) == expected
+    assert tenant_notification_choice(kind=kind, prefs=_prefs(), now=at, tz=LONDON) == expected
 
 
 def test_switched_off_kinds_but_never_the_cutoff_warning():
     prefs = TenantNotifications(email_low_credit=False, email_supply_restored=False)
     noon = _at(12)
-    assert tenant_email_choice(kind=Alert.Kind.LOW_CREDIT, prefs=prefs, now=noon, tz=LONDON) == (
+    assert tenant_notification_choice(
+        kind=Alert.Kind.LOW_CREDIT, prefs=prefs, now=noon, tz=LONDON
+    ) == (
         False,
         None,
     )
     assert (
-        tenant_email_choice(kind=Alert.Kind.LOW_RUNWAY, prefs=prefs, now=noon, tz=LONDON)[0]
+        tenant_notification_choice(kind=Alert.Kind.LOW_RUNWAY, prefs=prefs, now=noon, tz=LONDON)[0]
         is False
     )
-    assert tenant_email_choice(
+    assert tenant_notification_choice(
         kind=Alert.Kind.CUTOFF_WARNING, prefs=prefs, now=noon, tz=LONDON
     ) == (True, None)
 
