@@ -1,13 +1,14 @@
 """Reminders of postpaid bills by email: one before the due date and one once
 it has passed, at most once each per bill, and only while something is owed.
 Each is also pushed to the tenant's phones (``landlord.push``) in a task of
-its own after the email's transaction commits, held in the tenant's quiet
+its own after the email is sent, held in the tenant's quiet
 hours; a push failure never holds back the email.
 
 ``bill_reminders_send`` runs hourly (``payments.tasks``); each reminder is
-claimed by setting its ``reminded_*_at`` in the transaction that sends the
-email, so two runs never send it twice and a failed send is tried again at the
-next run.
+claimed by setting its ``reminded_*_at`` under the bill's row lock, and its
+email sent once that commits (no lock is held while the mail server answers),
+so two runs never send it twice; a failed send takes the claim back, and the
+next run tries again.
 """
 
 from __future__ import annotations
@@ -75,7 +76,13 @@ def _send(invoice: Invoice, kind: str, amount_minor: int) -> None:
 
 
 def bill_reminder_send(*, invoice_id: int, kind: str, now: datetime) -> bool:
-    """Send one reminder of a bill if it was not sent yet and something is owed."""
+    """Send one reminder of a bill if it was not sent yet and something is owed.
+
+    The reminder is claimed (its ``reminded_*_at`` set) under the bill's row
+    lock in a short transaction, and the email sent after it commits, so a slow
+    mail server holds no lock on the bill. If sending fails the claim is taken
+    back and the error raised: the next run tries again, and nothing is pushed.
+    """
     field = "reminded_due_at" if kind == DUE else "reminded_overdue_at"
     with transaction.atomic():
         invoice = (
@@ -91,12 +98,16 @@ def bill_reminder_send(*, invoice_id: int, kind: str, now: datetime) -> bool:
             return False  # paid: nothing to remind of (a later refund may call for it)
         setattr(invoice, field, now)
         invoice.save(update_fields=[field])
+    try:
         _send(invoice, kind, amount)
-        if push_configured():
-            transaction.on_commit(
-                lambda: bill_reminder_push_task.enqueue(invoice_id, kind), robust=True
-            )
-        return True
+    except Exception:
+        Invoice.objects.filter(pk=invoice_id, **{field: now}).update(**{field: None})
+        raise
+    if push_configured():
+        transaction.on_commit(
+            lambda: bill_reminder_push_task.enqueue(invoice_id, kind), robust=True
+        )
+    return True
 
 
 def bill_reminder_push(*, invoice_id: int, kind: str, now: datetime | None = None) -> int:

@@ -44,6 +44,7 @@ from config.prepared import Param, Prepared
 from landlord.models import Membership, Tenancy, TenantNotifications, Unit
 from landlord.push import push_configured, push_payload, tenant_push_send
 from meters.models import Alert, CutoffNotice, Device, Meter, Reading, RelayCommand
+from payments.models import Account
 from payments.tariffs import current_price_per_kwh
 
 from .cutoff import cutoff_amount_to_cancel
@@ -407,12 +408,41 @@ def tenant_notification_choice(
     return True, until
 
 
-def alert_email_send(*, alert_id: int) -> bool:
-    """Email an alert once to its audience; True if a message went out.
+# A failed alert email is tried again after each of these delays, then given up
+# (and logged): the SMTP server may be down for a while, not for ever.
+EMAIL_RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1))
 
-    A tenant's email follows their choices (``tenant_notification_choice``): not sent
-    when switched off, and in quiet hours queued again for their end, except a
-    disconnection warning, which goes at once whatever the hour.
+
+def alert_still_due(alert: Alert) -> bool:
+    """Whether a tenant alert is still worth telling now (an email or push sent late,
+    at the end of quiet hours or on a retry).
+
+    An event (disconnection warning, supply restored) always is. A condition is
+    not once it cleared, and low credit is not once the balance is back at or
+    above the threshold, even if short of the hysteresis margin that clears it:
+    "low credit" in the morning after a top-up in the night would be wrong.
+    """
+    if alert.kind in EVENT_KINDS:
+        return True
+    if alert.cleared_at is not None:
+        return False
+    if alert.kind != Alert.Kind.LOW_CREDIT or alert.tenancy is None:
+        return True
+    balance = (
+        Account.objects.filter(tenancy_id=alert.tenancy.pk)
+        .values_list("balance_minor", flat=True)
+        .first()
+    )
+    if balance is None:
+        return True
+    return balance < low_credit_threshold(tenancy=alert.tenancy, unit=alert.unit)
+
+
+def _alert_email_claim(*, alert_id: int, now: datetime) -> tuple[Alert, list[str]] | None:
+    """Under the alert's row lock: decide whether its email goes now and, if so, mark
+    it emailed (the claim) in a short transaction; the alert and its recipients.
+
+    Held in quiet hours: queued again for their end, nothing marked.
     """
     with transaction.atomic():
         alert = (
@@ -422,25 +452,25 @@ def alert_email_send(*, alert_id: int) -> bool:
             .first()
         )
         if alert is None:
-            return False
+            return None
         if alert.audience == Alert.Audience.TENANT:
-            recipients = [alert.tenancy.tenant.email] if alert.tenancy else []
-            if alert.tenancy is not None:
-                prefs = tenancy_notifications(alert.tenancy)
-                send, hold = tenant_notification_choice(
-                    kind=alert.kind,
-                    prefs=prefs,
-                    now=timezone.now(),
-                    tz=alert.unit.property.timezone,
+            if alert.tenancy is None:
+                return None
+            send, hold = tenant_notification_choice(
+                kind=alert.kind,
+                prefs=tenancy_notifications(alert.tenancy),
+                now=now,
+                tz=alert.unit.property.timezone,
+            )
+            if not send or not alert_still_due(alert):
+                return None
+            if hold is not None:
+                transaction.on_commit(
+                    lambda: alert_email_task.using(run_after=hold).enqueue(alert_id),
+                    robust=True,
                 )
-                if not send:
-                    return False
-                if hold is not None:
-                    transaction.on_commit(
-                        lambda: alert_email_task.using(run_after=hold).enqueue(alert_id),
-                        robust=True,
-                    )
-                    return False
+                return None
+            recipients = [alert.tenancy.tenant.email]
         else:
             User = get_user_model()
             recipients = list(
@@ -452,21 +482,54 @@ def alert_email_send(*, alert_id: int) -> bool:
             )
         recipients = [r for r in recipients if r]
         if not recipients:
-            return False
+            return None
+        alert.emailed_at = now
+        alert.save(update_fields=["emailed_at"])
+        return alert, recipients
+
+
+def alert_email_send(*, alert_id: int, attempt: int = 0, now: datetime | None = None) -> bool:
+    """Email an alert once to its audience; True if a message went out.
+
+    A tenant's email follows their choices (``tenant_notification_choice``): not
+    sent when switched off, and in quiet hours queued again for their end, except
+    a disconnection warning, which goes at once whatever the hour. A condition
+    that cleared meanwhile (``alert_still_due``) is not emailed late.
+
+    The decision is taken and the alert marked emailed under its row lock; the
+    message is sent after that transaction commits, so a slow mail server holds
+    no lock. If sending fails, the mark is taken back and the email queued again
+    (``EMAIL_RETRY_DELAYS``), so the decision is not lost; the mark stops two
+    tasks from both sending it. A process killed between the mark and the send
+    loses that one email rather than risking it twice.
+    """
+    now = now or timezone.now()
+    claimed = _alert_email_claim(alert_id=alert_id, now=now)
+    if claimed is None:
+        return False
+    alert, recipients = claimed
+    try:
         send_mail(
             subject=f"{alert.get_kind_display()}: {alert.unit.name}",
             message=alert.message,
             from_email=None,
             recipient_list=recipients,
         )
-        alert.emailed_at = timezone.now()
-        alert.save(update_fields=["emailed_at"])
-        return True
+    except Exception:
+        Alert.objects.filter(pk=alert_id, emailed_at=now).update(emailed_at=None)
+        if attempt < len(EMAIL_RETRY_DELAYS):
+            logger.warning("alert %s email failed, tried again later", alert_id, exc_info=True)
+            retry_at = timezone.now() + EMAIL_RETRY_DELAYS[attempt]
+            alert_email_task.using(run_after=retry_at).enqueue(alert_id, attempt + 1)
+        else:
+            logger.exception("alert %s email failed %s times: given up", alert_id, attempt + 1)
+        return False
+    return True
 
 
 @task()
-def alert_email_task(alert_id: int) -> bool:
-    return alert_email_send(alert_id=alert_id)
+def alert_email_task(alert_id: int, attempt: int = 0) -> bool:
+    return alert_email_send(alert_id=alert_id, attempt=attempt)
 
 
 # What a tenant's phone shows as the notification's title, by alert kind.
@@ -495,7 +558,7 @@ def alert_push_send(*, alert_id: int, now: datetime | None = None) -> int:
     )
     if alert is None or alert.tenancy is None or alert.kind not in PUSH_TITLES:
         return 0
-    if alert.kind not in EVENT_KINDS and alert.cleared_at is not None:
+    if not alert_still_due(alert):
         return 0
     prefs = tenancy_notifications(alert.tenancy)
     send, hold = tenant_notification_choice(

@@ -351,6 +351,17 @@ def test_a_condition_cleared_meanwhile_is_not_pushed_late(personas, vapid, webpu
     assert webpush.call_count == 0
 
 
+def test_low_credit_topped_up_meanwhile_is_not_pushed_late(personas, vapid, webpush):
+    a = personas.a  # threshold £2.00: the alert clears only from £3.00
+    _subscription(a.prepaid_tenancy)
+    low = _event(a, Alert.Kind.LOW_CREDIT)
+    credit(a.prepaid_tenancy, 150)
+    assert alert_push_send(alert_id=low.pk) == 1  # still low
+    credit(a.prepaid_tenancy, 100)  # £2.50: not low any more, the alert still open
+    assert alert_push_send(alert_id=low.pk) == 0
+    assert webpush.call_count == 1
+
+
 def test_the_email_goes_when_every_push_fails(
     personas, vapid, webpush, django_capture_on_commit_callbacks
 ):

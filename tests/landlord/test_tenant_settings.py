@@ -75,7 +75,7 @@ def _alert(a, kind):
         audience=Alert.Audience.TENANT,
         subject_key=f"tenancy:{a.prepaid_tenancy.pk}",
         message=f"{kind} text",
-        cleared_at=timezone.now(),
+        cleared_at=timezone.now() if kind == Alert.Kind.CUTOFF_WARNING else None,
     )
 
 

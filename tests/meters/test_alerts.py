@@ -38,15 +38,17 @@ def test_low_credit_alert_has_hysteresis_and_never_repeats(
     world.prepaid_tenant.email = "tenant@example.com"
     world.prepaid_tenant.save()
     tenancy = world.prepaid_tenancy  # threshold 200, re-arm margin 100
-    with django_capture_on_commit_callbacks(execute=True):
-        for balance in (1000, 150, 100, 150, 220, 150, 299):
-            _set_balance(tenancy, balance)
-            supply_evaluate(unit=world.prepaid, reason="test")
+
+    def evaluate(*balances: int) -> None:
+        # Each evaluation commits on its own, so its email goes before the next change.
+        for balance in balances:
+            with django_capture_on_commit_callbacks(execute=True):
+                _set_balance(tenancy, balance)
+                supply_evaluate(unit=world.prepaid, reason="test")
+
+    evaluate(1000, 150, 100, 150, 220, 150, 299)
     assert _low_credit_alerts(tenancy).count() == 1
-    with django_capture_on_commit_callbacks(execute=True):
-        for balance in (300, 150):  # cleared past the margin, then low again
-            _set_balance(tenancy, balance)
-            supply_evaluate(unit=world.prepaid, reason="test")
+    evaluate(300, 150)  # cleared past the margin, then low again
     alerts = list(_low_credit_alerts(tenancy).order_by("pk"))
     assert len(alerts) == 2 and alerts[0].cleared_at is not None and alerts[1].cleared_at is None
     assert "£1.50 left" in alerts[1].message

@@ -51,7 +51,16 @@ def connected(personas, fake_stripe) -> dict[str, ConnectAccount]:
 
 @pytest.fixture
 def postpaid_tou(personas):
-    world = personas.a
+    return _postpaid_tou(personas.a)
+
+
+@pytest.fixture
+def tpostpaid_tou(tpersonas):
+    """``postpaid_tou`` in a database whose transactions really commit."""
+    return _postpaid_tou(tpersonas.a)
+
+
+def _postpaid_tou(world):
     tariff = Tariff.objects.create(landlord=world.landlord, name="Night saver", currency="GBP")
     tariffs.tariff_version_create(
         tariff=tariff,
