@@ -2,11 +2,12 @@
 
 The billing run only stores bills (``payments.billing``); a periodic sweep
 (``payments.tasks``) emails the ones not emailed yet, each claimed by setting
-its ``emailed_at`` in the transaction that sends it, as the reminders are
-(``payments.reminders``). So the email never rides in the transaction that
-issued the bill, a bill issued by the run, a move-out or a switch is sent the
-same way, two sweeps never send it twice, and a failed send is tried again at
-the next sweep.
+its ``emailed_at`` under the bill's row lock and sent once that commits, as
+the reminders are (``payments.reminders``). So the email never rides in a
+transaction (neither the one that issued the bill nor one holding a lock while
+the mail server answers), a bill issued by the run, a move-out or a switch is
+sent the same way, two sweeps never send it twice, and a failed send takes
+the claim back and is tried again at the next sweep.
 """
 
 from __future__ import annotations
@@ -61,13 +62,19 @@ def bill_email_send(*, invoice_id: int, now: datetime | None = None) -> bool:
         )
         if invoice is None:
             return False
-        invoice.emailed_at = now or timezone.now()
+        claimed = now or timezone.now()
+        invoice.emailed_at = claimed
         invoice.save(update_fields=["emailed_at"])
-        to = invoice.tenancy.tenant.email
-        if not to:
-            return False  # no address: the bill is on the tenant's page
+    # Claimed and committed: the PDF is drawn and the mail sent with no lock held.
+    to = invoice.tenancy.tenant.email
+    if not to:
+        return False  # no address: the bill is on the tenant's page
+    try:
         bill_email_message(statement=bill_statement(invoice=invoice), to=to).send()
-        return True
+    except Exception:
+        Invoice.objects.filter(pk=invoice_id, emailed_at=claimed).update(emailed_at=None)
+        raise
+    return True
 
 
 def bills_email_issued(*, now: datetime | None = None) -> int:

@@ -7,7 +7,10 @@ import re
 import zlib
 from datetime import UTC, date, datetime
 
+import pytest
 from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.db import connection
 from django.test import Client
 
 from payments import billing
@@ -145,3 +148,44 @@ def test_a_long_line_wraps_within_its_column_and_keeps_every_word(personas):
     # more than one line of the table holds it, and together they say all of it
     assert ROUNDING_LINE not in shown
     assert ROUNDING_LINE in " ".join(shown)
+
+
+class DownBackend(EmailBackend):
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("SMTP server down")
+
+
+class WatchingBackend(EmailBackend):
+    """The test mail box, noting whether a transaction was open for each send."""
+
+    in_transaction: list[bool] = []
+
+    def send_messages(self, messages):
+        WatchingBackend.in_transaction.append(connection.in_atomic_block)
+        return super().send_messages(messages)
+
+
+def test_a_failed_bill_email_is_taken_back_and_sent_at_the_next_sweep(personas, settings):
+    world = personas.a
+    bill = _january_bill(world)
+    world.postpaid_tenant.email = "tenant@example.com"
+    world.postpaid_tenant.save()
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.DownBackend"}}
+    assert bills_email_issued() == 0
+    bill.refresh_from_db()
+    assert bill.emailed_at is None
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    assert bills_email_issued() == 1
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bill_email_is_sent_with_no_transaction_open(tpersonas, settings):
+    world = tpersonas.a
+    _january_bill(world)
+    world.postpaid_tenant.email = "tenant@example.com"
+    world.postpaid_tenant.save()
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.WatchingBackend"}}
+    WatchingBackend.in_transaction = []
+    assert bills_email_issued() == 1
+    assert WatchingBackend.in_transaction == [False]
