@@ -2,7 +2,7 @@
 
 Views parse, authorise (``disputes.access``, ``landlord.access``), call one
 service and render; a refused step re-renders its page with the error and
-what was typed (status 400).
+what was typed (status 400, or 422 to htmx: ``config.htmx``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.htmx import form_error_status
 from landlord import access as landlord_access
 from landlord.models import Landlord
 from meters.models import CutoffNotice
@@ -126,7 +127,7 @@ def dispute_new(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         )
     except services.DisputeError as exc:
         context["error"] = str(exc)
-        return render(request, "disputes/new.html", context, status=400)
+        return render(request, "disputes/new.html", context, status=form_error_status(request))
     return redirect("disputes:detail", dispute_id=dispute.pk)
 
 
@@ -174,7 +175,12 @@ def _case(request: HttpRequest, dispute: Dispute, role: str, error: str = "") ->
         return _desk_case(request, dispute, error=error)
     context = _case_context(request, dispute, role)
     context["error"] = error
-    return render(request, "disputes/detail.html", context, status=400 if error else 200)
+    return render(
+        request,
+        "disputes/detail.html",
+        context,
+        status=form_error_status(request) if error else 200,
+    )
 
 
 @login_required
@@ -366,7 +372,12 @@ def _desk_case(request: HttpRequest, dispute: Dispute, error: str = "") -> HttpR
     )
     context["desk"] = True
     context["refundable"] = selectors.refundable_payments(dispute=dispute)
-    return render(request, "disputes/detail.html", context, status=400 if error else 200)
+    return render(
+        request,
+        "disputes/detail.html",
+        context,
+        status=form_error_status(request) if error else 200,
+    )
 
 
 @login_required

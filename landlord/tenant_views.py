@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from config.htmx import form_error_status
 from payments.forms import TopUpForm
 
 from . import access, selectors, usage
@@ -127,7 +128,9 @@ def tenant_notifications(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     form = NotificationsForm(request.POST)
     if not form.is_valid():
-        return _settings_page(request, tenancy, notifications=form, status=400)
+        return _settings_page(
+            request, tenancy, notifications=form, status=form_error_status(request)
+        )
     data = form.cleaned_data
     tenant_notifications_set(
         tenancy=tenancy,
@@ -148,7 +151,7 @@ def tenant_email(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     form = EmailForm(request.POST, user=_user(request))
     if not form.is_valid():
-        return _settings_page(request, tenancy, email=form, status=400)
+        return _settings_page(request, tenancy, email=form, status=form_error_status(request))
     tenant_email_change(
         user=_user(request),
         tenancy=tenancy,
@@ -196,7 +199,7 @@ def tenant_plan_request(request: HttpRequest, tenancy_id: int) -> HttpResponse:
     tenancy = access.access_current_tenancy(user=request.user, tenancy_id=tenancy_id)
     form = PlanRequestForm(request.POST)
     if not form.is_valid():
-        return _cant_pay_page(request, tenancy, form, status=400)
+        return _cant_pay_page(request, tenancy, form, status=form_error_status(request))
     try:
         payment_plan_request(
             tenancy=tenancy,
@@ -206,7 +209,7 @@ def tenant_plan_request(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         )
     except PlanRequestError as exc:
         form.add_error(None, str(exc))
-        return _cant_pay_page(request, tenancy, form, status=400)
+        return _cant_pay_page(request, tenancy, form, status=form_error_status(request))
     messages.success(request, "Your request is with your landlord.")
     return redirect("tenant:cant_pay", tenancy.pk)
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from config.htmx import form_error_status
 from meters.meter_events import HeldReleaseError, held_interval_release
 from meters.models import Reading, RelayCommand
 from payments.forms import TopUpForm
@@ -211,7 +212,7 @@ def _override_refused(request: HttpRequest, unit: Unit, error: str) -> HttpRespo
     context = _unit_detail_context(request, unit)
     context["override_error"] = error
     context["override_reason"] = request.POST.get("reason", "").replace("\x00", "")
-    return render(request, "landlord/unit_detail.html", context, status=400)
+    return render(request, "landlord/unit_detail.html", context, status=form_error_status(request))
 
 
 @login_required
@@ -272,7 +273,7 @@ def landlord_plan_answer(request: HttpRequest, unit_id: int, request_id: int) ->
             return redirect(reverse("landlord:unit", args=[unit.pk]) + "#plan-request")
     context = _unit_detail_context(request, unit)
     context["plan_form"] = form
-    return render(request, "landlord/unit_detail.html", context, status=400)
+    return render(request, "landlord/unit_detail.html", context, status=form_error_status(request))
 
 
 def _day(form: IntervalDayForm | None) -> date | None:

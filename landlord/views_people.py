@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.htmx import form_error_status
 from meters.devices import DeviceRegistrationError, device_register, device_secret_rotate
 from meters.meter_events import MeterMoveError, meter_event_record, meter_move
 from meters.models import Device, Meter, MeterEvent, Protocol
@@ -119,7 +120,7 @@ def unit_device_register(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.DEVICES)
     form = DeviceRegisterForm(request.POST)
     if not form.is_valid():
-        return _devices_page(request, unit, form, status=400)
+        return _devices_page(request, unit, form, status=form_error_status(request))
     try:
         device, secret = device_register(
             unit=unit,
@@ -130,7 +131,7 @@ def unit_device_register(request: HttpRequest, unit_id: int) -> HttpResponse:
         )
     except DeviceRegistrationError as exc:
         form.add_error(None, str(exc))
-        return _devices_page(request, unit, form, status=400)
+        return _devices_page(request, unit, form, status=form_error_status(request))
     return _secret_page(request, unit, device, secret, rotated=False)
 
 
@@ -154,7 +155,7 @@ def unit_meter_event(request: HttpRequest, unit_id: int, meter_id: int) -> HttpR
     form = MeterEventForm(request.POST or None, tz=_tz(unit))
     status = 200
     if request.method == "POST":
-        status = 400
+        status = form_error_status(request)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -195,7 +196,7 @@ def unit_device_move(request: HttpRequest, unit_id: int, device_id: int) -> Http
     form = MeterMoveForm(request.POST or None, tz=_tz(unit), units=units)
     status = 200
     if request.method == "POST":
-        status = 400
+        status = form_error_status(request)
         if form.is_valid():
             data = form.cleaned_data
             target = Unit.objects.filter(pk=data["to_unit"]).first()
@@ -264,7 +265,7 @@ def unit_tenant_invite(request: HttpRequest, unit_id: int) -> HttpResponse:
     unit = access.access_unit(user=request.user, unit_id=unit_id, action=Action.TENANTS)
     form = InviteForm(request.POST)
     if not form.is_valid():
-        return _tenants_page(request, unit, form, status=400)
+        return _tenants_page(request, unit, form, status=form_error_status(request))
     try:
         invitation = people.invitation_create(
             unit=unit,
@@ -275,7 +276,7 @@ def unit_tenant_invite(request: HttpRequest, unit_id: int) -> HttpResponse:
         )
     except people.PeopleError as exc:
         form.add_error(None, str(exc))
-        return _tenants_page(request, unit, form, status=400)
+        return _tenants_page(request, unit, form, status=form_error_status(request))
     messages.success(request, f"Invitation sent to {invitation.email}.")
     return redirect("landlord:people:tenants", unit_id=unit.pk)
 
@@ -303,7 +304,9 @@ def tenancy_move_in(request: HttpRequest, tenancy_id: int) -> HttpResponse:
             except people.PeopleError as exc:
                 form.add_error(None, str(exc))
         if "done" not in context:
-            return render(request, "landlord/people/move_in.html", context, status=400)
+            return render(
+                request, "landlord/people/move_in.html", context, status=form_error_status(request)
+            )
     return render(request, "landlord/people/move_in.html", context)
 
 
@@ -330,7 +333,7 @@ def tenancy_move_out(request: HttpRequest, tenancy_id: int) -> HttpResponse:
                 form.add_error(None, str(exc))
             else:
                 return redirect("landlord:people:statement", tenancy_id=tenancy.pk)
-        status = 400
+        status = form_error_status(request)
     else:
         status = 200
     context = {"tenancy": tenancy, "unit": unit, "meter": meter, "form": form}
@@ -382,7 +385,7 @@ def tenancy_deposit(request: HttpRequest, tenancy_id: int) -> HttpResponse:
                 return redirect("landlord:people:deposit", tenancy_id=tenancy.pk)
         except deposits.DepositError as exc:
             error = str(exc)
-        status = 400
+        status = form_error_status(request)
     return render(
         request,
         "landlord/people/deposit.html",
@@ -450,7 +453,7 @@ def _billing_mode_page(
             user=request.user, landlord_id=unit.landlord_id, action=Action.BILLING_MODE
         ),
     }
-    status = 400 if error or schedule_error else 200
+    status = form_error_status(request) if error or schedule_error else 200
     return render(request, "landlord/people/billing_mode.html", context, status=status)
 
 
@@ -540,6 +543,6 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         else:
             login(request, tenancy.tenant)
             return redirect("home")
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     context = {"invitation": invitation, "form": form}
     return render(request, "registration/invite_accept.html", context, status=status)

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from config.htmx import form_error_status
 from payments.arrears import BUCKET_KEYS, BUCKETS, landlord_arrears
 
 from . import access, reports
@@ -41,7 +42,7 @@ def landlord_bills(request: HttpRequest) -> HttpResponse:
         request,
         "landlord/bills.html",
         {"landlord": landlord, "form": form, "tz": tz, "page": page, "query": _query(request)},
-        status=400 if form.errors else 200,
+        status=form_error_status(request) if form.errors else 200,
     )
 
 
@@ -104,7 +105,7 @@ def landlord_ledger(request: HttpRequest) -> HttpResponse:
             "accounts": reports.ACCOUNT_KINDS,
             "query": _query(request),
         },
-        status=400 if form.errors else 200,
+        status=form_error_status(request) if form.errors else 200,
     )
 
 
@@ -133,7 +134,7 @@ def landlord_exports(request: HttpRequest) -> HttpResponseBase:
                 "kinds": EXPORT_KINDS,
                 "max_days": EXPORT_MAX_DAYS,
             },
-            status=400 if form.is_bound else 200,
+            status=form_error_status(request) if form.is_bound else 200,
         )
     kind = form.cleaned_data["kind"]
     first, last = form.range()

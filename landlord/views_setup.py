@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from config.htmx import form_error_status, is_htmx
 from payments.models import Tariff, TariffVersion
 
 from . import access
@@ -84,7 +85,7 @@ def property_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{prop.name} was added. Now add its units.")
             return redirect(f"{reverse('landlord:unit_new')}?property={prop.pk}")
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return render(
         request, "landlord/setup/property_form.html", {"form": form, "prop": None}, status=status
     )
@@ -103,7 +104,7 @@ def property_edit(request: HttpRequest, property_id: int) -> HttpResponse:
         else:
             messages.success(request, f"{form.cleaned_data['name']} was saved.")
             return redirect("landlord:setup")
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return render(
         request, "landlord/setup/property_form.html", {"form": form, "prop": prop}, status=status
     )
@@ -131,7 +132,7 @@ def unit_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{unit.name} was added.")
             return redirect("landlord:setup")
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return render(
         request, "landlord/setup/unit_form.html", {"form": form, "unit": None}, status=status
     )
@@ -155,7 +156,7 @@ def unit_edit(request: HttpRequest, unit_id: int) -> HttpResponse:
         else:
             messages.success(request, f"{form.cleaned_data['name']} was saved.")
             return redirect("landlord:setup")
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return _unit_page(request, unit, form, status=status)
 
 
@@ -181,15 +182,9 @@ def unit_archive_view(request: HttpRequest, unit_id: int) -> HttpResponse:
         form = UnitForm(
             landlord_id=unit.landlord_id, unit=unit, initial=UnitForm.initial_from(unit)
         )
-        return _unit_page(request, unit, form, status=400, error=str(exc))
+        return _unit_page(request, unit, form, status=form_error_status(request), error=str(exc))
     messages.success(request, f"{unit.name} was archived.")
     return redirect("landlord:setup")
-
-
-def is_htmx(request: HttpRequest) -> bool:
-    """Sent by htmx (``HX-Request``, read by django-htmx's middleware), not a boosted page."""
-    htmx = getattr(request, "htmx", None)
-    return htmx is not None and bool(htmx) and not htmx.boosted
 
 
 @login_required
@@ -222,13 +217,9 @@ def unit_import(request: HttpRequest) -> HttpResponse:
         # The preview's confirm button sends back exactly the rows shown.
         if data is not None:
             data["csv_text"] = csv_text
-    status = (
-        400 if request.method == "POST" and (rows is None or any(r.error for r in rows)) else 200
-    )
-    if status == 400 and is_htmx(request):
-        # The refused rows are the answer to show, not a failed request: 422, which the
-        # form's part swaps in (a 400 is taken over by django-htmx's debug error page).
-        status = 422
+    refused = request.method == "POST" and (rows is None or any(r.error for r in rows))
+    # The refused rows are the answer to show: 422 to htmx, swapped in (config.htmx).
+    status = form_error_status(request) if refused else 200
     template = "landlord/setup/unit_import.html"
     return render(
         request,
@@ -266,7 +257,7 @@ def tariff_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"{tariff.name} was created. Choose it on your units.")
             return redirect("landlord:tariff", tariff_id=tariff.pk)
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return render(request, "landlord/setup/tariff_form.html", {"form": form}, status=status)
 
 
@@ -280,7 +271,7 @@ def tariff_detail(request: HttpRequest, tariff_id: int) -> HttpResponse:
     impact = None
     status = 200
     if request.method == "POST":
-        status = 400
+        status = form_error_status(request)
         if form.is_valid():
             if "confirm" in request.POST:
                 try:

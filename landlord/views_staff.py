@@ -14,6 +14,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.htmx import form_error_status
+
 from . import access, staff
 from .access import Action
 from .forms_people import InviteAcceptForm
@@ -70,7 +72,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
     landlord = access.landlord_for_user(user=request.user, action=Action.ROLES)
     form = MemberInviteForm(request.POST)
     if not form.is_valid():
-        return _team_page(request, landlord, form=form, status=400)
+        return _team_page(request, landlord, form=form, status=form_error_status(request))
     try:
         invitation = staff.member_invite(
             landlord=landlord,
@@ -81,7 +83,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
         )
     except staff.StaffError as exc:
         form.add_error(None, str(exc))
-        return _team_page(request, landlord, form=form, status=400)
+        return _team_page(request, landlord, form=form, status=form_error_status(request))
     messages.success(request, f"Invitation sent to {invitation.email}.")
     return redirect("landlord:staff:team")
 
@@ -94,7 +96,7 @@ def member_invitation_cancel(request: HttpRequest, invitation_id: int) -> HttpRe
         staff.member_invitation_cancel(invitation=invitation, actor_id=request.user.pk)
     except staff.StaffError as exc:
         landlord = access.landlord_for_user(user=request.user)
-        return _team_page(request, landlord, error=str(exc), status=400)
+        return _team_page(request, landlord, error=str(exc), status=form_error_status(request))
     messages.success(request, f"The invitation to {invitation.email} was withdrawn.")
     return redirect("landlord:staff:team")
 
@@ -112,7 +114,11 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         )
     except staff.StaffError as exc:
         return _team_page(
-            request, membership.landlord, error=str(exc), error_member=membership.pk, status=400
+            request,
+            membership.landlord,
+            error=str(exc),
+            error_member=membership.pk,
+            status=form_error_status(request),
         )
     name = changed.user.get_full_name() or changed.user.get_username()
     messages.success(request, f"{name} is now {changed.get_role_display().lower()}.")
@@ -130,7 +136,11 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
         staff.member_remove(membership=membership, actor_id=request.user.pk)
     except staff.StaffError as exc:
         return _team_page(
-            request, membership.landlord, error=str(exc), error_member=membership.pk, status=400
+            request,
+            membership.landlord,
+            error=str(exc),
+            error_member=membership.pk,
+            status=form_error_status(request),
         )
     if membership.user_id == request.user.pk:
         return redirect("home")
@@ -191,5 +201,5 @@ def member_invite_accept(request: HttpRequest, team_token: str) -> HttpResponse:
         "error": error,
         "role": Membership.Role(invitation.role).label.lower(),
     }
-    status = 400 if request.method == "POST" else 200
+    status = form_error_status(request) if request.method == "POST" else 200
     return render(request, "landlord/staff/join.html", context, status=status)

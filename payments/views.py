@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.htmx import form_error_status
 from landlord import access, reports, selectors
 from landlord.forms_reports import DateRangeForm
 from landlord.models import Tenancy
@@ -76,7 +77,7 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         data["amount"] = preset
     form = TopUpForm(data, currency=currency)
     if not form.is_valid():
-        return _home_with_error(request, tenancy, form, 400)
+        return _home_with_error(request, tenancy, form, form_error_status(request))
     provider = get_provider()
     if provider is None:
         form.add_error(None, "Payments are not available yet. Please try again later.")
@@ -100,7 +101,7 @@ def topup(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         )
     except PaymentError as exc:
         form.add_error("amount", str(exc))
-        return _home_with_error(request, tenancy, form, 400)
+        return _home_with_error(request, tenancy, form, form_error_status(request))
     response = _checkout_redirect(request, provider, payment)
     if response is None:
         form.add_error(
@@ -136,7 +137,7 @@ def deposit_pay(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         )
     except PaymentError as exc:
         form.add_error(None, str(exc))
-        return tenancy_history(request, tenancy, form=form, status=400)
+        return tenancy_history(request, tenancy, form=form, status=form_error_status(request))
     response = _checkout_redirect(request, provider, payment)
     if response is None:
         form.add_error(
@@ -178,7 +179,7 @@ def dev_checkout(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
                 request,
                 "payments/dev_checkout.html",
                 {"payment": payment, "error": "Choose pay or cancel."},
-                status=400,
+                status=form_error_status(request),
             )
         if payment.status in (Payment.Status.PENDING, Payment.Status.PROCESSING):
             provider.complete(payment=payment, outcome=outcome)
@@ -226,7 +227,7 @@ def automatic_payments(request: HttpRequest, tenancy_id: int) -> HttpResponse:
         if form.is_valid():
             automatic.payment_settings_update(tenancy=tenancy, **form.cleaned_data)
             return redirect("payments:automatic", tenancy_id=tenancy.pk)
-        status = 400
+        status = form_error_status(request)
     else:
         form = AutomaticPaymentsForm.from_settings(cfg, currency=tenancy.unit.property.currency)
     methods = SavedPaymentMethod.objects.filter(tenancy=tenancy).order_by("-created_at")
@@ -358,7 +359,7 @@ def refund(request: HttpRequest, payment_uuid: uuid.UUID) -> HttpResponse:
     form = RefundForm(request.POST or None, available_minor=available)
     status = 200
     if request.method == "POST":
-        status = 400
+        status = form_error_status(request)
         if form.submit(payment=payment, actor_id=request.user.pk):
             return redirect("payments:landlord_payments")
     return render(

@@ -110,3 +110,12 @@
     });
   });
 })();
+// A form error answered to an htmx request is a 422 (config/htmx.py): swapped in
+// like a 200, where htmx swaps no 4xx by default (and django-htmx's debug script
+// would replace the page with a 400).
+document.addEventListener("htmx:beforeSwap", function (e) {
+  if (e.detail.xhr.status === 422) {
+    e.detail.shouldSwap = true;
+    e.detail.isError = false;
+  }
+});

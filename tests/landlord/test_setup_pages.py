@@ -405,7 +405,7 @@ def test_csv_import_with_htmx_swaps_only_the_form_and_preview(personas):
     body = resp.content.decode()
     assert resp.status_code == 200 and body.lstrip().startswith('<div id="unit-import"')
     assert "<html" not in body and "Add these 2 units" in body and "Flat 31,postpaid," in body
-    # row errors: a 422 that is still swapped (the element's before-swap handler)
+    # row errors: a 422, which static/app.js still swaps in
     bad = "name,billing_mode\nFlat 32,monthly\n"
     resp = client.post(
         url, {"property": personas.a.prop.pk, "csv_text": bad, "preview": "1"}, headers=htmx
