@@ -1,7 +1,16 @@
 """When a tenant cannot top up: a payment-plan request that reaches the landlord,
-and the landlord's answer that reaches the tenant (their page and an email)."""
+and the landlord's answer that reaches the tenant (their page and an email).
+
+A request ends in one of three states: *accepted* or *declined* by the
+landlord's answer, or *closed* without an answer when its tenancy ends while it
+is still open (``plan_requests_close``): there is no tenant left to answer, and
+the landlord's pages stop asking for one. What is still owed then is on the
+final statement.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -72,6 +81,8 @@ def payment_plan_answer(
         .select_related("tenancy__unit__property", "tenancy__tenant")
         .get(pk=plan_request.pk)
     )
+    if locked.status == PaymentPlanRequest.Status.CLOSED:
+        raise PlanRequestError("This request was closed when the tenancy ended.")
     if locked.status != PaymentPlanRequest.Status.OPEN:
         raise PlanRequestError("This request has already been answered.")
     status = PaymentPlanRequest.Status.ACCEPTED if accept else PaymentPlanRequest.Status.DECLINED
@@ -111,3 +122,27 @@ def payment_plan_answer(
         )
     unit_changed(tenancy.unit)
     return locked
+
+
+def plan_requests_close(*, tenancy: Tenancy, actor_id: int | None, now: datetime) -> int:
+    """Close the tenancy's open request, unanswered, as the tenancy ends (move-out);
+    how many were closed (at most one is open). Runs in the move-out's transaction,
+    after the tenancy's row lock: the answer takes the request's lock, so a landlord
+    answering at the same moment either answers first or is told it was closed."""
+    closed = 0
+    for request in PaymentPlanRequest.objects.select_for_update().filter(
+        tenancy=tenancy, status=PaymentPlanRequest.Status.OPEN
+    ):
+        request.status = PaymentPlanRequest.Status.CLOSED
+        request.closed_at = now
+        request.save(update_fields=["status", "closed_at"])
+        audit_record(
+            landlord_id=tenancy.landlord_id,
+            actor_id=actor_id,
+            action="payment_plan.closed",
+            tenancy=tenancy,
+            reason="the tenancy ended",
+            data={"request_id": request.pk},
+        )
+        closed += 1
+    return closed

@@ -520,7 +520,8 @@ class PushSubscription(models.Model):
 class PaymentPlanRequest(models.Model):
     """A tenant's request to pay what they owe over time; the landlord sees it on
     their home until they answer it: accepted with its terms, or declined, with a
-    note the tenant reads. One open request per tenancy."""
+    note the tenant reads; closed, unanswered, if the tenancy ends first
+    (``landlord.hardship``). One open request per tenancy."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

@@ -50,6 +50,7 @@ from payments.models import Invoice
 from supply.decision import supply_evaluate
 
 from .audit import audit_record
+from .hardship import plan_requests_close
 from .models import Invitation, Tenancy, Unit
 
 INVITATION_SALT = "landlord.invitation"
@@ -355,6 +356,7 @@ def tenancy_move_out(
     tenancy.end_date = end_date
     tenancy.closing_wh = closing_wh
     tenancy.save(update_fields=["end_date", "closing_wh"])
+    plan_requests_close(tenancy=tenancy, actor_id=actor_id, now=now)
     _settle(unit=unit, now=now)
     standing_charges_post(tenancy=tenancy, through=end_date)
     invoice = None

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from landlord import people
 from landlord.hardship import PlanRequestError, payment_plan_answer, payment_plan_request
 from landlord.models import AuditEvent, PaymentPlanRequest
 from tests.factories import make_staff_member
@@ -134,3 +136,56 @@ def test_only_that_units_landlord_may_answer(personas):
     assert resp.status_code == 302
     plan.refresh_from_db()
     assert plan.status == "declined"
+
+
+# --- the tenancy ends --------------------------------------------------------------------
+
+
+def _move_out(world):
+    people.tenancy_move_out(
+        tenancy=world.prepaid_tenancy,
+        end_date=timezone.localdate(),
+        closing_wh=0,
+        actor_id=world.staff.pk,
+    )
+
+
+def test_an_open_request_is_closed_unanswered_when_the_tenancy_ends(personas, mailoutbox):
+    a = personas.a
+    plan = _asked(a)
+    landlord = _client(a.staff)
+    # given the request waiting on the landlord's pages
+    assert 'data-kind="plan"' in landlord.get(reverse("landlord:units")).content.decode()
+    # when the tenant moves out
+    _move_out(a)
+    # then it is closed, audited, and no page asks the landlord to answer it
+    plan.refresh_from_db()
+    assert plan.status == PaymentPlanRequest.Status.CLOSED and plan.closed_at is not None
+    assert plan.answer == "" and plan.answered_by_id is None
+    row = AuditEvent.objects.get(action="payment_plan.closed")
+    assert row.tenancy_id == a.prepaid_tenancy.pk and row.reason == "the tenancy ended"
+    assert 'data-kind="plan"' not in landlord.get(reverse("landlord:units")).content.decode()
+    flagged = landlord.get(reverse("landlord:flagged")).content.decode()
+    assert "I lost my job" not in flagged
+    unit = landlord.get(reverse("landlord:unit", args=[a.prepaid.pk])).content.decode()
+    assert 'data-testid="plan-answer"' not in unit  # no answer form
+    assert "without an answer" in unit and "the tenancy ended" in unit  # on its last day
+    tenant = _client(a.prepaid_tenant)
+    page = tenant.get(reverse("tenant:cant_pay", args=[a.prepaid_tenancy.pk])).content.decode()
+    assert "was <strong>closed</strong> without an answer" in page
+    refused = landlord.post(_answer_url(a, plan), {"decision": "accept", "note": "£5 a week"})
+    assert refused.status_code == 400
+    assert "closed when the tenancy ended" in refused.content.decode()
+    plan.refresh_from_db()
+    assert plan.status == PaymentPlanRequest.Status.CLOSED
+    assert mailoutbox == []
+
+
+def test_an_answered_request_keeps_its_answer_when_the_tenancy_ends(personas):
+    a = personas.a
+    plan = _asked(a)
+    payment_plan_answer(plan_request=plan, actor_id=a.staff.pk, accept=True, note="£10 a week")
+    _move_out(a)
+    plan.refresh_from_db()
+    assert (plan.status, plan.answer) == (PaymentPlanRequest.Status.ACCEPTED, "£10 a week")
+    assert not AuditEvent.objects.filter(action="payment_plan.closed").exists()
