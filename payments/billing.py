@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from config.live import tenancies_changed_notify, unit_changed
 from landlord.audit import audit_record
-from landlord.models import Tenancy, Unit
+from landlord.models import Property, Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
 from meters.models import Interval, Meter
 from supply.decision import supply_evaluate
@@ -41,6 +41,7 @@ from .models import (
     LedgerTransaction,
     Payment,
     Posting,
+    Tariff,
 )
 from .tariffs import unit_schedule
 
@@ -711,25 +712,34 @@ def _drafts_read(drafts: list[_Draft]) -> None:
             if d.period.from_switch
             else previous.get((d.tenancy.pk, d.period.start), {})
         )
-    # Standing charges the ledger posted for each period's days (one key per day).
-    keys: dict[str, _Draft] = {}
+    # Standing charges the ledger posted for each period's days (one key per day),
+    # summed per tenancy by the database: one row per bill, not one per day.
+    days: dict[tuple[date, date], list[str]] = {}
+    keys: list[str] = []
     for d in drafts:
-        day, end, prefix = d.period.start, d.period.end, f"standing:{d.tenancy.pk}:"
-        while day < end:
-            keys[prefix + day.isoformat()] = d
-            day += timedelta(days=1)
+        span = (d.period.start, d.period.end)
+        if span not in days:
+            count = (d.period.end - d.period.start).days
+            days[span] = [(d.period.start + timedelta(days=n)).isoformat() for n in range(count)]
+        prefix = f"standing:{d.tenancy.pk}:"
+        keys += [prefix + day for day in days[span]]
     landlords = {d.tenancy.landlord_id for d in drafts}
-    wanted = list(keys)
-    for first in range(0, len(wanted), _KEYS_PER_QUERY):
-        rows = Posting.objects.filter(
-            _KeyIn(F("transaction__idempotency_key"), wanted[first : first + _KEYS_PER_QUERY]),
-            landlord_id__in=landlords,
-            transaction__kind=LedgerTransaction.Kind.STANDING,
-        ).values_list("landlord_id", "transaction__idempotency_key", "amount_minor")
-        for landlord_id, key, amount in rows:
-            d = keys[key]
-            if landlord_id == d.tenancy.landlord_id:
-                d.standing_minor += amount
+    for first in range(0, len(keys), _KEYS_PER_QUERY):
+        rows = (
+            Posting.objects.filter(
+                _KeyIn(F("transaction__idempotency_key"), keys[first : first + _KEYS_PER_QUERY]),
+                landlord_id__in=landlords,
+                transaction__kind=LedgerTransaction.Kind.STANDING,
+            )
+            .values_list("debit__tenancy_id", "landlord_id")
+            .annotate(s=Sum("amount_minor"))
+            .order_by()
+        )
+        for tenancy_id, landlord_id, amount in rows:
+            # A standing charge debits its own tenancy's balance (standing_charges_post).
+            charged = by_tenancy.get(tenancy_id)
+            if charged is not None and landlord_id == charged.tenancy.landlord_id:
+                charged.standing_minor += amount
 
 
 def _meter_totals(draft: _Draft) -> dict[int, invoicing.MeterTotals]:
@@ -915,9 +925,20 @@ def invoices_issue(
         units = Unit.objects.select_related("property", "tariff").in_bulk(
             {item.tenancy.unit_id for item in due}
         )
-    states = {
-        s.tenancy_id: s for s in BillingState.objects.filter(_IdIn(F("tenancy_id"), tenancy_ids))
-    }
+    # The billing run read each tenancy's billing state with it; others are read here.
+    states: dict[int, BillingState] = {}
+    unread = []
+    for item in due:
+        if Tenancy.billing_state.is_cached(item.tenancy):
+            state = getattr(item.tenancy, "billing_state", None)
+            if state is not None:
+                states[item.tenancy.pk] = state
+        else:
+            unread.append(item.tenancy.pk)
+    if unread:
+        states |= {
+            s.tenancy_id: s for s in BillingState.objects.filter(_IdIn(F("tenancy_id"), unread))
+        }
     meters: dict[int, list[int]] = defaultdict(list)
     unsettled: set[int] = set()
     for meter_id, unit_id, pending, since, held in (
@@ -1072,6 +1093,16 @@ def _cycles_due(*, tenancy: Tenancy, latest: date | None, now: datetime) -> list
     return starts
 
 
+def _units_share(*, units: Sequence[Unit]) -> None:
+    """Attach their properties and tariffs to many units, read once each: a batch's
+    thousand units share a few, and a join would build a copy per unit."""
+    properties = Property.objects.in_bulk({u.property_id for u in units})
+    tariffs = Tariff.objects.in_bulk({u.tariff_id for u in units if u.tariff_id is not None})
+    for unit in units:
+        unit.property = properties[unit.property_id]
+        unit.tariff = tariffs[unit.tariff_id] if unit.tariff_id is not None else None
+
+
 def invoices_issue_due(
     *,
     now: datetime | None = None,
@@ -1102,11 +1133,12 @@ def invoices_issue_due(
         if on_progress is not None and done and not on_progress(done):
             break
         batch_ids = ids[done : done + batch]
-        tenancies = (
+        tenancies = list(
             Tenancy.objects.filter(_IdIn(F("pk"), batch_ids))
-            .select_related("unit__property", "unit__tariff", "billing_state")
+            .select_related("unit", "billing_state")
             .order_by("pk")
         )
+        _units_share(units=[t.unit for t in tenancies])
         # The batch's latest bills, found through the (tenancy, period) unique
         # index rather than by grouping the whole invoice table.
         latest = dict(
