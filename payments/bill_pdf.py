@@ -3,50 +3,59 @@ A4 with fpdf2, a maintained pure-Python library, so neither the server nor the
 task consumer needs system packages (a browser engine or pango) to make one.
 
 Nothing is computed here: every amount comes formatted from the statement
-with ``config.formats``. The PDF uses the standard Helvetica font, which
-covers Latin-1: the few typographic characters outside it are written as
-their plain equivalents, and anything else as '?'.
+with ``config.formats``. The PDF is set in DejaVu Sans, shipped in
+``payments/fonts`` with its licence (fpdf2 embeds only the glyphs a bill
+uses): it covers currency symbols (€, £), typographic punctuation and the
+Latin, Greek and Cyrillic scripts among others, so names print as they are
+written. It has no Chinese, Japanese or Korean characters; a character the
+font cannot draw is printed as '?' rather than left out without a trace.
 """
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from django.utils import timezone
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
-from fpdf.fonts import FontFace
+from fpdf.fonts import FontFace, TTFFont
 
 from config.formats import format_money
 
 from .models import Invoice
 from .statements import BillStatement, Read
 
-# Typography the core font lacks, in plain characters.
-_PLAIN = str.maketrans(
-    {
-        "\u2212": "-",
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u2026": "...",
-        "\u20ac": "EUR ",
-        "\u2192": "->",
-    }
-)
+FONTS = Path(__file__).resolve().parent / "fonts"
+FAMILY = "DejaVuSans"
+
 
 WIDTHS = (86, 30, 34, 30)  # what, quantity, price, amount (mm; A4 less 15 mm margins)
 # A table row: its four cells, and whether it is in bold.
 Row = tuple[tuple[str, str, str, str], bool]
 
 
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """The characters both the regular and the bold font can draw."""
+    pdf = FPDF()
+    _fonts_add(pdf)
+    fonts = [f for f in pdf.fonts.values() if isinstance(f, TTFFont)]
+    return frozenset.intersection(*(frozenset(f.cmap) for f in fonts))
+
+
+def _fonts_add(pdf: FPDF) -> None:
+    pdf.add_font(FAMILY, "", FONTS / "DejaVuSans.ttf")
+    pdf.add_font(FAMILY, "B", FONTS / "DejaVuSans-Bold.ttf")
+
+
 def _text(value: object) -> str:
-    return str(value).translate(_PLAIN).encode("latin-1", "replace").decode("latin-1")
+    drawable = _drawable()
+    return "".join(c if ord(c) in drawable or c in "\n\r\t" else "?" for c in str(value))
 
 
 def _when(read: Read | None) -> str:
@@ -56,13 +65,17 @@ def _when(read: Read | None) -> str:
 
 
 class _Bill(FPDF):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _fonts_add(self)
+
     def line_of(self, text: str, *, size: int = 10, bold: bool = False, height: float = 5) -> None:
-        self.set_font("Helvetica", "B" if bold else "", size)
+        self.set_font(FAMILY, "B" if bold else "", size)
         self.multi_cell(0, height, _text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     def rows(self, rows: list[Row]) -> None:
         """A table of (cells, bold) rows, long texts wrapped within their column."""
-        self.set_font("Helvetica", "", 9)
+        self.set_font(FAMILY, "", 9)
         with self.table(
             col_widths=WIDTHS,
             width=sum(WIDTHS),

@@ -387,6 +387,8 @@ LOGGING = {
         "uvicorn.access": {"level": "WARNING", "filters": ["redact_secrets"]},
         "django.request": {"filters": ["redact_secrets"]},
         "django.channels.server": {"level": "WARNING", "filters": ["redact_secrets"]},
+        # fpdf2 subsets the bill PDF's fonts with fontTools, which logs each table.
+        "fontTools": {"level": "WARNING"},
     },
 }
 

@@ -25,17 +25,71 @@ from .test_billing import _pay, _record
 BILLED = datetime(2026, 2, 1, 9, tzinfo=UTC)
 
 
-def _text(pdf: bytes) -> str:
-    """The text shown on the pages: each content stream inflated, its strings joined."""
-    shown = []
-    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+def _streams(pdf: bytes) -> dict[int, bytes]:
+    """Each numbered object's stream, inflated."""
+    found = {}
+    for number, body in re.findall(rb"(?:^|\n)(\d+) 0 obj(.*?)endobj", pdf, re.S):
+        stream = re.search(rb"stream\r?\n(.*?)\r?\nendstream", body, re.S)
+        if stream is None:
+            continue
         try:
-            content = zlib.decompress(raw)
+            found[int(number)] = zlib.decompress(stream.group(1))
         except zlib.error:
-            content = raw
-        for string in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", content):
-            shown.append(re.sub(rb"\\(.)", rb"\1", string).decode("latin-1"))
+            found[int(number)] = stream.group(1)
+    return found
+
+
+def _to_unicode(pdf: bytes, streams: dict[int, bytes]) -> dict[bytes, dict[bytes, str]]:
+    """Per font resource name (b"F1"), its ToUnicode map: glyph code -> text.
+
+    An embedded font is a subset whose glyph codes mean nothing by themselves;
+    the map the PDF carries for it is what a reader (copy, search) goes by.
+    """
+    cmaps: dict[bytes, dict[bytes, str]] = {}
+    for name, ref in re.findall(rb"/(F\d+) (\d+) 0 R", pdf):
+        font = re.search(rb"\n" + ref + rb" 0 obj(.*?)endobj", pdf, re.S)
+        assert font is not None
+        descendant = re.search(rb"/ToUnicode (\d+) 0 R", font.group(1))
+        codes: dict[bytes, str] = {}
+        if descendant is not None:
+            cmap = streams[int(descendant.group(1))]
+            for block in re.findall(rb"beginbfchar(.*?)endbfchar", cmap, re.S):
+                for code, text in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+                    codes[bytes.fromhex(code.decode())] = bytes.fromhex(text.decode()).decode(
+                        "utf-16-be"
+                    )
+        cmaps[name] = codes
+    return cmaps
+
+
+def _text(pdf: bytes) -> str:
+    """The text shown on the pages, read as a PDF reader reads it: each string of
+    the content streams decoded through its font's ToUnicode map, one per line."""
+    streams = _streams(pdf)
+    cmaps = _to_unicode(pdf, streams)
+    shown = []
+    for content in streams.values():
+        if b"BT" not in content:
+            continue
+        font = b""
+        for op in re.finditer(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\)\s*Tj", content, re.S):
+            if op.group(1):
+                font = op.group(1)
+                continue
+            raw = re.sub(rb"\\([nrtbf()\\]|[0-7]{1,3})", _unescape, op.group(2))
+            codes = cmaps[font]
+            if codes:
+                shown.append("".join(codes[raw[i : i + 2]] for i in range(0, len(raw), 2)))
+            else:
+                shown.append(raw.decode("latin-1"))
     return "\n".join(shown)
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    escaped = match.group(1)
+    if escaped[:1].isdigit():
+        return bytes([int(escaped, 8)])
+    return {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}.get(escaped, escaped)
 
 
 def _january_bill(world) -> Invoice:
@@ -189,3 +243,24 @@ def test_a_bill_email_is_sent_with_no_transaction_open(tpersonas, settings):
     WatchingBackend.in_transaction = []
     assert bills_email_issued() == 1
     assert WatchingBackend.in_transaction == [False]
+
+
+def test_the_pdf_prints_currency_symbols_and_names_in_any_script(personas):
+    # given a bill in euros, to a tenant whose name is not in Latin-1
+    world = personas.a
+    bill = _january_bill(world)
+    bill.currency = "EUR"
+    statement = dataclasses.replace(
+        bill_statement(invoice=bill),
+        tenant_name="Zoë Łukasz Ζωή Иванова 李",
+        landlord_name="Énergie & Wärme £ Ltd",
+    )
+    # when it is printed
+    text = _text(bill_pdf(statement))
+    # then the symbols and names are the text of the page, as written
+    due = f"{bill.due_date:%d %b %Y}"
+    assert f"Amount due by {due}: €4.00" in text
+    assert "€6.00" in text and "EUR" not in text
+    assert "Énergie & Wärme £ Ltd" in text
+    # the font has no Chinese characters: a '?' shows one was there
+    assert "To: Zoë Łukasz Ζωή Иванова ?" in text
