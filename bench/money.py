@@ -3,6 +3,8 @@
     .venv/bin/python bench/money.py                 # SQLite, and PostgreSQL if DATABASE_URL is set
     .venv/bin/python bench/money.py --quick         # the same in under a minute (what CI runs)
     .venv/bin/python bench/money.py --readings 20000 --devices 4 --workers 2
+    BENCH_SQL=1 .venv/bin/python bench/money.py --quick   # statements per frame, by cost
+    BENCH_PROFILE=cumulative .venv/bin/python bench/money.py --quick   # cProfile, one process
 
 For each backend it builds a fresh database (a temporary SQLite file; on
 PostgreSQL a database named after DATABASE_URL's with ``_bench`` appended,
@@ -22,6 +24,13 @@ Every measured stage stops at its deadline (``--deadline``) and reports how
 far it got; a run that does not answer within its limit is killed and
 reported as stalled (exit status 2). ``--quick`` also keeps the whole
 benchmark within one minute, leaving out what no longer fits.
+
+With ``BENCH_SQL`` set, the one-process stage counts the statements sent
+through Django (``connection.execute_wrapper``) by their shape and prints
+the costliest, per frame and in microseconds per reading; the two bulk
+statements written straight to the driver (staging's insert and the
+readings' ``COPY``) are not among them. ``BENCH_PROFILE`` (a pstats sort
+key) prints a cProfile of the same stage.
 """
 
 from __future__ import annotations
@@ -123,6 +132,33 @@ def in_workers[J, R](
         codes = [procs[i].exitcode for i in missing]
         raise RuntimeError(f"worker(s) {missing} exited without a result (exit codes {codes})")
     return [answers[i] for i in range(len(jobs))], elapsed
+
+
+class QueryLog:
+    """``connection.execute_wrapper`` counting statements and their time, by statement shape."""
+
+    def __init__(self) -> None:
+        self.by_shape: dict[str, list[float]] = {}
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            entry = self.by_shape.setdefault(" ".join(sql.split())[:110], [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - t0
+
+    def report(self, *, readings: int, frames: int) -> None:
+        count = sum(int(n) for n, _ in self.by_shape.values())
+        spent = sum(t for _, t in self.by_shape.values())
+        print(
+            f"  SQL through the ORM: {count / frames:.1f} statements per frame of {FRAME},"
+            f" {spent / readings * 1e6:.1f} us per reading; the most costly:"
+        )
+        ranked = sorted(self.by_shape.items(), key=lambda kv: -kv[1][1])
+        for shape, (n, t) in ranked[:15]:
+            print(f"    {n / frames:6.1f}/frame {t / readings * 1e6:7.1f} us/reading  {shape}")
 
 
 def feed(frames: list, *, deadline: float) -> int:
@@ -282,12 +318,18 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
         frames = frames_for([d.pk for d in devs], readings)
         total = sum(len(b) for _, b in frames)
         profiler = None
+        queries = QueryLog() if os.environ.get("BENCH_SQL") and workers == 1 else None
         if os.environ.get("BENCH_PROFILE") and workers == 1:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
-        done, rated = rate(frames, workers, stage_seconds)
+        if queries is not None:
+            with connection.execute_wrapper(queries):
+                done, rated = rate(frames, workers, stage_seconds)
+            queries.report(readings=done, frames=-(-done // FRAME))
+        else:
+            done, rated = rate(frames, workers, stage_seconds)
         if profiler is not None:
             import pstats
 
@@ -423,7 +465,10 @@ def main() -> int:
     parser.add_argument("--readings", type=int, default=None, help="default 30000 (quick: 4000)")
     parser.add_argument("--devices", type=int, default=None, help="default 6 (quick: 4)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="server processes (default: 1, then 2)"
+        "--workers",
+        type=int,
+        default=0,
+        help="server processes: 1, then this many, for the ratio (default: 1, then 2)",
     )
     parser.add_argument(
         "--deadline",
@@ -442,7 +487,8 @@ def main() -> int:
         args.devices = 4 if args.quick else 6
     if args.deadline is None:
         args.deadline = 8.0 if args.quick else 300.0
-    worker_counts = [args.workers] if args.workers else [1, 2]
+    # The one-process figure is measured beside any other, so the ratio is printed.
+    worker_counts = sorted({1, args.workers or 2})
     if args.child:
         child(args.readings, args.devices, worker_counts, args.deadline)
         return 0

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.tasks import task
 from django.utils import timezone
 
 from config.cache import shared as shared_cache
 from config.live import unit_changed
-from payments.billing import usage_accrue, usage_settle
+from payments.billing import UsagePayers, usage_accrue, usage_settle
 from supply.decision import supply_evaluate
 
 from . import vee
@@ -318,6 +319,61 @@ def _staged_out_of_range_drop() -> None:
         IncomingReading.objects.filter(pk__in=[row[0] for row in rows]).delete()
 
 
+def _staged(device_id: int) -> QuerySet[IncomingReading]:
+    # A time outside these could not be loaded and would fail every run of
+    # this device: _staged_out_of_range_drop removes it.
+    return IncomingReading.objects.filter(
+        device_id=device_id, taken_at__gte=EARLIEST_TAKEN_AT, taken_at__lt=LATEST_TAKEN_AT
+    )
+
+
+_TAKE_SQL = """
+WITH taken AS (
+    DELETE FROM {incoming}
+    WHERE device_id = %s AND taken_at >= %s AND taken_at < %s
+    RETURNING seq, taken_at, register_wh, received_at
+)
+SELECT t.seq, t.taken_at, t.register_wh, t.received_at,
+       EXISTS (SELECT 1 FROM {reading} r WHERE r.device_id = %s AND r.seq = t.seq)
+FROM taken t
+ORDER BY t.taken_at, t.seq
+"""
+
+_Taken = tuple[int, datetime, int, datetime, bool]  # seq, taken_at, register_wh, received_at, known
+
+
+def _staged_take(device_id: int) -> list[_Taken]:
+    """Remove a device's staged readings and return them oldest first, each saying
+    whether it is stored already (a resend that raced an earlier rating).
+
+    The device is locked by the caller. On PostgreSQL one statement takes
+    them and checks each against the stored readings' (device, seq) index;
+    elsewhere it is a select, a delete and a check.
+    """
+    if connection.vendor == "postgresql":
+        sql = _TAKE_SQL.format(
+            incoming=IncomingReading._meta.db_table, reading=Reading._meta.db_table
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [device_id, EARLIEST_TAKEN_AT, LATEST_TAKEN_AT, device_id])
+            return [(seq, at, wh, received, known) for seq, at, wh, received, known in cursor]
+    rows = list(
+        _staged(device_id)
+        .order_by("taken_at", "seq")
+        .values_list("pk", "seq", "taken_at", "register_wh", "received_at")
+    )
+    if not rows:
+        return []
+    IncomingReading.objects.filter(pk__in=[row[0] for row in rows]).delete()
+    seqs = [row[1] for row in rows]
+    known = set(
+        Reading.objects.filter(
+            device_id=device_id, seq__gte=min(seqs), seq__lte=max(seqs)
+        ).values_list("seq", flat=True)
+    )
+    return [(seq, at, wh, received, seq in known) for _pk, seq, at, wh, received in rows]
+
+
 @transaction.atomic
 def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResult:
     """Validate, derive and price a device's staged readings, oldest first.
@@ -337,31 +393,17 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     )
     if device is None:
         return result
-    staged = list(
-        # A time outside these could not be loaded and would fail every run
-        # of this device: _staged_out_of_range_drop removes it.
-        IncomingReading.objects.filter(
-            device_id=device_id, taken_at__gte=EARLIEST_TAKEN_AT, taken_at__lt=LATEST_TAKEN_AT
-        )
-        .order_by("taken_at", "seq")
-        .values_list("pk", "seq", "taken_at", "register_wh", "received_at")
-    )
-    if not staged:
-        return result
     meter = Meter.objects.installed().select_for_update().filter(device=device).first()
     if meter is None:
-        logger.warning("device %s has staged readings but no meter installed", device.ident)
+        if _staged(device_id).exists():
+            logger.warning("device %s has staged readings but no meter installed", device.ident)
         return result
-    IncomingReading.objects.filter(pk__in=[row[0] for row in staged]).delete()
-    seqs = [row[1] for row in staged]
-    known = set(
-        Reading.objects.filter(device=device, seq__gte=min(seqs), seq__lte=max(seqs)).values_list(
-            "seq", flat=True
-        )
-    )
-    result.duplicates.extend(sorted(known & set(seqs)))
-    fresh = [row for row in staged if row[1] not in known]
-    last_seen = max(row[4] for row in staged)
+    staged = _staged_take(device_id)
+    if not staged:
+        return result
+    result.duplicates.extend(sorted(row[0] for row in staged if row[4]))
+    fresh = [row[:4] for row in staged if not row[4]]
+    last_seen = max(row[3] for row in staged)
     if device.last_seen_at is None or last_seen > device.last_seen_at:
         device.last_seen_at = last_seen
         device.save(update_fields=["last_seen_at"])
@@ -373,7 +415,7 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     d = Derivation()
     rows: list[Row] = []
     late: list[Row] = []
-    for _pk, seq, taken_at, register_wh, received_at in fresh:
+    for seq, taken_at, register_wh, received_at in fresh:
         row = Row(device.landlord_id, device.pk, meter.pk, seq, taken_at, register_wh, received_at)
         if meter.rated_at is None:
             row.rule, row.note = vee.Rule.BASELINE.value, "first reading: billing starts here"
@@ -409,8 +451,11 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     unit = device.unit
     meter.last_register_wh, meter.last_reading_at = meter.rated_register_wh, meter.rated_at
     priced = slots_apply(meter, unit, d)
-    usage_accrue(meter=meter, unit=unit, changes=priced.changes, rated_before=rated_before)
-    usage_settle(meter=meter, unit=unit, now=now)
+    payers = UsagePayers(unit)
+    usage_accrue(
+        meter=meter, unit=unit, changes=priced.changes, rated_before=rated_before, payers=payers
+    )
+    usage_settle(meter=meter, unit=unit, now=now, payers=payers)
     meter.save()
     supply_evaluate(unit=unit, reason="usage")
     unit_changed(unit)

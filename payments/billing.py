@@ -48,20 +48,6 @@ from .tariffs import unit_schedule
 # --- Usage postings --------------------------------------------------------------
 
 
-def _active_tenancy(unit: Unit, on: date | None = None) -> Tenancy | None:
-    """The unit's tenancy on the local day ``on`` (default: today where the unit is)."""
-    day = on or timezone.localdate(timezone=zoneinfo.ZoneInfo(unit.property.timezone))
-    return Tenancy.objects.active(day).filter(unit_id=unit.pk).order_by("pk").first()
-
-
-def _tenancy_on(unit: Unit, day: date | None) -> Tenancy | None:
-    """Who pays for usage of a local day: its tenancy; failing that (readings from
-    before the first move-in), the current one. See docs/billing.md for this limit."""
-    if day is None:
-        return _active_tenancy(unit)
-    return _active_tenancy(unit, on=day) or _active_tenancy(unit)
-
-
 def _newest_day(unit: Unit, rated_at: datetime | None) -> date | None:
     """The local day of the slot the energy before ``rated_at`` lies in.
 
@@ -74,10 +60,44 @@ def _newest_day(unit: Unit, rated_at: datetime | None) -> date | None:
     return covered.astimezone(zoneinfo.ZoneInfo(unit.property.timezone)).date()
 
 
-def _usage_tenancy(unit: Unit, meter: Meter) -> Tenancy | None:
+class UsagePayers:
+    """Who pays for usage of a unit's local days, from its tenancies read once.
+
+    One query however many days a batch of readings touches, and none when
+    it touches only the day already pending. Made per rating (or per call),
+    so a tenancy changed since is seen by the next one.
+    """
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self._tenancies: list[Tenancy] | None = None
+
+    def _active(self, day: date) -> Tenancy | None:
+        if self._tenancies is None:
+            self._tenancies = list(Tenancy.objects.filter(unit_id=self.unit.pk).order_by("pk"))
+        return next(
+            (
+                t
+                for t in self._tenancies
+                if t.start_date <= day and (t.end_date is None or t.end_date >= day)
+            ),
+            None,
+        )
+
+    def on(self, day: date | None) -> Tenancy | None:
+        """The tenancy of the local day ``day`` (the lowest id if two); failing that
+        (readings from before the first move-in), today's where the unit is. See
+        docs/billing.md for this limit."""
+        today = timezone.localdate(timezone=zoneinfo.ZoneInfo(self.unit.property.timezone))
+        if day is None:
+            return self._active(today)
+        return self._active(day) or self._active(today)
+
+
+def _usage_tenancy(unit: Unit, meter: Meter, payers: UsagePayers | None = None) -> Tenancy | None:
     """Who pays the pending amount: the tenancy on the (local) day of the newest
     rated usage. :func:`usage_accrue` keeps usage of other days out of it."""
-    return _tenancy_on(unit, _newest_day(unit, meter.rated_at))
+    return (payers or UsagePayers(unit)).on(_newest_day(unit, meter.rated_at))
 
 
 def usage_accrue(
@@ -86,6 +106,7 @@ def usage_accrue(
     unit: Unit,
     changes: Iterable[tuple[datetime, int]],
     rated_before: datetime | None,
+    payers: UsagePayers | None = None,
 ) -> None:
     """Add re-priced slots' amounts (slot start, sub-units) to the meter's pending
     usage, each charged to the tenancy of its slot's own local day.
@@ -97,6 +118,7 @@ def usage_accrue(
     window) what is pending is posted to its payer first, and the amount of a
     slot on another payer's day (a back-fill, a re-rated earlier slot) is
     posted to that payer at once. ``meter`` must be locked; the caller saves it.
+    ``payers`` (made here when not given) may be shared with :func:`usage_settle`.
     """
     changes = list(changes)
     current = _newest_day(unit, meter.rated_at)
@@ -109,26 +131,32 @@ def usage_accrue(
         # One day: one payer, no tenancies to look up (most frames).
         meter.pending_sub += sum(by_day.values())
         return
-    payers = {day: _tenancy_on(unit, day) for day in {current, before, *by_day}}
-    payer = payers[current]
-    if payers[before] != payer:
+    payers = payers or UsagePayers(unit)
+    by_payer = {day: payers.on(day) for day in {current, before, *by_day}}
+    payer = by_payer[current]
+    if by_payer[before] != payer:
         _usage_post(
-            meter=meter, unit=unit, tenancy=payers[before], due=meter.pending_sub // rating.SCALE
+            meter=meter, unit=unit, tenancy=by_payer[before], due=meter.pending_sub // rating.SCALE
         )
         meter.pending_since = None
     for day in sorted(by_day):
-        if payers[day] == payer:
+        if by_payer[day] == payer:
             meter.pending_sub += by_day[day]
             continue
         # The fraction already pending is carried, so the meter's postings
         # still add up to its priced total rounded down once.
         due = (meter.pending_sub % rating.SCALE + by_day[day]) // rating.SCALE
         meter.pending_sub += by_day[day]
-        _usage_post(meter=meter, unit=unit, tenancy=payers[day], due=due)
+        _usage_post(meter=meter, unit=unit, tenancy=by_payer[day], due=due)
 
 
 def usage_settle(
-    *, meter: Meter, unit: Unit, now: datetime, force: bool = False
+    *,
+    meter: Meter,
+    unit: Unit,
+    now: datetime,
+    force: bool = False,
+    payers: UsagePayers | None = None,
 ) -> LedgerTransaction | None:
     """Post the meter's rated, unposted usage when its debit window is due.
 
@@ -157,7 +185,7 @@ def usage_settle(
     if meter.pending_since is None:
         meter.pending_since = now
     window = timedelta(seconds=settings.SUBMETER["DEBIT_WINDOW_SECONDS"])
-    tenancy = _usage_tenancy(unit, meter)
+    tenancy = _usage_tenancy(unit, meter, payers)
     post = (
         force
         or due < 0
@@ -181,14 +209,7 @@ def _usage_post(
     (None: the landlord's vacant-units account); negative is a correction."""
     if due == 0:
         return None
-    currency = unit.property.currency
-    revenue = landlord_account(landlord=unit.landlord, kind=Account.Kind.REVENUE, currency=currency)
-    if tenancy is not None:
-        payer = tenant_account(tenancy=tenancy)
-    else:
-        payer = landlord_account(
-            landlord=unit.landlord, kind=Account.Kind.VACANT, currency=currency
-        )
+    revenue, payer = _usage_accounts(unit, tenancy)
     meter.postings += 1
     if due > 0:
         leg = Leg(debit=payer, credit=revenue, amount_minor=due)
@@ -206,6 +227,30 @@ def _usage_post(
     meter.pending_sub -= due * rating.SCALE
     meter.posted_minor += due
     return txn
+
+
+def _usage_accounts(unit: Unit, tenancy: Tenancy | None) -> tuple[Account, Account]:
+    """The landlord's revenue account and the payer's (the tenancy's, or the landlord's
+    vacant-units account), read in one query; made when missing."""
+    currency = unit.property.currency
+    payer_kind = Account.Kind.TENANT if tenancy is not None else Account.Kind.VACANT
+    wanted = Q(landlord_id=unit.landlord_id, kind=Account.Kind.REVENUE, currency=currency)
+    if tenancy is not None:
+        wanted |= Q(tenancy_id=tenancy.pk)
+    else:
+        wanted |= Q(landlord_id=unit.landlord_id, kind=payer_kind, currency=currency)
+    found = {account.kind: account for account in Account.objects.filter(wanted)}
+    revenue = found.get(Account.Kind.REVENUE) or landlord_account(
+        landlord=unit.landlord, kind=Account.Kind.REVENUE, currency=currency
+    )
+    payer = found.get(payer_kind)
+    if payer is None:
+        payer = (
+            tenant_account(tenancy=tenancy)
+            if tenancy is not None
+            else landlord_account(landlord=unit.landlord, kind=payer_kind, currency=currency)
+        )
+    return revenue, payer
 
 
 @transaction.atomic

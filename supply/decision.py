@@ -99,7 +99,8 @@ def supply_evaluate(*, unit: Unit, reason: str, now: datetime | None = None) -> 
     without a new reading), and after any change to protections or overrides.
     """
     now = now or timezone.now()
-    unit = Unit.objects.select_related("property").get(pk=unit.pk)
+    # The tariff comes with it for the runway alert's price (supply.alerts).
+    unit = Unit.objects.select_related("property", "tariff").get(pk=unit.pk)
     # The tenant's notification choices come with it (supply.alerts.low_credit_threshold).
     tenancy = Tenancy.objects.active().filter(unit=unit).select_related("notifications").first()
     balance = tenant_account(tenancy=tenancy).balance_minor if tenancy is not None else None

@@ -214,9 +214,11 @@ def test_device_reading_frame(personas, django_assert_num_queries):
         return [readings.StageRequest(device.pk, device.landlord_id, frame_readings)]
 
     intake._write(frame(1))  # the meter's first frame: its starting point, a cold cache
-    # PostgreSQL stages a batch in one statement (readings._STAGE_SQL).
-    # The unit's evaluation asks the dispute freeze hook: one query.
-    expected = {"postgresql": 30}.get(connection.vendor, 35)
+    # PostgreSQL stages a batch in one statement (readings._STAGE_SQL) and takes
+    # it for rating in one (readings._TAKE_SQL: elsewhere a select, a delete and
+    # the duplicate check). The unit's evaluation asks the dispute freeze hook:
+    # one query.
+    expected = {"postgresql": 27}.get(connection.vendor, 34)
     with django_assert_num_queries(expected):
         [answer] = intake._write(frame(4))
     assert isinstance(answer, readings.ReadingsResult) and answer.accepted == [4, 5, 6]
@@ -239,10 +241,11 @@ def test_stripe_top_up_webhook(
     client = Client()
     # Receiving (verify, store) and processing (credit, re-evaluate the supply),
     # which the view queues for after its commit.
-    # 44 + the dispute freeze hook asked when the unit is re-evaluated (the emergency
+    # 43 (the re-evaluated unit is read with its tariff, for the runway alert's price)
+    # + the dispute freeze hook asked when the unit is re-evaluated (the emergency
     # credit owed is one query: payments.emergency.emergency_debt) + whether the
     # tenancy has bills a top-up would pay (payments.allocation.bills_allocate).
-    with django_assert_num_queries(46), django_capture_on_commit_callbacks(execute=True):
+    with django_assert_num_queries(45), django_capture_on_commit_callbacks(execute=True):
         resp = deliver(client, event(kind, obj, account=ACCT_A))
     assert resp.status_code == 200 and resp.json()["duplicate"] is False
     assert tenant_account(tenancy=world.prepaid_tenancy).balance_minor == balance + 1000
