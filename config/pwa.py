@@ -21,7 +21,7 @@ from django.template.loader import get_template
 from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 THEME_COLOUR = "#0b62d6"
 BACKGROUND_COLOUR = "#f6f7f9"
@@ -55,7 +55,7 @@ def shell_version() -> str:
     return digest.hexdigest()[:16]
 
 
-@require_GET
+@require_safe
 @cache_control(max_age=3600, public=True)
 def manifest(request: HttpRequest) -> JsonResponse:
     icons = [
@@ -86,7 +86,7 @@ def manifest(request: HttpRequest) -> JsonResponse:
     return JsonResponse(data, content_type="application/manifest+json")
 
 
-@require_GET
+@require_safe
 @cache_control(no_cache=True)
 def service_worker(request: HttpRequest) -> HttpResponse:
     response = render(
@@ -104,7 +104,7 @@ def service_worker(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_GET
+@require_safe
 @cache_control(max_age=3600, public=True)
 def offline(request: HttpRequest) -> HttpResponse:
     """The page the service worker shows for any page it cannot fetch: no one's data

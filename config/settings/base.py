@@ -120,6 +120,10 @@ else:
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
                 ),
             },
+            # A connection is kept by its thread (a server's request threads are
+            # kept: config/handler.py) and closed after this many seconds, or as
+            # soon as a request finds it failed. Opening one costs milliseconds.
+            "CONN_MAX_AGE": int(os.environ.get("CONN_MAX_AGE", "600")),
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -309,6 +313,10 @@ SUBMETER: dict[str, Any] = {
     "DEVICE_AUTH_WINDOW_SECONDS": int(os.environ.get("DEVICE_AUTH_WINDOW_SECONDS", "300")),
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted.
     "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
+    # Threads a server process keeps for HTTP requests' synchronous code, each with
+    # its database connection (config/handler.py); more requests at once get a
+    # thread of their own for the request.
+    "HTTP_THREADS": int(os.environ.get("HTTP_THREADS", "8")),
     # Reading validation: a gap longer than this is spread and marked estimated;
     # longer than LONG_GAP its energy is held, not spread over invented slots.
     "ESTIMATE_GAP_SECONDS": int(os.environ.get("ESTIMATE_GAP_SECONDS", "900")),
