@@ -406,3 +406,91 @@ def test_an_unreadable_staged_reading_does_not_stop_its_meter_being_rated(person
     readings_stage(requests=[_request(device, (4, 2, 120))])
     readings_rate_pending()
     assert Reading.objects.filter(device=device).count() == 3
+
+
+# --- the batcher: writers and order -------------------------------------------------
+
+
+async def test_a_devices_frames_are_written_in_order_while_others_go_beside(monkeypatch, settings):
+    # given: two writers, and batches that stay in flight until released
+    settings.SUBMETER = {**settings.SUBMETER, "INTAKE_WRITERS": 2}
+    from meters import intake
+
+    written: list[list[tuple[int, int]]] = []
+    release = {1: threading.Event(), 2: threading.Event()}
+
+    def write(requests: list[StageRequest]) -> list[ReadingsResult]:
+        frames = [(r.device_id, r.readings[0].seq) for r in requests]
+        written.append(frames)
+        if (1, 1) in frames:
+            release[1].wait(10)
+        if (2, 1) in frames:
+            release[2].wait(10)
+        return [ReadingsResult(accepted=[r.readings[0].seq]) for r in requests]
+
+    monkeypatch.setattr(intake, "_write", write)
+
+    def submit(device_id: int, seq: int) -> asyncio.Task[ReadingsResult]:
+        readings = [ReadingInput(seq, timezone.now(), 0)]
+        return asyncio.create_task(
+            intake.submit(device_id=device_id, landlord_id=1, readings=readings)
+        )
+
+    async def until(cond) -> None:
+        for _ in range(500):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(written)
+
+    # when: device 1's first frame is being written ...
+    d1_first = submit(1, 1)
+    await until(lambda: len(written) == 1)
+    # ... its next frame and another device's frame come in
+    d1_second = submit(1, 2)
+    d2_first = submit(2, 1)
+    # then: the other device's frame is written beside it at once, device 1's
+    # second waits for its first
+    await until(lambda: len(written) == 2)
+    assert written == [[(1, 1)], [(2, 1)]]
+    assert not d1_second.done()
+    release[1].set()
+    assert (await d1_first).accepted == [1]
+    assert (await d1_second).accepted == [2]
+    assert written[2] == [(1, 2)]
+    release[2].set()
+    assert (await d2_first).accepted == [1]
+
+
+async def test_frames_waiting_for_a_writer_go_in_one_batch(monkeypatch, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "INTAKE_WRITERS": 1}
+    from meters import intake
+
+    written: list[list[int]] = []
+    busy = threading.Event()
+
+    def write(requests: list[StageRequest]) -> list[ReadingsResult]:
+        written.append([r.device_id for r in requests])
+        if len(written) == 1:
+            busy.wait(10)
+        return [ReadingsResult(accepted=[r.readings[0].seq]) for r in requests]
+
+    monkeypatch.setattr(intake, "_write", write)
+    now = timezone.now()
+
+    def submit(device_id: int) -> asyncio.Task[ReadingsResult]:
+        readings = [ReadingInput(1, now, 0)]
+        return asyncio.create_task(
+            intake.submit(device_id=device_id, landlord_id=1, readings=readings)
+        )
+
+    first = submit(1)
+    for _ in range(500):
+        if written:
+            break
+        await asyncio.sleep(0.01)
+    rest = [submit(d) for d in (2, 3, 4)]
+    await asyncio.sleep(0.05)
+    busy.set()
+    await asyncio.gather(first, *rest)
+    assert written == [[1], [2, 3, 4]]
