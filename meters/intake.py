@@ -57,7 +57,10 @@ class _Batcher:
 
     def add(self, waiting: _Waiting) -> None:
         self.waiting.append(waiting)
-        if len(self.writers) < max(int(settings.SUBMETER["INTAKE_WRITERS"]), 1):
+        # A writer that found nothing more has ended, though the callback that
+        # drops it from the set may not have run yet: count running ones only.
+        running = sum(not t.done() for t in self.writers)
+        if running < max(int(settings.SUBMETER["INTAKE_WRITERS"]), 1):
             # The writer takes its batch when it first runs: every frame handed
             # in before then (frames read in the same pass of the loop) joins it.
             task = self.loop.create_task(self._write_while_waiting())
