@@ -1,23 +1,35 @@
 """Group commit of device readings: many sockets' frames, one transaction.
 
-A socket hands its frame's readings to ``submit`` and waits. One task per
-event loop writes everything waiting in one ``readings.readings_stage``
-call (one statement on PostgreSQL), answers every frame once the batch is
-committed, and asks a background worker to rate it. While a batch is being
-written, the next one gathers, so a busy process writes big batches and a
-quiet one writes each frame at once.
+A socket hands its frame's readings to ``submit`` and waits. A per-event-loop
+batcher writes everything waiting in one ``readings.readings_stage`` call
+(one statement on PostgreSQL), answers every frame once the batch is
+committed, and asks a background worker to rate it.
+
+Up to ``INTAKE_WRITERS`` batches are written at once, each on its own
+database connection. A commit waits for its write-ahead log to reach disk,
+and most of a small batch's time is that wait, with the event loop idle: a
+single writer would leave the sockets of the next batch waiting for the
+whole of it, then for their own. With several writers a frame is written as
+soon as a writer is free, the loop parses the next frames while earlier
+batches commit, and PostgreSQL flushes concurrent commits together. A busy
+process still writes big batches (a writer takes everything waiting when it
+starts); a quiet one writes each frame at once.
+
+A device's frames are stored in the order they came: a frame whose device
+has a frame in a batch being written waits for the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
-
-from config.db import off_thread
 
 from . import readings as readings_svc
 
@@ -38,42 +50,106 @@ class _Waiting:
 class _Batcher:
     loop: asyncio.AbstractEventLoop
     waiting: list[_Waiting] = field(default_factory=list)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    #: Writers running (each writes one batch after another while frames wait).
+    writers: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Devices with a frame in a batch being written.
+    busy: set[int] = field(default_factory=set)
 
-    async def run(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.waiting:
-                batch = self._take()
-                try:
-                    answers = await off_thread(_write)([w.request for w in batch])
-                except Exception:
-                    logger.exception("storing %d reading frames failed", len(batch))
-                    for w in batch:
-                        if not w.answer.done():
-                            w.answer.set_exception(IntakeUnavailable())
-                    continue
-                for w, answer in zip(batch, answers, strict=True):
-                    if w.answer.done():
-                        continue  # the socket went away
-                    if isinstance(answer, readings_svc.ReadingRejected):
-                        w.answer.set_exception(answer)
-                    else:
-                        w.answer.set_result(answer)
+    def add(self, waiting: _Waiting) -> None:
+        self.waiting.append(waiting)
+        # A writer that found nothing more has ended, though the callback that
+        # drops it from the set may not have run yet: count running ones only.
+        running = sum(not t.done() for t in self.writers)
+        if running < max(int(settings.SUBMETER["INTAKE_WRITERS"]), 1):
+            # The writer takes its batch when it first runs: every frame handed
+            # in before then (frames read in the same pass of the loop) joins it.
+            task = self.loop.create_task(self._write_while_waiting())
+            self.writers.add(task)
+            task.add_done_callback(self.writers.discard)
+
+    async def _write_while_waiting(self) -> None:
+        while batch := self._take():
+            devices = {w.request.device_id for w in batch}
+            self.busy |= devices
+            try:
+                await self._write(batch)
+            finally:
+                self.busy -= devices
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            answers = await self.loop.run_in_executor(
+                _writer_threads(), _write_and_close, [w.request for w in batch]
+            )
+        except Exception:
+            logger.exception("storing %d reading frames failed", len(batch))
+            for w in batch:
+                if not w.answer.done():
+                    w.answer.set_exception(IntakeUnavailable())
+            return
+        for w, answer in zip(batch, answers, strict=True):
+            if w.answer.done():
+                continue  # the socket went away
+            if isinstance(answer, readings_svc.ReadingRejected):
+                w.answer.set_exception(answer)
+            else:
+                w.answer.set_result(answer)
 
     def _take(self) -> list[_Waiting]:
-        """Frames up to the batch size in readings (at least one frame)."""
+        """Frames up to the batch size in readings (at least one frame), in the
+        order they came, leaving those of devices in a batch being written."""
         limit = int(settings.SUBMETER["INTAKE_BATCH_READINGS"])
-        taken, count = 0, 0
-        for w in self.waiting:
-            if taken and count + len(w.request.readings) > limit:
+        batch: list[_Waiting] = []
+        left: list[_Waiting] = []
+        count = 0
+        held: set[int] = set()
+        for i, w in enumerate(self.waiting):
+            device_id = w.request.device_id
+            if batch and count + len(w.request.readings) > limit:
+                left.extend(self.waiting[i:])
                 break
-            taken += 1
+            if device_id in self.busy or device_id in held:
+                # Neither this frame nor any later one of its device goes before
+                # the frame being written.
+                held.add(device_id)
+                left.append(w)
+                continue
+            batch.append(w)
             count += len(w.request.readings)
-        batch, self.waiting = self.waiting[:taken], self.waiting[taken:]
+        self.waiting = left
         return batch
+
+
+# The threads batches are written on, shared by the process's event loops: a
+# plain executor, one thread per writer. Batches skip the default executor
+# (where logins and other socket work queue) and asgiref's per-call set-up,
+# a good part of a small batch's cost in the process.
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+def _writer_threads() -> ThreadPoolExecutor:
+    global _threads
+    if _threads is None:
+        with _threads_lock:
+            if _threads is None:
+                _threads = ThreadPoolExecutor(
+                    max_workers=max(int(settings.SUBMETER["INTAKE_WRITERS"]), 1),
+                    thread_name_prefix="intake",
+                )
+    return _threads
+
+
+def _write_and_close(
+    requests: list[readings_svc.StageRequest],
+) -> list[readings_svc.ReadingsResult | readings_svc.ReadingRejected]:
+    try:
+        return _write(requests)
+    finally:
+        # The connection goes back to the pool between batches, as after any
+        # database call from the loop (config/db.py): an idle process keeps none.
+        for conn in connections.all(initialized_only=True):
+            conn.close()
 
 
 def _write(
@@ -96,12 +172,10 @@ _batchers: dict[asyncio.AbstractEventLoop, _Batcher] = {}
 def _batcher() -> _Batcher:
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
-    if batcher is None or batcher.task is None or batcher.task.done():
+    if batcher is None:
         for old in [lp for lp in _batchers if lp.is_closed()]:
             del _batchers[old]
-        batcher = _Batcher(loop)
-        batcher.task = loop.create_task(batcher.run())
-        _batchers[loop] = batcher
+        batcher = _batchers[loop] = _Batcher(loop)
     return batcher
 
 
@@ -117,8 +191,5 @@ async def submit(
     readings_svc.readings_validate(readings=readings, now=timezone.now())
     batcher = _batcher()
     answer: asyncio.Future[readings_svc.ReadingsResult] = batcher.loop.create_future()
-    batcher.waiting.append(
-        _Waiting(readings_svc.StageRequest(device_id, landlord_id, readings), answer)
-    )
-    batcher.wake.set()
+    batcher.add(_Waiting(readings_svc.StageRequest(device_id, landlord_id, readings), answer))
     return await answer

@@ -83,7 +83,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
 def load_json(text: str, max_bytes: int = MAX_FRAME_BYTES) -> Any:
     """A device frame's JSON, within the limits in docs/device-protocol.md:
     its size, its nesting, and numbers that fit a double (no NaN/Infinity)."""
-    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+    # A character is at most four bytes: only a frame near the limit is encoded to count.
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode()) > max_bytes):
         raise JSONRefused("Frame too large.")
     try:
         data = _decoder.decode(text)
@@ -93,7 +94,8 @@ def load_json(text: str, max_bytes: int = MAX_FRAME_BYTES) -> Any:
         raise JSONRefused("Frame is nested too deeply.") from exc
     except ValueError as exc:
         raise JSONRefused("Frame is not valid JSON.") from exc
-    if _deeper_than(data, MAX_JSON_DEPTH):
+    # Every level opens with a bracket: a frame with few of them needs no walk.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
         raise JSONRefused("Frame is nested too deeply.")
     return data
 

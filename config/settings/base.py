@@ -305,6 +305,9 @@ SUBMETER: dict[str, Any] = {
     # Readings written in one transaction by a process's device sockets
     # (meters/intake.py): many frames, one commit.
     "INTAKE_BATCH_READINGS": int(os.environ.get("INTAKE_BATCH_READINGS", "5000")),
+    # Batches a process writes at once, each on its own database connection
+    # (keep it below the pool's DATABASE_POOL_MAX).
+    "INTAKE_WRITERS": int(os.environ.get("INTAKE_WRITERS", "2")),
     # Failed sign-ins allowed per account and per address in the window.
     "LOGIN_MAX_FAILURES": int(os.environ.get("LOGIN_MAX_FAILURES", "5")),
     "LOGIN_WINDOW_SECONDS": int(os.environ.get("LOGIN_WINDOW_SECONDS", "900")),

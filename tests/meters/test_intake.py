@@ -88,6 +88,76 @@ def test_one_batch_answers_each_frame_on_its_own(personas):
 
 
 @pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.parametrize("copy_from", [1, 10_000], ids=["copy", "arrays"])
+def test_a_batch_staged_by_copy_or_by_arrays_gets_the_same_answers(
+    personas, monkeypatch, copy_from
+):
+    # given: the big-batch path (COPY into a batch table) or the small one
+    monkeypatch.setattr(readings, "STAGE_COPY_ROWS", copy_from)
+    a = personas.a.prepaid_device.device
+    b = personas.b.postpaid_device.device
+    bare = personas.a.postpaid_device.device
+    Meter.objects.filter(device=bare).update(removed_at=timezone.now())
+    readings_stage(requests=[_request(a, (1, 0, 0))])
+    readings_rate_pending()  # seq 1 of a is rated: a duplicate from now on
+    # when: two batches in one transaction (the batch table is emptied between)
+    with transaction.atomic():
+        first = readings_stage(
+            requests=[
+                _request(a, (1, 0, 0), (2, 1, 10)),
+                _request(bare, (1, 0, 0)),
+                _request(b, (7, 0, 5), (7, 0, 5)),
+            ]
+        )
+        second = readings_stage(requests=[_request(a, (2, 1, 10), (3, 2, 20))])
+    # then
+    assert (_ok(first[0]).accepted, _ok(first[0]).duplicates) == ([2], [1])
+    assert isinstance(first[1], ReadingRejected)
+    assert (_ok(first[2]).accepted, _ok(first[2]).duplicates) == ([7], [7])
+    assert (_ok(second[0]).accepted, _ok(second[0]).duplicates) == ([3], [2])
+    staged = IncomingReading.objects.order_by("device_id", "seq")
+    assert list(staged.values_list("device_id", "seq", "register_wh", "taken_at")) == sorted(
+        [
+            (a.pk, 2, 10, BASE + timedelta(minutes=1)),
+            (a.pk, 3, 20, BASE + timedelta(minutes=2)),
+            (b.pk, 7, 5, BASE),
+        ]
+    )
+    assert {r.landlord_id for r in staged} == {a.landlord_id, b.landlord_id}
+
+
+def _count_elsewhere() -> int:
+    """Staged readings as another connection sees them: only committed ones."""
+    seen: list[int] = []
+
+    def count() -> None:
+        try:
+            seen.append(IncomingReading.objects.count())
+        finally:
+            connections.close_all()
+
+    t = threading.Thread(target=count)
+    t.start()
+    t.join(30)
+    return seen[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_committed_when_staging_returns(tpersonas):
+    # The device is answered as soon as readings_stage returns: by then the
+    # batch must be committed, small (one statement) or big (COPY) alike.
+    device = tpersonas.a.prepaid_device.device
+    big = [(s, s, s) for s in range(1, readings.STAGE_COPY_ROWS + 1)]
+    stored = 0
+    for items in ([(1000, 0, 0)], big):
+        [answer] = readings_stage(requests=[_request(device, *items)])
+        assert len(_ok(answer).accepted) == len(items)
+        stored += len(items)
+        assert _count_elsewhere() == stored
+
+
+@pytest.mark.django_db
 def test_a_resend_that_raced_rating_is_dropped_as_a_duplicate(personas):
     device = personas.a.prepaid_device.device
     readings_record(device_id=device.pk, readings=_inputs((1, 0, 0), (2, 1, 100)))
@@ -336,3 +406,91 @@ def test_an_unreadable_staged_reading_does_not_stop_its_meter_being_rated(person
     readings_stage(requests=[_request(device, (4, 2, 120))])
     readings_rate_pending()
     assert Reading.objects.filter(device=device).count() == 3
+
+
+# --- the batcher: writers and order -------------------------------------------------
+
+
+async def test_a_devices_frames_are_written_in_order_while_others_go_beside(monkeypatch, settings):
+    # given: two writers, and batches that stay in flight until released
+    settings.SUBMETER = {**settings.SUBMETER, "INTAKE_WRITERS": 2}
+    from meters import intake
+
+    written: list[list[tuple[int, int]]] = []
+    release = {1: threading.Event(), 2: threading.Event()}
+
+    def write(requests: list[StageRequest]) -> list[ReadingsResult]:
+        frames = [(r.device_id, r.readings[0].seq) for r in requests]
+        written.append(frames)
+        if (1, 1) in frames:
+            release[1].wait(10)
+        if (2, 1) in frames:
+            release[2].wait(10)
+        return [ReadingsResult(accepted=[r.readings[0].seq]) for r in requests]
+
+    monkeypatch.setattr(intake, "_write", write)
+
+    def submit(device_id: int, seq: int) -> asyncio.Task[ReadingsResult]:
+        readings = [ReadingInput(seq, timezone.now(), 0)]
+        return asyncio.create_task(
+            intake.submit(device_id=device_id, landlord_id=1, readings=readings)
+        )
+
+    async def until(cond) -> None:
+        for _ in range(500):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(written)
+
+    # when: device 1's first frame is being written ...
+    d1_first = submit(1, 1)
+    await until(lambda: len(written) == 1)
+    # ... its next frame and another device's frame come in
+    d1_second = submit(1, 2)
+    d2_first = submit(2, 1)
+    # then: the other device's frame is written beside it at once, device 1's
+    # second waits for its first
+    await until(lambda: len(written) == 2)
+    assert written == [[(1, 1)], [(2, 1)]]
+    assert not d1_second.done()
+    release[1].set()
+    assert (await d1_first).accepted == [1]
+    assert (await d1_second).accepted == [2]
+    assert written[2] == [(1, 2)]
+    release[2].set()
+    assert (await d2_first).accepted == [1]
+
+
+async def test_frames_waiting_for_a_writer_go_in_one_batch(monkeypatch, settings):
+    settings.SUBMETER = {**settings.SUBMETER, "INTAKE_WRITERS": 1}
+    from meters import intake
+
+    written: list[list[int]] = []
+    busy = threading.Event()
+
+    def write(requests: list[StageRequest]) -> list[ReadingsResult]:
+        written.append([r.device_id for r in requests])
+        if len(written) == 1:
+            busy.wait(10)
+        return [ReadingsResult(accepted=[r.readings[0].seq]) for r in requests]
+
+    monkeypatch.setattr(intake, "_write", write)
+    now = timezone.now()
+
+    def submit(device_id: int) -> asyncio.Task[ReadingsResult]:
+        readings = [ReadingInput(1, now, 0)]
+        return asyncio.create_task(
+            intake.submit(device_id=device_id, landlord_id=1, readings=readings)
+        )
+
+    first = submit(1)
+    for _ in range(500):
+        if written:
+            break
+        await asyncio.sleep(0.01)
+    rest = [submit(d) for d in (2, 3, 4)]
+    await asyncio.sleep(0.05)
+    busy.set()
+    await asyncio.gather(first, *rest)
+    assert written == [[1], [2, 3, 4]]
