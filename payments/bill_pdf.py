@@ -5,9 +5,9 @@ task consumer needs system packages (a browser engine or pango) to make one.
 Nothing is computed here: every amount comes formatted from the statement
 with ``config.formats``. The PDF is set in DejaVu Sans, shipped in
 ``payments/fonts`` with its licence (fpdf2 embeds only the glyphs a bill
-uses): it covers currency symbols (€, £), typographic punctuation and the
-Latin, Greek and Cyrillic scripts among others, so names print as they are
-written. It has no Chinese, Japanese or Korean characters; a character the
+uses), cut by ``scripts/subset_fonts.py`` to currency symbols (€, £),
+typographic punctuation and the Latin, Greek and Cyrillic scripts, so names
+print as they are written. It has no Chinese, Japanese or Korean characters; a character the
 font cannot draw is printed as '?' rather than left out without a trace.
 """
 
