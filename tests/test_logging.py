@@ -148,7 +148,7 @@ def test_a_real_server_logs_no_shelly_secret(tpersonas, tmp_path, launch):
                 try:
                     if requests.get(f"http://{base}/healthz", timeout=2).ok:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to start
                     pass
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)

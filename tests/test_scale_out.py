@@ -88,7 +88,7 @@ def workers() -> Iterator[tuple[str, str]]:
                 try:
                     if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to start
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError("workers did not start")
@@ -229,7 +229,7 @@ def one_worker() -> Iterator[str]:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to start
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("worker did not start")
