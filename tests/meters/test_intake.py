@@ -494,3 +494,51 @@ async def test_frames_waiting_for_a_writer_go_in_one_batch(monkeypatch, settings
     busy.set()
     await asyncio.gather(first, *rest)
     assert written == [[1], [2, 3, 4]]
+
+
+def _stage_plan(device: Device, seqs: list[int], *, analyzed: bool, copied: bool) -> str:
+    """The plan of staging ``seqs`` for ``device``, from arrays or from a COPY's batch table."""
+    n = len(seqs)
+    columns = [[device.landlord_id] * n, [device.pk] * n, seqs, [BASE] * n, [0] * n]
+    with readings._driver_cursor() as cursor:
+        if analyzed:
+            cursor.execute(f"ANALYZE {Reading._meta.db_table}")
+        if copied:
+            cursor.execute(readings._BATCH_TABLE_SQL)
+            with cursor.copy(readings._BATCH_COPY_SQL) as copy:
+                copy.set_types(readings._BATCH_TYPES)
+                for row in zip(*columns, strict=True):
+                    copy.write_row(row)
+            sql = readings._stage_sql(f"{readings._BATCH_TABLE} u")
+            params: list[object] = [[device.pk], timezone.now()]
+        else:
+            sql = readings._stage_sql(readings._ARRAYS)
+            params = [[device.pk], timezone.now(), *columns]
+        cursor.execute("EXPLAIN " + sql, params, binary=True)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db
+@pytest.mark.parametrize("copied", [False, True], ids=["arrays", "copy"])
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no statistics", "fresh statistics"])
+def test_staging_looks_up_each_reading_by_its_key_however_long_the_history(
+    personas, analyzed, copied
+):
+    # given: a device with a long history of stored readings
+    device = personas.a.prepaid_device.device
+    meter = Meter.objects.get(device=device, removed_at__isnull=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Reading._meta.db_table} (landlord_id, device_id, meter_id, seq,"
+            " taken_at, register_wh, received_at, quality, rule, note)"
+            " SELECT %s, %s, %s, g, %s, g, %s, 'actual', '', '' FROM generate_series(1, 50000) g",
+            [device.landlord_id, device.pk, meter.pk, BASE, BASE],
+        )
+    # when: a batch of 500 new readings is planned, from arrays or a COPY
+    plan = _stage_plan(device, list(range(50_001, 50_501)), analyzed=analyzed, copied=copied)
+    # then: each reading is checked through the (device, seq) key, never by reading
+    # the device's (or the table's) whole history
+    assert "reading_device_seq_unique" in plan, plan
+    assert f"Seq Scan on {Reading._meta.db_table}" not in plan, plan
+    assert "Hash Anti Join" not in plan and "Hash Right Anti Join" not in plan, plan
