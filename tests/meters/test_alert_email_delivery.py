@@ -18,6 +18,7 @@ from landlord.models import TenantNotifications
 from meters.models import Alert
 from supply.alerts import EMAIL_RETRY_DELAYS, alert_email_send
 from supply.decision import supply_evaluate
+from tests.mailboxes import DOWN
 
 from .test_protections import _set_balance
 
@@ -51,11 +52,6 @@ class WatchingBackend(EmailBackend):
         committed = Alert.objects.filter(emailed_at__isnull=False).exists()
         WatchingBackend.seen.append((connection.in_atomic_block, committed))
         return super().send_messages(messages)
-
-
-class DownBackend(EmailBackend):
-    def send_messages(self, messages):
-        raise ConnectionRefusedError("SMTP server down")
 
 
 def _tenant_alert(world, kind: str) -> Alert:
@@ -99,7 +95,7 @@ def test_a_failed_email_is_taken_back_and_queued_again(personas, settings, queue
     a = personas.a
     _with_email(a)
     warning = _tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
-    settings.MAILERS = {"default": {"BACKEND": f"{BACKENDS}.DownBackend"}}
+    settings.MAILERS = {"default": {"BACKEND": DOWN}}
     before = timezone.now()
     assert alert_email_send(alert_id=warning.pk) is False
     warning.refresh_from_db()
@@ -119,7 +115,7 @@ def test_a_failed_email_is_given_up_after_the_last_retry(personas, settings, que
     a = personas.a
     _with_email(a)
     warning = _tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
-    settings.MAILERS = {"default": {"BACKEND": f"{BACKENDS}.DownBackend"}}
+    settings.MAILERS = {"default": {"BACKEND": DOWN}}
     assert alert_email_send(alert_id=warning.pk, attempt=len(EMAIL_RETRY_DELAYS)) is False
     assert queued_emails() == []
     warning.refresh_from_db()

@@ -19,6 +19,7 @@ from payments.bill_pdf import bill_pdf
 from payments.invoicing import ROUNDING_LINE
 from payments.models import Invoice, InvoiceLine
 from payments.statements import bill_statement
+from tests.mailboxes import DOWN
 
 from .test_billing import _pay, _record
 
@@ -204,11 +205,6 @@ def test_a_long_line_wraps_within_its_column_and_keeps_every_word(personas):
     assert ROUNDING_LINE in " ".join(shown)
 
 
-class DownBackend(EmailBackend):
-    def send_messages(self, messages):
-        raise ConnectionRefusedError("SMTP server down")
-
-
 class WatchingBackend(EmailBackend):
     """The test mail box, noting whether a transaction was open for each send."""
 
@@ -224,7 +220,7 @@ def test_a_failed_bill_email_is_taken_back_and_sent_at_the_next_sweep(personas, 
     bill = _january_bill(world)
     world.postpaid_tenant.email = "tenant@example.com"
     world.postpaid_tenant.save()
-    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.DownBackend"}}
+    settings.MAILERS = {"default": {"BACKEND": DOWN}}
     assert bills_email_issued() == 0
     bill.refresh_from_db()
     assert bill.emailed_at is None

@@ -12,6 +12,7 @@ from django.db import connection
 from payments import billing
 from payments.models import Invoice
 from payments.reminders import DUE, OVERDUE, bill_reminders_send, reminder_due
+from tests.mailboxes import DOWN
 
 from .test_billing import _pay
 
@@ -79,19 +80,14 @@ class WatchingBackend(EmailBackend):
         return super().send_messages(messages)
 
 
-class DownBackend(EmailBackend):
-    def send_messages(self, messages):
-        raise ConnectionRefusedError("SMTP server down")
-
-
-def _backend(settings, name: str) -> None:
-    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.{name}"}}
+def _backend(settings, backend: str) -> None:
+    settings.MAILERS = {"default": {"BACKEND": backend}}
     settings.SUBMETER = {**settings.SUBMETER, "BILL_REMINDER_DAYS_BEFORE": 3}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_reminder_is_sent_after_its_claim_commits_with_no_lock_held(tpostpaid_tou, settings):
-    _backend(settings, "WatchingBackend")
+    _backend(settings, f"{__name__}.WatchingBackend")
     WatchingBackend.seen = []
     world = tpostpaid_tou
     world.postpaid_tenant.email = "t2@example.com"
@@ -108,7 +104,7 @@ def test_the_reminder_is_sent_after_its_claim_commits_with_no_lock_held(tpostpai
 
 
 def test_a_failed_reminder_is_taken_back_and_sent_at_the_next_run(postpaid_tou, settings):
-    _backend(settings, "DownBackend")
+    _backend(settings, DOWN)
     world = postpaid_tou
     world.postpaid_tenant.email = "t2@example.com"
     world.postpaid_tenant.save()
