@@ -7,13 +7,14 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
 from landlord.models import Landlord, Membership, Property, Tenancy, Unit
-from meters.models import Device, Meter
+from meters.models import Alert, Device, Meter
 from payments.models import Tariff
 
 User = get_user_model()
@@ -129,4 +130,21 @@ def make_former_tenancy(world: LandlordWorld, *, unit: Unit | None = None) -> Te
         tenant=tenant,
         start_date=today - timedelta(days=90),
         end_date=today - timedelta(days=1),
+    )
+
+
+def tenant_alert(world: Any, kind: str) -> Alert:
+    """An alert to the prepaid tenant of a persona world; an event (cut-off warning,
+    supply restored) is born cleared, as ``supply.alerts`` raises it."""
+    now = timezone.now()
+    return Alert.objects.create(
+        landlord=world.landlord,
+        unit=world.prepaid,
+        tenancy=world.prepaid_tenancy,
+        kind=kind,
+        audience=Alert.Audience.TENANT,
+        subject_key=f"tenancy:{world.prepaid_tenancy.pk}",
+        message=f"{kind} text",
+        created_at=now,
+        cleared_at=now if kind in (Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED) else None,
     )

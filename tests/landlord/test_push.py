@@ -22,6 +22,7 @@ from landlord.push import tenant_push_send
 from meters.models import Alert
 from supply.alerts import alert_push_send, supply_restored_raise
 from supply.decision import supply_evaluate
+from tests.factories import tenant_alert
 from tests.landlord.tenant_helpers import credit
 
 pytestmark = pytest.mark.django_db
@@ -297,33 +298,18 @@ def _quiet_now(a, **choices) -> None:
     )
 
 
-def _event(a, kind: str) -> Alert:
-    now = timezone.now()
-    return Alert.objects.create(
-        landlord=a.landlord,
-        unit=a.prepaid,
-        tenancy=a.prepaid_tenancy,
-        kind=kind,
-        audience=Alert.Audience.TENANT,
-        subject_key=f"tenancy:{a.prepaid_tenancy.pk}",
-        message=f"{kind} text",
-        created_at=now,
-        cleared_at=now if kind in (Alert.Kind.CUTOFF_WARNING, Alert.Kind.SUPPLY_RESTORED) else None,
-    )
-
-
 def test_quiet_hours_hold_a_push_but_never_the_cutoff_warning(personas, vapid, webpush):
     a = personas.a
     _subscription(a.prepaid_tenancy)
     _quiet_now(a)
     with mock.patch("supply.alerts.alert_push_task") as task:
-        assert alert_push_send(alert_id=_event(a, Alert.Kind.LOW_CREDIT).pk) == 0
-        assert alert_push_send(alert_id=_event(a, Alert.Kind.SUPPLY_RESTORED).pk) == 0
+        assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.LOW_CREDIT).pk) == 0
+        assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.SUPPLY_RESTORED).pk) == 0
     assert webpush.call_count == 0
     # queued again for the end of the quiet hours
     assert task.using.call_count == 2
     assert task.using.call_args.kwargs["run_after"] > timezone.now()
-    assert alert_push_send(alert_id=_event(a, Alert.Kind.CUTOFF_WARNING).pk) == 1
+    assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.CUTOFF_WARNING).pk) == 1
     assert [p["tag"] for p in _payloads(webpush)] == ["alert-cutoff_warning"]
 
 
@@ -336,16 +322,16 @@ def test_switched_off_kinds_are_not_pushed(personas, vapid, webpush):
         email_low_credit=False,
         email_supply_restored=False,
     )
-    assert alert_push_send(alert_id=_event(a, Alert.Kind.LOW_CREDIT).pk) == 0
-    assert alert_push_send(alert_id=_event(a, Alert.Kind.SUPPLY_RESTORED).pk) == 0
-    assert alert_push_send(alert_id=_event(a, Alert.Kind.CUTOFF_WARNING).pk) == 1
+    assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.LOW_CREDIT).pk) == 0
+    assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.SUPPLY_RESTORED).pk) == 0
+    assert alert_push_send(alert_id=tenant_alert(a, Alert.Kind.CUTOFF_WARNING).pk) == 1
     assert [p["tag"] for p in _payloads(webpush)] == ["alert-cutoff_warning"]
 
 
 def test_a_condition_cleared_meanwhile_is_not_pushed_late(personas, vapid, webpush):
     a = personas.a
     _subscription(a.prepaid_tenancy)
-    low = _event(a, Alert.Kind.LOW_CREDIT)
+    low = tenant_alert(a, Alert.Kind.LOW_CREDIT)
     Alert.objects.filter(pk=low.pk).update(cleared_at=timezone.now())
     assert alert_push_send(alert_id=low.pk) == 0
     assert webpush.call_count == 0
@@ -354,7 +340,7 @@ def test_a_condition_cleared_meanwhile_is_not_pushed_late(personas, vapid, webpu
 def test_low_credit_topped_up_meanwhile_is_not_pushed_late(personas, vapid, webpush):
     a = personas.a  # threshold £2.00: the alert clears only from £3.00
     _subscription(a.prepaid_tenancy)
-    low = _event(a, Alert.Kind.LOW_CREDIT)
+    low = tenant_alert(a, Alert.Kind.LOW_CREDIT)
     credit(a.prepaid_tenancy, 150)
     assert alert_push_send(alert_id=low.pk) == 1  # still low
     credit(a.prepaid_tenancy, 100)  # £2.50: not low any more, the alert still open

@@ -17,6 +17,7 @@ from meters.models import Alert
 from payments.models import PaymentSettings, SavedPaymentMethod
 from supply.alerts import alert_email_send, tenant_notification_choice
 from supply.decision import supply_evaluate
+from tests.factories import tenant_alert
 from tests.landlord.tenant_helpers import credit
 
 pytestmark = pytest.mark.django_db
@@ -66,19 +67,6 @@ def test_switched_off_kinds_but_never_the_cutoff_warning():
     ) == (True, None)
 
 
-def _alert(a, kind):
-    return Alert.objects.create(
-        landlord=a.landlord,
-        unit=a.prepaid,
-        tenancy=a.prepaid_tenancy,
-        kind=kind,
-        audience=Alert.Audience.TENANT,
-        subject_key=f"tenancy:{a.prepaid_tenancy.pk}",
-        message=f"{kind} text",
-        cleared_at=timezone.now() if kind == Alert.Kind.CUTOFF_WARNING else None,
-    )
-
-
 def test_quiet_now_holds_low_credit_but_sends_the_cutoff_warning(personas):
     a = personas.a
     a.prepaid_tenant.email = "t@example.com"
@@ -90,12 +78,12 @@ def test_quiet_now_holds_low_credit_but_sends_the_cutoff_warning(personas):
         quiet_start=(local - timedelta(hours=1)).time(),
         quiet_end=(local + timedelta(hours=1)).time(),
     )
-    low = _alert(a, Alert.Kind.LOW_CREDIT)
+    low = tenant_alert(a, Alert.Kind.LOW_CREDIT)
     assert alert_email_send(alert_id=low.pk) is False
     assert mail.outbox == []
     low.refresh_from_db()
     assert low.emailed_at is None  # held, sent again when the quiet hours end
-    warning = _alert(a, Alert.Kind.CUTOFF_WARNING)
+    warning = tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
     assert alert_email_send(alert_id=warning.pk) is True
     assert [m.subject for m in mail.outbox] == [f"Disconnection warning: {a.prepaid.name}"]
 

@@ -18,6 +18,7 @@ from landlord.models import TenantNotifications
 from meters.models import Alert
 from supply.alerts import EMAIL_RETRY_DELAYS, alert_email_send
 from supply.decision import supply_evaluate
+from tests.factories import tenant_alert
 from tests.mailboxes import DOWN
 
 from .test_protections import _set_balance
@@ -54,21 +55,6 @@ class WatchingBackend(EmailBackend):
         return super().send_messages(messages)
 
 
-def _tenant_alert(world, kind: str) -> Alert:
-    now = timezone.now()
-    return Alert.objects.create(
-        landlord=world.landlord,
-        unit=world.prepaid,
-        tenancy=world.prepaid_tenancy,
-        kind=kind,
-        audience=Alert.Audience.TENANT,
-        subject_key=f"tenancy:{world.prepaid_tenancy.pk}",
-        message=f"{kind} text",
-        created_at=now,
-        cleared_at=now if kind == Alert.Kind.CUTOFF_WARNING else None,
-    )
-
-
 def _with_email(world) -> None:
     world.prepaid_tenant.email = "t@example.com"
     world.prepaid_tenant.save(update_fields=["email"])
@@ -80,7 +66,7 @@ def test_the_email_is_sent_after_the_mark_commits_with_no_transaction_open(tpers
     WatchingBackend.seen = []
     a = tpersonas.a
     _with_email(a)
-    warning = _tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
+    warning = tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
     assert connection.in_atomic_block is False
     assert alert_email_send(alert_id=warning.pk) is True
     # no transaction (so no row lock) around the send: the mark before it is committed
@@ -94,7 +80,7 @@ def test_the_email_is_sent_after_the_mark_commits_with_no_transaction_open(tpers
 def test_a_failed_email_is_taken_back_and_queued_again(personas, settings, queued_emails):
     a = personas.a
     _with_email(a)
-    warning = _tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
+    warning = tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
     settings.MAILERS = {"default": {"BACKEND": DOWN}}
     before = timezone.now()
     assert alert_email_send(alert_id=warning.pk) is False
@@ -114,7 +100,7 @@ def test_a_failed_email_is_taken_back_and_queued_again(personas, settings, queue
 def test_a_failed_email_is_given_up_after_the_last_retry(personas, settings, queued_emails):
     a = personas.a
     _with_email(a)
-    warning = _tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
+    warning = tenant_alert(a, Alert.Kind.CUTOFF_WARNING)
     settings.MAILERS = {"default": {"BACKEND": DOWN}}
     assert alert_email_send(alert_id=warning.pk, attempt=len(EMAIL_RETRY_DELAYS)) is False
     assert queued_emails() == []
