@@ -103,9 +103,16 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def submeter_server(chromium_path: str) -> Iterator[str]:
-    """The real ``manage.py serve`` on a free port, with a fresh seeded demo database."""
+@contextlib.contextmanager
+def _serve() -> Iterator[str]:
+    """The real ``manage.py serve`` on a free port, with a fresh seeded demo database.
+
+    While it runs, its log and environment are the ones failed tests and
+    ``server_manage`` use; a server started inside another restores the outer
+    one's on the way out.
+    """
+    outer_log = _server_log.get("path")
+    outer_env = _server_env.get("env")
     var_dir = Path(tempfile.mkdtemp(prefix="submeter-browser-"))
     log_path = var_dir / "server.log"
     env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROP}
@@ -178,7 +185,27 @@ def submeter_server(chromium_path: str) -> Iterator[str]:
         log.close()
         _server_log.pop("path", None)
         _server_env.pop("env", None)
+        if outer_log is not None and outer_env is not None:
+            _server_log["path"] = outer_log
+            _server_env["env"] = outer_env
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def submeter_server(chromium_path: str) -> Iterator[str]:
+    """One demo server shared by the browser tests: the demo's clock runs from
+    its start, so a test must not rely on how long ago that was."""
+    with _serve() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def fresh_submeter_server(chromium_path: str) -> Iterator[str]:
+    """A demo server of the test's own, started for it: for a test that follows
+    the demo's timeline from the seed (Flat 1's opening credit running out), which
+    the tests before it on a shared server would have moved on."""
+    with _serve() as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The product's central promise, on a phone, against the real single-process server.
 
 Flat 1 of the demo data is prepaid with 30p of opening credit and a fast
-simulated meter, so within about a minute of the server starting:
+simulated meter, so within about a minute of the server starting (a server of
+this test's own, so other tests cannot have used that minute):
 
 * the tenant's balance ticks down live, the low-credit alert shows, the credit
   runs out, the relay is cut and the simulated device acknowledges "supply off";
@@ -72,8 +73,8 @@ def _expect_live(page: Page) -> None:
     expect(page.locator("[data-conn]")).to_have_text("live", timeout=15_000)
 
 
-def test_prepaid_loop_on_a_phone(submeter_server: str, phone: Any) -> None:
-    base = submeter_server
+def test_prepaid_loop_on_a_phone(fresh_submeter_server: str, phone: Any) -> None:
+    base = fresh_submeter_server
 
     # --- The landlord watches the unit list (opened first: Flat 1 goes off once).
     landlord = _log_in(phone(), base, "landlord")
