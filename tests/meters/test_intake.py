@@ -509,7 +509,7 @@ def _stage_plan(device: Device, seqs: list[int], *, analyzed: bool, copied: bool
                 copy.set_types(readings._BATCH_TYPES)
                 for row in zip(*columns, strict=True):
                     copy.write_row(row)
-            sql = readings._stage_sql(f"{readings._BATCH_TABLE} u")
+            sql = readings._stage_sql(readings._BATCH_SOURCE)
             params: list[object] = [[device.pk], timezone.now()]
         else:
             sql = readings._stage_sql(readings._ARRAYS)
