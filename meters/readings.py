@@ -399,6 +399,11 @@ WITH taken AS (
     DELETE FROM {incoming}
     WHERE device_id = %s AND taken_at >= %s AND taken_at < %s
     RETURNING seq, taken_at, register_wh, received_at
+), seen AS (
+    UPDATE {device} SET last_seen_at = t.received_at
+    FROM (SELECT max(received_at) AS received_at FROM taken) t
+    WHERE id = %s AND t.received_at IS NOT NULL
+      AND (last_seen_at IS NULL OR last_seen_at < t.received_at)
 )
 SELECT t.seq, t.taken_at, t.register_wh, t.received_at,
        EXISTS (SELECT 1 FROM {reading} r WHERE r.device_id = %s AND r.seq = t.seq)
@@ -414,18 +419,24 @@ def _staged_take(device_id: int) -> list[_Taken]:
     whether it is stored already (a resend that raced an earlier rating).
 
     The device is locked by the caller. On PostgreSQL one statement takes
-    them and checks each against the stored readings' (device, seq) index;
-    elsewhere it is a select, a delete and a check.
+    them, checks each against the stored readings' (device, seq) index and
+    moves the device's ``last_seen_at`` up to the newest one's arrival;
+    elsewhere it is a select, a delete and a check (the caller saves
+    ``last_seen_at``).
     """
     if connection.vendor == "postgresql":
         sql = _TAKE_SQL.format(
-            incoming=IncomingReading._meta.db_table, reading=Reading._meta.db_table
+            incoming=IncomingReading._meta.db_table,
+            reading=Reading._meta.db_table,
+            device=Device._meta.db_table,
         )
         # Binary results: five hundred timestamps parsed from text cost more
         # than the statement.
         with _driver_cursor() as cursor:
             cursor.execute(
-                sql, [device_id, EARLIEST_TAKEN_AT, LATEST_TAKEN_AT, device_id], binary=True
+                sql,
+                [device_id, EARLIEST_TAKEN_AT, LATEST_TAKEN_AT, device_id, device_id],
+                binary=True,
             )
             return cursor.fetchall()
     rows = list(
@@ -488,7 +499,8 @@ def _device_rate(device: Device) -> ReadingsResult:
     last_seen = max(row[3] for row in staged)
     if device.last_seen_at is None or last_seen > device.last_seen_at:
         device.last_seen_at = last_seen
-        device.save(update_fields=["last_seen_at"])
+        if connection.vendor != "postgresql":  # there the take stored it
+            device.save(update_fields=["last_seen_at"])
     if not fresh:
         return result
 
