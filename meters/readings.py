@@ -152,8 +152,9 @@ SELECT device_id, NULL FROM installed
 UNION ALL
 SELECT device_id, seq FROM staged
 """
+# Bound in binary (%b): the driver's text form of an array quotes every element.
 _ARRAYS = (
-    "unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[])"
+    "unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %b::bigint[])"
     f" AS u({_STAGE_COLUMNS})"
 )
 # The batch table a COPY fills: one per connection, emptied by every commit,
