@@ -18,7 +18,10 @@ database connection, taking half the devices, as two uvicorn workers
 would). The baselines store the same rows with nothing else, in one
 process: ``bulk_create`` in the same frame-sized transactions, and on
 PostgreSQL one streaming ``COPY`` of all of them; the figure is printed as
-a share of each.
+a share of each. Beside the one-process figure and the ``COPY`` it prints
+the CPU time per 1,000 rows of the process and of its PostgreSQL backend
+(when the server runs on the same machine): steadier than the rates on a
+busy machine, where every round trip waits for a core.
 
 Every measured stage stops at its deadline (``--deadline``) and reports how
 far it got; a run that does not answer within its limit is killed and
@@ -27,9 +30,9 @@ benchmark within one minute, leaving out what no longer fits.
 
 With ``BENCH_SQL`` set, the one-process stage counts the statements sent
 through Django (``connection.execute_wrapper``) by their shape and prints
-the costliest, per frame and in microseconds per reading; the two bulk
-statements written straight to the driver (staging's insert and the
-readings' ``COPY``) are not among them. ``BENCH_PROFILE`` (a pstats sort
+the costliest, per frame and in microseconds per reading; the statements
+written straight to the driver (staging, taking the staged readings for
+rating, the readings' ``COPY``) are not among them. ``BENCH_PROFILE`` (a pstats sort
 key) prints a cProfile of the same stage.
 """
 
@@ -159,6 +162,46 @@ class QueryLog:
         ranked = sorted(self.by_shape.items(), key=lambda kv: -kv[1][1])
         for shape, (n, t) in ranked[:15]:
             print(f"    {n / frames:6.1f}/frame {t / readings * 1e6:7.1f} us/reading  {shape}")
+
+
+class CpuClock:
+    """CPU seconds of this process and of its PostgreSQL backend, far steadier than wall time.
+
+    The backend's are read from ``/proc/<pid>/stat`` of ``pg_backend_pid()``,
+    so only when the server runs on this machine (else they are left out).
+    """
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        self.backend: int | None = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.backend = cursor.fetchone()[0]
+        self.start = self.now()
+
+    def _backend_seconds(self) -> float | None:
+        if self.backend is None:
+            return None
+        try:
+            stat = Path(f"/proc/{self.backend}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def now(self) -> tuple[float, float | None]:
+        return time.process_time(), self._backend_seconds()
+
+    def per_thousand(self, rows: int) -> str:
+        """This process's and the backend's CPU milliseconds per 1,000 rows since the start."""
+        (p0, b0), (p1, b1) = self.start, self.now()
+        per = 1000 / max(rows, 1) * 1000
+        text = f"CPU per 1,000: process {(p1 - p0) * per:.0f} ms"
+        if b0 is not None and b1 is not None:
+            text += f", database backend {(b1 - b0) * per:.0f} ms"
+        return text
 
 
 def feed(frames: list, *, deadline: float) -> int:
@@ -324,6 +367,7 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
 
             profiler = cProfile.Profile()
             profiler.enable()
+        clock = CpuClock() if workers == 1 else None
         if queries is not None:
             with connection.execute_wrapper(queries):
                 done, rated = rate(frames, workers, stage_seconds)
@@ -344,7 +388,8 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
         print(
             f"  validated+rated+posted, {workers} process{'es' if workers > 1 else '  '}"
             f" {figures[workers]:9,.0f} readings/s ({rated:.2f} s){scaling}"
-            + reached(done, total, "readings", stage_seconds),
+            + reached(done, total, "readings", stage_seconds)
+            + (f"\n    {clock.per_thousand(done)}" if clock is not None else ""),
             flush=True,
         )
     figure = figures.get(1) or max(figures.values())
@@ -385,6 +430,7 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
     if connection.vendor == "postgresql":
         cols = "landlord_id, device_id, meter_id, seq, taken_at, register_wh, received_at, quality, rule, note"
         now = datetime.now(UTC)
+        clock = CpuClock()
         t0 = time.perf_counter()
         deadline = time.monotonic() + stage_seconds
         copied = 0
@@ -416,7 +462,8 @@ def child(readings: int, devices: int, worker_counts: list[int], stage_seconds: 
         print(
             f"  baseline: one streaming COPY of every row     {streamed:9,.0f} rows/s;"
             f" the figure ({which}) is {figure / streamed:.1%} of it (target >= 10%)"
-            + reached(copied, total, "rows", stage_seconds),
+            + reached(copied, total, "rows", stage_seconds)
+            + f"\n    {clock.per_thousand(copied)}",
             flush=True,
         )
     problems = ledger_verify()

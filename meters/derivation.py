@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psycopg
 from django.db import connection
 from django.db.models import Sum
 
@@ -352,6 +353,18 @@ _READING_COLUMNS = (
     "rule",
     "note",
 )
+_READING_TYPES = [
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "timestamptz",
+    "int8",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+]
 
 
 def readings_insert(rows: list[Row]) -> None:
@@ -367,9 +380,12 @@ def readings_insert(rows: list[Row]) -> None:
         Reading.objects.bulk_create([row.as_model() for row in rows])
         return
     table = Reading._meta.db_table
-    with connection.cursor() as cursor:
-        sql = f"COPY {table} ({', '.join(_READING_COLUMNS)}) FROM STDIN"
-        with cursor.cursor.copy(sql) as copy:
+    connection.ensure_connection()
+    # Binary: no timestamp or number formatted as text on the way in.
+    with psycopg.Cursor(connection.connection) as cursor:
+        sql = f"COPY {table} ({', '.join(_READING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        with cursor.copy(sql) as copy:
+            copy.set_types(_READING_TYPES)
             for r in rows:
                 copy.write_row(
                     (

@@ -132,10 +132,10 @@ _STAGE_COLUMNS = "landlord_id, device_id, seq, taken_at, register_wh"
 # One statement for the whole batch: keep only devices with a meter installed,
 # skip readings rated or staged already, append the rest. Its rows come from
 # ``{source}``: five arrays bound as parameters, or the batch table a COPY
-# filled. Answers (device, NULL) per device with a meter, (device, seq) per
+# filled, emptied as it is read (``{batch}``). Answers (device, NULL) per device with a meter, (device, seq) per
 # reading appended.
 _STAGE_SQL = """
-WITH installed AS (
+WITH {batch}installed AS (
     SELECT device_id FROM {meter} WHERE device_id = ANY(%s) AND removed_at IS NULL
 ), staged AS (
     INSERT INTO {incoming} (landlord_id, device_id, seq, taken_at, register_wh, received_at)
@@ -152,19 +152,22 @@ SELECT device_id, NULL FROM installed
 UNION ALL
 SELECT device_id, seq FROM staged
 """
+# Bound in binary (%b): the driver's text form of an array quotes every element.
 _ARRAYS = (
-    "unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[])"
+    "unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::timestamptz[], %b::bigint[])"
     f" AS u({_STAGE_COLUMNS})"
 )
-# The batch table a COPY fills: one per connection, emptied by every commit.
+# The batch table a COPY fills: one per connection, emptied by every commit,
+# and by the statement that reads it (a caller's transaction may stage again).
 _BATCH_TABLE = "meters_incoming_batch"
+_BATCH_SOURCE = "batch u"
 _BATCH_TABLE_SQL = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_BATCH_TABLE} (landlord_id bigint,"
     " device_id bigint, seq bigint, taken_at timestamptz, register_wh bigint)"
     " ON COMMIT DELETE ROWS"
 )
 _BATCH_COPY_SQL = f"COPY {_BATCH_TABLE} ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_BATCH_EMPTY_SQL = f"DELETE FROM {_BATCH_TABLE}"  # noqa: S608 (constants only)
+_BATCH_TAKE_CTE = f"batch AS (DELETE FROM {_BATCH_TABLE} RETURNING {_STAGE_COLUMNS}), "  # noqa: S608 (constants only)
 _BATCH_TYPES = ["int8", "int8", "int8", "timestamptz", "int8"]
 
 #: From this many rows a batch goes to PostgreSQL by COPY: cheaper for the
@@ -174,6 +177,7 @@ STAGE_COPY_ROWS = 200
 
 def _stage_sql(source: str) -> str:
     return _STAGE_SQL.format(
+        batch=_BATCH_TAKE_CTE if source == _BATCH_SOURCE else "",
         meter=Meter._meta.db_table,
         incoming=IncomingReading._meta.db_table,
         reading=Reading._meta.db_table,
@@ -199,7 +203,8 @@ def _stage_rows(
     rows.sort(key=lambda r: (r[1], r[2]))  # one lock order for concurrent batches
     if connection.vendor == "postgresql":
         if len(rows) >= STAGE_COPY_ROWS:
-            with transaction.atomic():
+            # No savepoint in a caller's transaction: a failure fails it whole.
+            with transaction.atomic(savepoint=False):
                 found = _stage_copy(rows, device_ids, now)
         else:
             found = _stage_arrays(rows, device_ids, now)
@@ -232,12 +237,8 @@ def _stage_copy(rows: list[_Staged], device_ids: set[int], now: datetime) -> lis
             copy.set_types(_BATCH_TYPES)
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(_stage_sql(f"{_BATCH_TABLE} u"), [sorted(device_ids), now], binary=True)
-        found = cursor.fetchall()
-        # Emptied at commit anyway; emptied now as well, in case the caller's
-        # transaction stages another batch before it commits.
-        cursor.execute(_BATCH_EMPTY_SQL)
-        return found
+        cursor.execute(_stage_sql(_BATCH_SOURCE), [sorted(device_ids), now], binary=True)
+        return cursor.fetchall()
 
 
 def _stage_checked(
@@ -399,6 +400,11 @@ WITH taken AS (
     DELETE FROM {incoming}
     WHERE device_id = %s AND taken_at >= %s AND taken_at < %s
     RETURNING seq, taken_at, register_wh, received_at
+), seen AS (
+    UPDATE {device} SET last_seen_at = t.received_at
+    FROM (SELECT max(received_at) AS received_at FROM taken) t
+    WHERE id = %s AND t.received_at IS NOT NULL
+      AND (last_seen_at IS NULL OR last_seen_at < t.received_at)
 )
 SELECT t.seq, t.taken_at, t.register_wh, t.received_at,
        EXISTS (SELECT 1 FROM {reading} r WHERE r.device_id = %s AND r.seq = t.seq)
@@ -414,16 +420,26 @@ def _staged_take(device_id: int) -> list[_Taken]:
     whether it is stored already (a resend that raced an earlier rating).
 
     The device is locked by the caller. On PostgreSQL one statement takes
-    them and checks each against the stored readings' (device, seq) index;
-    elsewhere it is a select, a delete and a check.
+    them, checks each against the stored readings' (device, seq) index and
+    moves the device's ``last_seen_at`` up to the newest one's arrival;
+    elsewhere it is a select, a delete and a check (the caller saves
+    ``last_seen_at``).
     """
     if connection.vendor == "postgresql":
         sql = _TAKE_SQL.format(
-            incoming=IncomingReading._meta.db_table, reading=Reading._meta.db_table
+            incoming=IncomingReading._meta.db_table,
+            reading=Reading._meta.db_table,
+            device=Device._meta.db_table,
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [device_id, EARLIEST_TAKEN_AT, LATEST_TAKEN_AT, device_id])
-            return [(seq, at, wh, received, known) for seq, at, wh, received, known in cursor]
+        # Binary results: five hundred timestamps parsed from text cost more
+        # than the statement.
+        with _driver_cursor() as cursor:
+            cursor.execute(
+                sql,
+                [device_id, EARLIEST_TAKEN_AT, LATEST_TAKEN_AT, device_id, device_id],
+                binary=True,
+            )
+            return cursor.fetchall()
     rows = list(
         _staged(device_id)
         .order_by("taken_at", "seq")
@@ -441,6 +457,16 @@ def _staged_take(device_id: int) -> list[_Taken]:
     return [(seq, at, wh, received, seq in known) for _pk, seq, at, wh, received in rows]
 
 
+def _device_locked(device_id: int, *, skip_locked: bool = False) -> Device | None:
+    """The device, its row locked for rating, with what rating reads of its unit."""
+    return (
+        Device.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+        .select_related("unit__property", "unit__tariff", "unit__landlord")
+        .filter(pk=device_id)
+        .first()
+    )
+
+
 @transaction.atomic
 def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResult:
     """Validate, derive and price a device's staged readings, oldest first.
@@ -450,16 +476,17 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     ``payments.billing.usage_settle``. Staged readings already in ``Reading``
     (a resend that raced an earlier rating) are dropped as duplicates.
     """
+    device = _device_locked(device_id, skip_locked=skip_locked)
+    if device is None:
+        return ReadingsResult()
+    return _device_rate(device)
+
+
+def _device_rate(device: Device) -> ReadingsResult:
+    """``readings_rate`` for a device locked in the caller's transaction."""
     now = timezone.now()
     result = ReadingsResult()
-    device = (
-        Device.objects.select_for_update(of=("self",), skip_locked=skip_locked)
-        .select_related("unit__property", "unit__tariff", "unit__landlord")
-        .filter(pk=device_id)
-        .first()
-    )
-    if device is None:
-        return result
+    device_id = device.pk
     meter = Meter.objects.installed().select_for_update().filter(device=device).first()
     if meter is None:
         if _staged(device_id).exists():
@@ -473,7 +500,8 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     last_seen = max(row[3] for row in staged)
     if device.last_seen_at is None or last_seen > device.last_seen_at:
         device.last_seen_at = last_seen
-        device.save(update_fields=["last_seen_at"])
+        if connection.vendor != "postgresql":  # there the take stored it
+            device.save(update_fields=["last_seen_at"])
     if not fresh:
         return result
 
@@ -482,24 +510,28 @@ def readings_rate(*, device_id: int, skip_locked: bool = False) -> ReadingsResul
     d = Derivation()
     rows: list[Row] = []
     late: list[Row] = []
+    # The cursor (the newest reading rated) in locals while the loop moves it.
+    landlord_id, meter_id = device.landlord_id, meter.pk
+    rated_at, rated_seq, rated_wh = meter.rated_at, meter.rated_seq, meter.rated_register_wh
     for seq, taken_at, register_wh, received_at in fresh:
-        row = Row(device.landlord_id, device.pk, meter.pk, seq, taken_at, register_wh, received_at)
-        if meter.rated_at is None:
+        row = Row(landlord_id, device_id, meter_id, seq, taken_at, register_wh, received_at)
+        if rated_at is None:
             row.rule, row.note = vee.Rule.BASELINE.value, "first reading: billing starts here"
-        elif (taken_at, seq) <= (meter.rated_at, meter.rated_seq or 0):
+        elif (taken_at, seq) <= (rated_at, rated_seq or 0):
             late.append(row)
             continue
         else:
             step = vee.step(
-                prev_at=meter.rated_at,
-                prev_wh=meter.rated_register_wh or 0,
+                prev_at=rated_at,
+                prev_wh=rated_wh or 0,
                 at=taken_at,
                 register_wh=register_wh,
                 limits=limits,
             )
-            apply_step(row, step, meter, meter.rated_at, d)
-        meter.rated_seq, meter.rated_register_wh, meter.rated_at = seq, register_wh, taken_at
+            apply_step(row, step, meter, rated_at, d)
+        rated_seq, rated_wh, rated_at = seq, register_wh, taken_at
         rows.append(row)
+    meter.rated_seq, meter.rated_register_wh, meter.rated_at = rated_seq, rated_wh, rated_at
     readings_insert(rows)
     if d.gaps and late:
         # Late readings may split a gap held by this very batch: store it first.
@@ -539,11 +571,14 @@ def readings_record(*, device_id: int, readings: list[ReadingInput]) -> Readings
     ones were flagged.
     """
     readings_validate(readings=readings, now=timezone.now())
-    landlord_id = Device.objects.filter(pk=device_id).values_list("landlord_id", flat=True).get()
-    [answer] = readings_stage(requests=[StageRequest(device_id, landlord_id, readings)])
+    # Locked first: the lock rating takes anyway, and it brings the landlord.
+    device = _device_locked(device_id)
+    if device is None:
+        raise Device.DoesNotExist(f"no device {device_id}")
+    [answer] = readings_stage(requests=[StageRequest(device_id, device.landlord_id, readings)])
     if isinstance(answer, ReadingRejected):
         raise answer
-    rated = readings_rate(device_id=device_id)
+    rated = _device_rate(device)
     mine = set(answer.accepted)
     late_duplicates = set(rated.duplicates) & mine
     answer.accepted = [s for s in answer.accepted if s not in late_duplicates]

@@ -33,6 +33,7 @@ from decimal import Decimal
 
 SCALE = 10**11  # sub-units per minor unit
 SLOT_SECONDS = 1800
+_SLOT = timedelta(seconds=SLOT_SECONDS)
 ANY_BAND = ""
 
 
@@ -270,9 +271,11 @@ def spread(
     energy = end_wh - start_wh
     if end <= start:
         return [(slot_start(end), energy)]
+    cursor = slot_start(start)
+    if cursor + _SLOT >= end:  # within one slot: readings minutes apart
+        return [(cursor, energy)]
     span = _micros(end - start)
     pieces: list[tuple[datetime, int]] = []
-    cursor = slot_start(start)
     done = 0
     while cursor < end:
         boundary = cursor + timedelta(seconds=SLOT_SECONDS)

@@ -509,7 +509,7 @@ def _stage_plan(device: Device, seqs: list[int], *, analyzed: bool, copied: bool
                 copy.set_types(readings._BATCH_TYPES)
                 for row in zip(*columns, strict=True):
                     copy.write_row(row)
-            sql = readings._stage_sql(f"{readings._BATCH_TABLE} u")
+            sql = readings._stage_sql(readings._BATCH_SOURCE)
             params: list[object] = [[device.pk], timezone.now()]
         else:
             sql = readings._stage_sql(readings._ARRAYS)
@@ -542,3 +542,23 @@ def test_staging_looks_up_each_reading_by_its_key_however_long_the_history(
     assert "reading_device_seq_unique" in plan, plan
     assert f"Seq Scan on {Reading._meta.db_table}" not in plan, plan
     assert "Hash Anti Join" not in plan and "Hash Right Anti Join" not in plan, plan
+
+
+@pytest.mark.django_db
+def test_rating_moves_a_devices_last_seen_up_to_its_newest_arrival_never_back(personas):
+    # given: two frames staged at different times, rated together
+    device = personas.a.prepaid_device.device
+    Device.objects.filter(pk=device.pk).update(last_seen_at=None)
+    arrived = BASE + timedelta(hours=1)
+    readings_stage(requests=[_request(device, (1, 0, 0))], now=arrived)
+    readings_stage(requests=[_request(device, (2, 1, 10))], now=arrived + timedelta(minutes=3))
+    # when
+    readings_rate(device_id=device.pk)
+    # then: the newest arrival
+    device.refresh_from_db()
+    assert device.last_seen_at == arrived + timedelta(minutes=3)
+    # and a frame that arrived earlier (a delayed batch) does not move it back
+    readings_stage(requests=[_request(device, (3, 2, 20))], now=arrived + timedelta(minutes=1))
+    assert _ok(readings_rate(device_id=device.pk)).accepted == [3]
+    device.refresh_from_db()
+    assert device.last_seen_at == arrived + timedelta(minutes=3)
