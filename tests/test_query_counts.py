@@ -202,7 +202,11 @@ def test_device_reading_frame(personas, django_assert_num_queries):
     world = personas.a
     _credit(world.prepaid_tenancy, 2500)
     device = world.prepaid_device.device
-    base = datetime.now(UTC) - timedelta(minutes=5)
+    # All six readings (a minute) inside one half-hour slot, a few minutes old:
+    # readings that cross into the next slot derive one more slot, and more queries.
+    now = datetime.now(UTC)
+    slot = now.replace(minute=now.minute - now.minute % 30, second=0, microsecond=0)
+    base = slot if now - slot > timedelta(minutes=5) else slot - timedelta(minutes=10)
 
     def frame(first_seq):
         frame_readings = [
