@@ -539,7 +539,16 @@ class _IdIn(Lookup):
 
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s::bigint[])", (*lhs_params, [int(v) for v in self.rhs])
+        return f"{lhs} = ANY(%s::bigint[])", (*lhs_params, _pg_array(int(v) for v in self.rhs))
+
+
+def _pg_array(values: Iterable[int | datetime]) -> str:
+    """A PostgreSQL array literal of integers or aware datetimes, to be cast by the
+    query (``%s::bigint[]``, ``%s::timestamptz[]``): joined here in one pass, where
+    the driver's array adapter spends milliseconds on a batch's thousand values."""
+    return (
+        "{" + ",".join(v.isoformat() if isinstance(v, datetime) else str(v) for v in values) + "}"
+    )
 
 
 @dataclass(frozen=True)
@@ -640,10 +649,10 @@ def _priced_lines(drafts: list[_Draft]) -> dict[int, dict[_LineKey, tuple[int, i
                 GROUP BY 1, 2, 3, 4, 5
                 """,
                 [
-                    [meter_id for meter_id, _ in pairs],
-                    [d.period.start_at for _, d in pairs],
-                    [d.period.end_at for _, d in pairs],
-                    list(range(len(pairs))),
+                    _pg_array(meter_id for meter_id, _ in pairs),
+                    _pg_array(d.period.start_at for _, d in pairs),
+                    _pg_array(d.period.end_at for _, d in pairs),
+                    _pg_array(range(len(pairs))),
                 ],
             )
             for k, version_id, band, tier, price, wh, net in cursor.fetchall():
@@ -827,23 +836,33 @@ def _bill(draft: _Draft) -> invoicing.Bill:
 
 def _invoice_row(draft: _Draft, bill: invoicing.Bill, now: datetime) -> Invoice:
     prop = draft.unit.property
-    return Invoice(
-        due_date=timezone.localtime(now, draft.tz).date() + timedelta(days=prop.bill_due_days),
-        landlord_id=draft.tenancy.landlord_id,
-        tenancy=draft.tenancy,
-        period_start=draft.due.period_start,
-        period_end=draft.period.end,
-        currency=prop.currency,
-        issued_at=now,
-        energy_wh=bill.energy_wh,
-        net_minor=bill.net_minor,
-        tax_minor=bill.tax_minor,
-        total_minor=bill.total_minor,
-        tax_inclusive=bill.tax_inclusive,
-        held_wh=bill.held_wh,
-        held_reason=bill.held_reason[:300],
-        billed_through=bill.billed_through,
+    given = {
+        "due_date": timezone.localtime(now, draft.tz).date() + timedelta(days=prop.bill_due_days),
+        "landlord_id": draft.tenancy.landlord_id,
+        "tenancy_id": draft.tenancy.pk,
+        "period_start": draft.due.period_start,
+        "period_end": draft.period.end,
+        "currency": prop.currency,
+        "issued_at": now,
+        "energy_wh": bill.energy_wh,
+        "net_minor": bill.net_minor,
+        "tax_minor": bill.tax_minor,
+        "total_minor": bill.total_minor,
+        "tax_inclusive": bill.tax_inclusive,
+        "held_wh": bill.held_wh,
+        "held_reason": bill.held_reason[:300],
+        "billed_through": bill.billed_through,
+    }
+    # Every field by position, the others at their defaults: Django's positional
+    # constructor costs a third of the keyword one, a thousand times a batch.
+    invoice = Invoice(
+        *(
+            given[field.attname] if field.attname in given else field.get_default()
+            for field in Invoice._meta.concrete_fields
+        )
     )
+    Invoice.tenancy.field.set_cached_value(invoice, draft.tenancy)
+    return invoice
 
 
 def _invoices_store(rows: list[Invoice]) -> list[tuple[Invoice, bool]]:
@@ -997,6 +1016,8 @@ def invoices_issue(
         if held is not None or pending // rating.SCALE != 0 or (pending == 0 and since):
             unsettled.add(meter_id)
     drafts: list[tuple[int, _Draft]] = []
+    # A batch's units share a few tariffs and properties: one schedule each.
+    schedules: dict[tuple[int, int], rating.Schedule] = {}
     for index, item in enumerate(due):
         found = existing.get((item.tenancy.pk, item.period_start))
         if found is not None:
@@ -1015,7 +1036,10 @@ def invoices_issue(
                 final=final,
                 switched_at=state.postpaid_from if state else None,
             )
-            schedule = unit_schedule(unit=unit)
+            shared = (unit.tariff_id or 0, unit.property_id)
+            schedule = schedules.get(shared) or schedules.setdefault(
+                shared, unit_schedule(unit=unit)
+            )
         except (BillingError, rating.Unpriceable) as error:
             results[index] = error
             continue
@@ -1148,6 +1172,26 @@ def _units_share(*, units: Sequence[Unit]) -> None:
         unit.tariff = tariffs[unit.tariff_id] if unit.tariff_id is not None else None
 
 
+def _tenancies_read(ids: list[int]) -> list[Tenancy]:
+    """A batch's tenancies (by primary key) with their units, properties, tariffs and
+    billing states attached. Each table is read on its own through its index: joined,
+    the planner hashes the whole unit and billing-state tables for a thousand rows
+    (tens of milliseconds a batch on a fleet of 100,000)."""
+    tenancies = list(Tenancy.objects.filter(_IdIn(F("pk"), ids)).order_by("pk"))
+    units = {u.pk: u for u in Unit.objects.filter(_IdIn(F("pk"), [t.unit_id for t in tenancies]))}
+    _units_share(units=list(units.values()))
+    states = {
+        s.tenancy_id: s
+        for s in BillingState.objects.filter(_IdIn(F("tenancy_id"), [t.pk for t in tenancies]))
+    }
+    unit_cache = Tenancy.unit.field
+    state_cache = Tenancy.billing_state.related
+    for tenancy in tenancies:
+        unit_cache.set_cached_value(tenancy, units[tenancy.unit_id])
+        state_cache.set_cached_value(tenancy, states.get(tenancy.pk))
+    return tenancies
+
+
 def invoices_issue_due(
     *,
     now: datetime | None = None,
@@ -1178,12 +1222,7 @@ def invoices_issue_due(
         if on_progress is not None and done and not on_progress(done):
             break
         batch_ids = ids[done : done + batch]
-        tenancies = list(
-            Tenancy.objects.filter(_IdIn(F("pk"), batch_ids))
-            .select_related("unit", "billing_state")
-            .order_by("pk")
-        )
-        _units_share(units=[t.unit for t in tenancies])
+        tenancies = _tenancies_read(batch_ids)
         # The batch's latest bills, found through the (tenancy, period) unique
         # index rather than by grouping the whole invoice table.
         latest = dict(
