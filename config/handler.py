@@ -23,18 +23,32 @@ gets a thread of its own, as Django would give it, closed after the request: a
 slow request never makes another wait for a thread. A request that stopped early
 (the client went away) while its synchronous code still runs does not give its
 thread back; that thread finishes the work, closes its connections and ends.
+
+A request's synchronous code also runs in one go: the request signal, the whole
+middleware chain (loaded synchronous, as under WSGI) and the view, in a single
+hop to its thread, then a second to close the response once sent. Django's own
+ASGI path hops between the event loop and the thread five times a request (the
+signal, the middleware chain, each view middleware, the view, the close), and
+each hop copies and restores the request's context: a third of what a bare view
+costs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from contextlib import closing
+from typing import IO, Any
 
 import django
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import connections
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 
 class _RequestThread(ThreadPoolExecutor):
@@ -70,6 +84,8 @@ class PooledThreadsASGIHandler(ASGIHandler):
         # Touched only from the event loop's thread, between awaits.
         self._idle: list[_RequestThread] = []
         self._kept = 0
+        # The chain as WSGI runs it: every middleware here is synchronous.
+        self.load_middleware(is_async=False)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -81,6 +97,52 @@ class PooledThreadsASGIHandler(ASGIHandler):
                 await self.handle(scope, receive, send)
         finally:
             self._give_back(thread, kept)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """``ASGIHandler.handle``, the request's synchronous code in one hop (``_respond``)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+
+            class RequestProcessed(Exception):
+                pass
+
+            response: HttpResponseBase | None = None
+            try:
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self.listen_for_disconnect(receive))
+                        response = await sync_to_async(self._respond, thread_sensitive=True)(
+                            scope, body_file
+                        )
+                        await self.send_response(response, send)
+                        raise RequestProcessed
+                except* (RequestProcessed, RequestAborted):
+                    pass
+            except BaseExceptionGroup as exception_group:
+                if len(exception_group.exceptions) == 1:
+                    raise exception_group.exceptions[0] from None
+                raise
+            if response is None:
+                await signals.request_finished.asend(sender=self.__class__)
+            else:
+                await sync_to_async(response.close, thread_sensitive=True)()
+
+    def _respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
+        """The request signal, the request, and the response of the middleware chain."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None  # create_request gives one or the other
+            return error_response
+        response = self.get_response(request)
+        response._handler_class = self.__class__  # type: ignore[attr-defined]
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        return response
 
     def _borrow(self) -> tuple[_RequestThread, bool]:
         if self._idle:
