@@ -122,21 +122,39 @@ def estate(tenants: int) -> list[tuple[int, str]]:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection: GET, read the whole answer."""
+    """One keep-alive HTTP/1.1 connection: GET, read the whole answer. It keeps the
+    cookies the server sets, as a phone's browser does (the session's, and the CSRF
+    cookie a page's forms are signed with: without it every page would mint a new
+    CSRF secret, which no browser makes a server do)."""
 
     def __init__(self, port: int, cookie: str) -> None:
         self.port = port
-        self.cookie = cookie
+        self.cookies = {"sessionid": cookie}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        """Close the connection (each stage runs its own event loop); the cookies stay."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _keep_cookie(self, value: str) -> None:
+        pair, _, attributes = value.partition(";")
+        name, _, cookie = pair.strip().partition("=")
+        if "max-age=0" in attributes.lower().replace(" ", ""):
+            self.cookies.pop(name, None)
+        else:
+            self.cookies[name] = cookie
 
     async def get(self, path: str) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
+        cookies = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Cookie: sessionid={self.cookie}\r\nAccept: text/html\r\n\r\n"
+            f"Cookie: {cookies}\r\nAccept: text/html\r\n\r\n"
         )
         self.writer.write(request.encode())
         await self.writer.drain()
@@ -144,14 +162,16 @@ class Connection:
         status = int(status_line.split()[1])
         length, chunked, close = None, False, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip().lower(), value.strip().lower()
+            name, _, raw = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), raw.strip().lower()
             if name == "content-length":
                 length = int(value)
             elif name == "transfer-encoding" and "chunked" in value:
                 chunked = True
             elif name == "connection" and value == "close":
                 close = True
+            elif name == "set-cookie":
+                self._keep_cookie(raw.strip())
         if chunked:
             while True:
                 size = int((await self.reader.readline()).split(b";")[0], 16)
@@ -164,13 +184,12 @@ class Connection:
             await self.reader.read()
             close = True
         if close:
-            self.writer.close()
-            self.writer = None
+            self.close()
         return status
 
 
 async def warm_up(
-    port: int, sessions: list[tuple[int, str]], rounds: int, think: float
+    clients: list[tuple[int, Connection]], rounds: int, think: float
 ) -> tuple[int, int, float]:
     """Each client asks ``rounds`` times for ``/healthz`` and for its home page, a
     jittered ``think`` apart, not counted: the first requests of a fresh server (its
@@ -178,9 +197,8 @@ async def warm_up(
     measures, and would fall on the baseline, which runs first. Requests, errors, s."""
     requests = errors = 0
 
-    async def client(tenancy_id: int, cookie: str) -> None:
+    async def client(tenancy_id: int, conn: Connection) -> None:
         nonlocal requests, errors
-        conn = Connection(port, cookie)
         await asyncio.sleep(random.uniform(0, think))
         for _ in range(rounds):
             for path in ("/healthz", f"/tenant/{tenancy_id}/"):
@@ -192,25 +210,23 @@ async def warm_up(
                 requests += 1
                 errors += status != 200
             await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
-        if conn.writer is not None:
-            conn.writer.close()
+        conn.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(client(t, c) for t, c in sessions))
+    await asyncio.gather(*(client(t, c) for t, c in clients))
     return requests, errors, time.monotonic() - started
 
 
 async def stage(
-    port: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+    clients: list[tuple[int, Connection]], path_of, seconds: float, think: float
 ) -> tuple[list[float], int, float]:
     """Every client asks, waits about ``think`` s, asks again; latencies (ms), errors, seconds."""
     latencies: list[float] = []
     errors = 0
     end = time.monotonic() + seconds
 
-    async def client(tenancy_id: int, cookie: str) -> None:
+    async def client(tenancy_id: int, conn: Connection) -> None:
         nonlocal errors
-        conn = Connection(port, cookie)
         await asyncio.sleep(random.uniform(0, think))  # not all at the same instant
         while time.monotonic() < end:
             t0 = time.perf_counter()
@@ -223,9 +239,10 @@ async def stage(
             if status != 200:
                 errors += 1
             await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+        conn.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(client(t, c) for t, c in sessions))
+    await asyncio.gather(*(client(t, c) for t, c in clients))
     return latencies, errors, time.monotonic() - started
 
 
@@ -254,12 +271,12 @@ def server_cpu_seconds(pgid: int) -> float | None:
 
 
 def run_stage(
-    port: int, pgid: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+    pgid: int, clients: list[tuple[int, Connection]], path_of, seconds: float, think: float
 ) -> tuple[list[float], int, float, float | None]:
     """``stage``, and the server's CPU time a page (s) over it, so a figure taken on a
     busy machine says what the server itself spent."""
     cpu_before = server_cpu_seconds(pgid)
-    latencies, errors, took = asyncio.run(stage(port, sessions, path_of, seconds, think))
+    latencies, errors, took = asyncio.run(stage(clients, path_of, seconds, think))
     cpu_after = server_cpu_seconds(pgid)
     cpu = None
     if cpu_before is not None and cpu_after is not None and latencies:
@@ -330,17 +347,17 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
     port = _free_port()
     proc = serve({**os.environ}, port, args.workers)
     try:
-        requests, errors, took = asyncio.run(warm_up(port, sessions, WARM_UP_ROUNDS, args.think))
+        # One client a tenant for the whole run, keeping its cookies between stages.
+        clients = [(tenancy_id, Connection(port, cookie)) for tenancy_id, cookie in sessions]
+        requests, errors, took = asyncio.run(warm_up(clients, WARM_UP_ROUNDS, args.think))
         print(
             f"  warm-up (not counted): each client asked {WARM_UP_ROUNDS} times for /healthz"
             f" and its home page; {requests} requests, {errors} errors, {took:.1f} s",
             flush=True,
         )
-        base = run_stage(port, proc.pid, sessions, lambda _t: "/healthz", args.seconds, args.think)
+        base = run_stage(proc.pid, clients, lambda _t: "/healthz", args.seconds, args.think)
         base_p95 = report("baseline: /healthz", *base)
-        home = run_stage(
-            port, proc.pid, sessions, lambda t: f"/tenant/{t}/", args.seconds, args.think
-        )
+        home = run_stage(proc.pid, clients, lambda t: f"/tenant/{t}/", args.seconds, args.think)
         home_p95 = report("tenant home /tenant/<id>/", *home)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
