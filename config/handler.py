@@ -19,8 +19,14 @@ and each request hands its connection back to the pool, as before; the threads
 are still kept.
 
 A thread serves one request at a time. When every kept thread is busy, a request
-gets a thread of its own, as Django would give it, closed after the request: a
-slow request never makes another wait for a thread. A request that stopped early
+waits for the first to come free, up to ``wait`` seconds (a quarter of a second by
+default), then gets a thread of its own, as Django would give it, closed after
+the request: slow requests make another wait for a thread that long at most.
+The wait is what keeps a busy process busy with pages: a thread of its own costs
+a request its database connection (opened, set up and closed: on SQLite about
+as much CPU as a whole page), and Python runs one thread at a time anyway, so
+under a burst those new threads only made every request slower, and the burst
+longer. A request that stopped early
 (the client went away) while its synchronous code still runs does not give its
 thread back; that thread finishes the work, closes its connections and ends.
 
@@ -36,6 +42,7 @@ costs.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from typing import IO, Any
@@ -75,14 +82,17 @@ class _RequestThread(ThreadPoolExecutor):
 
 class PooledThreadsASGIHandler(ASGIHandler):
     """``ASGIHandler`` whose requests' synchronous code runs on up to ``threads``
-    kept threads (more, briefly, when more requests are in flight)."""
+    kept threads (more, briefly, when requests wait over ``wait`` s for one)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, wait: float = 0.25) -> None:
         super().__init__()
         self.threads = threads
-        # Idle kept threads, the most recently used last: the busiest few stay warm.
-        # Touched only from the event loop's thread, between awaits.
+        self.wait = wait
+        # Idle kept threads, the most recently used last: the busiest few stay warm;
+        # requests waiting for one, first come first served. Touched only from the
+        # event loop's thread, between awaits.
         self._idle: list[_RequestThread] = []
+        self._waiting: deque[asyncio.Future[_RequestThread]] = deque()
         self._kept = 0
         # The chain as WSGI runs it: every middleware here is synchronous.
         self.load_middleware(is_async=False)
@@ -91,7 +101,7 @@ class PooledThreadsASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)  # refuses it, as Django does
             return
-        thread, kept = self._borrow()
+        thread, kept = await self._borrow()
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
@@ -144,16 +154,36 @@ class PooledThreadsASGIHandler(ASGIHandler):
             response.block_size = self.chunk_size
         return response
 
-    def _borrow(self) -> tuple[_RequestThread, bool]:
+    async def _borrow(self) -> tuple[_RequestThread, bool]:
         if self._idle:
             return self._idle.pop(), True
         if self._kept < self.threads:
             self._kept += 1
             return _RequestThread(), True
+        waiter: asyncio.Future[_RequestThread] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, self.wait), True
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_back(waiter.result(), True)  # handed over as the request ended
+            raise
+        finally:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+        if waiter.done() and not waiter.cancelled():
+            return waiter.result(), True  # handed over just as the wait ran out
         return _RequestThread(), False
 
     def _give_back(self, thread: _RequestThread, kept: bool) -> None:
         if kept and not thread.pending:
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_result(thread)
+                    return
             self._idle.append(thread)
             return
         if kept:
@@ -163,6 +193,9 @@ class PooledThreadsASGIHandler(ASGIHandler):
 
 def get_asgi_application() -> PooledThreadsASGIHandler:
     """``django.core.asgi.get_asgi_application``, with ``SUBMETER["HTTP_THREADS"]``
-    kept request threads."""
+    kept request threads, waited for up to ``SUBMETER["HTTP_THREAD_WAIT_SECONDS"]``."""
     django.setup(set_prefix=False)
-    return PooledThreadsASGIHandler(threads=settings.SUBMETER["HTTP_THREADS"])
+    return PooledThreadsASGIHandler(
+        threads=settings.SUBMETER["HTTP_THREADS"],
+        wait=settings.SUBMETER["HTTP_THREAD_WAIT_SECONDS"],
+    )
