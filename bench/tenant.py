@@ -22,6 +22,17 @@ It prints the latencies (p50, p95, p99) and pages per second of each, the
 server's CPU time per page (its processes' user and system time over the
 stage, on Linux: what a page costs, whatever else the machine is running), the
 machine's load average, and the target: the tenant home's p95 at or under 50 ms.
+
+    .venv/bin/python bench/tenant.py --in-process 600            # CPU per page, no server
+    .venv/bin/python bench/tenant.py --in-process 600 --profile  # and where it goes
+
+``--in-process N`` measures what a page costs, steadily even on a busy
+machine: the same estate (``--tenants``, default 10), and the ASGI application
+called in this process, without a server or a network, N times one after
+another for each page (after a warm-up), three rounds; it prints this
+process's CPU time per request of each round (``time.process_time``: every
+thread's). ``--concurrent K``: K requests in flight at once. ``--profile``:
+cProfile of one more round of the tenant home, its 30 costliest functions.
 """
 
 from __future__ import annotations
@@ -122,21 +133,39 @@ def estate(tenants: int) -> list[tuple[int, str]]:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection: GET, read the whole answer."""
+    """One keep-alive HTTP/1.1 connection: GET, read the whole answer. It keeps the
+    cookies the server sets, as a phone's browser does (the session's, and the CSRF
+    cookie a page's forms are signed with: without it every page would mint a new
+    CSRF secret, which no browser makes a server do)."""
 
     def __init__(self, port: int, cookie: str) -> None:
         self.port = port
-        self.cookie = cookie
+        self.cookies = {"sessionid": cookie}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        """Close the connection (each stage runs its own event loop); the cookies stay."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _keep_cookie(self, value: str) -> None:
+        pair, _, attributes = value.partition(";")
+        name, _, cookie = pair.strip().partition("=")
+        if "max-age=0" in attributes.lower().replace(" ", ""):
+            self.cookies.pop(name, None)
+        else:
+            self.cookies[name] = cookie
 
     async def get(self, path: str) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
+        cookies = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Cookie: sessionid={self.cookie}\r\nAccept: text/html\r\n\r\n"
+            f"Cookie: {cookies}\r\nAccept: text/html\r\n\r\n"
         )
         self.writer.write(request.encode())
         await self.writer.drain()
@@ -144,14 +173,16 @@ class Connection:
         status = int(status_line.split()[1])
         length, chunked, close = None, False, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip().lower(), value.strip().lower()
+            name, _, raw = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), raw.strip().lower()
             if name == "content-length":
                 length = int(value)
             elif name == "transfer-encoding" and "chunked" in value:
                 chunked = True
             elif name == "connection" and value == "close":
                 close = True
+            elif name == "set-cookie":
+                self._keep_cookie(raw.strip())
         if chunked:
             while True:
                 size = int((await self.reader.readline()).split(b";")[0], 16)
@@ -164,13 +195,12 @@ class Connection:
             await self.reader.read()
             close = True
         if close:
-            self.writer.close()
-            self.writer = None
+            self.close()
         return status
 
 
 async def warm_up(
-    port: int, sessions: list[tuple[int, str]], rounds: int, think: float
+    clients: list[tuple[int, Connection]], rounds: int, think: float
 ) -> tuple[int, int, float]:
     """Each client asks ``rounds`` times for ``/healthz`` and for its home page, a
     jittered ``think`` apart, not counted: the first requests of a fresh server (its
@@ -178,9 +208,8 @@ async def warm_up(
     measures, and would fall on the baseline, which runs first. Requests, errors, s."""
     requests = errors = 0
 
-    async def client(tenancy_id: int, cookie: str) -> None:
+    async def client(tenancy_id: int, conn: Connection) -> None:
         nonlocal requests, errors
-        conn = Connection(port, cookie)
         await asyncio.sleep(random.uniform(0, think))
         for _ in range(rounds):
             for path in ("/healthz", f"/tenant/{tenancy_id}/"):
@@ -192,25 +221,23 @@ async def warm_up(
                 requests += 1
                 errors += status != 200
             await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
-        if conn.writer is not None:
-            conn.writer.close()
+        conn.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(client(t, c) for t, c in sessions))
+    await asyncio.gather(*(client(t, c) for t, c in clients))
     return requests, errors, time.monotonic() - started
 
 
 async def stage(
-    port: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+    clients: list[tuple[int, Connection]], path_of, seconds: float, think: float
 ) -> tuple[list[float], int, float]:
     """Every client asks, waits about ``think`` s, asks again; latencies (ms), errors, seconds."""
     latencies: list[float] = []
     errors = 0
     end = time.monotonic() + seconds
 
-    async def client(tenancy_id: int, cookie: str) -> None:
+    async def client(tenancy_id: int, conn: Connection) -> None:
         nonlocal errors
-        conn = Connection(port, cookie)
         await asyncio.sleep(random.uniform(0, think))  # not all at the same instant
         while time.monotonic() < end:
             t0 = time.perf_counter()
@@ -223,9 +250,10 @@ async def stage(
             if status != 200:
                 errors += 1
             await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+        conn.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(client(t, c) for t, c in sessions))
+    await asyncio.gather(*(client(t, c) for t, c in clients))
     return latencies, errors, time.monotonic() - started
 
 
@@ -254,12 +282,12 @@ def server_cpu_seconds(pgid: int) -> float | None:
 
 
 def run_stage(
-    port: int, pgid: int, sessions: list[tuple[int, str]], path_of, seconds: float, think: float
+    pgid: int, clients: list[tuple[int, Connection]], path_of, seconds: float, think: float
 ) -> tuple[list[float], int, float, float | None]:
     """``stage``, and the server's CPU time a page (s) over it, so a figure taken on a
     busy machine says what the server itself spent."""
     cpu_before = server_cpu_seconds(pgid)
-    latencies, errors, took = asyncio.run(stage(port, sessions, path_of, seconds, think))
+    latencies, errors, took = asyncio.run(stage(clients, path_of, seconds, think))
     cpu_after = server_cpu_seconds(pgid)
     cpu = None
     if cpu_before is not None and cpu_after is not None and latencies:
@@ -330,17 +358,17 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
     port = _free_port()
     proc = serve({**os.environ}, port, args.workers)
     try:
-        requests, errors, took = asyncio.run(warm_up(port, sessions, WARM_UP_ROUNDS, args.think))
+        # One client a tenant for the whole run, keeping its cookies between stages.
+        clients = [(tenancy_id, Connection(port, cookie)) for tenancy_id, cookie in sessions]
+        requests, errors, took = asyncio.run(warm_up(clients, WARM_UP_ROUNDS, args.think))
         print(
             f"  warm-up (not counted): each client asked {WARM_UP_ROUNDS} times for /healthz"
             f" and its home page; {requests} requests, {errors} errors, {took:.1f} s",
             flush=True,
         )
-        base = run_stage(port, proc.pid, sessions, lambda _t: "/healthz", args.seconds, args.think)
+        base = run_stage(proc.pid, clients, lambda _t: "/healthz", args.seconds, args.think)
         base_p95 = report("baseline: /healthz", *base)
-        home = run_stage(
-            port, proc.pid, sessions, lambda t: f"/tenant/{t}/", args.seconds, args.think
-        )
+        home = run_stage(proc.pid, clients, lambda t: f"/tenant/{t}/", args.seconds, args.think)
         home_p95 = report("tenant home /tenant/<id>/", *home)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -356,6 +384,116 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0 if home[1] == 0 else 1
 
 
+async def _asgi_get(application, path: str, cookies: dict[str, str]) -> int:
+    """One GET through ``application`` as a server would pass it; keeps the cookies."""
+    header = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"accept", b"text/html"),
+            (b"cookie", header.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    asked = False
+
+    async def receive() -> dict:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays until the answer is sent
+        raise AssertionError("unreachable")
+
+    status = 0
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message["headers"]:
+                if name.lower() == b"set-cookie":
+                    pair = value.decode("latin-1").split(";")[0]
+                    cookie_name, _, cookie = pair.partition("=")
+                    cookies[cookie_name.strip()] = cookie
+
+    await application(scope, receive, send)
+    return status
+
+
+def in_process(args: argparse.Namespace, env: dict[str, str]) -> int:
+    import cProfile
+    import pstats
+
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("migrate", verbosity=0)
+    sessions = estate(args.tenants)
+    connections.close_all()
+    from config.asgi import application
+
+    jars = [(tenancy_id, {"sessionid": key}) for tenancy_id, key in sessions]
+    pages = {"/healthz": lambda _t: "/healthz", "tenant home": lambda t: f"/tenant/{t}/"}
+    print(
+        f"in-process: {args.tenants} tenancies, {args.in_process} requests a round,"
+        f" {args.concurrent} at once; {_load()}"
+    )
+
+    async def requests(path_of, count: int) -> int:
+        errors = 0
+
+        async def client(first: int) -> None:
+            nonlocal errors
+            for i in range(first, count, args.concurrent):
+                tenancy_id, jar = jars[i % len(jars)]
+                errors += await _asgi_get(application, path_of(tenancy_id), jar) != 200
+
+        await asyncio.gather(*(client(k) for k in range(args.concurrent)))
+        return errors
+
+    async def measure() -> int:
+        errors = 0
+        for name, path_of in pages.items():
+            errors += await requests(path_of, 60)  # warm-up
+            rounds = []
+            for _ in range(3):
+                started = time.process_time()
+                errors += await requests(path_of, args.in_process)
+                rounds.append((time.process_time() - started) / args.in_process * 1000)
+            print(
+                f"  {name:<12} CPU ms/request "
+                + " ".join(f"{r:.2f}" for r in rounds)
+                + f" (min {min(rounds):.2f})"
+            )
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+            errors += await requests(pages["tenant home"], args.in_process)
+            profile.disable()
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+        return errors
+
+    errors = asyncio.run(measure())
+    if errors:
+        print(f"  {errors} requests did not answer 200")
+    return 1 if errors else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=None, help="default 100 (quick: 50)")
@@ -365,7 +503,14 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a client's pages")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--quick", action="store_true", help="within a minute")
+    parser.add_argument(
+        "--in-process", type=int, default=0, metavar="N", help="CPU per page, N a round"
+    )
+    parser.add_argument("--concurrent", type=int, default=1, help="with --in-process")
+    parser.add_argument("--profile", action="store_true", help="with --in-process")
     args = parser.parse_args()
+    if args.in_process and args.tenants is None:
+        args.tenants = 10
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 20.0
     if args.tenants is None:
@@ -382,10 +527,11 @@ def main() -> int:
             "SQLITE_PATH": str(Path(tmp) / "bench.sqlite3"),
             "HUEY_SQLITE_PATH": str(Path(tmp) / "huey.sqlite3"),
         }
+        go = in_process if args.in_process else run
         if not url.startswith("postgres"):
-            return run(args, {**env, "DATABASE_URL": ""})
+            return go(args, {**env, "DATABASE_URL": ""})
         with postgres_database(url, "_tenant") as bench_url:
-            return run(args, {**env, "DATABASE_URL": bench_url})
+            return go(args, {**env, "DATABASE_URL": bench_url})
 
 
 if __name__ == "__main__":

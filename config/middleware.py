@@ -17,7 +17,10 @@ class SyncChain:
     fifteen per request. With a sync-only middleware innermost, Django adapts
     the chain once and a request runs in one thread: a bare view answers in
     well under half the time (bench/tenant.py's baseline). WebSockets do not
-    pass through here.
+    pass through here. The server's own handler (config/handler.py) goes
+    further and loads the chain synchronously, as under WSGI; this keeps
+    Django's stock ASGI handler (e.g. the test suite's ``AsyncClient``) to
+    one hop as well.
     """
 
     sync_capable = True

@@ -13,10 +13,19 @@ the rows as the queryset always would.
 Keep to what stays the same between runs: anything that changes (the time,
 an id) must be a ``Param``, never a value taken while building. A queryset
 derived from a run (``count()``, ``filter()``) is compiled as usual.
+
+On SQLite the query's constants (a status, a kind: whole numbers and plain
+words) are written into its SQL rather than bound. SQLite plans a statement
+again, from its text, on every run that binds a value it might plan by (one
+compared with a column a partial index is filtered on, as ``status =
+'scheduled'`` is): the tenant home's main query took 0.15 ms to run so, and
+0.02 ms with its constants in the text. What is bound is then only the
+``Param`` values.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +111,8 @@ class Prepared[R]:
         compiled = self._compiled.get(alias)
         if compiled is None:
             sql, slotted = compiler.as_sql()
+            if compiler.connection.vendor == "sqlite":
+                sql, slotted = _inline_constants(sql, tuple(slotted))
             state = {name: getattr(compiler, name) for name in _COMPILER_STATE}
             names = frozenset(p.name for p in slotted if isinstance(p, _Slot))
             compiled = _Compiled(sql=sql, params=tuple(slotted), names=names, state=state)
@@ -139,6 +150,53 @@ class Prepared[R]:
             return look_up(expressions)
 
         compiler.get_converters = get_converters  # type: ignore[method-assign]
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+_WORD = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _literal(value: object) -> str | None:
+    """``value`` as SQL text, if it is a whole number or a plain word; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str):
+        text = str.__str__(value)  # a choice's own value, not its label
+        if _WORD.fullmatch(text):
+            return f"'{text}'"
+    return None
+
+
+def _inline_constants(sql: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` with each constant parameter that ``_literal`` can write in its text."""
+    pieces: list[str] = []
+    kept: list[Any] = []
+    at = 0
+    values = iter(params)
+    for match in _PLACEHOLDER.finditer(sql):
+        if match.group() == "%%":
+            continue
+        try:
+            value = next(values)
+        except StopIteration:
+            return sql, params  # not the SQL these parameters go with: left as it is
+        literal = None if isinstance(value, _Slot) else _literal(value)
+        pieces.append(sql[at : match.start()])
+        if literal is None:
+            pieces.append("%s")
+            kept.append(value)
+        else:
+            pieces.append(literal)
+        at = match.end()
+    if next(values, _END) is not _END:
+        return sql, params
+    pieces.append(sql[at:])
+    return "".join(pieces), tuple(kept)
+
+
+_END = object()
 
 
 class _BoundQuery(Query):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ from django.db.models import (
     Case,
     DateTimeField,
     FilteredRelation,
+    Func,
     Max,
     Min,
     Prefetch,
@@ -24,7 +25,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncMinute
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.formats import format_money
@@ -496,6 +497,24 @@ def _add_billing(view: UnitView, tenancy: Tenancy, now: datetime) -> None:
     )
 
 
+class _EpochMinute(Func):
+    """Whole minutes since 1970 (UTC) of a timestamp, worked out by the database.
+
+    Django's ``TruncMinute`` on SQLite is a Python function the database calls
+    back for every reading (and its result a datetime to convert back); this is
+    the database's own arithmetic on both backends, and an integer."""
+
+    arity = 1
+    output_field = BigIntegerField()
+    template = "FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / 60)::bigint"
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Stored as UTC text; strftime's '%s' is whole seconds ('%%%%': the '%' that
+        # survives both this template and the driver's parameter style).
+        template = "(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / 60)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
 def _usage_minutes() -> QuerySet[Any, Any]:
     """A meter's actual readings from the last one before ``start`` on, a row per
     minute, the reading before ``start`` in a row of its own (first)."""
@@ -507,8 +526,7 @@ def _usage_minutes() -> QuerySet[Any, Any]:
     return (
         actual.filter(taken_at__gte=Coalesce(Subquery(before), start))
         .annotate(
-            # UTC, not the time zone active when first compiled: the same minutes.
-            minute=TruncMinute("taken_at", tzinfo=UTC),
+            minute=_EpochMinute("taken_at"),
             before=Case(When(taken_at__lt=start, then=Value(True)), default=Value(False)),
         )
         .values("minute", "before")
@@ -550,8 +568,9 @@ def _add_usage(
     slot = minutes // bars
     tops: list[int | None] = [None] * bars
     last_at, last_top = origin_at, origin_wh
+    start_s = start.timestamp()
     for row in rows:
-        idx = min(max(int((row["minute"] - start).total_seconds() // (slot * 60)), 0), bars - 1)
+        idx = min(max(int((row["minute"] * 60 - start_s) // (slot * 60)), 0), bars - 1)
         tops[idx] = row["top"]
         last_at, last_top = row["last"], row["top"]
     usage: list[int] = []

@@ -317,9 +317,11 @@ SUBMETER: dict[str, Any] = {
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted.
     "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
     # Threads a server process keeps for HTTP requests' synchronous code, each with
-    # its database connection (config/handler.py); more requests at once get a
-    # thread of their own for the request.
-    "HTTP_THREADS": int(os.environ.get("HTTP_THREADS", "8")),
+    # its database connection (config/handler.py), started as requests need them;
+    # a request that finds them all busy waits this long for one, then gets a
+    # thread of its own for the request.
+    "HTTP_THREADS": int(os.environ.get("HTTP_THREADS", "32")),
+    "HTTP_THREAD_WAIT_SECONDS": float(os.environ.get("HTTP_THREAD_WAIT_SECONDS", "0.25")),
     # Reading validation: a gap longer than this is spread and marked estimated;
     # longer than LONG_GAP its energy is held, not spread over invented slots.
     "ESTIMATE_GAP_SECONDS": int(os.environ.get("ESTIMATE_GAP_SECONDS", "900")),
