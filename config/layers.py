@@ -13,16 +13,40 @@ writes the same keys and scores as channels-redis's ``group_add`` (whose key
 naming, ``_group_key``, it reuses), so ``group_send`` and ``group_discard``
 see no difference. ``group_send_many`` likewise finds in one round trip which
 of many groups have channels, so a batch of broadcasts to screens nobody has
-open costs one round trip, not two per group.
+open costs one round trip, not two per group. ``send_many`` sends many
+messages to channels (e.g. "you are replaced" to the older sockets of a
+reconnecting fleet) in one script per shard, as ``group_send`` does for one
+group.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
 from redis import asyncio as aioredis
+
+logger = logging.getLogger(__name__)
+
+# ``send`` for many messages (KEYS[i] gets ARGV[i] if it holds fewer than
+# ARGV[n + i]); a key may repeat. Returns how many did not fit.
+_SEND_MANY = """
+local n = #KEYS
+local now, oldest, expiry = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local full = 0
+for i = 1, n do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        full = full + 1
+    end
+end
+return full
+"""
 
 
 class RedisChannelLayer(_RedisChannelLayer):
@@ -66,6 +90,34 @@ class RedisChannelLayer(_RedisChannelLayer):
             for group, at in first.items():
                 before[group] = [name.decode("utf8") for name in replies[at]]
         return before
+
+    async def send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """``send`` for many (channel, message) pairs: one script per shard.
+
+        As in ``group_send``, a channel whose queue is full does not get its
+        message (counted in a log line), and expired messages are dropped first."""
+        by_shard: dict[int, list[tuple[bytes, bytes, int]]] = {}
+        for channel, message in sends:
+            assert self.require_valid_channel_name(channel), "Channel name not valid"
+            assert "__asgi_channel__" not in message
+            target = channel
+            if "!" in channel:
+                # A process's channels share one queue; the message names its channel.
+                message = {**message, "__asgi_channel__": [channel]}
+                target = self.non_local_name(channel)
+            key = (self.prefix + target).encode("utf8")
+            by_shard.setdefault(self.consistent_hash(target), []).append(
+                (key, self.serialize(message), self.get_capacity(channel))
+            )
+        for index, items in by_shard.items():
+            now = time.time()
+            keys = [key for key, _message, _capacity in items]
+            args: list[Any] = [message for _key, message, _capacity in items]
+            args += [capacity for _key, _message, capacity in items]
+            args += [now, int(now) - int(self.expiry), self.expiry]
+            full = await self.connection(index).eval(_SEND_MANY, len(keys), *keys, *args)
+            if full:
+                logger.info("%s of %s channels over capacity", full, len(items))
 
     async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         """``group_send`` for many (group, message) pairs: one pipelined round trip
