@@ -72,3 +72,57 @@ async def test_send_many_keeps_a_full_channel_to_its_capacity():
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(channel), 0.5)
     await layer.flush()
+
+
+async def test_one_reader_hands_each_local_channel_its_own_messages_in_order():
+    layer = _layer()
+    channels = [await layer.new_channel() for _ in range(50)]
+    waiting = [asyncio.ensure_future(layer.receive(c)) for c in channels]
+    await asyncio.sleep(0.1)
+    await layer.send_many([(c, {"type": "x.y", "n": i}) for i, c in enumerate(channels)])
+    assert [m["n"] for m in await asyncio.wait_for(asyncio.gather(*waiting), 5)] == list(range(50))
+    # Messages that come while nobody receives on the channel wait for the next receive.
+    await layer.send(channels[0], {"type": "x.y", "n": 100})
+    await layer.send(channels[0], {"type": "x.y", "n": 101})
+    other = asyncio.ensure_future(layer.receive(channels[1]))  # keeps the reader going
+    got = [await asyncio.wait_for(layer.receive(channels[0]), 5) for _ in range(2)]
+    assert [m["n"] for m in got] == [100, 101]
+    # A receive given up (its socket closed) takes nothing from the others.
+    other.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await other
+    await layer.send(channels[2], {"type": "x.y", "n": 102})
+    assert await asyncio.wait_for(layer.receive(channels[2]), 5) == {"type": "x.y", "n": 102}
+    await layer.flush()
+
+
+async def test_a_redis_failure_reaches_every_waiting_receive():
+    layer = _layer()
+    channels = [await layer.new_channel() for _ in range(3)]
+
+    async def broken(channel: str) -> object:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("Redis went away")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(layer, "receive_single", broken)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(layer.receive(c) for c in channels), return_exceptions=True), 5
+        )
+    assert [type(r) for r in results] == [ConnectionError] * 3
+
+
+async def test_idle_local_channels_share_one_reader_task():
+    layer = _layer()
+    channels = [await layer.new_channel() for _ in range(100)]
+    before = len(asyncio.all_tasks())
+    waiting = [asyncio.ensure_future(layer.receive(c)) for c in channels]
+    await asyncio.sleep(0.1)
+    # The 100 receives themselves, and one task reading Redis for all of them.
+    assert len(asyncio.all_tasks()) - before == 100 + 1
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before  # nobody waits: the reader stops too
+    await layer.flush()
