@@ -108,6 +108,13 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, all threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -529,6 +536,8 @@ class Idle:
     memory_kib: int = 0
     seconds: float = 0.0
     started_at: float = 0.0  # time.monotonic() of the first connect
+    cpu_started: float = 0.0  # the server's CPU seconds then
+    cpu_s: float = 0.0  # the server's CPU seconds while the sockets connected
     failures: Counter[str] = field(default_factory=Counter)
     stopped: bool = False
 
@@ -545,9 +554,11 @@ async def hold_sockets(
     open; the server's memory grows by ``memory_kib``."""
     result = Idle(wanted=len(headers))
     before = rss_kib(pid)
+    result.cpu_started = cpu_seconds(pid)
     started = result.started_at = time.monotonic()
     conns = await connect_all(url, headers, deadline, result.failures, at_once, max_queue=4)
     result.seconds = time.monotonic() - started
+    result.cpu_s = cpu_seconds(pid) - result.cpu_started
     result.stopped = len(conns) < len(headers) and left(deadline) <= 0
     await settled(deadline, len(conns))  # the server's work for them, before its memory is read
     for ws in conns:
@@ -581,7 +592,22 @@ def storm_seconds(r: Idle, attached_at: list[float]) -> float | None:
     return attached_at[0] - r.started_at if attached_at else None
 
 
-def storm_text(r: Idle, attached_at: list[float], echo: Idle) -> str:
+def storm_cpu(r: Idle, attached_cpu: list[float], echo: Idle) -> str:
+    """The server's CPU seconds for the storm (until every device was attached),
+    beside the echo's for accepting as many sockets: unlike the wall clock,
+    barely moved by other work on the machine."""
+    if not attached_cpu or not r.held:
+        return ""
+    used = attached_cpu[0] - r.cpu_started
+    per = used / r.held * 1000
+    echo_per = echo.cpu_s / echo.held * 1000 if echo.held else float("nan")
+    return (
+        f"; server CPU {used:.1f} s ({per:.2f} ms per device; echo {echo.cpu_s:.1f} s,"
+        f" {echo_per:.2f} ms per socket)"
+    )
+
+
+def storm_text(r: Idle, attached_at: list[float], echo: Idle, attached_cpu: list[float]) -> str:
     took = storm_seconds(r, attached_at)
     if took is None:
         return (
@@ -590,10 +616,11 @@ def storm_text(r: Idle, attached_at: list[float], echo: Idle) -> str:
         )
     ratio = took / echo.seconds if echo.seconds > 0 else float("nan")
     partly = f" (only {r.held:,} of {r.wanted:,} connected)" if r.held < r.wanted else ""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{r.held:,} devices attached in {took:.1f} s{partly}, per worker; target 10 s"
         f" (echo accepted {echo.held:,} sockets in {echo.seconds:.1f} s in the same run:"
-        f" {ratio:.1f}x echo)"
+        f" {ratio:.1f}x echo){storm_cpu(r, attached_cpu, echo)}; load average {load}"
     )
 
 
@@ -1011,6 +1038,7 @@ def main() -> int:
         await asyncio.sleep(settle)
 
     attached_at: list[float] = []  # when every open socket's device was marked connected
+    attached_cpu: list[float] = []  # the server's CPU seconds then
 
     async def devices_settled(deadline: float, opened: int) -> None:
         """Until the server has marked each open socket's device connected (its
@@ -1024,6 +1052,7 @@ def main() -> int:
             await asyncio.sleep(0.1)
         else:
             attached_at.append(time.monotonic())
+            attached_cpu.append(cpu_seconds(app.pid))
         await asyncio.sleep(settle)
 
     ensure_database(db_url, timeout=setup_s if not args.quick else 120)
@@ -1119,7 +1148,7 @@ def main() -> int:
                 )
             )
             print(idle_line("device", dev_idle), flush=True)
-            storm = storm_text(dev_idle, attached_at, echo_idle)
+            storm = storm_text(dev_idle, attached_at, echo_idle, attached_cpu)
             print(f"device: connect storm: {storm}", flush=True)
         server_rss = rss_kib(app.pid)
     finally:

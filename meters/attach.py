@@ -13,7 +13,9 @@ batches and a lone device at once.
 Joining the device's channel-layer group (which replaces an older socket of
 the device, anywhere) is batched too when the layer is Redis: one pipelined
 round trip for the whole batch (``config.layers.RedisChannelLayer.group_add_many``)
-instead of four per socket. Other layers join one socket at a time.
+instead of four per socket, and the older sockets it replaces are told in one
+more (``send_many``), not with a ``group_send`` per device. Other layers join
+one socket at a time.
 
 Presence changes of one device keep their order: each attach gets a number,
 and a detach of a socket whose device has attached again since (a newer
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,11 +212,23 @@ async def _join_batch(joins: list[Join]) -> list[BaseException | None]:
         by_layer.setdefault(layer, []).append((group, channel))
     for layer, memberships in by_layer.items():
         before = await layer.group_add_many(memberships)
-        newest = dict(memberships)  # a group's last join in the batch replaces the others
-        joining = Counter(group for group, _channel in memberships)
-        for group, members in before.items():
-            if members or joining[group] > 1:
-                await layer.group_send(group, _replaced(newest[group]))
+        # A group's last join in the batch replaces its other channels: those
+        # there before (a socket of the device elsewhere, or of a server that
+        # went away) and the earlier joins of the batch. Told directly, all in
+        # one round trip: a fleet reconnecting after a restart finds every
+        # device group holding the old server's channel.
+        newest = dict(memberships)
+        others: dict[str, list[str]] = {group: list(members) for group, members in before.items()}
+        for group, channel in memberships:
+            others[group].append(channel)
+        await layer.send_many(
+            [
+                (channel, _replaced(newest[group]))
+                for group, channels in others.items()
+                for channel in dict.fromkeys(channels)
+                if channel != newest[group]
+            ]
+        )
     return [None] * len(joins)
 
 

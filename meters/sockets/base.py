@@ -213,7 +213,10 @@ class DeviceSocket(AsyncWebsocketConsumer):
         # Batched with the sockets attaching beside it (meters/attach.py), in
         # the order this device's sockets came and went.
         self._attach_seq, has_work = await attach.attached(device_id=self.device_id)
-        self._loop_task = asyncio.create_task(self._command_loop(idle=not has_work))
+        if has_work:
+            self.wake()
+        # Nothing to send: no command loop until a wake-up (an idle socket
+        # holds no task; thousands of them are what a storm leaves behind).
         _sockets[self.device_id] = self
         _ensure_sweeper()
 
@@ -222,6 +225,7 @@ class DeviceSocket(AsyncWebsocketConsumer):
             return
         if _sockets.get(self.device_id) is self:
             del _sockets[self.device_id]
+        self._closing = True  # a late wake-up starts no command loop
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -232,7 +236,7 @@ class DeviceSocket(AsyncWebsocketConsumer):
 
     # --- channel-layer events ---------------------------------------------
     async def relay_wake(self, event: dict[str, Any]) -> None:
-        self._wake.set()
+        self.wake()
 
     async def device_replaced(self, event: dict[str, Any]) -> None:
         if event.get("channel") != self.channel_name:
@@ -254,12 +258,11 @@ class DeviceSocket(AsyncWebsocketConsumer):
         await handler(message)
 
     # --- outbound commands --------------------------------------------------
-    async def _command_loop(self, *, idle: bool = False) -> None:
-        # Started idle (nothing to send), the first pass waits for a wake-up.
-        if idle:
-            await self._wake.wait()
-            self._wake.clear()
+    async def _command_loop(self) -> None:
+        # Runs while there is something to send or a retry to wait for; with
+        # nothing scheduled it ends, and the next wake-up starts it again.
         while True:
+            self._wake.clear()  # a wake-up during the pass makes another pass
             try:
                 await self._send_due_command()
                 if self.adapter.has_display:
@@ -267,14 +270,15 @@ class DeviceSocket(AsyncWebsocketConsumer):
                 next_at = await database_sync_to_async(relay_next_attempt_at)(
                     device_id=self.device_id
                 )
-                # An idle socket waits for a wake-up only (no polling); a lost
-                # wake-up is covered by the process-wide sweep.
-                timeout = None
-                if next_at is not None:
-                    timeout = max((next_at - timezone.now()).total_seconds(), 0.05)
+                if next_at is None:
+                    if self._wake.is_set():
+                        continue
+                    # Idle: only a wake-up (no polling); a lost wake-up is
+                    # covered by the process-wide sweep.
+                    return
+                timeout = max((next_at - timezone.now()).total_seconds(), 0.05)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-                self._wake.clear()
             except asyncio.CancelledError:
                 raise
             except ClientDisconnected:
@@ -319,8 +323,13 @@ class DeviceSocket(AsyncWebsocketConsumer):
     # names a device, so one device cannot report for another.
 
     def wake(self) -> None:
-        """Have the command loop look at the outbox now (after a report, a boot)."""
+        """Have the command loop look at the outbox now (after a report, a boot),
+        starting it if it is not running."""
         self._wake.set()
+        if self._closing or not self.device_id:
+            return
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._command_loop())
 
     async def record_presence(self, *, firmware: str | None = None) -> None:
         """The device announced itself (a boot, a full status)."""
