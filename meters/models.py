@@ -385,6 +385,12 @@ class Alert(models.Model):
         TENANT = "tenant", "Tenant"
         LANDLORD = "landlord", "Landlord"
 
+    class EmailSkipped(models.TextChoices):
+        SWITCHED_OFF = "switched_off", "Switched off by the tenant"
+        NO_ADDRESS = "no_address", "No email address"
+        NOT_DUE = "not_due", "No longer true when it could go"
+        EXPIRED = "expired", "Not sent within a day"
+
     landlord = models.ForeignKey(
         "landlord.Landlord", on_delete=models.PROTECT, related_name="alerts"
     )
@@ -402,6 +408,14 @@ class Alert(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     cleared_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
+    # Why the email will never go (the decision is kept so the sweep of owed
+    # emails, ``supply.alerts.alert_emails_sweep``, does not take it up again).
+    email_skipped = models.CharField(
+        max_length=12, choices=EmailSkipped.choices, blank=True, default=""
+    )
+    # When the email is next tried by a task already queued (end of quiet hours, a
+    # retry): the sweep leaves it to that task until then.
+    email_next_at = models.DateTimeField(null=True, blank=True)
     # Tenant alerts are shown on the meter too (native Notify); null until sent.
     device_notified_at = models.DateTimeField(null=True, blank=True)
 
@@ -411,6 +425,15 @@ class Alert(models.Model):
                 fields=["subject_key", "kind"],
                 condition=Q(cleared_at__isnull=True),
                 name="alert_one_open_per_subject_kind",
+            ),
+        ]
+        indexes = [
+            # Only alerts whose email is still owed: the sweep reads these, however
+            # many alerts were emailed.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(emailed_at__isnull=True, email_skipped=""),
+                name="alert_email_owed",
             ),
         ]
         ordering = ["-created_at"]

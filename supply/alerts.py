@@ -11,7 +11,10 @@ an email (a task), and for tenant alerts a Web Push to the tenant's phones (a
 task of its own, so a push failure never holds back the email) and a native
 ``Notify`` call to the unit's meter (the device socket sends alerts whose
 ``device_notified_at`` is empty, so a lost wake-up only delays it). Email and
-push follow the same tenant choices (``tenant_notification_choice``).
+push follow the same tenant choices (``tenant_notification_choice``). An email
+still owed a while later (its retries used up, its task lost) is queued again
+by a periodic sweep (``alert_emails_sweep``); the claim under the alert's row
+lock keeps it to one message.
 """
 
 from __future__ import annotations
@@ -408,9 +411,23 @@ def tenant_notification_choice(
     return True, until
 
 
-# A failed alert email is tried again after each of these delays, then given up
-# (and logged): the SMTP server may be down for a while, not for ever.
+# A failed alert email is tried again after each of these delays; after the last
+# one the sweep (``alert_emails_sweep``) tries it every EMAIL_SWEEP_RETRY while it
+# is younger than EMAIL_SWEEP_WINDOW: the SMTP server may be down for a while.
 EMAIL_RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1))
+EMAIL_SWEEP_RETRY = timedelta(minutes=10)
+# An email not sent within a day is given up: nobody wants day-old news, and the
+# sweep reads a bounded set.
+EMAIL_SWEEP_WINDOW = timedelta(hours=24)
+# A queued task (the first send, the end of quiet hours, a retry) gets this long
+# to run before the sweep takes the email up: the claim stops both sending, the
+# grace stops the sweep doubling work that is about to happen anyway.
+EMAIL_SWEEP_GRACE = timedelta(minutes=2)
+# The most emails one sweep queues; the rest wait for the next minute.
+EMAIL_SWEEP_BATCH = 500
+# The attempt number the sweep queues with: past the retry delays, so a failure
+# starts no retry chain of its own (the sweep is the retry).
+EMAIL_SWEPT_ATTEMPT = len(EMAIL_RETRY_DELAYS)
 
 
 def alert_still_due(alert: Alert) -> bool:
@@ -438,23 +455,33 @@ def alert_still_due(alert: Alert) -> bool:
     return balance < low_credit_threshold(tenancy=alert.tenancy, unit=alert.unit)
 
 
+def _email_skip(alert: Alert, reason: str) -> None:
+    alert.email_skipped = reason
+    alert.save(update_fields=["email_skipped"])
+    logger.info("alert %s email not sent: %s", alert.pk, reason)
+
+
 def _alert_email_claim(*, alert_id: int, now: datetime) -> tuple[Alert, list[str]] | None:
     """Under the alert's row lock: decide whether its email goes now and, if so, mark
     it emailed (the claim) in a short transaction; the alert and its recipients.
 
-    Held in quiet hours: queued again for their end, nothing marked.
+    Held in quiet hours: queued again for their end, and that end noted
+    (``email_next_at``) so the sweep does not take it up before. An email that
+    will never go (switched off, no address, no longer true) is marked so
+    (``email_skipped``) and the sweep leaves it for good.
     """
     with transaction.atomic():
         alert = (
             Alert.objects.select_for_update(of=("self",))
             .select_related("tenancy__tenant", "tenancy__notifications", "unit__property")
-            .filter(pk=alert_id, emailed_at__isnull=True)
+            .filter(pk=alert_id, emailed_at__isnull=True, email_skipped="")
             .first()
         )
         if alert is None:
             return None
         if alert.audience == Alert.Audience.TENANT:
             if alert.tenancy is None:
+                _email_skip(alert, Alert.EmailSkipped.NO_ADDRESS)
                 return None
             send, hold = tenant_notification_choice(
                 kind=alert.kind,
@@ -462,9 +489,15 @@ def _alert_email_claim(*, alert_id: int, now: datetime) -> tuple[Alert, list[str
                 now=now,
                 tz=alert.unit.property.timezone,
             )
-            if not send or not alert_still_due(alert):
+            if not send:
+                _email_skip(alert, Alert.EmailSkipped.SWITCHED_OFF)
+                return None
+            if not alert_still_due(alert):
+                _email_skip(alert, Alert.EmailSkipped.NOT_DUE)
                 return None
             if hold is not None:
+                alert.email_next_at = hold
+                alert.save(update_fields=["email_next_at"])
                 transaction.on_commit(
                     lambda: alert_email_task.using(run_after=hold).enqueue(alert_id),
                     robust=True,
@@ -482,6 +515,7 @@ def _alert_email_claim(*, alert_id: int, now: datetime) -> tuple[Alert, list[str
             )
         recipients = [r for r in recipients if r]
         if not recipients:
+            _email_skip(alert, Alert.EmailSkipped.NO_ADDRESS)
             return None
         alert.emailed_at = now
         alert.save(update_fields=["emailed_at"])
@@ -499,9 +533,11 @@ def alert_email_send(*, alert_id: int, attempt: int = 0, now: datetime | None = 
     The decision is taken and the alert marked emailed under its row lock; the
     message is sent after that transaction commits, so a slow mail server holds
     no lock. If sending fails, the mark is taken back and the email queued again
-    (``EMAIL_RETRY_DELAYS``), so the decision is not lost; the mark stops two
-    tasks from both sending it. A process killed between the mark and the send
-    loses that one email rather than risking it twice.
+    (``EMAIL_RETRY_DELAYS``), then left to the sweep (``alert_emails_sweep``),
+    so the decision is not lost; the mark stops two tasks (a retry, a sweep)
+    from both sending it. A process killed between the mark and the send loses
+    that one email rather than risking it twice: the mark says "sent" and the
+    sweep cannot tell it from a sent one.
     """
     now = now or timezone.now()
     claimed = _alert_email_claim(alert_id=alert_id, now=now)
@@ -516,15 +552,54 @@ def alert_email_send(*, alert_id: int, attempt: int = 0, now: datetime | None = 
             recipient_list=recipients,
         )
     except Exception:
-        Alert.objects.filter(pk=alert_id, emailed_at=now).update(emailed_at=None)
-        if attempt < len(EMAIL_RETRY_DELAYS):
+        retry = attempt < len(EMAIL_RETRY_DELAYS)
+        retry_at = timezone.now() + (EMAIL_RETRY_DELAYS[attempt] if retry else EMAIL_SWEEP_RETRY)
+        Alert.objects.filter(pk=alert_id, emailed_at=now).update(
+            emailed_at=None, email_next_at=retry_at
+        )
+        if retry:
             logger.warning("alert %s email failed, tried again later", alert_id, exc_info=True)
-            retry_at = timezone.now() + EMAIL_RETRY_DELAYS[attempt]
             alert_email_task.using(run_after=retry_at).enqueue(alert_id, attempt + 1)
         else:
-            logger.exception("alert %s email failed %s times: given up", alert_id, attempt + 1)
+            logger.exception(
+                "alert %s email failed (attempt %s): left to the sweep", alert_id, attempt + 1
+            )
         return False
     return True
+
+
+def alert_emails_sweep(*, now: datetime | None = None) -> list[int]:
+    """Queue again the emails of the last day's alerts that are still owed; their ids.
+
+    Owed: not emailed, not decided against (``email_skipped``), and no queued
+    task due to try it first (``email_next_at``, plus a grace). That covers an
+    email whose retries all failed, a task lost with its queue (a consumer
+    restarted with an in-memory queue) and a quiet-hours hold whose task was
+    lost. Each queued task decides afresh under the alert's row lock
+    (``_alert_email_claim``): the tenant's choices and quiet hours, whether the
+    alert still holds; so a sweep that races a retry or a hold never sends twice,
+    nor early, nor late. Alerts older than ``EMAIL_SWEEP_WINDOW`` are marked
+    given up, so the sweep reads only owed alerts of the last day (a partial
+    index), however many were emailed.
+    """
+    now = now or timezone.now()
+    since = now - EMAIL_SWEEP_WINDOW
+    owed = Alert.objects.filter(emailed_at__isnull=True, email_skipped="")
+    expired = owed.filter(created_at__lt=since).update(email_skipped=Alert.EmailSkipped.EXPIRED)
+    if expired:
+        logger.warning("%s alert emails not sent within %s: given up", expired, EMAIL_SWEEP_WINDOW)
+    settled = now - EMAIL_SWEEP_GRACE
+    ids = list(
+        owed.filter(created_at__gte=since, created_at__lte=settled)
+        .filter(Q(email_next_at__isnull=True) | Q(email_next_at__lte=settled))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:EMAIL_SWEEP_BATCH]
+    )
+    if ids:
+        logger.warning("alert emails still owed, queued again: %s", ids)
+    for alert_id in ids:
+        alert_email_task.enqueue(alert_id, EMAIL_SWEPT_ATTEMPT)
+    return ids
 
 
 @task()
