@@ -4,6 +4,7 @@ ASGI interface, watched with Django's request signals."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import connection
 
-from config.handler import PooledThreadsASGIHandler
+from config.handler import PooledThreadsASGIHandler, get_asgi_application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,3 +126,14 @@ async def test_a_slow_request_holds_up_another_only_briefly(seen):
     assert await _get(app) == 200
     assert seen.threads[1] is not seen.threads[0]
     assert seen.threads[2] is seen.threads[0]
+
+
+def test_the_server_sets_the_collector_thresholds_of_its_settings(settings):
+    settings.SUBMETER = {**settings.SUBMETER, "GC_THRESHOLDS": (700, 10, 1000)}
+    before = gc.get_threshold()
+    try:
+        get_asgi_application()
+        assert gc.get_threshold() == (700, 10, 1000)
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()

@@ -322,6 +322,11 @@ SUBMETER: dict[str, Any] = {
     # thread of its own for the request.
     "HTTP_THREADS": int(os.environ.get("HTTP_THREADS", "32")),
     "HTTP_THREAD_WAIT_SECONDS": float(os.environ.get("HTTP_THREAD_WAIT_SECONDS", "0.25")),
+    # Python's garbage collector thresholds in a server process (gc.set_threshold):
+    # the third says how many middle-generation collections make a full one.
+    "GC_THRESHOLDS": tuple(
+        int(v) for v in os.environ.get("GC_THRESHOLDS", "700,10,1000").split(",")
+    ),
     # Reading validation: a gap longer than this is spread and marked estimated;
     # longer than LONG_GAP its energy is held, not spread over invented slots.
     "ESTIMATE_GAP_SECONDS": int(os.environ.get("ESTIMATE_GAP_SECONDS", "900")),
