@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date, timedelta
 
 import pytest
 from django.db import connection
@@ -70,19 +71,38 @@ def _plan(read) -> str:
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
 def test_debt_is_found_among_the_tenancys_postings_however_long_the_ledger(personas):
-    # given: the landlord's long posting history on another tenancy's account
+    # given: the landlord's long posting history on 200 earlier tenancies' accounts
     # (usage, advances and repayments) and a few postings of this tenancy
     world = personas.a
-    tenancy, other = world.prepaid_tenancy, world.postpaid_tenancy
+    tenancy = world.prepaid_tenancy
     tenant, advance, revenue = _accounts(world, tenancy)
-    other_tenant = tenant_account(tenancy=other)
+    earlier = Tenancy.objects.bulk_create(
+        Tenancy(
+            landlord=world.landlord,
+            unit=world.postpaid,
+            tenant=world.postpaid_tenant,
+            start_date=date(2000, 1, 1) + timedelta(days=2 * n),
+            end_date=date(2000, 1, 1) + timedelta(days=2 * n + 1),
+        )
+        for n in range(200)
+    )
+    accounts = Account.objects.bulk_create(
+        Account(
+            landlord=world.landlord,
+            kind=Account.Kind.TENANT,
+            currency=tenant.currency,
+            tenancy=t,
+        )
+        for t in earlier
+    )
     legs = [
-        (advance, other_tenant)
+        (advance, account)
         if n % 20 == 0
-        else (other_tenant, advance)
+        else (account, advance)
         if n % 20 == 1
-        else (other_tenant, revenue)
-        for n in range(20_000)
+        else (account, revenue)
+        for account in accounts
+        for n in range(100)
     ]
     txns = LedgerTransaction.objects.bulk_create(
         LedgerTransaction(
