@@ -324,7 +324,7 @@ def standing_charges_post(*, tenancy: Tenancy, through: date) -> int:
             ledger_post(
                 landlord_id=tenancy.landlord_id,
                 kind=LedgerTransaction.Kind.STANDING,
-                idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}",
+                idempotency_key=_standing_key(tenancy.pk, day),
                 legs=[Leg(debit=tenant, credit=revenue, amount_minor=due)],
                 memo=f"Standing charge {day:%d %b %Y}",
             )
@@ -502,25 +502,42 @@ BILLING_BATCH = 1000
 _KEYS_PER_QUERY = 5000
 
 
-class _KeyIn(Lookup):
-    """``lhs IN (keys)``; on PostgreSQL the keys (text without a comma) go as one
-    parameter split by the server, so thousands of them cost one parameter to send
-    rather than one each."""
+def _standing_key(tenancy_id: int, day: date) -> str:
+    """The idempotency key of a tenancy's standing charge for a day (``_StandingKeyIn``
+    builds the same keys in SQL on PostgreSQL)."""
+    return f"standing:{tenancy_id}:{day.isoformat()}"
 
-    lookup_name = "key_in"
+
+class _StandingKeyIn(Lookup):
+    """``lhs`` is the key of a standing charge of one of ``tenancy_ids`` for a day
+    from ``start`` to before ``end``: ``rhs`` is ``(tenancy_ids, start, end)``.
+
+    On PostgreSQL the database builds the keys from one array of ids and the two
+    days, so a batch of a thousand month-long bills sends three parameters, not
+    thirty thousand keys, and each key is still found by equality through the
+    idempotency index (whatever the collation: no key range is compared)."""
+
+    lookup_name = "standing_key_in"
     prepare_rhs = False
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        keys = list(self.rhs)
+        tenancy_ids, start, end = self.rhs
+        days = [start + timedelta(days=n) for n in range((end - start).days)]
+        keys = [_standing_key(t, day) for t in tenancy_ids for day in days]
+        if not keys:
+            return "1 = 0", ()
         return f"{lhs} IN ({', '.join(['%s'] * len(keys))})", (*lhs_params, *keys)
 
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        joined = ",".join(self.rhs)
-        if joined.count(",") != len(self.rhs) - 1:
-            raise ValueError("A key holds a comma.")
-        return f"{lhs} = ANY(string_to_array(%s, ','))", (*lhs_params, joined)
+        tenancy_ids, start, end = self.rhs
+        keys = (
+            "ARRAY(SELECT 'standing:' || t || ':' || to_char(d, 'YYYY-MM-DD')"
+            " FROM unnest(%s::bigint[]) AS t,"
+            " generate_series(%s::date, %s::date - 1, interval '1 day') AS d)"
+        )
+        return f"{lhs} = ANY({keys})", (*lhs_params, pg_array(tenancy_ids), start, end)
 
 
 @dataclass(frozen=True)
@@ -740,32 +757,40 @@ def _drafts_read(drafts: list[_Draft]) -> None:
         )
     # Standing charges the ledger posted for each period's days (one key per day),
     # summed per tenancy by the database: one row per bill, not one per day.
-    days: dict[tuple[date, date], list[str]] = {}
-    keys: list[str] = []
+    spans: dict[tuple[date, date], list[int]] = defaultdict(list)
     for d in drafts:
-        span = (d.period.start, d.period.end)
-        if span not in days:
-            count = (d.period.end - d.period.start).days
-            days[span] = [(d.period.start + timedelta(days=n)).isoformat() for n in range(count)]
-        prefix = f"standing:{d.tenancy.pk}:"
-        keys += [prefix + day for day in days[span]]
+        spans[(d.period.start, d.period.end)].append(d.tenancy.pk)
     landlords = {d.tenancy.landlord_id for d in drafts}
-    for first in range(0, len(keys), _KEYS_PER_QUERY):
-        rows = (
-            Posting.objects.filter(
-                _KeyIn(F("transaction__idempotency_key"), keys[first : first + _KEYS_PER_QUERY]),
-                landlord_id__in=landlords,
-                transaction__kind=LedgerTransaction.Kind.STANDING,
-            )
-            .values_list("debit__tenancy_id", "landlord_id")
-            .annotate(s=Sum("amount_minor"))
-            .order_by()
+    for (start, end), tenancy_ids in spans.items():
+        # SQLite caps a statement's parameters: a slice of the tenancies at a time
+        # (PostgreSQL takes them all in three).
+        step = (
+            len(tenancy_ids)
+            if connection.vendor == "postgresql"
+            else max(_KEYS_PER_QUERY // max((end - start).days, 1), 1)
         )
-        for tenancy_id, landlord_id, amount in rows:
-            # A standing charge debits its own tenancy's balance (standing_charges_post).
-            charged = by_tenancy.get(tenancy_id)
-            if charged is not None and landlord_id == charged.tenancy.landlord_id:
-                charged.standing_minor += amount
+        for first in range(0, len(tenancy_ids), step):
+            rows = (
+                Posting.objects.filter(
+                    _StandingKeyIn(
+                        F("transaction__idempotency_key"),
+                        (tenancy_ids[first : first + step], start, end),
+                    ),
+                    # The transaction's landlord leads the idempotency index.
+                    transaction__landlord_id__in=landlords,
+                    landlord_id__in=landlords,
+                    transaction__kind=LedgerTransaction.Kind.STANDING,
+                )
+                .values_list("debit__tenancy_id", "landlord_id")
+                .annotate(s=Sum("amount_minor"))
+                .order_by()
+            )
+            for tenancy_id, landlord_id, amount in rows:
+                # A standing charge debits its own tenancy's balance
+                # (standing_charges_post).
+                charged = by_tenancy.get(tenancy_id)
+                if charged is not None and landlord_id == charged.tenancy.landlord_id:
+                    charged.standing_minor += amount
 
 
 def _meter_totals(draft: _Draft) -> dict[int, invoicing.MeterTotals]:
