@@ -3,13 +3,15 @@
     .venv/bin/python bench/billing.py                      # 100,000 tenancies (PostgreSQL if DATABASE_URL is set)
     .venv/bin/python bench/billing.py --quick              # 1,000 tenancies, within a minute (what CI runs)
     .venv/bin/python bench/billing.py --tenancies 20000 --deadline 120
+    .venv/bin/python bench/billing.py --quick --standing   # standing charges posted per day
 
 It builds a fresh database (on PostgreSQL one named after DATABASE_URL's with
 ``_billing`` appended, dropped afterwards; otherwise a temporary SQLite file)
 holding one landlord with ``--tenancies`` postpaid units, each with a meter,
 a tenancy from the first of last month and eight priced half-hour slots in
-that month on a tiered tariff with a standing charge and tax (standing charges
-already posted through the month, as the daily sweep leaves them). Then it
+that month on a tiered tariff with a standing charge and tax (the sweep's
+state says standing charges were posted through the month; with ``--standing``
+they are in the ledger too, one transaction a day, for the bills to read). Then it
 runs the hourly billing task, ``payments.billing.invoices_issue_due``, at
 01:00 on the first of this month, showing a progress bar, and prints bills
 per second. The baseline, in the same run, writes the same number of bills
@@ -49,8 +51,9 @@ def bar(done: int, total: int, started: float) -> str:
     return f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} bills, {rate:,.0f}/s"
 
 
-def estate(tenancies: int, month_start, tz_name: str) -> None:
-    """One landlord, ``tenancies`` postpaid units with a meter, a tenancy and priced slots."""
+def estate(tenancies: int, month_start, tz_name: str, *, standing: bool = False) -> None:
+    """One landlord, ``tenancies`` postpaid units with a meter, a tenancy and priced slots
+    (``standing``: and each day's standing charge posted to the ledger, as the sweep does)."""
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
@@ -98,6 +101,8 @@ def estate(tenancies: int, month_start, tz_name: str) -> None:
         BillingState.objects.bulk_create(
             BillingState(landlord=landlord, tenancy=t, standing_through=last_day) for t in ten
         )
+        if standing:
+            standing_charges(landlord, ten, month_start, last_day)
         devices = Device.objects.bulk_create(
             Device(landlord=landlord, unit=u, ident=f"bench-{first + i}", secret_hash="!")
             for i, u in enumerate(units)
@@ -133,6 +138,54 @@ def estate(tenancies: int, month_start, tz_name: str) -> None:
                     )
                 )
         Interval.objects.bulk_create(slots, batch_size=5000)
+
+
+def standing_charges(landlord, tenancies, month_start, last_day) -> None:
+    """Each tenancy's standing charge of 45.5p a day, posted per day (45p, then 46p)."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from payments.models import Account, LedgerTransaction, Posting
+
+    revenue, _ = Account.objects.get_or_create(
+        landlord=landlord, kind=Account.Kind.REVENUE, currency="GBP"
+    )
+    accounts = Account.objects.bulk_create(
+        Account(landlord=landlord, kind=Account.Kind.TENANT, currency="GBP", tenancy=t)
+        for t in tenancies
+    )
+    days = [month_start + timedelta(days=n) for n in range((last_day - month_start).days + 1)]
+    amounts = [45 + n % 2 for n in range(len(days))]
+    txns = LedgerTransaction.objects.bulk_create(
+        (
+            LedgerTransaction(
+                landlord=landlord,
+                kind=LedgerTransaction.Kind.STANDING,
+                idempotency_key=f"standing:{t.pk}:{day.isoformat()}",
+            )
+            for t in tenancies
+            for day in days
+        ),
+        batch_size=5000,
+    )
+    Posting.objects.bulk_create(
+        (
+            Posting(
+                landlord=landlord,
+                transaction=txn,
+                debit=accounts[i // len(days)],
+                credit=revenue,
+                amount_minor=amounts[i % len(days)],
+            )
+            for i, txn in enumerate(txns)
+        ),
+        batch_size=5000,
+    )
+    Account.objects.filter(pk__in=[a.pk for a in accounts]).update(balance_minor=-sum(amounts))
+    Account.objects.filter(pk=revenue.pk).update(
+        balance_minor=F("balance_minor") + sum(amounts) * len(accounts)
+    )
 
 
 def raw_bills(tenancy_ids: list[int], month_start, deadline: float) -> tuple[int, float]:
@@ -190,7 +243,7 @@ def _landlord_id() -> int:
     return _LANDLORD[0]
 
 
-def child(tenancies: int, deadline: float) -> None:
+def child(tenancies: int, deadline: float, *, standing: bool = False) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     import django
@@ -213,7 +266,7 @@ def child(tenancies: int, deadline: float) -> None:
     month_start = (this_month - timedelta(days=1)).replace(day=1)
     set_up = time.perf_counter()
     call_command("migrate", verbosity=0)
-    estate(tenancies, month_start, "UTC")
+    estate(tenancies, month_start, "UTC", standing=standing)
     if connection.vendor == "postgresql":
         # A fleet's database has its planner statistics (autovacuum keeps them);
         # a database loaded a moment ago has none, and the plans it would get
@@ -292,7 +345,15 @@ def child(tenancies: int, deadline: float) -> None:
 
 def run(env: dict[str, str], args: argparse.Namespace, limit: float) -> int:
     return run_child(
-        [__file__, "--child", "--tenancies", str(args.tenancies), "--deadline", str(args.deadline)],
+        [
+            __file__,
+            "--child",
+            "--tenancies",
+            str(args.tenancies),
+            "--deadline",
+            str(args.deadline),
+            *(["--standing"] if args.standing else []),
+        ],
         env,
         limit,
     )
@@ -308,6 +369,11 @@ def main() -> int:
         help="seconds the run may take (default 300; quick: 10)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, within one minute")
+    parser.add_argument(
+        "--standing",
+        action="store_true",
+        help="with each day's standing charge already posted to the ledger (a bill reads them)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tenancies is None:
@@ -315,7 +381,7 @@ def main() -> int:
     if args.deadline is None:
         args.deadline = 10.0 if args.quick else 300.0
     if args.child:
-        child(args.tenancies, args.deadline)
+        child(args.tenancies, args.deadline, standing=args.standing)
         return 0
     limit = SETUP_SECONDS_PER_10K * max(1, args.tenancies / 10_000) + 2 * args.deadline + 30
     url = os.environ.get("DATABASE_URL", "")

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from config.sql import IdIn
 from landlord.models import Tenancy
 
 from .models import (
@@ -136,7 +137,7 @@ def _funds_credited_many(*, tenancy_ids: Sequence[int]) -> dict[int, list[tuple[
     """Per tenancy, its funds each with the ledger transaction that credited it."""
     found = (
         Payment.objects.filter(
-            tenancy_id__in=tenancy_ids,
+            IdIn(F("tenancy_id"), tenancy_ids),
             status=Payment.Status.SUCCEEDED,
             ledger_transaction__isnull=False,
         )
@@ -156,14 +157,16 @@ def _funds_credited_many(*, tenancy_ids: Sequence[int]) -> dict[int, list[tuple[
     payments = [row for row in found if row[3] is None]
     ids = [row[1] for row in payments]
     refunded = dict(
-        Refund.objects.filter(payment_id__in=ids, ledger_transaction__isnull=False)
+        Refund.objects.filter(IdIn(F("payment_id"), ids), ledger_transaction__isnull=False)
         .exclude(status=Refund.Status.FAILED)
         .values_list("payment_id")
         .annotate(s=Sum("amount_minor"))
         .order_by()
     )
     withdrawn = dict(
-        Dispute.objects.filter(payment_id__in=ids, funds_withdrawn=True, funds_reinstated=False)
+        Dispute.objects.filter(
+            IdIn(F("payment_id"), ids), funds_withdrawn=True, funds_reinstated=False
+        )
         .values_list("payment_id")
         .annotate(s=Sum("amount_minor"))
         .order_by()
@@ -264,7 +267,9 @@ def tenancies_allocation(*, tenancy_ids: Sequence[int]) -> dict[int, Allocation]
     switches = {
         tenancy_id: (after_txn or 0, after_invoice or 0, opening, opening_funds)
         for tenancy_id, after_txn, after_invoice, opening, opening_funds in (
-            BillingState.objects.filter(tenancy_id__in=tenancy_ids, postpaid_from__isnull=False)
+            BillingState.objects.filter(
+                IdIn(F("tenancy_id"), tenancy_ids), postpaid_from__isnull=False
+            )
             .order_by("pk")
             .values_list(
                 "tenancy_id",
@@ -277,7 +282,7 @@ def tenancies_allocation(*, tenancy_ids: Sequence[int]) -> dict[int, Allocation]
     }
     bills: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for tenancy_id, pk, total in (
-        Invoice.objects.filter(tenancy_id__in=tenancy_ids)
+        Invoice.objects.filter(IdIn(F("tenancy_id"), tenancy_ids))
         .order_by("period_start", "pk")
         .values_list("tenancy_id", "pk", "total_minor")
     ):
@@ -286,7 +291,7 @@ def tenancies_allocation(*, tenancy_ids: Sequence[int]) -> dict[int, Allocation]
     # cannot pay again.
     used: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
-        invoice__tenancy_id__in=list(switches)
+        IdIn(F("invoice__tenancy_id"), list(switches))
     ).values_list("invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
         if invoice_id <= switches[tenancy_id][1]:
             used[tenancy_id][payment_id] += amount
@@ -353,11 +358,13 @@ def bills_allocate_many(*, tenancies: Sequence[Tenancy]) -> None:
     ids = [tenancy.pk for tenancy in tenancies]
     concerned = set(
         Payment.objects.filter(
-            tenancy_id__in=ids, status=Payment.Status.SUCCEEDED, ledger_transaction__isnull=False
+            IdIn(F("tenancy_id"), ids),
+            status=Payment.Status.SUCCEEDED,
+            ledger_transaction__isnull=False,
         ).values_list("tenancy_id", flat=True)
     )
     concerned |= set(
-        BillAllocation.objects.filter(invoice__tenancy_id__in=ids).values_list(
+        BillAllocation.objects.filter(IdIn(F("invoice__tenancy_id"), ids)).values_list(
             "invoice__tenancy_id", flat=True
         )
     )
@@ -372,14 +379,19 @@ def _allocations_store(*, tenancies: Sequence[Tenancy]) -> None:
         return
     ids = sorted({tenancy.pk for tenancy in tenancies})
     landlords = {tenancy.pk: tenancy.landlord_id for tenancy in tenancies}
-    list(Tenancy.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+    list(
+        Tenancy.objects.select_for_update()
+        .filter(IdIn(F("pk"), ids))
+        .order_by("pk")
+        .values_list("pk")
+    )
     scopes = tenancies_allocation(tenancy_ids=ids)
     wanted = {tenancy_id: scope.wanted() for tenancy_id, scope in scopes.items()}
     now = timezone.now()
     gone: list[int] = []
     stored: set[tuple[int, int]] = set()
     for pk, tenancy_id, invoice_id, payment_id, amount in BillAllocation.objects.filter(
-        invoice__tenancy_id__in=ids
+        IdIn(F("invoice__tenancy_id"), ids)
     ).values_list("pk", "invoice__tenancy_id", "invoice_id", "payment_id", "amount_minor"):
         if invoice_id <= scopes[tenancy_id].after_invoice:
             continue
@@ -392,7 +404,7 @@ def _allocations_store(*, tenancies: Sequence[Tenancy]) -> None:
                 amount_minor=wanted[tenancy_id][key], updated_at=now
             )
     if gone:
-        BillAllocation.objects.filter(pk__in=gone).delete()
+        BillAllocation.objects.filter(IdIn(F("pk"), gone)).delete()
     BillAllocation.objects.bulk_create(
         BillAllocation(
             landlord_id=landlords[tenancy_id],

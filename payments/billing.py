@@ -23,6 +23,7 @@ from django.db.models import F, JSONField, Lookup, Max, Q, Sum
 from django.utils import timezone
 
 from config.live import tenancies_changed_notify, unit_changed
+from config.sql import IdIn, pg_array
 from landlord.audit import audit_record
 from landlord.models import Property, Tenancy, Unit
 from meters.derivation import Derivation, slots_apply
@@ -323,7 +324,7 @@ def standing_charges_post(*, tenancy: Tenancy, through: date) -> int:
             ledger_post(
                 landlord_id=tenancy.landlord_id,
                 kind=LedgerTransaction.Kind.STANDING,
-                idempotency_key=f"standing:{tenancy.pk}:{day.isoformat()}",
+                idempotency_key=_standing_key(tenancy.pk, day),
                 legs=[Leg(debit=tenant, credit=revenue, amount_minor=due)],
                 memo=f"Standing charge {day:%d %b %Y}",
             )
@@ -501,54 +502,42 @@ BILLING_BATCH = 1000
 _KEYS_PER_QUERY = 5000
 
 
-class _KeyIn(Lookup):
-    """``lhs IN (keys)``; on PostgreSQL the keys (text without a comma) go as one
-    parameter split by the server, so thousands of them cost one parameter to send
-    rather than one each."""
+def _standing_key(tenancy_id: int, day: date) -> str:
+    """The idempotency key of a tenancy's standing charge for a day (``_StandingKeyIn``
+    builds the same keys in SQL on PostgreSQL)."""
+    return f"standing:{tenancy_id}:{day.isoformat()}"
 
-    lookup_name = "key_in"
+
+class _StandingKeyIn(Lookup):
+    """``lhs`` is the key of a standing charge of one of ``tenancy_ids`` for a day
+    from ``start`` to before ``end``: ``rhs`` is ``(tenancy_ids, start, end)``.
+
+    On PostgreSQL the database builds the keys from one array of ids and the two
+    days, so a batch of a thousand month-long bills sends three parameters, not
+    thirty thousand keys, and each key is still found by equality through the
+    idempotency index (whatever the collation: no key range is compared)."""
+
+    lookup_name = "standing_key_in"
     prepare_rhs = False
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        keys = list(self.rhs)
+        tenancy_ids, start, end = self.rhs
+        days = [start + timedelta(days=n) for n in range((end - start).days)]
+        keys = [_standing_key(t, day) for t in tenancy_ids for day in days]
+        if not keys:
+            return "1 = 0", ()
         return f"{lhs} IN ({', '.join(['%s'] * len(keys))})", (*lhs_params, *keys)
 
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        joined = ",".join(self.rhs)
-        if joined.count(",") != len(self.rhs) - 1:
-            raise ValueError("A key holds a comma.")
-        return f"{lhs} = ANY(string_to_array(%s, ','))", (*lhs_params, joined)
-
-
-class _IdIn(Lookup):
-    """``lhs IN (ids)`` for a batch's thousand primary keys; on PostgreSQL one array
-    parameter (``= ANY``): a list of placeholders costs Django and psycopg Python
-    time per value on every query, more than the database spends answering."""
-
-    lookup_name = "id_in"
-    prepare_rhs = False
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        ids = [int(v) for v in self.rhs]
-        if not ids:
-            return "1 = 0", ()
-        return f"{lhs} IN ({', '.join(['%s'] * len(ids))})", (*lhs_params, *ids)
-
-    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s::bigint[])", (*lhs_params, _pg_array(int(v) for v in self.rhs))
-
-
-def _pg_array(values: Iterable[int | datetime]) -> str:
-    """A PostgreSQL array literal of integers or aware datetimes, to be cast by the
-    query (``%s::bigint[]``, ``%s::timestamptz[]``): joined here in one pass, where
-    the driver's array adapter spends milliseconds on a batch's thousand values."""
-    return (
-        "{" + ",".join(v.isoformat() if isinstance(v, datetime) else str(v) for v in values) + "}"
-    )
+        tenancy_ids, start, end = self.rhs
+        keys = (
+            "ARRAY(SELECT 'standing:' || t || ':' || to_char(d, 'YYYY-MM-DD')"
+            " FROM unnest(%s::bigint[]) AS t,"
+            " generate_series(%s::date, %s::date - 1, interval '1 day') AS d)"
+        )
+        return f"{lhs} = ANY({keys})", (*lhs_params, pg_array(tenancy_ids), start, end)
 
 
 @dataclass(frozen=True)
@@ -588,7 +577,7 @@ def _priced_around(
     before = Q(start__lt=start_at)
     rows = (
         Interval.objects.filter(
-            _IdIn(F("meter_id"), meter_ids),
+            IdIn(F("meter_id"), meter_ids),
             kind=Interval.Kind.SLOT,
             gross_sub__isnull=False,
             start__lt=end_at,
@@ -649,10 +638,10 @@ def _priced_lines(drafts: list[_Draft]) -> dict[int, dict[_LineKey, tuple[int, i
                 GROUP BY 1, 2, 3, 4, 5
                 """,
                 [
-                    _pg_array(meter_id for meter_id, _ in pairs),
-                    _pg_array(d.period.start_at for _, d in pairs),
-                    _pg_array(d.period.end_at for _, d in pairs),
-                    _pg_array(range(len(pairs))),
+                    pg_array(meter_id for meter_id, _ in pairs),
+                    pg_array(d.period.start_at for _, d in pairs),
+                    pg_array(d.period.end_at for _, d in pairs),
+                    pg_array(range(len(pairs))),
                 ],
             )
             for k, version_id, band, tier, price, wh, net in cursor.fetchall():
@@ -702,7 +691,7 @@ def _drafts_read(drafts: list[_Draft]) -> None:
     # summed (the bill itemises sums, whatever the order of the slots).
     held = Interval.objects.filter(
         Q(kind=Interval.Kind.SLOT) | Q(quality=Interval.Quality.HELD),
-        _IdIn(F("meter_id"), list(by_meter)),
+        IdIn(F("meter_id"), list(by_meter)),
         gross_sub__isnull=True,
         start__gte=min(d.period.start_at for d in drafts),
         start__lt=max(d.period.end_at for d in drafts),
@@ -731,7 +720,7 @@ def _drafts_read(drafts: list[_Draft]) -> None:
         d.usage += held_usage[id(d)]
     # Late fees charged since the last bill are shown (and totalled) on this one.
     late = Invoice.objects.filter(
-        _IdIn(F("tenancy_id"), list(by_tenancy)),
+        IdIn(F("tenancy_id"), list(by_tenancy)),
         late_fee_minor__gt=0,
         late_fee_billed_on__isnull=True,
     ).order_by("period_start")
@@ -753,7 +742,7 @@ def _drafts_read(drafts: list[_Draft]) -> None:
     previous: dict[tuple[int, date], dict] = {}
     for tenancy_id, period_end, billed_through in (
         Invoice.objects.filter(
-            _IdIn(F("tenancy_id"), [d.tenancy.pk for d in plain]),
+            IdIn(F("tenancy_id"), [d.tenancy.pk for d in plain]),
             period_end__in={d.period.start for d in plain},
         )
         .order_by("-period_start", "pk")
@@ -768,32 +757,40 @@ def _drafts_read(drafts: list[_Draft]) -> None:
         )
     # Standing charges the ledger posted for each period's days (one key per day),
     # summed per tenancy by the database: one row per bill, not one per day.
-    days: dict[tuple[date, date], list[str]] = {}
-    keys: list[str] = []
+    spans: dict[tuple[date, date], list[int]] = defaultdict(list)
     for d in drafts:
-        span = (d.period.start, d.period.end)
-        if span not in days:
-            count = (d.period.end - d.period.start).days
-            days[span] = [(d.period.start + timedelta(days=n)).isoformat() for n in range(count)]
-        prefix = f"standing:{d.tenancy.pk}:"
-        keys += [prefix + day for day in days[span]]
+        spans[(d.period.start, d.period.end)].append(d.tenancy.pk)
     landlords = {d.tenancy.landlord_id for d in drafts}
-    for first in range(0, len(keys), _KEYS_PER_QUERY):
-        rows = (
-            Posting.objects.filter(
-                _KeyIn(F("transaction__idempotency_key"), keys[first : first + _KEYS_PER_QUERY]),
-                landlord_id__in=landlords,
-                transaction__kind=LedgerTransaction.Kind.STANDING,
-            )
-            .values_list("debit__tenancy_id", "landlord_id")
-            .annotate(s=Sum("amount_minor"))
-            .order_by()
+    for (start, end), tenancy_ids in spans.items():
+        # SQLite caps a statement's parameters: a slice of the tenancies at a time
+        # (PostgreSQL takes them all in three).
+        step = (
+            len(tenancy_ids)
+            if connection.vendor == "postgresql"
+            else max(_KEYS_PER_QUERY // max((end - start).days, 1), 1)
         )
-        for tenancy_id, landlord_id, amount in rows:
-            # A standing charge debits its own tenancy's balance (standing_charges_post).
-            charged = by_tenancy.get(tenancy_id)
-            if charged is not None and landlord_id == charged.tenancy.landlord_id:
-                charged.standing_minor += amount
+        for first in range(0, len(tenancy_ids), step):
+            rows = (
+                Posting.objects.filter(
+                    _StandingKeyIn(
+                        F("transaction__idempotency_key"),
+                        (tenancy_ids[first : first + step], start, end),
+                    ),
+                    # The transaction's landlord leads the idempotency index.
+                    transaction__landlord_id__in=landlords,
+                    landlord_id__in=landlords,
+                    transaction__kind=LedgerTransaction.Kind.STANDING,
+                )
+                .values_list("debit__tenancy_id", "landlord_id")
+                .annotate(s=Sum("amount_minor"))
+                .order_by()
+            )
+            for tenancy_id, landlord_id, amount in rows:
+                # A standing charge debits its own tenancy's balance
+                # (standing_charges_post).
+                charged = by_tenancy.get(tenancy_id)
+                if charged is not None and landlord_id == charged.tenancy.landlord_id:
+                    charged.standing_minor += amount
 
 
 def _meter_totals(draft: _Draft) -> dict[int, invoicing.MeterTotals]:
@@ -981,7 +978,7 @@ def invoices_issue(
     existing = {
         (invoice.tenancy_id, invoice.period_start): invoice
         for invoice in Invoice.objects.filter(
-            _IdIn(F("tenancy_id"), tenancy_ids),
+            IdIn(F("tenancy_id"), tenancy_ids),
             period_start__in={item.period_start for item in due},
         )
     }
@@ -1001,12 +998,12 @@ def invoices_issue(
             unread.append(item.tenancy.pk)
     if unread:
         states |= {
-            s.tenancy_id: s for s in BillingState.objects.filter(_IdIn(F("tenancy_id"), unread))
+            s.tenancy_id: s for s in BillingState.objects.filter(IdIn(F("tenancy_id"), unread))
         }
     meters: dict[int, list[int]] = defaultdict(list)
     unsettled: set[int] = set()
     for meter_id, unit_id, pending, since, held in (
-        Meter.objects.filter(_IdIn(F("unit_id"), list(units)))
+        Meter.objects.filter(IdIn(F("unit_id"), list(units)))
         .order_by("pk")
         .values_list("pk", "unit_id", "pending_sub", "pending_since", "held_from")
     ):
@@ -1177,12 +1174,12 @@ def _tenancies_read(ids: list[int]) -> list[Tenancy]:
     billing states attached. Each table is read on its own through its index: joined,
     the planner hashes the whole unit and billing-state tables for a thousand rows
     (tens of milliseconds a batch on a fleet of 100,000)."""
-    tenancies = list(Tenancy.objects.filter(_IdIn(F("pk"), ids)).order_by("pk"))
-    units = {u.pk: u for u in Unit.objects.filter(_IdIn(F("pk"), [t.unit_id for t in tenancies]))}
+    tenancies = list(Tenancy.objects.filter(IdIn(F("pk"), ids)).order_by("pk"))
+    units = {u.pk: u for u in Unit.objects.filter(IdIn(F("pk"), [t.unit_id for t in tenancies]))}
     _units_share(units=list(units.values()))
     states = {
         s.tenancy_id: s
-        for s in BillingState.objects.filter(_IdIn(F("tenancy_id"), [t.pk for t in tenancies]))
+        for s in BillingState.objects.filter(IdIn(F("tenancy_id"), [t.pk for t in tenancies]))
     }
     unit_cache = Tenancy.unit.field
     state_cache = Tenancy.billing_state.related
@@ -1226,7 +1223,7 @@ def invoices_issue_due(
         # The batch's latest bills, found through the (tenancy, period) unique
         # index rather than by grouping the whole invoice table.
         latest = dict(
-            Invoice.objects.filter(_IdIn(F("tenancy_id"), batch_ids))
+            Invoice.objects.filter(IdIn(F("tenancy_id"), batch_ids))
             .values_list("tenancy_id")
             .annotate(m=Max("period_start"))
             .order_by()

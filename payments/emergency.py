@@ -18,34 +18,38 @@ from .ledger import Leg, landlord_account, ledger_post, tenant_account
 from .models import Account, LedgerTransaction, Posting
 
 
-def _debt_postings(*, landlord_id: object, tenancy_id: object) -> Q:
-    """Postings between the tenancy's account and its landlord's advance account."""
-    advance = Account.Kind.ADVANCE
-    return Q(landlord_id=landlord_id) & (
-        Q(debit__kind=advance, credit__tenancy_id=tenancy_id)
-        | Q(credit__kind=advance, debit__tenancy_id=tenancy_id)
-    )
+def _debt_postings(*, landlord_id: int | OuterRef, tenancy_id: int | OuterRef) -> tuple[Q, Sum]:
+    """Postings between the tenancy's account and its landlord's advance account,
+    and their sum: lent (advance -> tenant) counts up, repaid (tenant -> advance) down.
 
-
-# Lent (advance -> tenant) counts up, repaid (tenant -> advance) counts down.
-_LENT_MINUS_REPAID = Sum(
-    Case(
-        When(debit__kind=Account.Kind.ADVANCE, then=F("amount_minor")),
-        default=-F("amount_minor"),
+    Matched on the posting's own ``debit_id``/``credit_id`` against the accounts'
+    ids (one-row subqueries through the unique ``tenancy_id`` and the landlord's
+    accounts), so the database finds them through those columns' indexes among
+    the tenancy's own postings, never by reading the landlord's (or every advance
+    account's) posting history, and joins no account to each posting.
+    """
+    tenant = Subquery(Account.objects.filter(tenancy_id=tenancy_id).values("pk")[:1])
+    advance = Account.objects.filter(landlord_id=landlord_id, kind=Account.Kind.ADVANCE).values(
+        "pk"
     )
-)
+    between = Q(credit_id=tenant, debit_id__in=advance) | Q(debit_id=tenant, credit_id__in=advance)
+    lent_minus_repaid = Sum(
+        Case(When(credit_id=tenant, then=F("amount_minor")), default=-F("amount_minor"))
+    )
+    return between, lent_minus_repaid
 
 
 def emergency_debt_expression() -> Coalesce:
     """``emergency_debt`` as an annotation on a Tenancy queryset, so a page reads it
     with the tenancy in one query."""
+    between, lent_minus_repaid = _debt_postings(
+        landlord_id=OuterRef(OuterRef("landlord_id")), tenancy_id=OuterRef(OuterRef("pk"))
+    )
     debt = (
-        Posting.objects.filter(
-            _debt_postings(landlord_id=OuterRef("landlord_id"), tenancy_id=OuterRef("pk"))
-        )
+        Posting.objects.filter(between)
         .order_by()
         .values("landlord_id")
-        .annotate(debt=_LENT_MINUS_REPAID)
+        .annotate(debt=lent_minus_repaid)
         .values("debt")
     )
     return Coalesce(Subquery(debt), Value(0))
@@ -53,9 +57,10 @@ def emergency_debt_expression() -> Coalesce:
 
 def emergency_debt(*, tenancy: Tenancy) -> int:
     """Emergency credit advanced to the tenancy and not yet repaid, in minor units."""
-    debt = Posting.objects.filter(
-        _debt_postings(landlord_id=tenancy.landlord_id, tenancy_id=tenancy.pk)
-    ).aggregate(debt=_LENT_MINUS_REPAID)["debt"]
+    between, lent_minus_repaid = _debt_postings(
+        landlord_id=tenancy.landlord_id, tenancy_id=tenancy.pk
+    )
+    debt = Posting.objects.filter(between).aggregate(debt=lent_minus_repaid)["debt"]
     return int(debt or 0)
 
 
