@@ -12,7 +12,6 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
 from django.utils import timezone
-from huey.contrib.djhuey import HUEY
 
 from landlord.models import TenantNotifications
 from meters.models import Alert
@@ -24,23 +23,6 @@ from tests.mailboxes import DOWN
 from .test_protections import _set_balance
 
 BACKENDS = "tests.meters.test_alert_email_delivery"
-EMAIL_TASK = "supply.alerts.alert_email_task"
-
-
-@pytest.fixture
-def queued_emails():
-    """The alert emails queued for later (Huey's schedule): (alert id, attempt, when)."""
-    HUEY.flush()
-
-    def read() -> list[tuple[int, int, object]]:
-        return [
-            (t.args[1][0], t.args[1][1] if len(t.args[1]) > 1 else 0, t.eta)
-            for t in HUEY.scheduled()
-            if t.args[0] == EMAIL_TASK
-        ]
-
-    yield read
-    HUEY.flush()
 
 
 class WatchingBackend(EmailBackend):

@@ -13,7 +13,6 @@ from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from huey.contrib.djhuey import HUEY
 
 from landlord.models import TenantNotifications
 from meters.models import Alert
@@ -34,24 +33,7 @@ from .test_alert_email_delivery import (
 )
 from .test_protections import _set_balance
 
-EMAIL_TASK = "supply.alerts.alert_email_task"
 UP = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-
-
-@pytest.fixture
-def queued_emails():
-    """The alert emails queued for later (Huey's schedule): (alert id, attempt, when)."""
-    HUEY.flush()
-
-    def read() -> list[tuple[int, int, object]]:
-        return [
-            (t.args[1][0], t.args[1][1] if len(t.args[1]) > 1 else 0, t.eta)
-            for t in HUEY.scheduled()
-            if t.args[0] == EMAIL_TASK
-        ]
-
-    yield read
-    HUEY.flush()
 
 
 def _age(alert: Alert, minutes: int) -> None:
