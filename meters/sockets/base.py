@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, cast
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
@@ -132,6 +136,62 @@ async def _sweep_forever() -> None:
                 socket.wake()
 
 
+Message = dict[str, Any]
+
+
+async def _dispatch_both(
+    client_receive: Callable[[], Awaitable[Message]],
+    layer_receive: Callable[[], Awaitable[Message]],
+    dispatch: Callable[[Message], Awaitable[None]],
+) -> None:
+    """Hand messages from the client and from the channel layer to
+    ``dispatch`` one at a time, as ``channels.utils.await_many_dispatch``
+    does, without its new task and ``asyncio.wait`` for every client message
+    (a good part of a reading frame's cost): the client's messages are awaited
+    here, the channel layer's in one task for the connection's life, and a
+    lock keeps the two from being handled at once.
+
+    A failure of the channel-layer side (its receive or a handler) ends the
+    connection as it would in Channels: it is raised here, once no client
+    message is being handled. The lock goes to whichever side was waiting
+    first, so neither side can hold the other off.
+    """
+    lock = asyncio.Lock()
+    here = asyncio.current_task()
+    assert here is not None
+    failure: list[BaseException] = []
+
+    async def layer_loop() -> None:
+        try:
+            while True:
+                message = await layer_receive()
+                async with lock:
+                    await dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            failure.append(exc)
+            # Holding the lock: the client side is between messages.
+            async with lock:
+                here.cancel()
+
+    layer = asyncio.ensure_future(layer_loop())
+    try:
+        while True:
+            message = await client_receive()
+            async with lock:
+                await dispatch(message)
+    except asyncio.CancelledError:
+        if failure:
+            here.uncancel()
+            raise failure[0] from None
+        raise
+    finally:
+        layer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await layer
+
+
 def _client_address(scope: dict[str, Any]) -> str:
     headers = dict(scope.get("headers") or [])
     meta = {
@@ -161,6 +221,20 @@ class DeviceSocket(AsyncWebsocketConsumer):
         self._attach_seq = 0
         self.device_id = 0
         self.adapter = adapter(self)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # channels.consumer.AsyncConsumer.__call__, with the dispatch loop above.
+        layer = get_channel_layer(self.channel_layer_alias)
+        if layer is None:
+            await super().__call__(scope, receive, send)
+            return
+        self.scope = scope
+        self.channel_layer = layer
+        self.channel_name = await layer.new_channel()
+        self.channel_receive = functools.partial(layer.receive, self.channel_name)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await _dispatch_both(receive, self.channel_receive, self.dispatch)
 
     # --- attach and disconnect ----------------------------------------------
     async def connect(self) -> None:
