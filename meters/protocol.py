@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .readings import ReadingInput
 
@@ -40,8 +39,10 @@ class ProtocolError(Exception):
         self.details = details or {}
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
+    """One parsed frame (a tuple: cheaper to build than a frozen dataclass,
+    and one is built for every frame a device sends)."""
+
     kind: int
     msg_id: str
     action: str

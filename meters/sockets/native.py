@@ -12,7 +12,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 
@@ -50,6 +50,13 @@ class NativeAdapter(ProtocolAdapter):
 
     # The id of the call being handled, for errors raised below it.
     _last_id = ""
+    # The calls a device makes, and the method that answers each.
+    _calls: ClassVar[dict[str, str]] = {
+        "BootNotification": "_on_boot",
+        "Heartbeat": "_on_heartbeat",
+        "MeterValues": "_on_meter_values",
+        "RelayStatus": "_on_relay_status",
+    }
 
     def credentials(self, scope: dict[str, Any]) -> tuple[str, str | None]:
         creds = basic_credentials(scope)
@@ -97,17 +104,12 @@ class NativeAdapter(ProtocolAdapter):
 
     async def _handle_call(self, frame: protocol.Frame) -> None:
         self._last_id = frame.msg_id
-        handlers: dict[str, Callable[[protocol.Frame], Awaitable[dict[str, Any]]]] = {
-            "BootNotification": self._on_boot,
-            "Heartbeat": self._on_heartbeat,
-            "MeterValues": self._on_meter_values,
-            "RelayStatus": self._on_relay_status,
-        }
-        handler = handlers.get(frame.action)
-        if handler is None:
+        name = self._calls.get(frame.action)
+        if name is None:
             raise protocol.ProtocolError(
                 "NotImplemented", f"Unknown action {frame.action!r}.", frame.msg_id
             )
+        handler: Callable[[protocol.Frame], Awaitable[dict[str, Any]]] = getattr(self, name)
         reply = await handler(frame)
         await self.socket.send(text_data=protocol.result(frame.msg_id, reply))
 
