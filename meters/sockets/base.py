@@ -162,14 +162,16 @@ async def _dispatch_both(
     failure: list[BaseException] = []
 
     async def layer_loop() -> None:
+        this = asyncio.current_task()
+        assert this is not None
         try:
             while True:
                 message = await layer_receive()
                 async with lock:
                     await dispatch(message)
-        except asyncio.CancelledError:
-            raise
         except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and this.cancelling():
+                raise  # the connection is over
             failure.append(exc)
             # Holding the lock: the client side is between messages.
             async with lock:

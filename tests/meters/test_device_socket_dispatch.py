@@ -111,3 +111,18 @@ async def test_a_failing_channel_layer_receive_ends_the_connection():
 
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(_dispatch_both(client, layer, dispatch), timeout=5)
+
+
+async def test_a_channel_layer_receive_cancelled_from_within_ends_the_connection():
+    # As in Channels, where the receive's task result re-raises it.
+    client = _Source()
+
+    async def layer() -> dict[str, Any]:
+        raise asyncio.CancelledError
+
+    async def dispatch(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing to handle")
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(_dispatch_both(client, layer, dispatch), timeout=5)
+    assert client.cancelled
