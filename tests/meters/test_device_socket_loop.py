@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 from uvicorn.protocols.utils import ClientDisconnected
 
 from meters.sockets import base as socket_base
@@ -21,6 +22,9 @@ class _GoneAdapter(ProtocolAdapter):
         raise ClientDisconnected
 
 
+# The loop's database calls are patched out, but database_sync_to_async still
+# checks its thread's connection, which an earlier test may have left open.
+@pytest.mark.django_db
 async def test_the_command_loop_ends_quietly_when_the_device_has_gone(monkeypatch, caplog):
     command = SimpleNamespace(pk=1, state="off", generation=3, attempts=1)
     monkeypatch.setattr(socket_base, "relay_command_due", lambda *, device_id: command)
